@@ -1,0 +1,18 @@
+# airlock developer front door. `just --list` shows the recipes.
+
+# Build the builder and the runner
+build:
+    cargo build --release
+
+# The whole test suite, as CI runs it (installs Debian packages when root)
+test:
+    scripts/test-all
+
+# Format check and clippy with warnings as errors
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
+
+# Check the shipped stand recipe
+demo:
+    cargo run --release -- plan recipes/space-vdi-5.4-ha.toml

@@ -1,0 +1,7 @@
+//! airlock: turn a cluster recipe and the install discs into one verified
+//! bundle for an air-gapped site, and let cloned VMs configure themselves into
+//! a fault-tolerant Space VDI 5.4 cluster.
+
+pub mod cli;
+pub mod plan;
+pub mod recipe;
