@@ -3,7 +3,7 @@
 //! Exit codes, for every subcommand: 0 ok, 1 the check failed (the recipe is
 //! inconsistent, verification failed), 2 usage or I/O error.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,6 +12,9 @@ use clap::{Parser, Subcommand};
 
 use crate::plan::{self, MediaCheck, Severity};
 use crate::recipe;
+use crate::repo;
+use crate::sign::{self, SigningKey};
+use crate::timefmt;
 
 /// What a command decided, mapped onto the exit-code contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,87 @@ pub enum Command {
             airlock plan site.toml --json | jq '.plan.hosts[] | {name, ip, vrrp}'"
     )]
     Plan(PlanArgs),
+
+    /// Generate the site's archive signing key
+    #[command(
+        long_about = "Generate the site's archive signing key.\n\n\
+            Writes DIR/signing-key.asc (the secret key, mode 0600, never printed), \
+            DIR/archive-keyring.asc (the public key, armored) and DIR/archive-keyring.gpg \
+            (the public key as a binary keyring, for apt's signed-by= and \
+            /etc/apt/trusted.gpg.d/). The key is Ed25519 in the form GnuPG 2.2 (Astra SE \
+            1.7) accepts. Existing files are never overwritten.",
+        after_help = "Examples:\n  \
+            airlock keygen --out keys\n  \
+            airlock keygen --out keys --name \"Example site archive key\""
+    )]
+    Keygen(KeygenArgs),
+
+    /// Work with the signed apt repository on its own
+    #[command(subcommand)]
+    Repo(RepoCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Merge the main and devel discs into one signed apt repository
+    #[command(
+        long_about = "Merge the main and devel discs into one signed apt repository.\n\n\
+            Each disc is an .iso file (read directly: no mount, no root) or a directory \
+            holding pool/ and dists/. Every .deb is read once: hashed, its control file \
+            read, and copied (hard-linked from a directory on the same file system). Each \
+            .deb must match the size and SHA256 its disc's own Packages index gives. \
+            Identical packages on both discs appear once; the same name, version and \
+            architecture with different bytes is an error naming both files.\n\n\
+            Writes OUT/pool/, OUT/dists/SUITE/COMPONENT/binary-ARCH/Packages{,.gz,.xz}, \
+            Release, InRelease and Release.gpg. OUT is replaced only when the build \
+            succeeds; a rebuild re-reads only the files that changed.",
+        after_help = "Examples:\n  \
+            airlock repo build --main astra-main.iso --devel astra-devel.iso --key keys/signing-key.asc --out repo\n  \
+            SOURCE_DATE_EPOCH=1700000000 airlock repo build --main /srv/main --key keys/signing-key.asc --out repo --json\n\n\
+            On a VM: deb [signed-by=/path/archive-keyring.gpg] file:///opt/airlock/repo 1.7_x86-64 main contrib non-free"
+    )]
+    Build(RepoBuildArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// Directory to write the key files into (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The key's user id name
+    #[arg(long, default_value = "Site archive key (airlock)")]
+    pub name: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RepoBuildArgs {
+    /// The Astra SE 1.7 main disc: an .iso file or a directory with pool/ and dists/
+    #[arg(long, value_name = "PATH")]
+    pub main: PathBuf,
+    /// The Astra SE 1.7 devel disc (optional), same forms as --main
+    #[arg(long, value_name = "PATH")]
+    pub devel: Option<PathBuf>,
+    /// The armored secret signing key (from `airlock keygen`, or your own)
+    #[arg(long, value_name = "SECRET.asc")]
+    pub key: PathBuf,
+    /// The repository directory to write (replaced when the build succeeds)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// apt suite (and codename) of the repository
+    #[arg(long, default_value = "1.7_x86-64")]
+    pub suite: String,
+    /// Accept .deb files that a disc's own index does not list (they are reported)
+    #[arg(long)]
+    pub allow_unlisted: bool,
+    /// The disc vendor's public key, to check the signature of a disc's Release
+    #[arg(long, value_name = "KEYRING")]
+    pub disc_keyring: Option<PathBuf>,
+    /// Worker threads (default: one per core)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub jobs: usize,
+    /// Print a summary as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,6 +174,8 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> Result<Status> {
     match cli.command {
         Command::Plan(args) => cmd_plan(&args),
+        Command::Keygen(args) => cmd_keygen(&args),
+        Command::Repo(RepoCommand::Build(args)) => cmd_repo_build(&args),
     }
 }
 
@@ -153,6 +239,82 @@ fn cmd_plan(args: &PlanArgs) -> Result<Status> {
             Status::Ok
         },
     )
+}
+
+fn cmd_keygen(args: &KeygenArgs) -> Result<Status> {
+    let written = sign::keygen(&args.out, &args.name)?;
+    for p in written {
+        println!("wrote {}", p.display());
+    }
+    println!(
+        "keep {} secret; give archive-keyring.gpg to the VMs (signed-by= or /etc/apt/trusted.gpg.d/)",
+        args.out.join(sign::SECRET_KEY_FILE).display()
+    );
+    Ok(Status::Ok)
+}
+
+fn cmd_repo_build(args: &RepoBuildArgs) -> Result<Status> {
+    let key = SigningKey::load(&args.key)?;
+    let mut discs = vec![("main".to_string(), args.main.clone())];
+    if let Some(d) = &args.devel {
+        discs.push(("devel".to_string(), d.clone()));
+    }
+    let opts = repo::Options {
+        discs,
+        out: args.out.clone(),
+        suite: args.suite.clone(),
+        components: repo::ASTRA_COMPONENTS.map(String::from).to_vec(),
+        architectures: vec!["amd64".into()],
+        allow_unlisted: args.allow_unlisted,
+        disc_keyring: args.disc_keyring.clone(),
+        time: timefmt::build_time()?,
+        progress: !args.json && std::io::stderr().is_terminal(),
+        jobs: args.jobs,
+    };
+    let summary = repo::build(&opts, &key)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_repo_summary(&summary);
+    }
+    Ok(Status::Ok)
+}
+
+fn print_repo_summary(s: &repo::Summary) {
+    let per: Vec<String> = s.packages.iter().map(|(c, n)| format!("{n} {c}")).collect();
+    println!(
+        "{}: {} packages ({}), {:.1} MB, suite {}, architectures {}",
+        s.out.display(),
+        s.total_packages,
+        per.join(", "),
+        s.bytes as f64 / 1e6,
+        s.suite,
+        s.architectures.join(" ")
+    );
+    for d in &s.discs {
+        println!(
+            "  {} disc {}: {} .deb files, disc index {}, disc Release signature {}",
+            d.role, d.source, d.debs, d.index, d.release_signature
+        );
+    }
+    if s.deduplicated > 0 {
+        println!(
+            "  {} identical package(s) on both discs kept once",
+            s.deduplicated
+        );
+    }
+    for u in &s.unlisted {
+        println!("  accepted, not in its disc's index: {u}");
+    }
+    if !s.skipped.is_empty() {
+        println!("  {} non-.deb file(s) in pool/ skipped", s.skipped.len());
+    }
+    println!(
+        "  read {:.1} MB, reused {} unchanged package(s), {:.2} s",
+        s.hashed_bytes as f64 / 1e6,
+        s.reused,
+        s.seconds
+    );
 }
 
 #[cfg(test)]

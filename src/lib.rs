@@ -3,5 +3,12 @@
 //! a fault-tolerant Space VDI 5.4 cluster.
 
 pub mod cli;
+pub mod control;
+pub mod deb;
+pub mod iso;
+pub mod media;
 pub mod plan;
 pub mod recipe;
+pub mod repo;
+pub mod sign;
+pub mod timefmt;

@@ -781,14 +781,14 @@ pub fn resolve(recipe: &Recipe, source: &Source, media: MediaCheck) -> Outcome {
         }
     }
     let password_file = db.password_file.as_ref().map(resolve_path);
-    if let Some(p) = &password_file {
-        if !p.is_file() {
-            c.push(
-                severity,
-                "database.password_file",
-                format!("{} does not exist; create it (one line, mode 0600) or remove the key to have a password generated", p.display()),
-            );
-        }
+    if let Some(p) = &password_file
+        && !p.is_file()
+    {
+        c.push(
+            severity,
+            "database.password_file",
+            format!("{} does not exist; create it (one line, mode 0600) or remove the key to have a password generated", p.display()),
+        );
     }
 
     let has_errors = c.problems.iter().any(|p| p.severity == Severity::Error);

@@ -483,18 +483,18 @@ fn first_line(s: &str) -> String {
 fn key_for(path: &str, message: &str) -> String {
     let path = if path == "." { "" } else { path };
     for prefix in ["unknown field `", "missing field `"] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            if let Some(end) = rest.find('`') {
-                let field = &rest[..end];
-                if path.ends_with(field) {
-                    return path.to_string();
-                }
-                return if path.is_empty() {
-                    field.to_string()
-                } else {
-                    format!("{path}.{field}")
-                };
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some(end) = rest.find('`')
+        {
+            let field = &rest[..end];
+            if path.ends_with(field) {
+                return path.to_string();
             }
+            return if path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
         }
     }
     path.to_string()

@@ -30,6 +30,8 @@ impl Run {
     }
 }
 
+pub mod discs;
+
 /// Runs `airlock ARGS` in `dir`.
 pub fn airlock(dir: &Path, args: &[&str]) -> Run {
     let out = Command::new(airlock_bin())

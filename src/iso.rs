@@ -1,0 +1,214 @@
+//! ISO 9660 images through `hadris-iso`: listing a disc's files with their
+//! Rock Ridge names (Joliet, then plain names, as fallbacks) and data extents.
+//!
+//! hadris-iso returns names as stored, so every component is checked here
+//! (`..`, `/`, NUL are refused); directory sizes, depth and loops are bounded
+//! so a corrupt image gives an error, not a huge allocation or a hang.
+
+use std::collections::HashSet;
+use std::fs::File;
+
+use anyhow::{Result, anyhow, bail};
+use hadris_iso::directory::DirectoryRef;
+use hadris_iso::file::EntryType;
+use hadris_iso::read::{DirEntry, IsoImage};
+
+use crate::media::{Location, MediaFile, checked_relative};
+
+const SECTOR: u64 = 2048;
+const MAX_DEPTH: usize = 64;
+const MAX_DIR_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Naming {
+    RockRidge,
+    Joliet,
+    Plain,
+}
+
+/// Strips the ISO 9660 version suffix (`;1`) and a bare trailing dot.
+fn clean_iso_name(raw: &str) -> &str {
+    let s = match raw.rsplit_once(';') {
+        Some((base, ver)) if !ver.is_empty() && ver.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => raw,
+    };
+    s.strip_suffix('.').filter(|b| !b.is_empty()).unwrap_or(s)
+}
+
+fn entry_name(e: &DirEntry, naming: Naming) -> String {
+    if let Some(nm) = e.rrip.as_ref().and_then(|r| r.alternate_name.as_deref()) {
+        return nm.to_owned();
+    }
+    match naming {
+        Naming::Joliet => clean_iso_name(&e.record.joliet_name()).to_owned(),
+        _ => clean_iso_name(&String::from_utf8_lossy(e.name())).to_owned(),
+    }
+}
+
+/// ISO 9660 / Rock Ridge date → seconds since the epoch (`gmt_off` in
+/// 15-minute units); `None` for the all-zero "not specified" date.
+fn unix_time(year: i64, mon: u8, day: u8, h: u8, mi: u8, s: u8, gmt_off: i8) -> Option<i64> {
+    if !(1..=12).contains(&mon) || !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let (y, m) = if mon <= 2 {
+        (year - 1, i64::from(mon) + 9)
+    } else {
+        (year, i64::from(mon) - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(
+        days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s)
+            - i64::from(gmt_off) * 900,
+    )
+}
+
+/// Lists every regular file of the image, sorted by path, with its extents.
+/// Symbolic links and devices are left out. `len` is the image's size: a
+/// directory stored past it means the image is truncated.
+///
+/// A file's `ident` is 0: its extent moves whenever the image is remastered,
+/// so the incremental-build key is path, size and Rock Ridge mtime, and the
+/// disc's own index re-checks a cached hash.
+pub fn list_files(file: &File, len: u64) -> Result<Vec<MediaFile>> {
+    let image = IsoImage::open(file.try_clone()?).map_err(|e| {
+        anyhow!("not a valid ISO 9660 image ({e}); is the file complete? compare its size and checksum with the original disc")
+    })?;
+    let roots = image.root_dirs();
+    let primary = roots
+        .iter()
+        .find(|r| !matches!(r.entry_type(), EntryType::Joliet { .. }))
+        .copied();
+    let joliet = roots
+        .iter()
+        .find(|r| matches!(r.entry_type(), EntryType::Joliet { .. }))
+        .copied();
+    let (naming, root) = match (image.supports_rrip(), primary, joliet) {
+        (true, Some(p), _) => (Naming::RockRidge, p),
+        (_, _, Some(j)) => (Naming::Joliet, j),
+        (_, Some(p), None) => (Naming::Plain, p),
+        _ => bail!("the image has no directory tree"),
+    };
+
+    let mut files = Vec::new();
+    let mut visited: HashSet<usize> = HashSet::new();
+    let mut stack: Vec<(DirectoryRef, Vec<String>, usize)> = vec![(root.dir_ref(), Vec::new(), 0)];
+    while let Some((dref, prefix, depth)) = stack.pop() {
+        let at = prefix.join("/");
+        if depth > MAX_DEPTH {
+            bail!("directory tree deeper than {MAX_DEPTH} levels at {at:?}; the image is corrupt");
+        }
+        if dref.size > MAX_DIR_BYTES {
+            bail!(
+                "directory {at:?} claims {} bytes; the image is corrupt",
+                dref.size
+            );
+        }
+        let start = dref.extent.0 as u64 * SECTOR;
+        if start.saturating_add(dref.size as u64) > len {
+            bail!(
+                "directory {at:?} lies at bytes {start}..{} but the image has {len}: the image is truncated",
+                start + dref.size as u64
+            );
+        }
+        if !visited.insert(dref.extent.0) {
+            bail!("directory {at:?} loops back to a parent; the image is corrupt");
+        }
+        let entries = image
+            .open_dir(dref)
+            .read_entries()
+            .map_err(|e| anyhow!("reading directory {at:?}: {e}"))?;
+        for e in entries {
+            if e.record.is_special() {
+                continue;
+            }
+            let mut parts = prefix.clone();
+            parts.push(entry_name(&e, naming));
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            let path = checked_relative(&refs, "the image")?;
+            if e.is_directory() {
+                let child = e
+                    .as_dir_ref(&image)
+                    .map_err(|err| anyhow!("{path}: {err}"))?;
+                stack.push((child, parts, depth + 1));
+                continue;
+            }
+            let rr = e.rrip.as_ref();
+            if rr.and_then(|r| r.symlink_target.as_ref()).is_some() {
+                continue;
+            }
+            let mode = rr
+                .and_then(|r| r.posix_attributes.as_ref())
+                .map(|px| px.file_mode.read());
+            if mode.is_some_and(|m| m & 0o170000 != 0o100000) {
+                continue;
+            }
+            let mtime = match rr
+                .and_then(|r| r.timestamps.as_ref())
+                .and_then(|t| t.modify)
+            {
+                Some(t) => unix_time(
+                    i64::from(t.year),
+                    t.month,
+                    t.day,
+                    t.hour,
+                    t.minute,
+                    t.second,
+                    t.gmt_offset,
+                ),
+                None => {
+                    let b = e.record.to_bytes();
+                    b.get(18..25).and_then(|b| {
+                        unix_time(
+                            1900 + i64::from(b[0]),
+                            b[1],
+                            b[2],
+                            b[3],
+                            b[4],
+                            b[5],
+                            b[6] as i8,
+                        )
+                    })
+                }
+            };
+            let extents: Vec<(u64, u64)> = e
+                .extents()
+                .map(|x| (x.sector.0 as u64 * SECTOR, u64::from(x.length)))
+                .filter(|&(_, n)| n > 0)
+                .collect();
+            let size = extents.iter().map(|&(_, n)| n).sum();
+            files.push(MediaFile {
+                path,
+                size,
+                mtime: mtime.unwrap_or(0),
+                ident: 0,
+                location: Location::Extents(extents),
+            });
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lose_their_version_suffix() {
+        assert_eq!(clean_iso_name("README.TXT;1"), "README.TXT");
+        assert_eq!(clean_iso_name("ABS_LINK.;1"), "ABS_LINK");
+        assert_eq!(clean_iso_name("plain"), "plain");
+    }
+
+    #[test]
+    fn dates_convert() {
+        assert_eq!(unix_time(2020, 1, 2, 3, 4, 5, 0), Some(1_577_934_245));
+        assert_eq!(unix_time(2020, 1, 2, 4, 4, 5, 4), Some(1_577_934_245));
+        assert_eq!(unix_time(1900, 0, 0, 0, 0, 0, 0), None);
+    }
+}

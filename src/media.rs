@@ -1,0 +1,262 @@
+//! Reading install discs: an ISO 9660 image (Rock Ridge names, Joliet as a
+//! fallback) read straight from the file, or a directory holding `pool/` and
+//! `dists/`. Nothing is mounted or extracted; file contents are streamed from
+//! their extents with positioned reads, so several threads can read one image.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+
+use crate::iso;
+
+/// Where a file's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A file in a directory medium.
+    Path(PathBuf),
+    /// Byte ranges `(offset, length)` in the image, in order.
+    Extents(Vec<(u64, u64)>),
+}
+
+/// One regular file of a medium.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFile {
+    /// Relative, `/`-separated, checked: no `..`, no empty or absolute parts.
+    pub path: String,
+    pub size: u64,
+    /// Modification time (Rock Ridge or file system), seconds since the epoch.
+    pub mtime: i64,
+    /// Identity of the bytes on the medium: the inode for directories, 0 for
+    /// images (see [`crate::iso::list_files`]). Part of the incremental key.
+    pub ident: u64,
+    pub location: Location,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Dir(PathBuf),
+    Image { file: Arc<File>, len: u64 },
+}
+
+/// An opened disc: an `.iso` file or a directory.
+#[derive(Debug)]
+pub struct Medium {
+    /// How the user named it, for messages.
+    pub label: String,
+    kind: Kind,
+    /// Every regular file, sorted by path.
+    files: Vec<MediaFile>,
+}
+
+/// Checks a path read from a medium and returns it `/`-joined.
+pub fn checked_relative(parts: &[&str], medium: &str) -> Result<String> {
+    for p in parts {
+        if p.is_empty() || *p == "." || *p == ".." || p.contains('/') || p.contains('\0') {
+            bail!(
+                "{medium}: refusing the file name {:?} in {:?}: names must not be empty, '.', '..' or contain '/'",
+                p,
+                parts.join("/")
+            );
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+impl Medium {
+    /// Opens `path`: a directory holding `pool/` (and usually `dists/`), or an
+    /// ISO 9660 image.
+    pub fn open(path: &Path) -> Result<Medium> {
+        let label = path.display().to_string();
+        let meta = std::fs::metadata(path).with_context(|| {
+            format!("opening disc {label}: it does not exist or cannot be read")
+        })?;
+        if meta.is_dir() {
+            if !path.join("pool").is_dir() {
+                bail!(
+                    "{label} is a directory without pool/: give the disc's top directory (holding pool/ and dists/) or its .iso file"
+                );
+            }
+            let files = list_dir(path, &label)?;
+            Ok(Medium {
+                label,
+                kind: Kind::Dir(path.to_path_buf()),
+                files,
+            })
+        } else {
+            let file = File::open(path).with_context(|| format!("opening disc image {label}"))?;
+            let len = meta.len();
+            let files = iso::list_files(&file, len)
+                .with_context(|| format!("reading ISO 9660 image {label}"))?;
+            let medium = Medium {
+                label,
+                kind: Kind::Image {
+                    file: Arc::new(file),
+                    len,
+                },
+                files,
+            };
+            medium.check_extents()?;
+            if !medium.files.iter().any(|f| f.path.starts_with("pool/")) {
+                bail!(
+                    "{}: the image has no pool/ directory; is it an Astra Linux install disc?",
+                    medium.label
+                );
+            }
+            Ok(medium)
+        }
+    }
+
+    /// Every regular file, sorted by path.
+    pub fn files(&self) -> &[MediaFile] {
+        &self.files
+    }
+
+    /// Whether this medium is a directory (its files can be hard-linked).
+    pub fn dir_root(&self) -> Option<&Path> {
+        match &self.kind {
+            Kind::Dir(p) => Some(p),
+            Kind::Image { .. } => None,
+        }
+    }
+
+    /// A truncated image lists files whose data lies past its end.
+    fn check_extents(&self) -> Result<()> {
+        let Kind::Image { len, .. } = &self.kind else {
+            return Ok(());
+        };
+        for f in &self.files {
+            if let Location::Extents(ext) = &f.location {
+                for &(off, n) in ext {
+                    if off.saturating_add(n) > *len {
+                        bail!(
+                            "{}: the image is truncated or corrupt: {} needs bytes up to {} but the image has {len}",
+                            self.label,
+                            f.path,
+                            off + n
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams `f`'s bytes through `each`, `buf.len()` at a time.
+    pub fn stream(
+        &self,
+        f: &MediaFile,
+        buf: &mut [u8],
+        mut each: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        match (&f.location, &self.kind) {
+            (Location::Path(p), _) => {
+                let mut file =
+                    File::open(p).with_context(|| format!("{}: opening {}", self.label, f.path))?;
+                let mut total = 0u64;
+                loop {
+                    let n = file
+                        .read(buf)
+                        .with_context(|| format!("{}: reading {}", self.label, f.path))?;
+                    if n == 0 {
+                        break;
+                    }
+                    total += n as u64;
+                    each(&buf[..n])?;
+                }
+                if total != f.size {
+                    bail!(
+                        "{}: {} changed while it was read ({} bytes, listed as {})",
+                        self.label,
+                        f.path,
+                        total,
+                        f.size
+                    );
+                }
+                Ok(())
+            }
+            (Location::Extents(ext), Kind::Image { file, .. }) => {
+                for &(mut off, len) in ext {
+                    let end = off + len;
+                    while off < end {
+                        let want = ((end - off) as usize).min(buf.len());
+                        let n = file.read_at(&mut buf[..want], off).with_context(|| {
+                            format!("{}: reading {} at byte {off}", self.label, f.path)
+                        })?;
+                        if n == 0 {
+                            bail!(
+                                "{}: the image ends inside {} (byte {off}); it is truncated",
+                                self.label,
+                                f.path
+                            );
+                        }
+                        each(&buf[..n])?;
+                        off += n as u64;
+                    }
+                }
+                Ok(())
+            }
+            (Location::Extents(_), Kind::Dir(_)) => unreachable!("extents only come from images"),
+        }
+    }
+
+    /// Reads a whole (small) file, such as a Packages index.
+    pub fn read(&self, f: &MediaFile) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(f.size as usize);
+        let mut buf = vec![0u8; 1 << 16];
+        self.stream(f, &mut buf, |chunk| {
+            out.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The file at `path`, if there is one.
+    pub fn find(&self, path: &str) -> Option<&MediaFile> {
+        self.files
+            .binary_search_by(|f| f.path.as_str().cmp(path))
+            .ok()
+            .map(|i| &self.files[i])
+    }
+}
+
+fn list_dir(root: &Path, label: &str) -> Result<Vec<MediaFile>> {
+    let mut files = Vec::new();
+    for top in ["pool", "dists"] {
+        let dir = root.join(top);
+        if !dir.is_dir() {
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(&dir).follow_links(false) {
+            let entry = entry.with_context(|| format!("{label}: listing {top}/"))?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .expect("walkdir stays under its root");
+            let parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            let path = checked_relative(&refs, label)?;
+            let meta = entry
+                .metadata()
+                .with_context(|| format!("{label}: reading {path}"))?;
+            files.push(MediaFile {
+                path,
+                size: meta.len(),
+                mtime: meta.mtime(),
+                ident: meta.ino(),
+                location: Location::Path(entry.path().to_path_buf()),
+            });
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
