@@ -16,3 +16,10 @@ lint:
 # Check the shipped stand recipe
 demo:
     cargo run --release -- plan recipes/space-vdi-5.4-ha.toml
+
+# Benchmark repo build against apt-ftparchive, dpkg-scanpackages and openssl
+# (fetches ~0.6 GB of real .deb files once; see bench/make-corpus to scale)
+bench:
+    cargo build --release
+    test -f bench/work/main.iso || bench/make-corpus
+    bench/run
