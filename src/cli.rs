@@ -10,11 +10,15 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use crate::payload;
 use crate::plan::{self, MediaCheck, Severity};
 use crate::recipe;
 use crate::repo;
+use crate::secrets::Secrets;
+use crate::seed;
 use crate::sign::{self, SigningKey};
 use crate::timefmt;
+use crate::writer::RootWriter;
 
 /// What a command decided, mapped onto the exit-code contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +69,24 @@ pub enum Command {
     )]
     Plan(PlanArgs),
 
+    /// Render every VM's payload and cloud-init seed from a recipe
+    #[command(
+        long_about = "Render every VM's payload and cloud-init seed from a recipe.\n\n\
+            Writes, for each host, DIR/payloads/HOST/ (user-data, meta-data, network-config \
+            and rootfs/ with every file the VM gets: role file, keepalived.conf, pg_hba \
+            lines, apt sources, SSH keys of the swarm token rendezvous) and \
+            DIR/seeds/HOST.iso (ISO 9660, volume label cidata: attach it to the VM as a \
+            CD-ROM), plus DIR/inventory.toml (host, MAC, SMBIOS UUID, seed).\n\n\
+            Secrets (the DB password, SSH keys) are generated on the first run and kept \
+            in the --secrets file (default DIR/secrets.toml, mode 0600) so later runs give \
+            the same payloads; files holding them are written 0600 and nothing is \
+            printed. Baking needs no install media.",
+        after_help = "Examples:\n  \
+            airlock bake recipes/space-vdi-5.4-ha.toml --out out\n  \
+            airlock bake site.toml --out out --secrets /secure/site-secrets.toml"
+    )]
+    Bake(BakeArgs),
+
     /// Generate the site's archive signing key
     #[command(
         long_about = "Generate the site's archive signing key.\n\n\
@@ -104,6 +126,19 @@ pub enum RepoCommand {
             On a VM: deb [signed-by=/path/archive-keyring.gpg] file:///opt/airlock/repo 1.7_x86-64 main contrib non-free"
     )]
     Build(RepoBuildArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BakeArgs {
+    /// The cluster recipe (TOML, `version = 1`)
+    #[arg(value_name = "RECIPE")]
+    pub recipe: PathBuf,
+    /// Directory to write payloads/, seeds/ and inventory.toml into
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Secrets file to read, or create on first use (default DIR/secrets.toml)
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,9 +209,73 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> Result<Status> {
     match cli.command {
         Command::Plan(args) => cmd_plan(&args),
+        Command::Bake(args) => cmd_bake(&args),
         Command::Keygen(args) => cmd_keygen(&args),
         Command::Repo(RepoCommand::Build(args)) => cmd_repo_build(&args),
     }
+}
+
+/// Loads and resolves a recipe; on problems prints them and returns None.
+fn plan_or_report(path: &std::path::Path, media: MediaCheck) -> Result<Option<plan::Plan>> {
+    let (recipe, source) = match recipe::load(path) {
+        Ok(loaded) => loaded,
+        Err(e) if e.is_io() => return Err(e.into()),
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(None);
+        }
+    };
+    let outcome = plan::resolve(&recipe, &source, media);
+    for p in &outcome.problems {
+        eprintln!("{p}");
+    }
+    Ok(outcome.plan)
+}
+
+fn cmd_bake(args: &BakeArgs) -> Result<Status> {
+    let Some(plan) = plan_or_report(&args.recipe, MediaCheck::Ignore)? else {
+        eprintln!(
+            "{}: fix the recipe first; nothing was baked",
+            args.recipe.display()
+        );
+        return Ok(Status::CheckFailed);
+    };
+    let secrets_path = args
+        .secrets
+        .clone()
+        .unwrap_or_else(|| args.out.join("secrets.toml"));
+    let (mut secrets, created) = Secrets::load_or_create(&secrets_path, &plan.cluster)?;
+    if let Some(file) = &plan.database.password_file {
+        secrets = secrets.with_password_file(file)?;
+    }
+    let payloads = payload::render_all(&plan, &secrets)?;
+    let mut w = RootWriter::new(&args.out);
+    seed::write_all(&mut w, &plan, &payloads, timefmt::build_time()?)?;
+    println!(
+        "{}: {} seed(s) for cluster {}",
+        args.out.display(),
+        payloads.len(),
+        plan.cluster
+    );
+    for p in &payloads {
+        println!(
+            "  {:<24} {:<10} {:<15} {}",
+            format!("seeds/{}.iso", p.host),
+            p.role.host.role.as_str(),
+            p.role.host.ip.to_string(),
+            p.role
+                .host
+                .mac
+                .as_deref()
+                .unwrap_or("(no MAC in the recipe)")
+        );
+    }
+    println!(
+        "  secrets {} {} (mode 0600; keep it private, reuse it for later builds)",
+        if created { "generated in" } else { "read from" },
+        secrets_path.display()
+    );
+    Ok(Status::Ok)
 }
 
 fn cmd_plan(args: &PlanArgs) -> Result<Status> {

@@ -12,7 +12,7 @@ use std::fmt::{self, Write as _};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::recipe::{Failover, KeyPath, Location, Recipe, Role, Source, VrrpMode};
 
@@ -43,6 +43,8 @@ pub enum MediaCheck {
     Warn,
     /// `build`: they are errors.
     Require,
+    /// `bake`: media are not used; say nothing.
+    Ignore,
 }
 
 /// How bad a problem is.
@@ -98,7 +100,7 @@ impl Outcome {
 }
 
 /// The whole resolved cluster.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub cluster: String,
     pub domain: String,
@@ -111,7 +113,7 @@ pub struct Plan {
     pub hosts: Vec<HostPlan>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkPlan {
     pub network: Ipv4Addr,
     pub prefix: u8,
@@ -121,7 +123,7 @@ pub struct NetworkPlan {
     pub interface: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RepositoryPlan {
     pub suite: String,
     pub components: Vec<String>,
@@ -135,7 +137,7 @@ pub struct RepositoryPlan {
 }
 
 /// One PostgreSQL server (pair mode) or the only one (single mode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatabaseMode {
     /// Master + replica behind a keepalived virtual IP.
@@ -144,7 +146,7 @@ pub enum DatabaseMode {
     Single,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatabasePlan {
     pub mode: DatabaseMode,
     /// The address and port the dispatchers connect to.
@@ -162,7 +164,7 @@ pub struct DatabasePlan {
     pub password_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SwarmPlan {
     pub leader: String,
     pub leader_ip: Ipv4Addr,
@@ -172,7 +174,7 @@ pub struct SwarmPlan {
     pub token_source: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MediaPlan {
     pub main: Option<PathBuf>,
     pub devel: Option<PathBuf>,
@@ -180,14 +182,14 @@ pub struct MediaPlan {
 }
 
 /// Another host, by name and address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerRef {
     pub name: String,
     pub ip: Ipv4Addr,
 }
 
 /// Everything one VM will use.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostPlan {
     pub name: String,
     pub fqdn: String,
@@ -208,7 +210,7 @@ pub struct HostPlan {
     pub dispatcher: Option<DispatcherPlan>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum VrrpState {
     Master,
@@ -225,7 +227,7 @@ impl fmt::Display for VrrpState {
 }
 
 /// This host's keepalived instance.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VrrpPlan {
     pub state: VrrpState,
     pub priority: u8,
@@ -241,7 +243,7 @@ pub struct VrrpPlan {
 }
 
 /// This host's PostgreSQL server.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PostgresPlan {
     pub major: u32,
     pub port: u16,
@@ -256,7 +258,7 @@ pub struct PostgresPlan {
 }
 
 /// This host's Space Dispatcher settings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DispatcherPlan {
     pub db_host: Ipv4Addr,
     pub db_port: u16,
@@ -743,29 +745,34 @@ pub fn resolve(recipe: &Recipe, source: &Source, media: MediaCheck) -> Outcome {
         vendor: recipe.media.vendor.as_ref().map(resolve_path),
     };
     let severity = match media {
-        MediaCheck::Warn => Severity::Warning,
+        MediaCheck::Warn | MediaCheck::Ignore => Severity::Warning,
         MediaCheck::Require => Severity::Error,
     };
-    for (key, path, what, required) in [
-        (
-            "media.main",
-            &media_plan.main,
-            "the Astra SE 1.7 main disc",
-            true,
-        ),
-        (
-            "media.devel",
-            &media_plan.devel,
-            "the Astra SE 1.7 devel disc",
-            false,
-        ),
-        (
-            "media.vendor",
-            &media_plan.vendor,
-            "the Space Dispatcher disc",
-            true,
-        ),
-    ] {
+    let media_checks = if media == MediaCheck::Ignore {
+        Vec::new()
+    } else {
+        vec![
+            (
+                "media.main",
+                &media_plan.main,
+                "the Astra SE 1.7 main disc",
+                true,
+            ),
+            (
+                "media.devel",
+                &media_plan.devel,
+                "the Astra SE 1.7 devel disc",
+                false,
+            ),
+            (
+                "media.vendor",
+                &media_plan.vendor,
+                "the Space Dispatcher disc",
+                true,
+            ),
+        ]
+    };
+    for (key, path, what, required) in media_checks {
         match path {
             Some(p) if !p.exists() => c.push(
                 severity,

@@ -30,6 +30,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// (year, month, day, hour, minute, second) in UTC of a time since the epoch.
+pub fn civil(ts: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let (y, m, d) = civil_from_days(ts.div_euclid(86_400));
+    let secs = ts.rem_euclid(86_400) as u32;
+    (y, m, d, secs / 3600, secs / 60 % 60, secs % 60)
+}
+
 /// `Thu, 26 Nov 2026 08:00:00 UTC`, the form of a Release file's `Date`.
 pub fn rfc2822_utc(ts: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];

@@ -1,5 +1,6 @@
 //! The one integration-test binary; each module covers one part of airlock.
 
+mod bake;
 mod common;
 mod plan;
 mod repo;

@@ -1,0 +1,169 @@
+//! Build-time secrets: the DB password and the SSH keys of the swarm token
+//! rendezvous. Generated once, kept in a 0600 TOML file for the next build,
+//! written only into the payloads that need them, never printed or logged.
+
+use std::fmt;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use ssh_key::{Algorithm, LineEnding, PrivateKey};
+
+/// The secrets of one cluster.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secrets {
+    /// The password of the one DB user.
+    pub db_password: String,
+    /// The leader's SSH host key (OpenSSH format); managers pin its public half.
+    pub leader_host_key: String,
+    /// The managers' key for fetching the join token from the leader.
+    pub token_client_key: String,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secrets { .. }")
+    }
+}
+
+fn new_ssh_key(comment: &str) -> Result<String> {
+    let mut key = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519)
+        .context("generating an SSH key")?;
+    key.set_comment(comment);
+    Ok(key.to_openssh(LineEnding::LF)?.to_string())
+}
+
+fn public_of(private: &str, what: &str) -> Result<String> {
+    let key = PrivateKey::from_openssh(private).with_context(|| format!("reading the {what}"))?;
+    Ok(key.public_key().to_openssh()?)
+}
+
+/// 24 letters and digits from the OS's random source (~142 bits).
+pub fn new_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut out = String::with_capacity(24);
+    let mut buf = [0u8; 1];
+    while out.len() < 24 {
+        rand::rngs::OsRng.fill_bytes(&mut buf);
+        // Reject the top of the byte range so every letter is equally likely.
+        let n = buf[0] as usize;
+        if n < 256 - 256 % ALPHABET.len() {
+            out.push(ALPHABET[n % ALPHABET.len()] as char);
+        }
+    }
+    out
+}
+
+impl Secrets {
+    /// Fresh secrets for `cluster`.
+    pub fn generate(cluster: &str) -> Result<Secrets> {
+        Ok(Secrets {
+            db_password: new_password(),
+            leader_host_key: new_ssh_key(&format!("leader host key, cluster {cluster}"))?,
+            token_client_key: new_ssh_key(&format!("{}@{cluster}", crate::plan::TOKEN_USER))?,
+        })
+    }
+
+    /// The leader's public host key (`ssh-ed25519 AAAA… comment`).
+    pub fn leader_host_public(&self) -> Result<String> {
+        public_of(&self.leader_host_key, "leader host key")
+    }
+
+    /// The managers' public client key.
+    pub fn token_client_public(&self) -> Result<String> {
+        public_of(&self.token_client_key, "token client key")
+    }
+
+    /// Reads `path` if it exists, else generates secrets and writes them
+    /// there (mode 0600). Returns them and whether they were new.
+    pub fn load_or_create(path: &Path, cluster: &str) -> Result<(Secrets, bool)> {
+        match fs::read_to_string(path) {
+            Ok(text) => {
+                let s: Secrets = toml::from_str(&text)
+                    .with_context(|| format!("reading the secrets file {}", path.display()))?;
+                s.leader_host_public()
+                    .and(s.token_client_public())
+                    .with_context(|| format!("checking the secrets file {}", path.display()))?;
+                if s.db_password.trim().is_empty() || s.db_password.contains(['\n', '\r']) {
+                    bail!("{}: db_password must be one non-empty line", path.display());
+                }
+                Ok((s, false))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let s = Secrets::generate(cluster)?;
+                let text = format!(
+                    "# airlock secrets of cluster {cluster}: keep this file private (mode 0600).\n# Re-used by every build, so payloads stay the same; delete it to rotate.\n{}",
+                    toml::to_string(&s)?
+                );
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                crate::sign::write_secret(path, text.as_bytes())?;
+                Ok((s, true))
+            }
+            Err(e) => {
+                Err(e).with_context(|| format!("reading the secrets file {}", path.display()))
+            }
+        }
+    }
+
+    /// Replaces the DB password with the first line of `file` (the recipe's
+    /// `database.password_file`).
+    pub fn with_password_file(mut self, file: &Path) -> Result<Secrets> {
+        let text = fs::read_to_string(file)
+            .with_context(|| format!("reading the DB password file {}", file.display()))?;
+        let line = text.lines().next().unwrap_or("").trim_end();
+        if line.is_empty() {
+            bail!(
+                "{}: the first line (the DB password) is empty",
+                file.display()
+            );
+        }
+        self.db_password = line.to_string();
+        Ok(self)
+    }
+
+    /// Every secret string, to check that nothing printed contains one.
+    pub fn all(&self) -> Vec<&str> {
+        vec![
+            &self.db_password,
+            &self.leader_host_key,
+            &self.token_client_key,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_long_and_different() {
+        let (a, b) = (new_password(), new_password());
+        assert_eq!(a.len(), 24);
+        assert_ne!(a, b);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn created_once_then_reused_with_mode_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s/secrets.toml");
+        let (a, new) = Secrets::load_or_create(&p, "lab").unwrap();
+        assert!(new);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (b, new) = Secrets::load_or_create(&p, "lab").unwrap();
+        assert!(!new);
+        assert_eq!(a, b);
+        assert!(a.leader_host_public().unwrap().starts_with("ssh-ed25519 "));
+        assert!(format!("{a:?}").find(&a.db_password).is_none());
+    }
+}

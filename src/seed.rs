@@ -1,0 +1,113 @@
+//! `airlock bake`: every host's payload directory and NoCloud seed image
+//! (volume label `cidata`), plus `inventory.toml` mapping hosts to MACs,
+//! SMBIOS UUIDs and seeds.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::payload::Payload;
+use crate::plan::Plan;
+use crate::writer::Writer;
+
+/// The volume label cloud-init's NoCloud datasource looks for.
+pub const SEED_LABEL: &str = "cidata";
+
+/// One host in `inventory.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct InventoryHost {
+    pub name: String,
+    pub role: crate::recipe::Role,
+    pub ip: std::net::Ipv4Addr,
+    pub mac: Option<String>,
+    pub uuid: Option<String>,
+    pub instance_id: String,
+    /// Relative to the bundle.
+    pub seed: String,
+    /// Relative to the bundle.
+    pub payload: String,
+}
+
+/// `inventory.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Inventory {
+    pub cluster: String,
+    #[serde(rename = "host")]
+    pub hosts: Vec<InventoryHost>,
+}
+
+impl Inventory {
+    pub fn new(plan: &Plan, payloads: &[Payload]) -> Inventory {
+        Inventory {
+            cluster: plan.cluster.clone(),
+            hosts: payloads
+                .iter()
+                .map(|p| InventoryHost {
+                    name: p.host.clone(),
+                    role: p.role.host.role,
+                    ip: p.role.host.ip,
+                    mac: p.role.host.mac.clone(),
+                    uuid: p.role.host.uuid.clone(),
+                    instance_id: p.role.instance_id.clone(),
+                    seed: format!("seeds/{}.iso", p.host),
+                    payload: format!("payloads/{}", p.host),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# airlock inventory of cluster {}: which seed and payload belong to which VM.\n# A clone without its seed disc finds itself here by MAC or SMBIOS UUID.",
+            self.cluster
+        );
+        s.push_str(&toml::to_string(self)?);
+        Ok(s)
+    }
+}
+
+/// The seed image of one host.
+pub fn seed_image(p: &Payload, epoch: i64) -> Result<Vec<u8>> {
+    crate::iso::write_image(
+        SEED_LABEL,
+        &[
+            ("user-data", p.user_data.as_bytes()),
+            ("meta-data", p.meta_data.as_bytes()),
+            ("network-config", p.network_config.as_bytes()),
+        ],
+        epoch,
+    )
+}
+
+/// Writes `payloads/<host>/…`, `seeds/<host>.iso` and `inventory.toml`.
+/// Files holding secrets (and the seeds, which carry them) are 0600.
+pub fn write_all(w: &mut dyn Writer, plan: &Plan, payloads: &[Payload], epoch: i64) -> Result<()> {
+    for p in payloads {
+        let dir = format!("payloads/{}", p.host);
+        w.write(&format!("{dir}/user-data"), p.user_data.as_bytes(), 0o600)?;
+        w.write(&format!("{dir}/meta-data"), p.meta_data.as_bytes(), 0o644)?;
+        w.write(
+            &format!("{dir}/network-config"),
+            p.network_config.as_bytes(),
+            0o644,
+        )?;
+        for f in &p.files {
+            let rel = format!("{dir}/rootfs{}", f.path);
+            w.write(&rel, f.content.as_bytes(), f.mode)?;
+        }
+        w.write(
+            &format!("seeds/{}.iso", p.host),
+            &seed_image(p, epoch)?,
+            0o600,
+        )?;
+    }
+    w.write(
+        "inventory.toml",
+        Inventory::new(plan, payloads).to_toml()?.as_bytes(),
+        0o644,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Every file airlock writes goes through a writer rooted at a directory:
+//! paths are relative to it (no `..`), each file is written to a temporary
+//! name and renamed, and a file that already holds the right bytes and mode is
+//! left alone, so re-runs are idempotent. [`MemWriter`] captures writes for
+//! tests.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// Where files go.
+pub trait Writer {
+    /// Writes `bytes` at `rel` with `mode`; returns whether anything changed.
+    fn write(&mut self, rel: &str, bytes: &[u8], mode: u32) -> Result<bool>;
+}
+
+/// Checks that `rel` stays under the root.
+pub fn check_rel(rel: &str) -> Result<&Path> {
+    let p = Path::new(rel);
+    if rel.is_empty() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
+        bail!("refusing to write {rel:?}: paths must be relative and stay inside the output");
+    }
+    Ok(p)
+}
+
+/// Writes under a directory on disk.
+#[derive(Debug, Clone)]
+pub struct RootWriter {
+    root: PathBuf,
+}
+
+impl RootWriter {
+    pub fn new(root: impl Into<PathBuf>) -> RootWriter {
+        RootWriter { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Writer for RootWriter {
+    fn write(&mut self, rel: &str, bytes: &[u8], mode: u32) -> Result<bool> {
+        let path = self.root.join(check_rel(rel)?);
+        if let Ok(meta) = fs::metadata(&path)
+            && meta.permissions().mode() & 0o7777 == mode
+            && meta.len() == bytes.len() as u64
+            && fs::read(&path).is_ok_and(|old| old == bytes)
+        {
+            return Ok(false);
+        }
+        let dir = path
+            .parent()
+            .expect("a relative path under the root has a parent");
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = dir.join(format!(
+            ".{}.airlock-new",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let _ = fs::remove_file(&tmp);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)
+            .and_then(|_| f.sync_data())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        // create_new applies the umask; set the mode exactly.
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+        fs::rename(&tmp, &path)
+            .with_context(|| format!("renaming {} into place", path.display()))?;
+        Ok(true)
+    }
+}
+
+/// Captures writes in memory (for tests).
+#[derive(Debug, Default, Clone)]
+pub struct MemWriter {
+    pub files: BTreeMap<String, (Vec<u8>, u32)>,
+}
+
+impl Writer for MemWriter {
+    fn write(&mut self, rel: &str, bytes: &[u8], mode: u32) -> Result<bool> {
+        check_rel(rel)?;
+        let new = (bytes.to_vec(), mode);
+        Ok(self.files.insert(rel.to_string(), new.clone()) != Some(new))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewriting_the_same_bytes_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = RootWriter::new(dir.path());
+        assert!(w.write("a/b.txt", b"x", 0o600).unwrap());
+        assert!(!w.write("a/b.txt", b"x", 0o600).unwrap());
+        assert!(w.write("a/b.txt", b"x", 0o644).unwrap());
+        assert!(w.write("a/b.txt", b"y", 0o644).unwrap());
+        let meta = fs::metadata(dir.path().join("a/b.txt")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+    }
+
+    #[test]
+    fn paths_leaving_the_root_are_refused() {
+        let mut w = MemWriter::default();
+        for bad in ["../x", "/etc/x", "a/../../x", ""] {
+            assert!(w.write(bad, b"", 0o644).is_err(), "{bad}");
+        }
+    }
+}
