@@ -7,9 +7,10 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use crate::bundle;
 use crate::payload;
 use crate::plan::{self, MediaCheck, Severity};
 use crate::recipe;
@@ -69,6 +70,55 @@ pub enum Command {
     )]
     Plan(PlanArgs),
 
+    /// Build the whole bundle: signed repository, seeds, vendor disc, runner, signed SHA256SUMS
+    #[command(
+        long_about = "Build the whole bundle for a site.\n\n\
+            Runs plan, repository (main and devel discs), bake, copies the vendor disc and \
+            the airlock-firstboot runner, and writes DIR with a SHA256SUMS of every file \
+            and its detached signature SHA256SUMS.gpg, so that `sha256sum -c SHA256SUMS` \
+            and `gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS` check it \
+            with no airlock at hand. DIR/README.txt says what to do at the site.\n\n\
+            The build is atomic (DIR is replaced only when everything succeeded) and, \
+            given the same key, recipe, media, secrets and SOURCE_DATE_EPOCH, \
+            byte-reproducible. A rebuild re-reads only changed packages. Secrets are kept \
+            outside the bundle in --secrets (default: RECIPE's name with .secrets.toml).",
+        after_help = "Examples:\n  \
+            airlock keygen --out keys\n  \
+            airlock build site.toml --key keys/signing-key.asc --out bundle\n  \
+            airlock build site.toml --key keys/signing-key.asc --out bundle --tar bundle.tar"
+    )]
+    Build(BuildArgs),
+
+    /// Check a bundle (directory or tar) against its signed SHA256SUMS
+    #[command(
+        long_about = "Check a bundle, a directory or a tar, against its signed SHA256SUMS.\n\n\
+            Verifies the signature of SHA256SUMS with --keyring (default: the bundle's own \
+            archive-keyring.gpg, which proves only that the bundle is consistent: pass the key \
+            you received separately to prove where it comes from), then hashes every file. \
+            Reports every problem: modified, missing, extra or unreadable files, a bad or \
+            missing signature, and tar entries with absolute paths, '..' or links (never \
+            followed or extracted).\n\n\
+            Exit codes: 0 all good, 1 verification failed, 2 usage or I/O error.",
+        after_help = "Examples:\n  \
+            airlock verify bundle --keyring /media/usb/archive-keyring.gpg\n  \
+            airlock verify bundle.tar --json\n\n\
+            Without airlock: cd bundle && sha256sum -c SHA256SUMS && gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS"
+    )]
+    Verify(VerifyArgs),
+
+    /// Build and verify a bundle from built-in demo media (no discs needed)
+    #[command(
+        long_about = "Build and verify a bundle from built-in demo media.\n\n\
+            Writes DIR/media (a small main and devel disc with real .deb files and their \
+            own indexes, and a stand-in vendor disc), DIR/recipe.toml (the article's \
+            stand), then builds DIR/bundle and DIR/bundle.tar and verifies both. Needs \
+            nothing but the airlock binaries. The signing key and secrets come from a \
+            fixed seed and are marked INSECURE: two runs give identical bundles, and none of \
+            it may be used at a site.",
+        after_help = "Example:\n  airlock demo --out /tmp/airlock-demo"
+    )]
+    Demo(DemoArgs),
+
     /// Render every VM's payload and cloud-init seed from a recipe
     #[command(
         long_about = "Render every VM's payload and cloud-init seed from a recipe.\n\n\
@@ -126,6 +176,54 @@ pub enum RepoCommand {
             On a VM: deb [signed-by=/path/archive-keyring.gpg] file:///opt/airlock/repo 1.7_x86-64 main contrib non-free"
     )]
     Build(RepoBuildArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The cluster recipe (TOML, `version = 1`)
+    #[arg(value_name = "RECIPE")]
+    pub recipe: PathBuf,
+    /// The armored secret signing key (from `airlock keygen`)
+    #[arg(long, value_name = "SECRET.asc")]
+    pub key: PathBuf,
+    /// The bundle directory to write (replaced when the build succeeds)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Also write the bundle as one deterministic tar (.tar, or .tar.gz to compress)
+    #[arg(long, value_name = "FILE")]
+    pub tar: Option<PathBuf>,
+    /// Secrets file to read or create (default: RECIPE with .secrets.toml)
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
+    /// The airlock-firstboot binary to ship (default: next to this airlock)
+    #[arg(long, value_name = "PATH")]
+    pub runner: Option<PathBuf>,
+    /// Print a summary as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The bundle: a directory or a .tar / .tar.gz file
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// The public key to check SHA256SUMS.gpg with (default: the bundle's own)
+    #[arg(long, value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Directory for the demo media, recipe and bundle
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The airlock-firstboot binary to ship (default: next to this airlock)
+    #[arg(long, value_name = "PATH")]
+    pub runner: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -209,6 +307,9 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> Result<Status> {
     match cli.command {
         Command::Plan(args) => cmd_plan(&args),
+        Command::Build(args) => cmd_build(&args),
+        Command::Verify(args) => cmd_verify(&args),
+        Command::Demo(args) => cmd_demo(&args),
         Command::Bake(args) => cmd_bake(&args),
         Command::Keygen(args) => cmd_keygen(&args),
         Command::Repo(RepoCommand::Build(args)) => cmd_repo_build(&args),
@@ -230,6 +331,183 @@ fn plan_or_report(path: &std::path::Path, media: MediaCheck) -> Result<Option<pl
         eprintln!("{p}");
     }
     Ok(outcome.plan)
+}
+
+/// The runner shipped by default: `airlock-firstboot` beside this binary.
+fn default_runner() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding this program's path")?;
+    Ok(exe.with_file_name("airlock-firstboot"))
+}
+
+fn cmd_build(args: &BuildArgs) -> Result<Status> {
+    let key = SigningKey::load(&args.key)?;
+    let secrets = args.secrets.clone().unwrap_or_else(|| {
+        let stem = args
+            .recipe
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "recipe".into());
+        args.recipe.with_file_name(format!("{stem}.secrets.toml"))
+    });
+    // Problems in the recipe are a failed check (exit 1), not an I/O error.
+    if plan_or_report(&args.recipe, MediaCheck::Require)?.is_none() {
+        eprintln!(
+            "{}: fix the recipe first; nothing was built",
+            args.recipe.display()
+        );
+        return Ok(Status::CheckFailed);
+    }
+    let summary = bundle::build(&bundle::BuildOptions {
+        recipe: args.recipe.clone(),
+        out: args.out.clone(),
+        key,
+        secrets,
+        fixed_secrets: None,
+        runner: match &args.runner {
+            Some(r) => r.clone(),
+            None => default_runner()?,
+        },
+        tar: args.tar.clone(),
+        time: timefmt::build_time()?,
+        progress: !args.json && std::io::stderr().is_terminal(),
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_build_summary(&summary);
+    }
+    Ok(Status::Ok)
+}
+
+fn print_build_summary(s: &bundle::BuildSummary) {
+    println!(
+        "{}: bundle for cluster {} ({} hosts), {} files, {:.1} MB, {:.1} s",
+        s.out.display(),
+        s.cluster,
+        s.hosts,
+        s.files,
+        s.bytes as f64 / 1e6,
+        s.seconds
+    );
+    print_repo_summary(&s.repository);
+    if let Some(t) = &s.tar {
+        println!("  tar: {}", t.display());
+    }
+    println!("  signed by {}", s.fingerprint);
+    match &s.secrets {
+        Some(path) => println!(
+            "  secrets {} {} (mode 0600, outside the bundle: keep it private, reuse it)",
+            if s.secrets_created {
+                "generated in"
+            } else {
+                "read from"
+            },
+            path.display()
+        ),
+        None => println!("  secrets: the demo's fixed secrets (INSECURE)"),
+    }
+    println!(
+        "  check it: airlock verify {}   or   cd {} && sha256sum -c --quiet SHA256SUMS && gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS",
+        s.out.display(),
+        s.out.display()
+    );
+}
+
+fn cmd_verify(args: &VerifyArgs) -> Result<Status> {
+    let progress = !args.json && std::io::stderr().is_terminal();
+    let meta = std::fs::metadata(&args.path)
+        .with_context(|| format!("reading {}", args.path.display()))?;
+    let report = if meta.is_dir() {
+        bundle::verify_dir(&args.path, args.keyring.as_deref(), progress)?
+    } else {
+        bundle::verify_tar(&args.path, args.keyring.as_deref(), progress)?
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&args.path, &report);
+    }
+    Ok(if report.ok {
+        Status::Ok
+    } else {
+        Status::CheckFailed
+    })
+}
+
+fn print_report(path: &std::path::Path, r: &bundle::Report) {
+    for p in &r.problems {
+        println!("{:<10} {}: {}", p.kind.to_uppercase(), p.path, p.detail);
+    }
+    match (&r.signer, r.own_keyring) {
+        (Some(fpr), true) => eprintln!(
+            "NOTE: SHA256SUMS is signed by {fpr}, checked with the bundle's OWN keyring: this proves the bundle is consistent, not where it comes from. Compare the fingerprint with the one delivered separately, or pass --keyring."
+        ),
+        (Some(fpr), false) => println!("signature: good, by {fpr}"),
+        (None, _) => {}
+    }
+    if r.ok {
+        println!(
+            "{}: OK, {} files, {:.1} MB verified",
+            path.display(),
+            r.files_checked,
+            r.bytes as f64 / 1e6
+        );
+    } else {
+        println!(
+            "{}: FAILED, {} problem(s) in {} files",
+            path.display(),
+            r.problems.len(),
+            r.files_checked
+        );
+    }
+}
+
+fn cmd_demo(args: &DemoArgs) -> Result<Status> {
+    let time = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(_) => timefmt::build_time()?,
+        Err(_) => crate::demo::DEMO_TIME,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    crate::demo::write_media(&args.out, time)?;
+    let bundle_dir = args.out.join("bundle");
+    let tar = args.out.join("bundle.tar");
+    let summary = bundle::build(&bundle::BuildOptions {
+        recipe: args.out.join("recipe.toml"),
+        out: bundle_dir.clone(),
+        key: crate::demo::demo_key()?,
+        secrets: args.out.join("demo.secrets.toml"),
+        fixed_secrets: Some(crate::demo::demo_secrets()?),
+        runner: match &args.runner {
+            Some(r) => r.clone(),
+            None => default_runner()?,
+        },
+        tar: Some(tar.clone()),
+        time,
+        progress: std::io::stderr().is_terminal(),
+    })?;
+    println!(
+        "*** DEMO: the signing key and secrets are INSECURE (fixed seed). Never use them at a site. ***"
+    );
+    print_build_summary(&summary);
+    let mut ok = true;
+    for p in [&bundle_dir, &tar] {
+        let report = if p.is_dir() {
+            bundle::verify_dir(p, None, false)?
+        } else {
+            bundle::verify_tar(p, None, false)?
+        };
+        print_report(p, &report);
+        ok &= report.ok;
+    }
+    println!(
+        "\nLook at:\n  {}/README.txt       the site procedure for this recipe\n  {}/seeds/           one cidata seed per VM\n  {}/payloads/spdb2/   what the replica gets (role.toml, keepalived.conf, pg_hba)\n  {}/repo/dists/       the signed repository",
+        bundle_dir.display(),
+        bundle_dir.display(),
+        bundle_dir.display(),
+        bundle_dir.display()
+    );
+    Ok(if ok { Status::Ok } else { Status::CheckFailed })
 }
 
 fn cmd_bake(args: &BakeArgs) -> Result<Status> {

@@ -2,9 +2,12 @@
 //! bundle for an air-gapped site, and let cloned VMs configure themselves into
 //! a fault-tolerant Space VDI 5.4 cluster.
 
+pub mod bundle;
 pub mod cli;
 pub mod control;
 pub mod deb;
+pub mod demo;
+pub mod firstboot;
 pub mod iso;
 pub mod media;
 pub mod payload;

@@ -67,25 +67,36 @@ pub fn checked_relative(parts: &[&str], medium: &str) -> Result<String> {
 }
 
 impl Medium {
-    /// Opens `path`: a directory holding `pool/` (and usually `dists/`), or an
-    /// ISO 9660 image.
+    /// Opens an apt disc: a directory holding `pool/` (and usually
+    /// `dists/`), or an ISO 9660 image with a `pool/` directory.
     pub fn open(path: &Path) -> Result<Medium> {
+        Medium::open_as(path, true)
+    }
+
+    /// Opens any disc (the vendor's): every regular file of the directory or
+    /// image.
+    pub fn open_any(path: &Path) -> Result<Medium> {
+        Medium::open_as(path, false)
+    }
+
+    fn open_as(path: &Path, apt: bool) -> Result<Medium> {
         let label = path.display().to_string();
         let meta = std::fs::metadata(path).with_context(|| {
             format!("opening disc {label}: it does not exist or cannot be read")
         })?;
-        if meta.is_dir() {
-            if !path.join("pool").is_dir() {
+        let medium = if meta.is_dir() {
+            if apt && !path.join("pool").is_dir() {
                 bail!(
                     "{label} is a directory without pool/: give the disc's top directory (holding pool/ and dists/) or its .iso file"
                 );
             }
-            let files = list_dir(path, &label)?;
-            Ok(Medium {
+            let tops: &[&str] = if apt { &["pool", "dists"] } else { &[""] };
+            let files = list_dir(path, tops, &label)?;
+            Medium {
                 label,
                 kind: Kind::Dir(path.to_path_buf()),
                 files,
-            })
+            }
         } else {
             let file = File::open(path).with_context(|| format!("opening disc image {label}"))?;
             let len = meta.len();
@@ -100,14 +111,15 @@ impl Medium {
                 files,
             };
             medium.check_extents()?;
-            if !medium.files.iter().any(|f| f.path.starts_with("pool/")) {
+            if apt && !medium.files.iter().any(|f| f.path.starts_with("pool/")) {
                 bail!(
                     "{}: the image has no pool/ directory; is it an Astra Linux install disc?",
                     medium.label
                 );
             }
-            Ok(medium)
-        }
+            medium
+        };
+        Ok(medium)
     }
 
     /// Every regular file, sorted by path.
@@ -223,10 +235,14 @@ impl Medium {
     }
 }
 
-fn list_dir(root: &Path, label: &str) -> Result<Vec<MediaFile>> {
+fn list_dir(root: &Path, tops: &[&str], label: &str) -> Result<Vec<MediaFile>> {
     let mut files = Vec::new();
-    for top in ["pool", "dists"] {
-        let dir = root.join(top);
+    for top in tops {
+        let dir = if top.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(top)
+        };
         if !dir.is_dir() {
             continue;
         }

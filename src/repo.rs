@@ -83,6 +83,10 @@ pub struct Summary {
     pub reused: usize,
     pub discs: Vec<DiscSummary>,
     pub seconds: f64,
+    /// (path in the repository, SHA256) of every pool file, so a bundle's
+    /// SHA256SUMS need not hash them again.
+    #[serde(skip)]
+    pub pool_hashes: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -510,6 +514,9 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
             }
             body.push_str(&text);
         }
+        summary
+            .pool_hashes
+            .push((job.file.path.clone(), s.sha256.clone()));
         *summary.packages.entry(e.component.clone()).or_default() += 1;
         summary.total_packages += 1;
         summary.bytes += job.file.size;

@@ -1,6 +1,7 @@
 //! The one integration-test binary; each module covers one part of airlock.
 
 mod bake;
+mod bundle;
 mod common;
 mod plan;
 mod repo;

@@ -1,0 +1,975 @@
+//! The deliverable: one directory (and optionally one tar) holding the signed
+//! repository, the vendor disc, every VM's seed and payload, the runner and a
+//! signed `SHA256SUMS` that `sha256sum -c` and `gpgv` check on their own.
+//!
+//! ```text
+//! SHA256SUMS            every other file, sorted, "<hex>  <path>"
+//! SHA256SUMS.gpg        detached OpenPGP signature of SHA256SUMS
+//! archive-keyring.gpg   the public key (and .asc)
+//! repo/                 the signed apt repository
+//! vendor/               the vendor disc's files
+//! seeds/ payloads/ inventory.toml
+//! bin/airlock-firstboot
+//! recipe.toml           the resolved recipe
+//! README.txt            what to do at the site
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use sha2::Digest;
+
+use crate::media::Medium;
+use crate::payload;
+use crate::plan::{MediaCheck, Plan};
+use crate::recipe::{self, Recipe, Role};
+use crate::repo;
+use crate::secrets::Secrets;
+use crate::seed;
+use crate::sign::{self, Keyring, SigningKey};
+use crate::writer::{RootWriter, Writer};
+
+/// The manifest.
+pub const SUMS: &str = "SHA256SUMS";
+/// Its signature.
+pub const SUMS_SIG: &str = "SHA256SUMS.gpg";
+
+/// What `airlock build` needs besides the recipe.
+pub struct BuildOptions {
+    pub recipe: PathBuf,
+    pub out: PathBuf,
+    pub key: SigningKey,
+    /// Where the secrets are kept between builds (outside the bundle).
+    pub secrets: PathBuf,
+    /// Pre-made secrets (the demo's); otherwise read or created at `secrets`.
+    pub fixed_secrets: Option<Secrets>,
+    /// The `airlock-firstboot` binary to ship.
+    pub runner: PathBuf,
+    pub tar: Option<PathBuf>,
+    pub time: i64,
+    pub progress: bool,
+}
+
+/// What a build made.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildSummary {
+    pub out: PathBuf,
+    pub tar: Option<PathBuf>,
+    pub cluster: String,
+    pub hosts: usize,
+    pub files: usize,
+    pub bytes: u64,
+    pub repository: repo::Summary,
+    /// The secrets file, or None for the demo's fixed secrets.
+    pub secrets: Option<PathBuf>,
+    pub secrets_created: bool,
+    pub fingerprint: String,
+    pub seconds: f64,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of a file, streamed.
+pub fn sha256_file(path: &Path, buf: &mut [u8]) -> Result<(String, u64)> {
+    let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    let mut n = 0u64;
+    loop {
+        let k = f
+            .read(buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hex(&h.finalize()), n))
+}
+
+fn progress_bar(show: bool, total: u64, what: &str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// A file's SHA-256 (hex) and size, or why it could not be read.
+pub type HashResult = Result<(String, u64)>;
+
+/// Hashes `files` (absolute paths, with sizes for the progress bar) on all
+/// cores; results in the same order.
+pub fn hash_parallel(files: &[(PathBuf, u64)], progress: bool, what: &str) -> Vec<HashResult> {
+    let total = files.iter().map(|f| f.1).sum();
+    let bar = progress_bar(progress, total, what);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let next = AtomicUsize::new(0);
+    let out: Mutex<Vec<Option<HashResult>>> = Mutex::new((0..files.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= files.len() {
+                        break;
+                    }
+                    let r = sha256_file(&files[i].0, &mut buf);
+                    bar.inc(files[i].1);
+                    out.lock().expect("no panic while held")[i] = Some(r);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    out.into_inner()
+        .expect("workers done")
+        .into_iter()
+        .map(|r| r.expect("every file hashed"))
+        .collect()
+}
+
+/// Every regular file under `dir`, as sorted `/`-separated relative paths.
+/// Symbolic links and other non-regular files are errors: a bundle has none.
+pub fn list_tree(dir: &Path) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let e = e.with_context(|| format!("listing {}", dir.display()))?;
+        let rel = e
+            .path()
+            .strip_prefix(dir)
+            .expect("under the root")
+            .to_string_lossy()
+            .into_owned();
+        if rel.is_empty() || e.file_type().is_dir() {
+            continue;
+        }
+        if !e.file_type().is_file() {
+            bail!("{rel}: not a regular file (a bundle holds no links or devices)");
+        }
+        out.push((rel, e.metadata()?.len()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `SHA256SUMS` text for `(path, hash)` pairs (sorted by path).
+pub fn render_sums(entries: &BTreeMap<String, String>) -> String {
+    let mut s = String::new();
+    for (path, hash) in entries {
+        let _ = writeln!(s, "{hash}  {path}");
+    }
+    s
+}
+
+/// Copies a directory tree with hard links (for reusing the previous build's
+/// repository and its cache on the same file system).
+fn link_tree(from: &Path, to: &Path) -> Result<()> {
+    for e in walkdir::WalkDir::new(from).follow_links(false) {
+        let e = e?;
+        let rel = e.path().strip_prefix(from).expect("under the root");
+        let dest = to.join(rel);
+        if e.file_type().is_dir() {
+            fs::create_dir_all(&dest)?;
+        } else if e.file_type().is_file() && fs::hard_link(e.path(), &dest).is_err() {
+            fs::copy(e.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// The recipe as the bundle keeps it: defaults filled in, media reduced to
+/// their file names (the build machine's paths mean nothing at the site).
+pub fn resolved_recipe(recipe: &Recipe) -> Result<String> {
+    let mut r = recipe.clone();
+    let name_only = |p: &Option<PathBuf>| p.as_ref().and_then(|p| p.file_name()).map(PathBuf::from);
+    r.media.main = name_only(&r.media.main);
+    r.media.devel = name_only(&r.media.devel);
+    r.media.vendor = name_only(&r.media.vendor);
+    r.database.password_file = None;
+    Ok(format!(
+        "# The recipe this bundle was built from, with every default filled in.\n# Media are named by file only; the DB password is in the payloads, not here.\n{}",
+        toml::to_string(&r)?
+    ))
+}
+
+/// README.txt: the site procedure for this recipe.
+pub fn site_readme(plan: &Plan, fingerprint: &str) -> String {
+    let mut s = String::new();
+    let db = &plan.database;
+    let _ = writeln!(
+        s,
+        "airlock bundle for cluster {} ({})\n{}\n",
+        plan.cluster,
+        plan.domain,
+        "=".repeat(40)
+    );
+    let _ = writeln!(
+        s,
+        "1. Check the bundle before you use it (stock tools only; run in this directory):\n\n    sha256sum -c --quiet SHA256SUMS && echo all files intact\n    gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS\n\n   Or: airlock verify . --keyring /path/to/independently/delivered/archive-keyring.gpg\n   The keyring inside the bundle only proves the bundle is consistent; compare\n   its fingerprint with the one you were given separately:\n\n    {fingerprint}\n"
+    );
+    let _ = writeln!(
+        s,
+        "2. Prepare the reference VM once (Astra Linux SE 1.7, 2 vCPU, 4 GiB, 30 GiB,\n   one virtio NIC), with this bundle mounted or copied at /media/airlock:\n\n    sudo /media/airlock/bin/airlock-firstboot prepare --bundle /media/airlock\n\n   It copies the repository to /opt/airlock/repo (also /opt/main and /opt/devel\n   for the vendor installer), trusts the archive key, installs the runner and\n   its service, and seals the VM for cloning. Then shut it down and clone it\n   {} times.\n",
+        plan.hosts.len()
+    );
+    let _ = writeln!(
+        s,
+        "3. Give each clone its seed as a CD-ROM (label cidata), and boot them in this\n   order (each waits for what it needs, so the order only saves time):\n"
+    );
+    let order = [Role::DbMaster, Role::DbReplica, Role::Leader, Role::Manager];
+    for role in order {
+        for h in plan.hosts.iter().filter(|h| h.role == role) {
+            let _ = writeln!(
+                s,
+                "    seeds/{}.iso  ->  {:<12} {:<10} {}/{}{}",
+                h.name,
+                h.name,
+                h.role.as_str(),
+                h.ip,
+                h.prefix,
+                h.mac
+                    .as_ref()
+                    .map(|m| format!("  MAC {m}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n   A clone without a seed disc finds its payload in inventory.toml by its\n   MAC or SMBIOS UUID.\n"
+    );
+    let _ = writeln!(
+        s,
+        "4. Watch each VM (nobody needs to type anything):\n\n    airlock-firstboot status          # steps done, running, waiting, failed\n    journalctl -u airlock-firstboot   # the log, with every command run\n"
+    );
+    match db.vip {
+        Some(vip) => {
+            let _ = writeln!(
+                s,
+                "   The database answers on the VIP {vip}:{} (VRRP router id {}).",
+                db.port,
+                db.virtual_router_id.unwrap_or_default()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "   The database answers on {}:{} (single server).",
+                db.endpoint, db.port
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "   The web interface is on any dispatcher (https://{}/), login vdiadmin.\n",
+        plan.swarm.leader_ip
+    );
+    let _ = writeln!(
+        s,
+        "5. When a step fails: `airlock-firstboot status` names the step and the\n   command; fix the cause and run `airlock-firstboot run` again (or reboot):\n   finished steps are skipped, an interrupted one is redone safely.\n"
+    );
+    s
+}
+
+/// `airlock build`.
+pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
+    let started = std::time::Instant::now();
+    let (recipe, source) = recipe::load(&opts.recipe)?;
+    let outcome = crate::plan::resolve(&recipe, &source, MediaCheck::Require);
+    let errors: Vec<String> = outcome.errors().map(|p| p.to_string()).collect();
+    if !errors.is_empty() {
+        bail!(
+            "the recipe is not ready for a build:\n  {}",
+            errors.join("\n  ")
+        );
+    }
+    let plan = outcome.plan.expect("no errors, so a plan");
+    let runner_meta = fs::metadata(&opts.runner).with_context(|| {
+        format!(
+            "the runner {} is missing: build it (cargo build --release) or pass --runner",
+            opts.runner.display()
+        )
+    })?;
+    if !runner_meta.is_file() {
+        bail!("the runner {} is not a file", opts.runner.display());
+    }
+    let (secrets, secrets_created) = match &opts.fixed_secrets {
+        Some(s) => (s.clone(), false),
+        None => Secrets::load_or_create(&opts.secrets, &plan.cluster)?,
+    };
+    let secrets = match &plan.database.password_file {
+        Some(f) => secrets.with_password_file(f)?,
+        None => secrets,
+    };
+
+    // Build beside the target; rename into place at the end.
+    let name = opts
+        .out
+        .file_name()
+        .with_context(|| format!("{}: the output must name a directory", opts.out.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match opts.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent)?;
+    let tmp = parent.join(format!(".{name}.airlock-build-{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    struct Cleanup(Option<PathBuf>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Some(p) = self.0.take() {
+                let _ = fs::remove_dir_all(p);
+            }
+        }
+    }
+    let mut cleanup = Cleanup(Some(tmp.clone()));
+
+    // --- repository (reusing the previous bundle's through hard links) ---------
+    // The cache names build-machine inodes and times, so it lives beside the
+    // bundle, not in it (the bundle must be reproducible).
+    let cache_beside = parent.join(format!(".{name}.airlock-repo-cache.json"));
+    let old_repo = opts.out.join("repo");
+    if old_repo.is_dir() && cache_beside.is_file() {
+        link_tree(&old_repo, &tmp.join("repo"))?;
+        fs::copy(&cache_beside, tmp.join("repo").join(repo::CACHE_FILE))?;
+    }
+    let mut discs = vec![(
+        "main".to_string(),
+        plan.media
+            .main
+            .clone()
+            .expect("checked by MediaCheck::Require"),
+    )];
+    if let Some(d) = &plan.media.devel {
+        discs.push(("devel".to_string(), d.clone()));
+    }
+    let mut repo_summary = repo::build(
+        &repo::Options {
+            discs,
+            out: tmp.join("repo"),
+            suite: plan.repository.suite.clone(),
+            components: plan.repository.components.clone(),
+            architectures: plan.repository.architectures.clone(),
+            allow_unlisted: false,
+            disc_keyring: None,
+            time: opts.time,
+            progress: opts.progress,
+            jobs: 0,
+        },
+        &opts.key,
+    )?;
+
+    repo_summary.out = opts.out.join("repo");
+    let cache_tmp = parent.join(format!(".{name}.airlock-repo-cache.json.new"));
+    fs::rename(tmp.join("repo").join(repo::CACHE_FILE), &cache_tmp)
+        .context("moving the repository cache out of the bundle")?;
+
+    // --- payloads, seeds, inventory -------------------------------------------------
+    let payloads = payload::render_all(&plan, &secrets)?;
+    let mut w = RootWriter::new(&tmp);
+    seed::write_all(&mut w, &plan, &payloads, opts.time)?;
+
+    // --- vendor disc ------------------------------------------------------------------
+    let vendor_path = plan
+        .media
+        .vendor
+        .clone()
+        .expect("checked by MediaCheck::Require");
+    let vendor = Medium::open_any(&vendor_path).context("reading the vendor disc")?;
+    if vendor.find("install.sh").is_none() {
+        bail!(
+            "{}: no install.sh at the top of the vendor disc; is media.vendor the Space Dispatcher disc?",
+            vendor.label
+        );
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    for f in vendor.files() {
+        let dest = tmp.join("vendor").join(&f.path);
+        fs::create_dir_all(dest.parent().expect("has a parent"))?;
+        let mut out =
+            fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
+        vendor.stream(f, &mut buf, |chunk| Ok(out.write_all(chunk)?))?;
+        let mode = if f.path.ends_with(".sh") {
+            0o755
+        } else {
+            0o644
+        };
+        fs::set_permissions(&dest, fs::Permissions::from_mode(mode))?;
+    }
+
+    // --- runner, key, recipe, README ------------------------------------------------------
+    let runner =
+        fs::read(&opts.runner).with_context(|| format!("reading {}", opts.runner.display()))?;
+    w.write("bin/airlock-firstboot", &runner, 0o755)?;
+    w.write(sign::PUBLIC_GPG_FILE, &opts.key.public_binary()?, 0o644)?;
+    w.write(
+        sign::PUBLIC_ASC_FILE,
+        opts.key.public_armored()?.as_bytes(),
+        0o644,
+    )?;
+    w.write("recipe.toml", resolved_recipe(&recipe)?.as_bytes(), 0o644)?;
+    w.write(
+        "README.txt",
+        site_readme(&plan, &opts.key.fingerprint()).as_bytes(),
+        0o644,
+    )?;
+
+    // --- SHA256SUMS: pool files were hashed while the repository was built -----------
+    let known: BTreeMap<String, String> = repo_summary
+        .pool_hashes
+        .iter()
+        .map(|(p, h)| (format!("repo/{p}"), h.clone()))
+        .collect();
+    let tree = list_tree(&tmp)?;
+    let todo: Vec<(PathBuf, u64)> = tree
+        .iter()
+        .filter(|(p, _)| !known.contains_key(p))
+        .map(|(p, n)| (tmp.join(p), *n))
+        .collect();
+    let hashed = hash_parallel(&todo, opts.progress, "hashing the bundle");
+    let mut sums = BTreeMap::new();
+    let mut todo_iter = todo.iter().zip(hashed);
+    let mut bytes = 0;
+    for (p, n) in &tree {
+        bytes += n;
+        let h = match known.get(p) {
+            Some(h) => h.clone(),
+            None => {
+                let (_, r) = todo_iter.next().expect("one result per file");
+                r?.0
+            }
+        };
+        sums.insert(p.clone(), h);
+    }
+    let sums_text = render_sums(&sums);
+    w.write(SUMS, sums_text.as_bytes(), 0o644)?;
+    w.write(
+        SUMS_SIG,
+        opts.key
+            .detached_armored(sums_text.as_bytes(), opts.time)?
+            .as_bytes(),
+        0o644,
+    )?;
+
+    repo::replace_dir(&tmp, &opts.out)?;
+    cleanup.0 = None;
+    fs::rename(&cache_tmp, &cache_beside).context("keeping the repository cache")?;
+
+    if let Some(tar) = &opts.tar {
+        write_tar(&opts.out, tar, opts.time, opts.progress)?;
+    }
+    Ok(BuildSummary {
+        out: opts.out.clone(),
+        tar: opts.tar.clone(),
+        cluster: plan.cluster.clone(),
+        hosts: plan.hosts.len(),
+        files: tree.len() + 2,
+        bytes,
+        repository: repo_summary,
+        secrets: opts.fixed_secrets.is_none().then(|| opts.secrets.clone()),
+        secrets_created,
+        fingerprint: opts.key.fingerprint(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The mode a file gets in the tar: executables 0755, private files 0600,
+/// the rest 0644.
+fn tar_mode(mode: u32) -> u32 {
+    if mode & 0o100 != 0 {
+        0o755
+    } else if mode & 0o077 == 0 {
+        0o600
+    } else {
+        0o644
+    }
+}
+
+/// Writes the bundle directory as one deterministic tar (sorted entries,
+/// mtime `time`, uid/gid 0, fixed modes; the manifest and key first), gzip
+/// compressed when `file` ends in `.gz`. Written beside and renamed.
+pub fn write_tar(dir: &Path, file: &Path, time: i64, progress: bool) -> Result<()> {
+    let tree = list_tree(dir)?;
+    let first = [SUMS, SUMS_SIG, sign::PUBLIC_GPG_FILE, sign::PUBLIC_ASC_FILE];
+    let mut order: Vec<&(String, u64)> = first
+        .iter()
+        .filter_map(|f| tree.iter().find(|(p, _)| p == f))
+        .collect();
+    order.extend(tree.iter().filter(|(p, _)| !first.contains(&p.as_str())));
+    let total = tree.iter().map(|t| t.1).sum();
+    let bar = progress_bar(progress, total, "writing the tar");
+    let tmp = file.with_file_name(format!(
+        ".{}.airlock-tmp",
+        file.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let out = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let out = std::io::BufWriter::with_capacity(1 << 20, out);
+    let gz = file.extension().is_some_and(|e| e == "gz" || e == "tgz");
+    let sink: Box<dyn Write> = if gz {
+        Box::new(
+            flate2::GzBuilder::new()
+                .mtime(0)
+                .write(out, flate2::Compression::fast()),
+        )
+    } else {
+        Box::new(out)
+    };
+    let mut builder = tar::Builder::new(sink);
+    let mut dirs = BTreeSet::new();
+    let result = (|| -> Result<()> {
+        for (rel, size) in order {
+            // Parent directories first, once each.
+            let mut parents = Vec::new();
+            let mut p = Path::new(rel).parent();
+            while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+                parents.push(d.to_path_buf());
+                p = d.parent();
+            }
+            for d in parents.into_iter().rev() {
+                if dirs.insert(d.clone()) {
+                    let mut h = tar::Header::new_gnu();
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    h.set_mtime(time as u64);
+                    h.set_uid(0);
+                    h.set_gid(0);
+                    h.set_size(0);
+                    builder.append_data(&mut h, format!("{}/", d.display()), std::io::empty())?;
+                }
+            }
+            let path = dir.join(rel);
+            let meta = fs::metadata(&path)?;
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(tar_mode(meta.permissions().mode()));
+            h.set_mtime(time as u64);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_size(*size);
+            let f = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            builder.append_data(&mut h, rel, bar.wrap_read(f))?;
+        }
+        let sink = builder.into_inner()?;
+        drop(sink);
+        Ok(())
+    })();
+    bar.finish_and_clear();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", file.display()));
+    }
+    fs::rename(&tmp, file).with_context(|| format!("renaming {} into place", file.display()))?;
+    Ok(())
+}
+
+/// One thing wrong with a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// `modified`, `missing`, `extra`, `unreadable`, `unsafe`, `signature`, `manifest`.
+    pub kind: String,
+    pub path: String,
+    pub detail: String,
+}
+
+/// The result of `airlock verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    /// `good`, or why not.
+    pub signature: String,
+    pub signer: Option<String>,
+    /// Checked with the bundle's own keyring (proves consistency, not origin).
+    pub own_keyring: bool,
+    pub files_checked: usize,
+    pub bytes: u64,
+    pub problems: Vec<Finding>,
+}
+
+fn finding(kind: &str, path: &str, detail: impl Into<String>) -> Finding {
+    Finding {
+        kind: kind.into(),
+        path: path.into(),
+        detail: detail.into(),
+    }
+}
+
+/// Checks a manifest path: relative, no `..`, nothing odd.
+fn safe_path(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && !p.contains(['\\', '\n', '\r', '\0'])
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// Parses SHA256SUMS; malformed lines become findings.
+fn parse_sums(text: &str, problems: &mut Vec<Finding>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let parsed = line.split_once("  ").filter(|(h, _)| {
+            h.len() == 64
+                && h.chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        });
+        match parsed {
+            Some((h, p)) if safe_path(p) => {
+                out.insert(p.to_string(), h.to_string());
+            }
+            Some((_, p)) => problems.push(finding(
+                "unsafe",
+                p,
+                format!("{SUMS} line {} names a path outside the bundle", i + 1),
+            )),
+            None => problems.push(finding(
+                "manifest",
+                SUMS,
+                format!("line {} is not \"<sha256>  <path>\"", i + 1),
+            )),
+        }
+    }
+    out
+}
+
+/// Checks the signature of the manifest.
+fn check_signature(
+    sums: &[u8],
+    sig: Option<&[u8]>,
+    keyring: &Keyring,
+    problems: &mut Vec<Finding>,
+) -> (String, Option<String>) {
+    match sig {
+        None => {
+            problems.push(finding(
+                "signature",
+                SUMS_SIG,
+                "missing: the manifest is not signed",
+            ));
+            ("missing".into(), None)
+        }
+        Some(sig) => match keyring.verify_detached(sums, sig) {
+            Ok(fpr) => ("good".into(), Some(fpr)),
+            Err(e) => {
+                problems.push(finding(
+                    "signature",
+                    SUMS_SIG,
+                    format!("does not verify: {e:#}"),
+                ));
+                ("bad".into(), None)
+            }
+        },
+    }
+}
+
+/// Compares what was found with the manifest.
+fn compare(
+    manifest: &BTreeMap<String, String>,
+    found: &BTreeMap<String, Result<String, String>>,
+    problems: &mut Vec<Finding>,
+) {
+    for (p, want) in manifest {
+        match found.get(p) {
+            None => problems.push(finding(
+                "missing",
+                p,
+                "listed in SHA256SUMS, not in the bundle",
+            )),
+            Some(Err(e)) => problems.push(finding("unreadable", p, e.clone())),
+            Some(Ok(got)) if got != want => problems.push(finding(
+                "modified",
+                p,
+                format!("sha256 {got}, SHA256SUMS says {want}"),
+            )),
+            Some(Ok(_)) => {}
+        }
+    }
+    for p in found.keys() {
+        if !manifest.contains_key(p) && p != SUMS && p != SUMS_SIG {
+            problems.push(finding("extra", p, "in the bundle, not in SHA256SUMS"));
+        }
+    }
+}
+
+/// `airlock verify` on a directory.
+pub fn verify_dir(dir: &Path, keyring: Option<&Path>, progress: bool) -> Result<Report> {
+    let sums = fs::read(dir.join(SUMS)).with_context(|| {
+        format!(
+            "reading {}: is {} a bundle?",
+            dir.join(SUMS).display(),
+            dir.display()
+        )
+    })?;
+    let sig = fs::read(dir.join(SUMS_SIG)).ok();
+    let own = keyring.is_none();
+    let keyring = match keyring {
+        Some(k) => Keyring::load(k)?,
+        None => Keyring::load(&dir.join(sign::PUBLIC_GPG_FILE))
+            .context("reading the bundle's own keyring (pass --keyring)")?,
+    };
+    let mut problems = Vec::new();
+    let (signature, signer) = check_signature(&sums, sig.as_deref(), &keyring, &mut problems);
+    let manifest = parse_sums(&String::from_utf8_lossy(&sums), &mut problems);
+
+    // Everything present, links and oddities reported, never followed.
+    let mut present: Vec<(String, u64)> = Vec::new();
+    for e in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let e = match e {
+            Ok(e) => e,
+            Err(err) => {
+                let p = err
+                    .path()
+                    .and_then(|p| p.strip_prefix(dir).ok())
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                problems.push(finding("unreadable", &p, err.to_string()));
+                continue;
+            }
+        };
+        let rel = e
+            .path()
+            .strip_prefix(dir)
+            .expect("under root")
+            .to_string_lossy()
+            .into_owned();
+        if rel.is_empty() || e.file_type().is_dir() {
+            continue;
+        }
+        if e.file_type().is_symlink() {
+            problems.push(finding(
+                "unsafe",
+                &rel,
+                "a symbolic link; bundles hold none (not followed)",
+            ));
+            continue;
+        }
+        if !e.file_type().is_file() {
+            problems.push(finding("unsafe", &rel, "not a regular file"));
+            continue;
+        }
+        present.push((rel, e.metadata().map(|m| m.len()).unwrap_or(0)));
+    }
+    let todo: Vec<(PathBuf, u64)> = present.iter().map(|(p, n)| (dir.join(p), *n)).collect();
+    let hashed = hash_parallel(&todo, progress, "verifying");
+    let mut found = BTreeMap::new();
+    let mut bytes = 0;
+    for ((p, _), r) in present.iter().zip(hashed) {
+        found.insert(
+            p.clone(),
+            r.map(|(h, n)| {
+                bytes += n;
+                h
+            })
+            .map_err(|e| format!("{e:#}")),
+        );
+    }
+    compare(&manifest, &found, &mut problems);
+    Ok(Report {
+        ok: problems.is_empty(),
+        signature,
+        signer,
+        own_keyring: own,
+        files_checked: found.len(),
+        bytes,
+        problems,
+    })
+}
+
+/// `airlock verify` on a tar (or .tar.gz), read as a stream, never extracted.
+pub fn verify_tar(file: &Path, keyring: Option<&Path>, progress: bool) -> Result<Report> {
+    let f = fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let total = f.metadata()?.len();
+    let bar = progress_bar(progress, total, "verifying");
+    let reader = bar.wrap_read(std::io::BufReader::with_capacity(1 << 20, f));
+    let gz = file.extension().is_some_and(|e| e == "gz" || e == "tgz");
+    let reader: Box<dyn Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(reader))
+    } else {
+        Box::new(reader)
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut problems = Vec::new();
+    let mut found: BTreeMap<String, Result<String, String>> = BTreeMap::new();
+    let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut bytes = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    let entries = archive
+        .entries()
+        .with_context(|| format!("reading {} as a tar", file.display()))?;
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                problems.push(finding(
+                    "unreadable",
+                    &file.display().to_string(),
+                    format!("the tar is damaged: {e}"),
+                ));
+                break;
+            }
+        };
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let path = raw
+            .trim_start_matches("./")
+            .trim_end_matches('/')
+            .to_string();
+        let kind = entry.header().entry_type();
+        if !safe_path(&path) {
+            problems.push(finding(
+                "unsafe",
+                &raw,
+                "an absolute path or '..' in the tar (not extracted)",
+            ));
+            continue;
+        }
+        match kind {
+            tar::EntryType::Directory => continue,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {}
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default();
+                problems.push(finding(
+                    "unsafe",
+                    &path,
+                    format!("a link to {target:?}; bundles hold none (not followed)"),
+                ));
+                continue;
+            }
+            other => {
+                problems.push(finding(
+                    "unsafe",
+                    &path,
+                    format!("a {other:?} entry; bundles hold regular files only"),
+                ));
+                continue;
+            }
+        }
+        let keep = path == SUMS || path == SUMS_SIG || path == sign::PUBLIC_GPG_FILE;
+        let mut h = sha2::Sha256::new();
+        let mut kept = Vec::new();
+        let res = loop {
+            match entry.read(&mut buf) {
+                Ok(0) => break Ok(hex(&h.finalize())),
+                Ok(n) => {
+                    h.update(&buf[..n]);
+                    bytes += n as u64;
+                    if keep {
+                        kept.extend_from_slice(&buf[..n]);
+                    }
+                }
+                Err(e) => break Err(format!("reading it from the tar: {e}")),
+            }
+        };
+        if keep {
+            small.insert(path.clone(), kept);
+        }
+        found.insert(path, res);
+    }
+    bar.finish_and_clear();
+    let own = keyring.is_none();
+    let keyring = match keyring {
+        Some(k) => Keyring::load(k)?,
+        None => match small.get(sign::PUBLIC_GPG_FILE) {
+            Some(k) => {
+                Keyring::from_bytes(k, &format!("{}:{}", file.display(), sign::PUBLIC_GPG_FILE))?
+            }
+            None => bail!(
+                "{} holds no {}: pass --keyring",
+                file.display(),
+                sign::PUBLIC_GPG_FILE
+            ),
+        },
+    };
+    let Some(sums) = small.get(SUMS) else {
+        problems.push(finding("missing", SUMS, "the tar holds no manifest"));
+        return Ok(Report {
+            ok: false,
+            signature: "missing".into(),
+            signer: None,
+            own_keyring: own,
+            files_checked: found.len(),
+            bytes,
+            problems,
+        });
+    };
+    let (signature, signer) = check_signature(
+        sums,
+        small.get(SUMS_SIG).map(Vec::as_slice),
+        &keyring,
+        &mut problems,
+    );
+    let manifest = parse_sums(&String::from_utf8_lossy(sums), &mut problems);
+    compare(&manifest, &found, &mut problems);
+    Ok(Report {
+        ok: problems.is_empty(),
+        signature,
+        signer,
+        own_keyring: own,
+        files_checked: found.len(),
+        bytes,
+        problems,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_paths_must_stay_inside() {
+        assert!(safe_path("repo/pool/main/x.deb"));
+        for bad in ["/etc/passwd", "../x", "a/../b", "a//b", "", "a\\b", "./a"] {
+            assert!(!safe_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sums_parse_and_report_bad_lines() {
+        let h = "a".repeat(64);
+        let text = format!("{h}  ok/file\n{h}  ../escape\nnonsense\n");
+        let mut problems = Vec::new();
+        let m = parse_sums(&text, &mut problems);
+        assert_eq!(m.len(), 1);
+        assert_eq!(problems.len(), 2);
+        assert_eq!(problems[0].kind, "unsafe");
+        assert_eq!(problems[1].kind, "manifest");
+    }
+
+    #[test]
+    fn tar_modes_are_fixed() {
+        assert_eq!(tar_mode(0o100755), 0o755);
+        assert_eq!(tar_mode(0o100600), 0o600);
+        assert_eq!(tar_mode(0o100664), 0o644);
+    }
+}

@@ -1,0 +1,499 @@
+//! `airlock build`, `airlock verify` and `airlock demo`: the bundle, checked
+//! by airlock and by the stock tools (`sha256sum -c`, `gpgv`), and a tamper
+//! matrix where every case must fail naming the file.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{Run, airlock_bin};
+
+fn airlock_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(airlock_bin());
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("SOURCE_DATE_EPOCH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Run::from_output(cmd.output().unwrap())
+}
+
+/// A demo bundle in a fresh directory.
+fn demo() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = airlock_in(dir.path(), &["demo", "--out", "demo"], &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let bundle = dir.path().join("demo/bundle");
+    (dir, bundle)
+}
+
+fn verify(path: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["verify", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    airlock_in(path.parent().unwrap(), &args, &[])
+}
+
+fn stock_tools_accept(bundle: &Path) -> (bool, bool) {
+    let sums = Command::new("sha256sum")
+        .args(["-c", "--quiet", "SHA256SUMS"])
+        .current_dir(bundle)
+        .output()
+        .unwrap();
+    let gpgv = Command::new("gpgv")
+        .args([
+            "--keyring",
+            "./archive-keyring.gpg",
+            "SHA256SUMS.gpg",
+            "SHA256SUMS",
+        ])
+        .current_dir(bundle)
+        .output()
+        .unwrap();
+    (sums.status.success(), gpgv.status.success())
+}
+
+fn first_file(bundle: &Path, under: &str, ext: &str) -> String {
+    let base = bundle.join(under);
+    walkdir::WalkDir::new(&base)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_type().is_file() && e.path().to_string_lossy().ends_with(ext))
+        .map(|e| e.path().strip_prefix(bundle).unwrap().display().to_string())
+        .unwrap_or_else(|| panic!("no {ext} under {under}"))
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut b = fs::read(path).unwrap();
+    let i = at.min(b.len() - 1);
+    b[i] ^= 0x20;
+    fs::write(path, b).unwrap();
+}
+
+#[test]
+fn the_demo_bundle_verifies_with_airlock_and_stock_tools() {
+    let (_dir, bundle) = demo();
+    for f in [
+        "SHA256SUMS",
+        "SHA256SUMS.gpg",
+        "archive-keyring.gpg",
+        "archive-keyring.asc",
+        "README.txt",
+        "recipe.toml",
+        "inventory.toml",
+        "bin/airlock-firstboot",
+        "vendor/install.sh",
+        "seeds/spdb1.iso",
+        "repo/dists/1.7_x86-64/InRelease",
+    ] {
+        assert!(bundle.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(stock_tools_accept(&bundle), (true, true));
+    let run = verify(&bundle, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("OWN keyring"),
+        "a loud note about the bundle's own key: {}",
+        run.stderr
+    );
+    let readme = fs::read_to_string(bundle.join("README.txt")).unwrap();
+    assert!(readme.contains("sha256sum -c --quiet SHA256SUMS"));
+    assert!(readme.contains("seeds/spdb1.iso  ->  spdb1"));
+    // Every file but the two manifest files is listed, sorted.
+    let sums = fs::read_to_string(bundle.join("SHA256SUMS")).unwrap();
+    let paths: Vec<&str> = sums
+        .lines()
+        .map(|l| l.split_once("  ").unwrap().1)
+        .collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted);
+    assert!(!paths.contains(&"SHA256SUMS") && !paths.contains(&"SHA256SUMS.gpg"));
+    assert!(paths.contains(&"bin/airlock-firstboot"));
+}
+
+#[test]
+fn two_demo_runs_give_identical_tars() {
+    let (a, _) = demo();
+    let (b, _) = demo();
+    let ta = fs::read(a.path().join("demo/bundle.tar")).unwrap();
+    let tb = fs::read(b.path().join("demo/bundle.tar")).unwrap();
+    assert!(ta == tb, "the demo tar differs between two runs");
+}
+
+/// Each tamper case: a change, and the path the report must name.
+#[test]
+fn every_tampering_is_reported_with_its_file() {
+    let (_dir, pristine) = demo();
+    type Tamper = Box<dyn Fn(&Path) -> String>;
+    let cases: Vec<(&str, Tamper)> = vec![
+        (
+            "byte in a .deb",
+            Box::new(|b| {
+                let f = first_file(b, "repo/pool", ".deb");
+                flip_byte(&b.join(&f), 300);
+                f
+            }),
+        ),
+        (
+            "byte in InRelease",
+            Box::new(|b| {
+                let f = "repo/dists/1.7_x86-64/InRelease".to_string();
+                flip_byte(&b.join(&f), 60);
+                f
+            }),
+        ),
+        (
+            "byte in a seed",
+            Box::new(|b| {
+                let f = "seeds/spdb2.iso".to_string();
+                flip_byte(&b.join(&f), 40_000);
+                f
+            }),
+        ),
+        (
+            "truncated file",
+            Box::new(|b| {
+                let f = "vendor/install.sh".to_string();
+                let bytes = fs::read(b.join(&f)).unwrap();
+                fs::write(b.join(&f), &bytes[..bytes.len() / 2]).unwrap();
+                f
+            }),
+        ),
+        (
+            "deleted file",
+            Box::new(|b| {
+                let f = "payloads/spleader/meta-data".to_string();
+                fs::remove_file(b.join(&f)).unwrap();
+                f
+            }),
+        ),
+        (
+            "added file",
+            Box::new(|b| {
+                let f = "seeds/intruder.iso".to_string();
+                fs::write(b.join(&f), b"not ours").unwrap();
+                f
+            }),
+        ),
+        (
+            "renamed file",
+            Box::new(|b| {
+                fs::rename(b.join("README.txt"), b.join("README.old")).unwrap();
+                "README.txt".to_string()
+            }),
+        ),
+        (
+            "byte in SHA256SUMS",
+            Box::new(|b| {
+                let f = "SHA256SUMS".to_string();
+                flip_byte(&b.join(&f), 10);
+                "SHA256SUMS.gpg".to_string()
+            }),
+        ),
+        (
+            "signature removed",
+            Box::new(|b| {
+                fs::remove_file(b.join("SHA256SUMS.gpg")).unwrap();
+                "SHA256SUMS.gpg".to_string()
+            }),
+        ),
+        (
+            "a symlink added",
+            Box::new(|b| {
+                std::os::unix::fs::symlink("/", b.join("root-link")).unwrap();
+                "root-link".to_string()
+            }),
+        ),
+    ];
+    for (name, tamper) in cases {
+        let work = tempfile::tempdir().unwrap();
+        let bundle = work.path().join("bundle");
+        copy_tree(&pristine, &bundle);
+        let named = tamper(&bundle);
+        let run = verify(&bundle, &[]);
+        assert_eq!(
+            run.code, 1,
+            "{name}: expected exit 1\n{}{}",
+            run.stdout, run.stderr
+        );
+        assert!(
+            run.stdout.contains(&format!(" {named}: ")),
+            "{name}: the report does not name {named}:\n{}",
+            run.stdout
+        );
+        assert!(run.stdout.contains("FAILED"), "{name}");
+    }
+}
+
+#[test]
+fn a_foreign_signature_fails_airlock_and_gpgv() {
+    let (dir, bundle) = demo();
+    assert_eq!(
+        airlock_in(dir.path(), &["keygen", "--out", "foreign"], &[]).code,
+        0
+    );
+    // Re-sign SHA256SUMS with another key, as an attacker would.
+    let gnupg = dir.path().join("gnupg");
+    fs::create_dir_all(&gnupg).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&gnupg, fs::Permissions::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        Command::new("gpg")
+            .arg("--homedir")
+            .arg(&gnupg)
+            .args(["--batch", "--quiet", "--yes"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(
+        gpg(&[
+            "--import",
+            dir.path().join("foreign/signing-key.asc").to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        gpg(&[
+            "--detach-sign",
+            "--armor",
+            "-o",
+            bundle.join("SHA256SUMS.gpg").to_str().unwrap(),
+            bundle.join("SHA256SUMS").to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let run = verify(&bundle, &[]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout
+            .contains("SIGNATURE  SHA256SUMS.gpg: does not verify"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        stock_tools_accept(&bundle),
+        (true, false),
+        "gpgv must refuse the foreign signature"
+    );
+    // With the attacker's key in hand, the bundle's own keyring would pass:
+    // only an independently delivered keyring proves origin.
+    let run = verify(
+        &bundle,
+        &[
+            "--keyring",
+            dir.path()
+                .join("foreign/archive-keyring.gpg")
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0);
+}
+
+#[test]
+fn stock_tools_reject_a_tampered_manifest() {
+    let (_dir, bundle) = demo();
+    let sums = bundle.join("SHA256SUMS");
+    let text = fs::read_to_string(&sums).unwrap();
+    // Point one line at other bytes: sha256sum -c fails for it, gpgv for the whole.
+    let tampered = text.replacen(&text[..1], if &text[..1] == "0" { "1" } else { "0" }, 1);
+    fs::write(&sums, tampered).unwrap();
+    assert_eq!(stock_tools_accept(&bundle), (false, false));
+}
+
+#[test]
+fn the_tar_verifies_and_tampered_tars_fail() {
+    let (dir, _) = demo();
+    let tar_path = dir.path().join("demo/bundle.tar");
+    let run = verify(&tar_path, &["--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["signature"], "good");
+
+    // Build evil tars from the good one plus one bad entry each.
+    let bytes = fs::read(&tar_path).unwrap();
+    type AddEntry = Box<dyn Fn(&mut tar::Builder<Vec<u8>>)>;
+    let cases: Vec<(&str, AddEntry)> = vec![
+        (
+            "../x",
+            Box::new(|b| raw_entry(b, "../x", tar::EntryType::Regular, None)),
+        ),
+        (
+            "/etc/x",
+            Box::new(|b| raw_entry(b, "/etc/x", tar::EntryType::Regular, None)),
+        ),
+        (
+            "escape",
+            Box::new(|b| raw_entry(b, "escape", tar::EntryType::Symlink, Some("/"))),
+        ),
+    ];
+    for (name, add) in cases {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut archive = tar::Archive::new(&bytes[..]);
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut h = e.header().clone();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            builder
+                .append_data(&mut h, e.path().unwrap(), &data[..])
+                .unwrap();
+        }
+        add(&mut builder);
+        let evil = dir
+            .path()
+            .join(format!("evil-{}.tar", name.replace('/', "_")));
+        fs::write(&evil, builder.into_inner().unwrap()).unwrap();
+        let run = verify(&evil, &[]);
+        assert_eq!(run.code, 1, "{name}: {}", run.stdout);
+        assert!(run.stdout.contains("UNSAFE"), "{name}: {}", run.stdout);
+        assert!(
+            run.stdout.contains(name),
+            "{name} not named: {}",
+            run.stdout
+        );
+    }
+    assert!(!dir.path().join("demo/x").exists() && !Path::new("/etc/x").exists());
+}
+
+/// Appends an entry with a raw name (the tar crate refuses `..` and absolute
+/// paths through its safe API, as an attacker would not).
+fn raw_entry(b: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, link: Option<&str>) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(0);
+    {
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(l) = link {
+            gnu.linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+    }
+    h.set_cksum();
+    b.append(&h, std::io::empty()).unwrap();
+}
+
+#[test]
+fn build_from_a_recipe_with_a_site_key_and_a_gz_tar() {
+    let dir = tempfile::tempdir().unwrap();
+    // Demo media and recipe, but the site's own key.
+    assert_eq!(airlock_in(dir.path(), &["demo", "--out", "d"], &[]).code, 0);
+    assert_eq!(
+        airlock_in(dir.path(), &["keygen", "--out", "keys"], &[]).code,
+        0
+    );
+    let run = airlock_in(
+        dir.path(),
+        &[
+            "build",
+            "d/recipe.toml",
+            "--key",
+            "keys/signing-key.asc",
+            "--out",
+            "b",
+            "--tar",
+            "b.tar.gz",
+            "--json",
+        ],
+        &[("SOURCE_DATE_EPOCH", "1800000000")],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["hosts"], 5);
+    assert_eq!(summary["secrets_created"], true);
+    assert!(
+        dir.path().join("d/recipe.secrets.toml").is_file(),
+        "secrets kept beside the recipe, outside the bundle"
+    );
+    assert!(
+        !fs::read_to_string(dir.path().join("b/SHA256SUMS"))
+            .unwrap()
+            .contains("secrets.toml")
+    );
+    let run = verify(
+        &dir.path().join("b.tar.gz"),
+        &[
+            "--keyring",
+            dir.path()
+                .join("keys/archive-keyring.gpg")
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(run.stdout.contains("signature: good"));
+    // A second build re-reads no package.
+    let run = airlock_in(
+        dir.path(),
+        &[
+            "build",
+            "d/recipe.toml",
+            "--key",
+            "keys/signing-key.asc",
+            "--out",
+            "b",
+            "--json",
+        ],
+        &[("SOURCE_DATE_EPOCH", "1800000000")],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let again: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(again["repository"]["reused"], 5, "{again}");
+    assert_eq!(again["repository"]["hashed_bytes"], 0, "{again}");
+    assert_eq!(again["secrets_created"], false);
+    assert_eq!(verify(&dir.path().join("b"), &[]).code, 0);
+    // The bundle's recipe has no build-machine paths.
+    let recipe = fs::read_to_string(dir.path().join("b/recipe.toml")).unwrap();
+    assert!(recipe.contains("main = \"main\""), "{recipe}");
+}
+
+#[test]
+fn a_recipe_without_its_media_builds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        airlock_in(dir.path(), &["keygen", "--out", "keys"], &[]).code,
+        0
+    );
+    let recipe = crate::common::repo_dir().join("recipes/space-vdi-5.4-ha.toml");
+    let run = airlock_in(
+        dir.path(),
+        &[
+            "build",
+            recipe.to_str().unwrap(),
+            "--key",
+            "keys/signing-key.asc",
+            "--out",
+            "b",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("error: media.main:"), "{}", run.stderr);
+    assert!(!dir.path().join("b").exists());
+}
+
+#[test]
+fn verify_of_nothing_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = airlock_in(dir.path(), &["verify", "nowhere"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("nowhere"));
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let dest = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            fs::create_dir_all(&dest).unwrap();
+        } else {
+            fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
