@@ -13,9 +13,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
 
-# Check the shipped stand recipe
+# Build and verify a bundle from the built-in demo media
 demo:
-    cargo run --release -- plan recipes/space-vdi-5.4-ha.toml
+    cargo build --release
+    target/release/airlock demo --out /tmp/airlock-demo
 
 # Benchmark repo build against apt-ftparchive, dpkg-scanpackages and openssl
 # (fetches ~0.6 GB of real .deb files once; see bench/make-corpus to scale)
