@@ -24,3 +24,4 @@ bench:
     cargo build --release
     test -f bench/work/main.iso || bench/make-corpus
     bench/run
+    bench/run-bundle
