@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use crate::journal::{Journal, StepState};
 use crate::role::{RoleFile, paths};
 
 #[derive(Debug, Parser)]
@@ -18,9 +19,16 @@ use crate::role::{RoleFile, paths};
     version,
     about = "Turn this cloned VM into its Space VDI cluster role",
     long_about = "Turn this cloned VM into its Space VDI cluster role.\n\n\
-        Reads the role file written by the VM's cidata seed (/etc/airlock/role.toml) \
-        and reports where the VM stands.\n\n\
-        Exit codes: 0 ok, 1 failed, 2 usage or I/O error.",
+        Reads the role file written by the VM's cidata seed (/etc/airlock/role.toml), \
+        or finds this VM in a bundle's inventory.toml by its MAC or SMBIOS UUID, and \
+        runs its role as named steps: common (hostname, repository, clone hygiene), \
+        then PostgreSQL + keepalived (db-master, db-replica) or the vendor installer's \
+        swarm init / join (leader, manager). Each step is recorded in \
+        /var/lib/airlock/journal; a step whose effect holds is skipped, so the runner \
+        may be run again at any time, also after a power cut.\n\n\
+        Exit codes of `run`: 0 the role is complete, 1 a step failed (see `status`), \
+        75 a wait ran out and the run will be retried (the service restarts it), \
+        2 usage or I/O error.",
     help_expected = true
 )]
 pub struct Cli {
@@ -33,6 +41,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Perform this VM's role, step by step, and join the cluster
+    #[command(after_help = "Examples:\n  \
+        airlock-firstboot run\n  \
+        airlock-firstboot run --bundle /media/airlock     # no seed: find this VM by MAC/UUID")]
+    Run(RunArgs),
+    /// Show the role, each step's state, what it waits for, the last error
+    #[command(
+        after_help = "Examples:\n  airlock-firstboot status\n  airlock-firstboot status --json"
+    )]
+    Status(StatusArgs),
     /// Show who this VM is: host, role, address, peers
     #[command(after_help = "Example:\n  airlock-firstboot role")]
     Role(RoleArgs),
@@ -46,6 +64,29 @@ pub enum Command {
         after_help = "Example (on a manager):\n  ssh -i /etc/airlock/ssh/token_client_key airlock-token@LEADER"
     )]
     Token,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The role file (default: /etc/airlock/role.toml under --root)
+    #[arg(long, value_name = "PATH")]
+    pub role_file: Option<PathBuf>,
+    /// A bundle to find this VM in (inventory.toml, by MAC or SMBIOS UUID) when it has no role file
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// Upper bound of each wait, in seconds
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub wait: u64,
+    /// Do not print the `+ command` lines
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print the journal as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,8 +116,173 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Exit status: a wait ran out, the service will run us again.
+pub const EXIT_RETRY: u8 = 75;
+
+/// Finds this VM's role file: `--role-file`, the one cloud-init wrote, or the
+/// bundle's inventory by MAC or SMBIOS UUID (then the payload's files are put
+/// in place first, as cloud-init would have).
+fn find_role(root: &Path, args: &RunArgs) -> Result<PathBuf> {
+    if let Some(p) = &args.role_file {
+        return Ok(p.clone());
+    }
+    let default = under(root, paths::ROLE_FILE);
+    if default.is_file() {
+        return Ok(default);
+    }
+    let Some(bundle) = &args.bundle else {
+        anyhow::bail!(
+            "no role file at {}: boot the VM with its cidata seed, or pass --bundle with the bundle so it can find itself by MAC or SMBIOS UUID",
+            default.display()
+        );
+    };
+    let inv_path = bundle.join("inventory.toml");
+    let inv: crate::seed::Inventory = toml::from_str(
+        &std::fs::read_to_string(&inv_path)
+            .with_context(|| format!("reading {}", inv_path.display()))?,
+    )
+    .with_context(|| format!("reading {}", inv_path.display()))?;
+    let macs = local_macs(root);
+    let uuid = std::fs::read_to_string(under(root, "/sys/class/dmi/id/product_uuid"))
+        .map(|u| u.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let host = inv
+        .hosts
+        .iter()
+        .find(|h| {
+            h.mac.as_ref().is_some_and(|m| macs.contains(m))
+                || h.uuid.as_ref().is_some_and(|u| !uuid.is_empty() && *u == uuid)
+        })
+        .with_context(|| {
+            format!(
+                "{} has no host with this VM's MAC ({}) or SMBIOS UUID ({}); add `mac` or `uuid` to the recipe's host, or boot with the seed",
+                inv_path.display(),
+                if macs.is_empty() { "none found".to_string() } else { macs.join(", ") },
+                if uuid.is_empty() { "unknown" } else { &uuid }
+            )
+        })?;
+    eprintln!(
+        "airlock-firstboot: this VM is {} ({}) by the inventory",
+        host.name, host.role
+    );
+    // Put the payload's files in place, as cloud-init would have.
+    let rootfs = bundle.join(&host.payload).join("rootfs");
+    let mut w = crate::writer::RootWriter::new(root);
+    for e in walkdir::WalkDir::new(&rootfs) {
+        let e = e?;
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let rel = e.path().strip_prefix(&rootfs).expect("under rootfs");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = e.metadata()?.permissions().mode() & 0o7777;
+        crate::writer::Writer::write(
+            &mut w,
+            &rel.to_string_lossy(),
+            &std::fs::read(e.path())?,
+            mode,
+        )?;
+    }
+    Ok(default)
+}
+
+/// MAC addresses of this VM's NICs.
+fn local_macs(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(under(root, "/sys/class/net")) {
+        for e in rd.flatten() {
+            if let Ok(m) = std::fs::read_to_string(e.path().join("address")) {
+                let m = m.trim().to_ascii_lowercase();
+                if m.len() == 17 && m != "00:00:00:00:00:00" {
+                    out.push(m);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn cmd_run(root: &Path, args: &RunArgs) -> Result<ExitCode> {
+    let role_path = find_role(root, args)?;
+    let role = RoleFile::load(&role_path)?;
+    let steps = crate::steps::steps_for(&role);
+    let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
+    let journal_path = under(root, paths::JOURNAL);
+    let before = Journal::load(&journal_path)?;
+    // A journal of another instance (a changed plan, a re-used disk) starts over.
+    let mut journal = match &before {
+        Some(j) if j.instance_id == role.instance_id && j.steps.len() == names.len() => j.clone(),
+        _ => Journal::new(&role.host.name, role.host.role, &role.instance_id, &names),
+    };
+    let ctx = crate::steps::Ctx {
+        root,
+        role: &role,
+        runner: crate::runner::Runner { quiet: args.quiet },
+        wait_bound: args.wait,
+        before: before.as_ref(),
+    };
+    eprintln!(
+        "airlock-firstboot: {} is {} of cluster {}",
+        role.host.name, role.host.role, role.cluster
+    );
+    match crate::steps::run_steps(&ctx, &steps, &mut journal, &journal_path) {
+        Ok(()) => {
+            eprintln!("airlock-firstboot: {} is complete", role.host.role);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("airlock-firstboot: {e:#}");
+            if e.downcast_ref::<crate::steps::WaitTimeout>().is_some() {
+                eprintln!("airlock-firstboot: will retry");
+                Ok(ExitCode::from(EXIT_RETRY))
+            } else {
+                eprintln!(
+                    "airlock-firstboot: failed; fix the cause and run again (finished steps are skipped)"
+                );
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
+}
+
+fn cmd_status(root: &Path, args: &StatusArgs) -> Result<ExitCode> {
+    let path = under(root, paths::JOURNAL);
+    let Some(j) = Journal::load(&path)? else {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({ "state": "not started", "journal": null })
+            );
+        } else {
+            println!("not started: no journal at {}", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let state = if j.complete() {
+        "done"
+    } else if j.steps.iter().any(|s| s.state == StepState::Failed) {
+        "failed"
+    } else if j.waiting_for.is_some() {
+        "waiting"
+    } else {
+        "in progress"
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "state": state, "journal": j }))?
+        );
+    } else {
+        print!("{}", j.to_text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => cmd_run(&cli.root, &args),
+        Command::Status(args) => cmd_status(&cli.root, &args),
         Command::Role(args) => {
             let path = args
                 .role_file

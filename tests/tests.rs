@@ -3,5 +3,6 @@
 mod bake;
 mod bundle;
 mod common;
+mod e2e;
 mod plan;
 mod repo;

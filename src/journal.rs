@@ -1,0 +1,183 @@
+//! The runner's journal, `/var/lib/airlock/journal`: one record per step
+//! (state, times, a short reason), what the runner waits for, the last error.
+//! Written atomically (temporary file, fsync, rename), so a power cut leaves
+//! the previous journal or the new one, never half of one.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::recipe::Role;
+
+/// Where a step stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    Pending,
+    Running,
+    Done,
+    Waiting,
+    Failed,
+}
+
+/// One step's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub name: String,
+    pub state: StepState,
+    pub started: Option<i64>,
+    pub finished: Option<i64>,
+    /// Why it failed, what it waits for, or what it did.
+    pub note: Option<String>,
+}
+
+/// The whole journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    pub version: u32,
+    pub host: String,
+    pub role: Role,
+    pub instance_id: String,
+    pub steps: Vec<StepRecord>,
+    pub waiting_for: Option<String>,
+    pub last_error: Option<String>,
+    pub updated: i64,
+}
+
+/// Seconds since the epoch, now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Journal {
+    /// A journal with every step pending.
+    pub fn new(host: &str, role: Role, instance_id: &str, steps: &[&str]) -> Journal {
+        Journal {
+            version: 1,
+            host: host.into(),
+            role,
+            instance_id: instance_id.into(),
+            steps: steps
+                .iter()
+                .map(|s| StepRecord {
+                    name: s.to_string(),
+                    state: StepState::Pending,
+                    started: None,
+                    finished: None,
+                    note: None,
+                })
+                .collect(),
+            waiting_for: None,
+            last_error: None,
+            updated: now(),
+        }
+    }
+
+    /// Reads the journal at `path`, if there is one.
+    pub fn load(path: &Path) -> Result<Option<Journal>> {
+        match fs::read_to_string(path) {
+            Ok(t) => Ok(Some(serde_json::from_str(&t).with_context(|| {
+                format!(
+                    "reading the journal {} (delete it to start over)",
+                    path.display()
+                )
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Writes atomically.
+    pub fn save(&mut self, path: &Path) -> Result<()> {
+        self.updated = now();
+        let dir = path.parent().expect("the journal path has a directory");
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = dir.join(".journal.new");
+        let mut f =
+            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} into place", path.display()))?;
+        Ok(())
+    }
+
+    pub fn step(&self, name: &str) -> Option<&StepRecord> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    pub fn set(&mut self, name: &str, state: StepState, note: Option<String>) {
+        let t = now();
+        if let Some(s) = self.steps.iter_mut().find(|s| s.name == name) {
+            if state == StepState::Running {
+                s.started = Some(t);
+                s.finished = None;
+            }
+            if matches!(state, StepState::Done | StepState::Failed) {
+                s.finished = Some(t);
+            }
+            s.state = state;
+            s.note = note;
+        }
+    }
+
+    /// Every step done.
+    pub fn complete(&self) -> bool {
+        self.steps.iter().all(|s| s.state == StepState::Done)
+    }
+
+    /// A table for people.
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "{} ({}), instance {}\n",
+            self.host, self.role, self.instance_id
+        );
+        for step in &self.steps {
+            let state = format!("{:?}", step.state).to_lowercase();
+            s.push_str(&format!(
+                "  {:<8} {:<20} {}\n",
+                state,
+                step.name,
+                step.note.as_deref().unwrap_or("")
+            ));
+        }
+        if let Some(w) = &self.waiting_for {
+            s.push_str(&format!("waiting for: {w}\n"));
+        }
+        if let Some(e) = &self.last_error {
+            s.push_str(&format!("last error: {e}\n"));
+        }
+        s.push_str(if self.complete() {
+            "state: done\n"
+        } else {
+            "state: not done\n"
+        });
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_and_loads_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("var/lib/airlock/journal");
+        let mut j = Journal::new("db1", Role::DbMaster, "iid", &["a", "b"]);
+        j.set("a", StepState::Running, None);
+        j.set("a", StepState::Done, Some("ok".into()));
+        j.save(&p).unwrap();
+        let back = Journal::load(&p).unwrap().unwrap();
+        assert_eq!(back.step("a").unwrap().state, StepState::Done);
+        assert!(!back.complete());
+        assert!(!dir.path().join("var/lib/airlock/.journal.new").exists());
+        assert!(back.to_text().contains("done     a"));
+    }
+}
