@@ -16,6 +16,9 @@ pub struct Cmd {
     pub env: Vec<(String, String)>,
     /// Fed to the command's stdin (prompts' answers, passwords); never logged.
     pub stdin: Option<String>,
+    /// Indexes of arguments shown as `***` (a secret a program insists on
+    /// taking as an argument, like the swarm join token).
+    pub hidden: Vec<usize>,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -43,7 +46,15 @@ impl Cmd {
             args: Vec::new(),
             env: Vec::new(),
             stdin: None,
+            hidden: Vec::new(),
         }
+    }
+
+    /// An argument that is never logged or shown in errors.
+    pub fn secret_arg(mut self, a: impl Into<String>) -> Cmd {
+        self.hidden.push(self.args.len());
+        self.args.push(a.into());
+        self
     }
 
     pub fn arg(mut self, a: impl Into<String>) -> Cmd {
@@ -79,7 +90,13 @@ impl Cmd {
             .map(|(k, v)| format!("{k}={}", quote(v)))
             .collect();
         parts.push(quote(&self.program));
-        parts.extend(self.args.iter().map(|a| quote(a)));
+        parts.extend(self.args.iter().enumerate().map(|(i, a)| {
+            if self.hidden.contains(&i) {
+                "***".to_string()
+            } else {
+                quote(a)
+            }
+        }));
         let mut s = parts.join(" ");
         if let Some(input) = &self.stdin {
             s.push_str(&format!(" <({} bytes on stdin)", input.len()));
@@ -197,6 +214,19 @@ mod tests {
         );
         assert!(e.contains("oops"));
         assert!(!e.contains("secret-password"));
+    }
+
+    #[test]
+    fn secret_arguments_are_masked() {
+        let c = Cmd::new("install.sh")
+            .args(["multi", "manager"])
+            .secret_arg("SWMTKN-1-abc");
+        assert_eq!(c.line(), "install.sh multi manager ***");
+        let r = Runner { quiet: true };
+        let out = r
+            .run(&Cmd::new("echo").secret_arg("visible-to-the-program"))
+            .unwrap();
+        assert_eq!(out.stdout, "visible-to-the-program\n");
     }
 
     #[test]

@@ -190,6 +190,18 @@ impl Ctx<'_> {
         Ok(self.runner.run(&cmd)?.stdout)
     }
 
+    /// install.sh with a secret last argument (the join token: the vendor's
+    /// command line takes it there), hidden in logs and errors.
+    fn vendor_install_secret(&self, args: &[&str], secret: &str) -> Result<String> {
+        let dir = self.path(&self.role.vendor_dir);
+        let script = dir.join("install.sh");
+        let cmd = Cmd::new("bash")
+            .arg(script.display().to_string())
+            .args(args.iter().copied())
+            .secret_arg(secret);
+        Ok(self.runner.run(&cmd)?.stdout)
+    }
+
     fn write(&self, vm_path: &str, content: &str, mode: u32) -> Result<bool> {
         crate::writer::Writer::write(
             &mut crate::writer::RootWriter::new(self.root),
@@ -787,15 +799,43 @@ fn vip_apply(c: &Ctx) -> Result<()> {
 
 // --- dispatchers ------------------------------------------------------------------------
 
+/// The DB user can log in at the endpoint (not only: the server is up).
+fn db_login_ok(c: &Ctx) -> bool {
+    let db = &c.role.database;
+    let Ok(passfile) = c.passfile(None) else {
+        return false;
+    };
+    c.runner.ok(&Cmd::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            &db.endpoint.to_string(),
+            "-p",
+            &db.port.to_string(),
+            "-U",
+            &db.user,
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT 1",
+        ])
+        .env("PGPASSFILE", passfile.display().to_string())
+        .env("PGCONNECT_TIMEOUT", "3"))
+}
+
 fn db_check(c: &Ctx) -> Result<bool> {
-    Ok(c.pg_ready(&c.role.database.endpoint.to_string()))
+    Ok(db_login_ok(c))
 }
 
 fn db_apply(c: &Ctx) -> Result<()> {
     let db = &c.role.database;
     c.wait_for(
-        &format!("the database at {}:{}", db.endpoint, db.port),
-        || c.pg_ready(&db.endpoint.to_string()),
+        &format!(
+            "the database at {}:{} to accept {}'s login",
+            db.endpoint, db.port, db.user
+        ),
+        || db_login_ok(c),
     )
 }
 
@@ -869,19 +909,26 @@ fn token_user_apply(c: &Ctx) -> Result<()> {
             "airlock: serves the swarm join token to managers",
             user,
         ]))?;
+        // No password, but not "locked" ('!'): sshd refuses locked accounts
+        // even for keys when PAM is off.
+        c.runner.run(&Cmd::new("usermod").args(["-p", "*", user]))?;
     }
     let want = fs::read_to_string(c.path(paths::TOKEN_AUTHORIZED_KEYS))
         .with_context(|| format!("reading {}", paths::TOKEN_AUTHORIZED_KEYS))?;
     let rel = format!("/home/{user}/.ssh/authorized_keys");
-    c.write(&rel, &want, 0o600)?;
+    // Public keys only: readable, as sshd reads it with the user's rights.
+    c.write(&rel, &want, 0o644)?;
     if c.live() {
         c.runner.run(&Cmd::new("chown").args([
             "-R",
             &format!("{user}:{user}"),
             &format!("/home/{user}/.ssh"),
         ]))?;
-        c.runner
-            .run(&Cmd::new("chgrp").args([user, paths::TOKEN_FILE]))?;
+    }
+    // The forced command runs as the token user: it may read the token (0640).
+    if c.runner.ok(&Cmd::new("getent").args(["group", user])) {
+        let token = c.path(paths::TOKEN_FILE).display().to_string();
+        c.runner.run(&Cmd::new("chgrp").args([user, &token]))?;
     }
     Ok(())
 }
@@ -934,21 +981,60 @@ fn fetch_token(c: &Ctx) -> Result<String> {
 
 fn manager_apply(c: &Ctx) -> Result<()> {
     let mut token = None;
+    let mut last = String::new();
     let leader = &c.role.swarm.leader;
-    c.wait_for(&format!("the join token from the leader {leader}"), || {
-        token = fetch_token(c).ok();
+    let waited = c.wait_for(&format!("the join token from the leader {leader}"), || {
+        match fetch_token(c) {
+            Ok(t) => token = Some(t),
+            Err(e) => last = first_line(&format!("{e:#}").replace('\n', " ")),
+        }
         token.is_some()
-    })?;
+    });
+    if let Err(e) = waited {
+        return Err(e.context(format!("the last attempt said: {last}")));
+    }
     let token = token.expect("the wait succeeded");
-    c.vendor_install(
-        &[
-            "multi",
-            "manager",
-            &c.role.swarm.leader_ip.to_string(),
-            &token,
-        ],
-        None,
-    )?;
+    // Raft takes one new manager at a time: two joining at the same moment
+    // can leave the swarm without quorum. Managers go in plan order, 15 s
+    // apart (a join takes well under a second).
+    let position = c
+        .role
+        .swarm
+        .managers
+        .iter()
+        .position(|m| *m == c.role.host.name)
+        .unwrap_or(0) as u64;
+    if position > 0 && docker_info(c, ".Swarm.ControlAvailable") != "true" {
+        eprintln!(
+            "airlock-firstboot: manager {} of {}: joining {} s after the first",
+            position + 1,
+            c.role.swarm.managers.len(),
+            15 * position
+        );
+        std::thread::sleep(Duration::from_secs(15 * position));
+    }
+    // Managers that join at the same moment can make Raft refuse one of them
+    // ("can't initialize raft node"): leave the half-joined state and retry.
+    let leader_ip = c.role.swarm.leader_ip.to_string();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match c.vendor_install_secret(&["multi", "manager", &leader_ip], &token) {
+            Ok(_) => break,
+            Err(_) if docker_info(c, ".Swarm.ControlAvailable") == "true" => break,
+            Err(e) if attempt < 5 => {
+                eprintln!(
+                    "airlock-firstboot: joining failed (attempt {attempt} of 5), retrying: {}",
+                    first_line(&format!("{e:#}"))
+                );
+                let _ = c
+                    .runner
+                    .output(&Cmd::new("docker").args(["swarm", "leave", "--force"]));
+                std::thread::sleep(Duration::from_secs(2 * attempt));
+            }
+            Err(e) => return Err(e),
+        }
+    }
     c.wait_for("this node to be a swarm manager", || {
         docker_info(c, ".Swarm.ControlAvailable") == "true"
     })

@@ -46,6 +46,10 @@ struct Host {
     run: PathBuf,
 }
 
+fn docker_sock(h: &Host) -> PathBuf {
+    h.run.join("docker.sock")
+}
+
 impl Host {
     fn pgdata(&self) -> PathBuf {
         self.root
@@ -74,6 +78,7 @@ impl Host {
             format!("AIRLOCK_PG_CONF_DIR={}", self.pgdata().display()),
             format!("INSTALL_ROOT={}", self.root.display()),
             "SKIP_APT=1".to_string(),
+            format!("DOCKER_HOST=unix://{}", docker_sock(self).display()),
         ]);
         c.arg(program);
         c
@@ -154,6 +159,17 @@ impl Host {
 
     /// Stops this host's daemons (best effort).
     fn stop_all(&self) {
+        for pidfile in ["dockerd.pid", "sshd.pid"] {
+            if let Ok(pid) = fs::read_to_string(self.run.join(pidfile)) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+                for _ in 0..50 {
+                    if !Path::new(&format!("/proc/{}", pid.trim())).exists() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
         let _ = self.cmd("systemctl").args(["stop", "keepalived"]).output();
         if self.pgdata().join("postmaster.pid").exists() {
             let _ = Command::new("runuser")
@@ -171,6 +187,8 @@ impl Host {
 struct Lab {
     switch: String,
     hosts: Vec<Host>,
+    /// Daemons started for the test, reaped on drop.
+    children: std::sync::Mutex<Vec<Child>>,
     _dir: tempfile::TempDir,
 }
 
@@ -180,19 +198,33 @@ impl Drop for Lab {
             h.stop_all();
             let _ = Command::new("ip").args(["netns", "delete", &h.ns]).output();
         }
+        for mut c in self
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         let _ = Command::new("ip")
             .args(["netns", "delete", &self.switch])
             .output();
     }
 }
 
-fn lab(names: &[(&str, &str)], dir: tempfile::TempDir) -> Lab {
-    let tag = format!("al{}", std::process::id() % 100000);
+/// The end-to-end tests run one at a time: each has a few daemons per host
+/// and their timings are measured.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lab(test: &str, names: &[(&str, &str)], dir: tempfile::TempDir) -> Lab {
+    let tag = format!("a{test}{}", std::process::id() % 100000);
     let switch = format!("{tag}-sw");
     sh(Command::new("ip").args(["netns", "add", &switch]));
     let mut lab = Lab {
         switch: switch.clone(),
         hosts: Vec::new(),
+        children: std::sync::Mutex::new(Vec::new()),
         _dir: dir,
     };
     let in_sw = |args: &[&str]| {
@@ -358,6 +390,7 @@ fn power_cut(child: &mut Child) {
 
 #[test]
 fn db_pair_replicates_fails_over_and_the_old_master_stays_out() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(why) = missing_tools() {
         // CI runs as root with the packages installed: there a skip is a failure.
         assert!(
@@ -405,7 +438,7 @@ fn db_pair_replicates_fails_over_and_the_old_master_stays_out() {
         .trim()
         .to_string();
 
-    let lab = lab(&[("db1", "192.0.2.11"), ("db2", "192.0.2.12")], dir);
+    let lab = lab("d", &[("db1", "192.0.2.11"), ("db2", "192.0.2.12")], dir);
     let (db1, db2) = (&lab.hosts[0], &lab.hosts[1]);
     for h in &lab.hosts {
         lay_out_clone(&bundle, h);
@@ -552,4 +585,257 @@ fn db_pair_replicates_fails_over_and_the_old_master_stays_out() {
         db2.psql_local("SELECT count(*) FROM pg_database WHERE datname = 'space'"),
         "1"
     );
+}
+
+/// dockerd in the host's namespace, with its own data root and socket
+/// (`ip netns exec` remounts /sys, which dockerd dislikes: nsenter instead).
+fn start_dockerd(lab: &Lab, h: &Host) {
+    let data = h.root.join("var/lib/docker");
+    fs::create_dir_all(&data).unwrap();
+    let log = fs::File::create(h.run.join("dockerd.log")).unwrap();
+    let daemon = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", h.ns))
+        .arg("dockerd")
+        .arg("--data-root")
+        .arg(&data)
+        .arg("--exec-root")
+        .arg(h.run.join("docker-exec"))
+        .arg("-H")
+        .arg(format!("unix://{}", docker_sock(h).display()))
+        .arg("--pidfile")
+        .arg(h.run.join("dockerd.pid"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    lab.children.lock().unwrap().push(daemon);
+    wait_until("dockerd to answer", Duration::from_secs(30), || {
+        h.cmd("docker")
+            .args(["info", "--format", "{{.ID}}"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+}
+
+/// sshd in the leader's namespace, serving the token user with the
+/// bundle's host key; its forced command is the runner under the test root.
+fn start_sshd(h: &Host, ip: &str) {
+    fs::create_dir_all("/run/sshd").unwrap();
+    let conf = h.run.join("sshd_config");
+    fs::write(
+        &conf,
+        format!(
+            "Port 22\nListenAddress {ip}\nHostKey {root}/etc/ssh/ssh_host_ed25519_key\nPidFile {run}/sshd.pid\nAuthorizedKeysFile {root}/home/%u/.ssh/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nAllowUsers airlock-token\nForceCommand {fb} --root {root} token\n",
+            root = h.root.display(),
+            run = h.run.display(),
+            fb = firstboot_bin().display()
+        ),
+    )
+    .unwrap();
+    sh(Command::new("ip")
+        .args(["netns", "exec", &h.ns, "/usr/sbin/sshd", "-f"])
+        .arg(&conf));
+}
+
+fn swarm_recipe(media: &Path) -> String {
+    format!(
+        r#"version = 1
+[cluster]
+name = "e2eswarm"
+domain = "e2e.test"
+[network]
+cidr = "192.0.2.0/24"
+gateway = "192.0.2.1"
+[media]
+main = "{m}/main"
+vendor = "{m}/vendor"
+[database]
+postgresql = {PG_MAJOR}
+user = "dbuser"
+[[host]]
+name = "db1"
+role = "db-master"
+ip = "192.0.2.11"
+[[host]]
+name = "disp1"
+role = "leader"
+ip = "192.0.2.21"
+[[host]]
+name = "disp2"
+role = "manager"
+ip = "192.0.2.22"
+[[host]]
+name = "disp3"
+role = "manager"
+ip = "192.0.2.23"
+"#,
+        m = media.display()
+    )
+}
+
+/// Creates the token user on this machine for sshd, removed again on drop.
+struct TokenUser(bool);
+
+impl TokenUser {
+    fn ensure() -> TokenUser {
+        let exists = Command::new("id")
+            .arg("airlock-token")
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !exists {
+            sh(Command::new("useradd").args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/bin/sh",
+                "airlock-token",
+            ]));
+            sh(Command::new("usermod").args(["-p", "*", "airlock-token"]));
+        }
+        TokenUser(!exists)
+    }
+}
+
+impl Drop for TokenUser {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = Command::new("userdel").arg("airlock-token").output();
+        }
+    }
+}
+
+#[test]
+fn dispatchers_form_a_swarm_with_the_token_fetched_over_ssh() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = missing_tools() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the e2e test cannot run in CI: {why}"
+        );
+        eprintln!("skipping the e2e test: {why}");
+        return;
+    }
+    for t in ["dockerd", "sshd"] {
+        if !Path::new(&format!("/usr/sbin/{t}")).exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the swarm e2e test needs {t} in CI"
+            );
+            eprintln!("skipping the swarm e2e test: {t} not installed");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let work = dir.path().join("build");
+    fs::create_dir_all(&work).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(airlock_bin())
+            .args(args)
+            .current_dir(&work)
+            .env("SOURCE_DATE_EPOCH", "1800000000")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "airlock {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["demo", "--out", "d"]);
+    run(&["keygen", "--out", "keys"]);
+    fs::write(work.join("swarm.toml"), swarm_recipe(&work.join("d/media"))).unwrap();
+    run(&[
+        "build",
+        "swarm.toml",
+        "--key",
+        "keys/signing-key.asc",
+        "--out",
+        "bundle",
+    ]);
+    let bundle = work.join("bundle");
+    let _user = TokenUser::ensure();
+
+    let lab = lab(
+        "s",
+        &[
+            ("db1", "192.0.2.11"),
+            ("disp1", "192.0.2.21"),
+            ("disp2", "192.0.2.22"),
+            ("disp3", "192.0.2.23"),
+        ],
+        dir,
+    );
+    for h in &lab.hosts {
+        lay_out_clone(&bundle, h);
+    }
+    let (db1, leader, managers) = (&lab.hosts[0], &lab.hosts[1], &lab.hosts[2..]);
+    for h in &lab.hosts[1..] {
+        start_dockerd(&lab, h);
+    }
+    start_sshd(leader, "192.0.2.21");
+
+    // All four at once: each waits for what it needs.
+    let started = Instant::now();
+    let children: Vec<(&Host, Child)> = lab.hosts.iter().map(|h| (h, spawn_role(h))).collect();
+    for (h, child) in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}:\n{}{}\n{}",
+            h.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            fs::read_to_string(h.run.join("dockerd.log"))
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    eprintln!(
+        "e2e: db1, a leader and two managers complete in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for h in &lab.hosts {
+        assert_eq!(h.status()["state"], "done", "{}", h.name);
+    }
+    let _ = db1;
+    let nodes = sh(leader.cmd("docker").args([
+        "node",
+        "ls",
+        "--format",
+        "{{.Hostname}} {{.Status}} {{.ManagerStatus}}",
+    ]));
+    let managers_seen = nodes
+        .lines()
+        .filter(|l| l.contains("Ready") && (l.contains("Leader") || l.contains("Reachable")))
+        .count();
+    assert_eq!(managers_seen, 3, "docker node ls:\n{nodes}");
+    for m in managers {
+        let ctl = sh(m
+            .cmd("docker")
+            .args(["info", "--format", "{{.Swarm.ControlAvailable}}"]));
+        assert_eq!(ctl.trim(), "true", "{} is a manager", m.name);
+    }
+    // The token file is not world-readable, and the SSH key only gets the token.
+    let mode = fs::metadata(leader.root.join("var/lib/airlock/swarm-manager-token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o007, 0);
+    // Re-running every runner changes nothing.
+    for h in &lab.hosts {
+        let (code, out) = h.run_role();
+        assert_eq!(code, 0, "{} re-run:\n{out}", h.name);
+        assert!(
+            !out.contains("airlock-firstboot: step "),
+            "{} re-ran a step:\n{out}",
+            h.name
+        );
+    }
 }
