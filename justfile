@@ -8,6 +8,10 @@ build:
 test:
     scripts/test-all
 
+# The end-to-end tests only (root: namespaces, PostgreSQL, keepalived, dockerd, sshd)
+e2e:
+    cargo test --test tests e2e -- --nocapture
+
 # Format check and clippy with warnings as errors
 lint:
     cargo fmt --all -- --check
