@@ -130,6 +130,16 @@ fn find_role(root: &Path, args: &RunArgs) -> Result<PathBuf> {
     if default.is_file() {
         return Ok(default);
     }
+    if let Some(seed) = find_seed(root) {
+        eprintln!(
+            "airlock-firstboot: no role file; reading the seed {} directly",
+            seed.display()
+        );
+        apply_seed(root, &seed)?;
+        if default.is_file() {
+            return Ok(default);
+        }
+    }
     let Some(bundle) = &args.bundle else {
         anyhow::bail!(
             "no role file at {}: boot the VM with its cidata seed, or pass --bundle with the bundle so it can find itself by MAC or SMBIOS UUID",
@@ -184,6 +194,84 @@ fn find_role(root: &Path, args: &RunArgs) -> Result<PathBuf> {
         )?;
     }
     Ok(default)
+}
+
+/// The seed disc (label `cidata`): udev's by-label link, else the first
+/// block device whose ISO 9660 volume id is `cidata`.
+fn find_seed(root: &Path) -> Option<PathBuf> {
+    let by_label = under(root, "/dev/disk/by-label/cidata");
+    if by_label.exists() {
+        return Some(by_label);
+    }
+    let blocks = std::fs::read_dir(under(root, "/sys/class/block")).ok()?;
+    let mut names: Vec<String> = blocks
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| under(root, &format!("/dev/{n}")))
+        .find(|dev| {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = match std::fs::File::open(dev) {
+                Ok(f) => f,
+                Err(_) => return false,
+            };
+            let mut pvd = [0u8; 72];
+            f.seek(SeekFrom::Start(16 * 2048)).is_ok()
+                && f.read_exact(&mut pvd).is_ok()
+                && &pvd[1..6] == b"CD001"
+                && String::from_utf8_lossy(&pvd[40..72]).trim() == crate::seed::SEED_LABEL
+        })
+}
+
+/// Puts the files of the seed's payload tar in place (what cloud-init's
+/// write_files would have done), reading the ISO directly: no mount.
+fn apply_seed(root: &Path, seed: &Path) -> Result<()> {
+    let file = std::fs::File::open(seed)
+        .with_context(|| format!("opening the seed {}", seed.display()))?;
+    let len = file
+        .metadata()
+        .ok()
+        .map(|m| m.len())
+        .filter(|l| *l > 0)
+        .unwrap_or(u64::MAX);
+    let medium_files = crate::iso::list_files(&file, len)
+        .with_context(|| format!("reading the seed {}", seed.display()))?;
+    let entry = medium_files
+        .iter()
+        .find(|f| f.path == crate::seed::SEED_PAYLOAD_TAR)
+        .with_context(|| {
+            format!(
+                "the seed {} has no {}: it was made by an older airlock; attach the seed of this bundle",
+                seed.display(),
+                crate::seed::SEED_PAYLOAD_TAR
+            )
+        })?;
+    let mut bytes = Vec::with_capacity(entry.size as usize);
+    if let crate::media::Location::Extents(ext) = &entry.location {
+        use std::os::unix::fs::FileExt;
+        for &(off, n) in ext {
+            let start = bytes.len();
+            bytes.resize(start + n as usize, 0);
+            file.read_exact_at(&mut bytes[start..], off)
+                .with_context(|| format!("reading the seed {}", seed.display()))?;
+        }
+    }
+    let mut w = crate::writer::RootWriter::new(root);
+    let mut archive = tar::Archive::new(&bytes[..]);
+    for e in archive.entries()? {
+        let mut e = e?;
+        let path = e.path()?.to_string_lossy().into_owned();
+        let mode = e.header().mode()? & 0o7777;
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut content)?;
+        // check_rel refuses absolute paths and '..'.
+        crate::writer::Writer::write(&mut w, &path, &content, mode)
+            .with_context(|| format!("putting {path} from the seed in place"))?;
+    }
+    Ok(())
 }
 
 /// MAC addresses of this VM's NICs.

@@ -198,6 +198,28 @@ pub fn network_config(h: &HostPlan) -> String {
     s
 }
 
+/// `/etc/network/interfaces.d/airlock`: the static address for a clone
+/// without cloud-init (Astra SE 1.7 uses ifupdown).
+pub fn ifupdown_config(h: &HostPlan) -> String {
+    let mut s = format!(
+        "# airlock: {} ({}). Written by airlock-firstboot when cloud-init is absent.\nauto {i}\niface {i} inet static\n    address {}/{}\n    gateway {}\n",
+        h.name,
+        h.role,
+        h.ip,
+        h.prefix,
+        h.gateway,
+        i = h.interface
+    );
+    if !h.dns.is_empty() {
+        let list: Vec<String> = h.dns.iter().map(|d| d.to_string()).collect();
+        let _ = writeln!(s, "    dns-nameservers {}", list.join(" "));
+    }
+    if !h.search.is_empty() {
+        let _ = writeln!(s, "    dns-search {}", h.search.join(" "));
+    }
+    s
+}
+
 /// `/etc/hosts` naming every host of the cluster.
 pub fn etc_hosts(role: &RoleFile) -> String {
     let mut s = String::from("127.0.0.1\tlocalhost\n");
@@ -545,6 +567,15 @@ ip = "192.0.2.20"
         );
         let db2 = network_config(plan.host("db2").unwrap());
         assert!(db2.starts_with("version: 2\nethernets:\n  eth0:\n    dhcp4: false\n"));
+    }
+
+    #[test]
+    fn ifupdown_for_clones_without_cloud_init() {
+        let plan = plan_of(PAIR);
+        assert_eq!(
+            ifupdown_config(plan.host("db2").unwrap()),
+            "# airlock: db2 (db-replica). Written by airlock-firstboot when cloud-init is absent.\nauto eth0\niface eth0 inet static\n    address 192.0.2.11/24\n    gateway 192.0.2.1\n    dns-nameservers 192.0.2.53\n    dns-search lab.example\n"
+        );
     }
 
     #[test]

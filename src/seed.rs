@@ -69,14 +69,38 @@ impl Inventory {
     }
 }
 
+/// The file in each seed that holds the payload's files as a tar, for a
+/// clone without cloud-init: `airlock-firstboot` reads it from the seed.
+pub const SEED_PAYLOAD_TAR: &str = "airlock-payload.tar";
+
+/// The payload's files as a deterministic tar (paths relative to /).
+pub fn payload_tar(p: &Payload, epoch: i64) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut files: Vec<&crate::payload::VmFile> = p.files.iter().collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    for f in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(f.mode);
+        h.set_mtime(epoch.max(0) as u64);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(f.content.len() as u64);
+        b.append_data(&mut h, f.path.trim_start_matches('/'), f.content.as_bytes())?;
+    }
+    Ok(b.into_inner()?)
+}
+
 /// The seed image of one host.
 pub fn seed_image(p: &Payload, epoch: i64) -> Result<Vec<u8>> {
+    let tar = payload_tar(p, epoch)?;
     crate::iso::write_image(
         SEED_LABEL,
         &[
             ("user-data", p.user_data.as_bytes()),
             ("meta-data", p.meta_data.as_bytes()),
             ("network-config", p.network_config.as_bytes()),
+            (SEED_PAYLOAD_TAR, &tar),
         ],
         epoch,
     )

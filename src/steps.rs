@@ -394,17 +394,47 @@ fn first_line(s: &str) -> String {
 
 // --- common ------------------------------------------------------------------
 
+/// The static network file, when cloud-init is absent.
+const IFUPDOWN_FILE: &str = "/etc/network/interfaces.d/airlock";
+
+fn without_cloud_init(c: &Ctx) -> bool {
+    !c.path("/usr/bin/cloud-init").exists()
+}
+
 fn identity_check(c: &Ctx) -> Result<bool> {
     let hostname = fs::read_to_string(c.path("/etc/hostname")).unwrap_or_default();
     let hosts = fs::read_to_string(c.path("/etc/hosts")).unwrap_or_default();
-    Ok(hostname.trim() == c.role.host.name && hosts == payload::etc_hosts(c.role))
+    let net_ok = !without_cloud_init(c)
+        || fs::read_to_string(c.path(IFUPDOWN_FILE)).unwrap_or_default()
+            == payload::ifupdown_config(&c.role.host);
+    Ok(hostname.trim() == c.role.host.name && hosts == payload::etc_hosts(c.role) && net_ok)
 }
 
 fn identity_apply(c: &Ctx) -> Result<()> {
-    c.write("/etc/hostname", &format!("{}\n", c.role.host.name), 0o644)?;
+    let h = &c.role.host;
+    c.write("/etc/hostname", &format!("{}\n", h.name), 0o644)?;
     c.write("/etc/hosts", &payload::etc_hosts(c.role), 0o644)?;
     if c.live() {
-        c.runner.run(&Cmd::new("hostname").arg(&c.role.host.name))?;
+        c.runner.run(&Cmd::new("hostname").arg(&h.name))?;
+    }
+    // cloud-init applies the seed's network-config; without it, the runner
+    // sets the static address itself: a file for the next boots, and now.
+    if without_cloud_init(c) {
+        c.write(IFUPDOWN_FILE, &payload::ifupdown_config(h), 0o644)?;
+        if c.live() {
+            let addr = format!("{}/{}", h.ip, h.prefix);
+            c.runner
+                .run(&Cmd::new("ip").args(["addr", "replace", &addr, "dev", &h.interface]))?;
+            c.runner
+                .run(&Cmd::new("ip").args(["link", "set", &h.interface, "up"]))?;
+            c.runner.run(&Cmd::new("ip").args([
+                "route",
+                "replace",
+                "default",
+                "via",
+                &h.gateway.to_string(),
+            ]))?;
+        }
     }
     Ok(())
 }

@@ -213,6 +213,18 @@ impl Drop for Lab {
     }
 }
 
+/// A directory for the hosts' roots that postgres can traverse and no
+/// non-root user can write to along its path (keepalived's script security
+/// refuses scripts under world-writable directories such as /tmp).
+fn test_dir() -> tempfile::TempDir {
+    let base = Path::new("/var/lib/airlock-tests");
+    fs::create_dir_all(base).unwrap();
+    fs::set_permissions(base, fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tempfile::tempdir_in(base).unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
 /// The end-to-end tests run one at a time: each has a few daemons per host
 /// and their timings are measured.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -400,10 +412,7 @@ fn db_pair_replicates_fails_over_and_the_old_master_stays_out() {
         eprintln!("skipping the e2e test: {why}");
         return;
     }
-    // Roots must be traversable by postgres and not world-writable (keepalived's
-    // script security): a directory under target/, not /tmp.
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = test_dir();
     let work = dir.path().join("build");
     fs::create_dir_all(&work).unwrap();
 
@@ -727,8 +736,7 @@ fn dispatchers_form_a_swarm_with_the_token_fetched_over_ssh() {
             return;
         }
     }
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = test_dir();
     let work = dir.path().join("build");
     fs::create_dir_all(&work).unwrap();
     let run = |args: &[&str]| {

@@ -4,5 +4,6 @@ mod bake;
 mod bundle;
 mod common;
 mod e2e;
+mod firstboot;
 mod plan;
 mod repo;
