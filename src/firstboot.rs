@@ -51,6 +51,19 @@ pub enum Command {
         after_help = "Examples:\n  airlock-firstboot status\n  airlock-firstboot status --json"
     )]
     Status(StatusArgs),
+    /// Prepare the reference VM from the bundle and seal it for cloning (run once, before cloning)
+    #[command(
+        long_about = "Prepare the reference VM from the bundle and seal it for cloning.\n\n\
+            Run once on the reference VM (Astra Linux SE 1.7), with the bundle mounted or \
+            copied, before making the clones. It checks the bundle against its SHA256SUMS, \
+            copies the signed repository to /opt/airlock/repo and links /opt/main and \
+            /opt/devel to it (the vendor installer uses those), copies the vendor disc to \
+            /opt/airlock/vendor, trusts the archive key, installs this runner and \
+            airlock-firstboot.service, then seals the image: empty /etc/machine-id, no SSH \
+            host keys, cloud-init clean, no journal. It refuses a VM that already has a role.",
+        after_help = "Example:\n  sudo /media/airlock/bin/airlock-firstboot prepare --bundle /media/airlock"
+    )]
+    Prepare(PrepareArgs),
     /// Show who this VM is: host, role, address, peers
     #[command(after_help = "Example:\n  airlock-firstboot role")]
     Role(RoleArgs),
@@ -80,6 +93,13 @@ pub struct RunArgs {
     /// Do not print the `+ command` lines
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PrepareArgs {
+    /// The bundle directory (as written by `airlock build`)
+    #[arg(long, value_name = "DIR")]
+    pub bundle: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -370,6 +390,17 @@ fn cmd_status(root: &Path, args: &StatusArgs) -> Result<ExitCode> {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => cmd_run(&cli.root, &args),
+        Command::Prepare(args) => {
+            let changed = crate::prepare::prepare(
+                &cli.root,
+                &args.bundle,
+                &crate::runner::Runner::default(),
+            )?;
+            for c in changed {
+                println!("  {c}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status(args) => cmd_status(&cli.root, &args),
         Command::Role(args) => {
             let path = args

@@ -14,6 +14,7 @@ pub mod journal;
 pub mod media;
 pub mod payload;
 pub mod plan;
+pub mod prepare;
 pub mod recipe;
 pub mod repo;
 pub mod role;

@@ -192,3 +192,111 @@ fn token_is_refused_until_the_leader_has_one() {
         (0, "SWMTKN-1-abcdefghijklmnopqrstuvwxyz\n")
     );
 }
+
+fn demo_bundle(dir: &Path) -> PathBuf {
+    let out = Command::new(airlock_bin())
+        .args(["demo", "--out", "d"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("d/bundle")
+}
+
+#[test]
+fn prepare_puts_the_bundle_in_place_and_seals_the_image() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = demo_bundle(dir.path());
+    let root = dir.path().join("reference");
+    for d in ["etc/ssh", "var/lib/cloud/instance"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    fs::write(
+        root.join("etc/machine-id"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    fs::write(root.join("etc/ssh/ssh_host_ed25519_key"), "old key").unwrap();
+    fs::write(root.join("etc/ssh/sshd_config"), "# kept").unwrap();
+    let run = firstboot(&root, &["prepare", "--bundle", bundle.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("copied the signed repository to /opt/airlock/repo"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        root.join("opt/airlock/repo/dists/1.7_x86-64/InRelease")
+            .is_file()
+    );
+    assert!(root.join("opt/airlock/vendor/install.sh").is_file());
+    assert_eq!(
+        fs::read_link(root.join("opt/main")).unwrap(),
+        Path::new("airlock/repo")
+    );
+    assert!(
+        root.join("opt/devel/dists/1.7_x86-64/Release").is_file(),
+        "/opt/devel resolves inside the root"
+    );
+    assert!(
+        root.join("etc/apt/trusted.gpg.d/airlock-archive.gpg")
+            .is_file()
+    );
+    let mode = fs::metadata(root.join("usr/local/sbin/airlock-firstboot"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    assert!(
+        root.join("etc/systemd/system/multi-user.target.wants/airlock-firstboot.service")
+            .exists()
+    );
+    assert_eq!(fs::read_to_string(root.join("etc/machine-id")).unwrap(), "");
+    assert!(!root.join("etc/ssh/ssh_host_ed25519_key").exists());
+    assert!(root.join("etc/ssh/sshd_config").exists());
+    assert!(!root.join("var/lib/cloud").exists());
+    // Again: same result.
+    let again = firstboot(&root, &["prepare", "--bundle", bundle.to_str().unwrap()]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+}
+
+#[test]
+fn prepare_refuses_a_vm_with_a_role_and_a_tampered_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = demo_bundle(dir.path());
+    let root = dir.path().join("clone");
+    fs::create_dir_all(root.join("etc/airlock")).unwrap();
+    fs::write(root.join("etc/airlock/role.toml"), "").unwrap();
+    let run = firstboot(&root, &["prepare", "--bundle", bundle.to_str().unwrap()]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("this VM already has a role"),
+        "{}",
+        run.stderr
+    );
+
+    let clean = dir.path().join("clean");
+    fs::create_dir_all(&clean).unwrap();
+    fs::write(
+        bundle.join("vendor/install.sh"),
+        "#!/bin/sh\necho tampered\n",
+    )
+    .unwrap();
+    let run = firstboot(&clean, &["prepare", "--bundle", bundle.to_str().unwrap()]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("does not verify") && run.stderr.contains("vendor/install.sh"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !clean.join("opt").exists(),
+        "nothing copied from a tampered bundle"
+    );
+}
