@@ -29,3 +29,10 @@ bench:
     test -f bench/work/main.iso || bench/make-corpus
     bench/run
     bench/run-bundle
+
+# The runner for Astra SE 1.7 (glibc 2.28): cargo-zigbuild from PyPI; `airlock
+# build` picks it up from target/x86_64-unknown-linux-gnu/release/
+runner:
+    command -v cargo-zigbuild >/dev/null || pip install ziglang cargo-zigbuild
+    cargo zigbuild --release --target x86_64-unknown-linux-gnu.2.28 --bin airlock-firstboot
+    @echo "runner: target/x86_64-unknown-linux-gnu/release/airlock-firstboot (needs at most glibc 2.28)"

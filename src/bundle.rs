@@ -56,6 +56,8 @@ pub struct BuildOptions {
     pub tar: Option<PathBuf>,
     pub time: i64,
     pub progress: bool,
+    /// Refuse a runner that needs a newer glibc than Astra SE 1.7's 2.28.
+    pub check_glibc: bool,
 }
 
 /// What a build made.
@@ -315,6 +317,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     if !runner_meta.is_file() {
         bail!("the runner {} is not a file", opts.runner.display());
     }
+    let runner =
+        fs::read(&opts.runner).with_context(|| format!("reading {}", opts.runner.display()))?;
+    if opts.check_glibc {
+        crate::elfcheck::check_runner(&opts.runner, &runner)?;
+    }
     let (secrets, secrets_created) = match &opts.fixed_secrets {
         Some(s) => (s.clone(), false),
         None => Secrets::load_or_create(&opts.secrets, &plan.cluster)?,
@@ -425,8 +432,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     }
 
     // --- runner, key, recipe, README ------------------------------------------------------
-    let runner =
-        fs::read(&opts.runner).with_context(|| format!("reading {}", opts.runner.display()))?;
     w.write("bin/airlock-firstboot", &runner, 0o755)?;
     w.write(sign::PUBLIC_GPG_FILE, &opts.key.public_binary()?, 0o644)?;
     w.write(

@@ -198,6 +198,9 @@ pub struct BuildArgs {
     /// The airlock-firstboot binary to ship (default: next to this airlock)
     #[arg(long, value_name = "PATH")]
     pub runner: Option<PathBuf>,
+    /// Ship a runner that needs a glibc newer than Astra SE 1.7's 2.28 (for tests on other systems)
+    #[arg(long)]
+    pub allow_new_glibc: bool,
     /// Print a summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -333,10 +336,30 @@ fn plan_or_report(path: &std::path::Path, media: MediaCheck) -> Result<Option<pl
     Ok(outcome.plan)
 }
 
-/// The runner shipped by default: `airlock-firstboot` beside this binary.
+/// The runner shipped by default: the one `just runner` built for Astra's
+/// glibc 2.28 (zigbuild or musl, in the target directory beside this
+/// airlock), else `airlock-firstboot` beside this binary.
 fn default_runner() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("finding this program's path")?;
-    Ok(exe.with_file_name("airlock-firstboot"))
+    let beside = exe.with_file_name("airlock-firstboot");
+    let Some(dir) = exe.parent() else {
+        return Ok(beside);
+    };
+    let profile = dir.file_name().unwrap_or_default().to_owned();
+    let mut candidates = Vec::new();
+    for t in ["x86_64-unknown-linux-gnu", "x86_64-unknown-linux-musl"] {
+        for p in [profile.as_os_str(), std::ffi::OsStr::new("release")] {
+            candidates.push(dir.join("..").join(t).join(p).join("airlock-firstboot"));
+        }
+    }
+    for c in candidates {
+        if let Ok(bytes) = std::fs::read(&c)
+            && crate::elfcheck::check_runner(&c, &bytes).is_ok()
+        {
+            return Ok(c);
+        }
+    }
+    Ok(beside)
 }
 
 fn cmd_build(args: &BuildArgs) -> Result<Status> {
@@ -370,6 +393,7 @@ fn cmd_build(args: &BuildArgs) -> Result<Status> {
         tar: args.tar.clone(),
         time: timefmt::build_time()?,
         progress: !args.json && std::io::stderr().is_terminal(),
+        check_glibc: !args.allow_new_glibc,
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -485,6 +509,8 @@ fn cmd_demo(args: &DemoArgs) -> Result<Status> {
         tar: Some(tar.clone()),
         time,
         progress: std::io::stderr().is_terminal(),
+        // The demo runs on this machine with whatever runner it has.
+        check_glibc: false,
     })?;
     println!(
         "*** DEMO: the signing key and secrets are INSECURE (fixed seed). Never use them at a site. ***"

@@ -8,6 +8,7 @@ pub mod control;
 pub mod deb;
 pub mod demo;
 pub mod edits;
+pub mod elfcheck;
 pub mod firstboot;
 pub mod iso;
 pub mod journal;

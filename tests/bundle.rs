@@ -400,6 +400,7 @@ fn build_from_a_recipe_with_a_site_key_and_a_gz_tar() {
             "--tar",
             "b.tar.gz",
             "--json",
+            "--allow-new-glibc",
         ],
         &[("SOURCE_DATE_EPOCH", "1800000000")],
     );
@@ -439,6 +440,7 @@ fn build_from_a_recipe_with_a_site_key_and_a_gz_tar() {
             "--out",
             "b",
             "--json",
+            "--allow-new-glibc",
         ],
         &[("SOURCE_DATE_EPOCH", "1800000000")],
     );
@@ -496,4 +498,87 @@ fn copy_tree(from: &Path, to: &Path) {
             fs::copy(e.path(), &dest).unwrap();
         }
     }
+}
+
+#[test]
+fn a_runner_that_needs_a_newer_glibc_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(airlock_in(dir.path(), &["demo", "--out", "d"], &[]).code, 0);
+    assert_eq!(
+        airlock_in(dir.path(), &["keygen", "--out", "keys"], &[]).code,
+        0
+    );
+    // The runner cargo built for the tests links this machine's glibc (2.36).
+    let run = airlock_in(
+        dir.path(),
+        &[
+            "build",
+            "d/recipe.toml",
+            "--key",
+            "keys/signing-key.asc",
+            "--out",
+            "b",
+            "--runner",
+            env!("CARGO_BIN_EXE_airlock-firstboot"),
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("needs GLIBC_2.")
+            && run.stderr.contains("Astra Linux SE 1.7 has glibc 2.28"),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.path().join("b").exists());
+}
+
+#[test]
+fn the_runner_for_astra_needs_at_most_glibc_2_28() {
+    // Built by `just runner` (scripts/test-all builds it before the tests).
+    let runner =
+        crate::common::repo_dir().join("target/x86_64-unknown-linux-gnu/release/airlock-firstboot");
+    let Ok(bytes) = fs::read(&runner) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must build the runner with `just runner` first"
+        );
+        eprintln!("skipping: {} not built (just runner)", runner.display());
+        return;
+    };
+    let v = airlock::elfcheck::max_glibc(&bytes).unwrap();
+    assert!(
+        v.is_none_or(|v| v <= (2, 28)),
+        "the runner needs GLIBC_{v:?}"
+    );
+    // And airlock build ships it by default.
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(airlock_in(dir.path(), &["demo", "--out", "d"], &[]).code, 0);
+    assert_eq!(
+        airlock_in(dir.path(), &["keygen", "--out", "keys"], &[]).code,
+        0
+    );
+    let run = Command::new(crate::common::repo_dir().join("target/debug/airlock"))
+        .args([
+            "build",
+            "d/recipe.toml",
+            "--key",
+            "keys/signing-key.asc",
+            "--out",
+            "b",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let shipped = fs::read(dir.path().join("b/bin/airlock-firstboot")).unwrap();
+    assert!(
+        airlock::elfcheck::max_glibc(&shipped)
+            .unwrap()
+            .is_none_or(|v| v <= (2, 28))
+    );
 }

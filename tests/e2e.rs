@@ -440,6 +440,7 @@ fn db_pair_replicates_fails_over_and_the_old_master_stays_out() {
         "keys/signing-key.asc",
         "--out",
         "bundle",
+        "--allow-new-glibc",
     ]);
     let bundle = work.join("bundle");
     let password = fs::read_to_string(bundle.join("payloads/db1/rootfs/etc/airlock/db-password"))
@@ -762,6 +763,7 @@ fn dispatchers_form_a_swarm_with_the_token_fetched_over_ssh() {
         "keys/signing-key.asc",
         "--out",
         "bundle",
+        "--allow-new-glibc",
     ]);
     let bundle = work.join("bundle");
     let _user = TokenUser::ensure();
