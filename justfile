@@ -36,3 +36,7 @@ runner:
     command -v cargo-zigbuild >/dev/null || pip install ziglang cargo-zigbuild
     cargo zigbuild --release --target x86_64-unknown-linux-gnu.2.28 --bin airlock-firstboot
     @echo "runner: target/x86_64-unknown-linux-gnu/release/airlock-firstboot (needs at most glibc 2.28)"
+
+# Regenerate the man pages and shell completions in docs/ (CI checks drift)
+docs:
+    AIRLOCK_UPDATE_DOCS=1 cargo test --test tests docs::man_pages

@@ -3,6 +3,7 @@
 mod bake;
 mod bundle;
 mod common;
+mod docs;
 mod e2e;
 mod firstboot;
 mod plan;

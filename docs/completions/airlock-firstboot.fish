@@ -1,0 +1,59 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_airlock_firstboot_global_optspecs
+    string join \n root= h/help V/version
+end
+
+function __fish_airlock_firstboot_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_airlock_firstboot_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_airlock_firstboot_using_subcommand
+    set -l cmd (__fish_airlock_firstboot_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -l root -d 'Treat this directory as / (for tests and for preparing an image)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -s V -l version -d 'Print version'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "run" -d 'Perform this VM\'s role, step by step, and join the cluster'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "status" -d 'Show the role, each step\'s state, what it waits for, the last error'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "prepare" -d 'Prepare the reference VM from the bundle and seal it for cloning (run once, before cloning)'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "role" -d 'Show who this VM is: host, role, address, peers'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "token" -d 'Print the swarm manager join token (the leader\'s forced SSH command)'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -l role-file -d 'The role file (default: /etc/airlock/role.toml under --root)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -l bundle -d 'A bundle to find this VM in (inventory.toml, by MAC or SMBIOS UUID) when it has no role file' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -l wait -d 'Upper bound of each wait, in seconds' -r
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -l root -d 'Treat this directory as / (for tests and for preparing an image)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -l quiet -d 'Do not print the `+ command` lines'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -s h -l help -d 'Print help'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -l root -d 'Treat this directory as / (for tests and for preparing an image)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -l json -d 'Print the journal as JSON'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -s h -l help -d 'Print help'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l bundle -d 'The bundle directory (as written by `airlock build`)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l root -d 'Treat this directory as / (for tests and for preparing an image)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand role" -l role-file -d 'The role file (default: /etc/airlock/role.toml under --root)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand role" -l root -d 'Treat this directory as / (for tests and for preparing an image)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand role" -l json -d 'Print the whole role file as JSON'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand role" -s h -l help -d 'Print help'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand token" -l root -d 'Treat this directory as / (for tests and for preparing an image)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand token" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token help" -f -a "run" -d 'Perform this VM\'s role, step by step, and join the cluster'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token help" -f -a "status" -d 'Show the role, each step\'s state, what it waits for, the last error'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token help" -f -a "prepare" -d 'Prepare the reference VM from the bundle and seal it for cloning (run once, before cloning)'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token help" -f -a "role" -d 'Show who this VM is: host, role, address, peers'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token help" -f -a "token" -d 'Print the swarm manager join token (the leader\'s forced SSH command)'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,90 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_airlock_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_airlock_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_airlock_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_airlock_using_subcommand
+    set -l cmd (__fish_airlock_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c airlock -n "__fish_airlock_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock -n "__fish_airlock_needs_command" -s V -l version -d 'Print version'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "plan" -d 'Check a recipe and show every value each host will use'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "build" -d 'Build the whole bundle: signed repository, seeds, vendor disc, runner, signed SHA256SUMS'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "verify" -d 'Check a bundle (directory or tar) against its signed SHA256SUMS'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "demo" -d 'Build and verify a bundle from built-in demo media (no discs needed)'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "bake" -d 'Render every VM\'s payload and cloud-init seed from a recipe'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "keygen" -d 'Generate the site\'s archive signing key'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "repo" -d 'Work with the signed apt repository on its own'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand plan" -l json -d 'Print the plan and the problems as JSON on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock -n "__fish_airlock_using_subcommand plan" -s V -l version -d 'Print version'
+complete -c airlock -n "__fish_airlock_using_subcommand build" -l key -d 'The armored secret signing key (from `airlock keygen`)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand build" -l out -d 'The bundle directory to write (replaced when the build succeeds)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand build" -l tar -d 'Also write the bundle as one deterministic tar (.tar, or .tar.gz to compress)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand build" -l secrets -d 'Secrets file to read or create (default: RECIPE with .secrets.toml)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand build" -l runner -d 'The airlock-firstboot binary to ship (default: next to this airlock)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand build" -l allow-new-glibc -d 'Ship a runner that needs a glibc newer than Astra SE 1.7\'s 2.28 (for tests on other systems)'
+complete -c airlock -n "__fish_airlock_using_subcommand build" -l json -d 'Print a summary as JSON on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand build" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock -n "__fish_airlock_using_subcommand build" -s V -l version -d 'Print version'
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -l keyring -d 'The public key to check SHA256SUMS.gpg with (default: the bundle\'s own)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -l json -d 'Print the report as JSON on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c airlock -n "__fish_airlock_using_subcommand demo" -l out -d 'Directory for the demo media, recipe and bundle' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand demo" -l runner -d 'The airlock-firstboot binary to ship (default: next to this airlock)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock -n "__fish_airlock_using_subcommand demo" -s V -l version -d 'Print version'
+complete -c airlock -n "__fish_airlock_using_subcommand bake" -l out -d 'Directory to write payloads/, seeds/ and inventory.toml into' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand bake" -l secrets -d 'Secrets file to read, or create on first use (default DIR/secrets.toml)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand bake" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock -n "__fish_airlock_using_subcommand bake" -s V -l version -d 'Print version'
+complete -c airlock -n "__fish_airlock_using_subcommand keygen" -l out -d 'Directory to write the key files into (created if missing)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand keygen" -l name -d 'The key\'s user id name' -r
+complete -c airlock -n "__fish_airlock_using_subcommand keygen" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock -n "__fish_airlock_using_subcommand keygen" -s V -l version -d 'Print version'
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and not __fish_seen_subcommand_from build help" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and not __fish_seen_subcommand_from build help" -s V -l version -d 'Print version'
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and not __fish_seen_subcommand_from build help" -f -a "build" -d 'Merge the main and devel discs into one signed apt repository'
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and not __fish_seen_subcommand_from build help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l main -d 'The Astra SE 1.7 main disc: an .iso file or a directory with pool/ and dists/' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l devel -d 'The Astra SE 1.7 devel disc (optional), same forms as --main' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l key -d 'The armored secret signing key (from `airlock keygen`, or your own)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l out -d 'The repository directory to write (replaced when the build succeeds)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l suite -d 'apt suite (and codename) of the repository' -r
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l disc-keyring -d 'The disc vendor\'s public key, to check the signature of a disc\'s Release' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l jobs -d 'Worker threads (default: one per core)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l allow-unlisted -d 'Accept .deb files that a disc\'s own index does not list (they are reported)'
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l json -d 'Print a summary as JSON on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -s V -l version -d 'Print version'
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from help" -f -a "build" -d 'Merge the main and devel discs into one signed apt repository'
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo help" -f -a "plan" -d 'Check a recipe and show every value each host will use'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo help" -f -a "build" -d 'Build the whole bundle: signed repository, seeds, vendor disc, runner, signed SHA256SUMS'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo help" -f -a "verify" -d 'Check a bundle (directory or tar) against its signed SHA256SUMS'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo help" -f -a "demo" -d 'Build and verify a bundle from built-in demo media (no discs needed)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo help" -f -a "bake" -d 'Render every VM\'s payload and cloud-init seed from a recipe'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo help" -f -a "keygen" -d 'Generate the site\'s archive signing key'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo help" -f -a "repo" -d 'Work with the signed apt repository on its own'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from repo" -f -a "build" -d 'Merge the main and devel discs into one signed apt repository'
