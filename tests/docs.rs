@@ -44,7 +44,10 @@ fn completions(cmd: clap::Command, out: &mut BTreeMap<String, Vec<u8>>) {
 
 fn generated() -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    for cmd in [airlock::cli::Cli::command(), airlock::firstboot::Cli::command()] {
+    for cmd in [
+        airlock::cli::Cli::command(),
+        airlock::firstboot::Cli::command(),
+    ] {
         man_pages(cmd.clone(), &mut out);
         completions(cmd, &mut out);
     }
@@ -79,7 +82,10 @@ fn man_pages_and_completions_match_the_code() {
             }
         }
     }
-    assert!(drift.is_empty(), "docs/ drifted from the code; run `just docs`: {drift:?}");
+    assert!(
+        drift.is_empty(),
+        "docs/ drifted from the code; run `just docs`: {drift:?}"
+    );
 }
 
 #[test]
@@ -99,6 +105,10 @@ fn every_subcommand_has_an_example() {
     }
     let mut missing = Vec::new();
     check(&airlock::cli::Cli::command(), "airlock", &mut missing);
-    check(&airlock::firstboot::Cli::command(), "airlock-firstboot", &mut missing);
+    check(
+        &airlock::firstboot::Cli::command(),
+        "airlock-firstboot",
+        &mut missing,
+    );
     assert!(missing.is_empty(), "--help without an example: {missing:?}");
 }

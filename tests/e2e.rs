@@ -660,12 +660,18 @@ gateway = "192.0.2.1"
 main = "{m}/main"
 vendor = "{m}/vendor"
 [database]
+vip = "192.0.2.10"
+virtual_router_id = 43
 postgresql = {PG_MAJOR}
 user = "dbuser"
 [[host]]
 name = "db1"
 role = "db-master"
 ip = "192.0.2.11"
+[[host]]
+name = "db2"
+role = "db-replica"
+ip = "192.0.2.12"
 [[host]]
 name = "disp1"
 role = "leader"
@@ -717,7 +723,7 @@ impl Drop for TokenUser {
 }
 
 #[test]
-fn dispatchers_form_a_swarm_with_the_token_fetched_over_ssh() {
+fn five_clones_form_the_cluster_and_managers_get_the_token_over_ssh() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(why) = missing_tools() {
         assert!(
@@ -772,6 +778,7 @@ fn dispatchers_form_a_swarm_with_the_token_fetched_over_ssh() {
         "s",
         &[
             ("db1", "192.0.2.11"),
+            ("db2", "192.0.2.12"),
             ("disp1", "192.0.2.21"),
             ("disp2", "192.0.2.22"),
             ("disp3", "192.0.2.23"),
@@ -781,13 +788,13 @@ fn dispatchers_form_a_swarm_with_the_token_fetched_over_ssh() {
     for h in &lab.hosts {
         lay_out_clone(&bundle, h);
     }
-    let (db1, leader, managers) = (&lab.hosts[0], &lab.hosts[1], &lab.hosts[2..]);
-    for h in &lab.hosts[1..] {
+    let (db1, leader, managers) = (&lab.hosts[0], &lab.hosts[2], &lab.hosts[3..]);
+    for h in &lab.hosts[2..] {
         start_dockerd(&lab, h);
     }
     start_sshd(leader, "192.0.2.21");
 
-    // All four at once: each waits for what it needs.
+    // All five at once, as at the site: each waits for what it needs.
     let started = Instant::now();
     let children: Vec<(&Host, Child)> = lab.hosts.iter().map(|h| (h, spawn_role(h))).collect();
     for (h, child) in children {
@@ -808,13 +815,18 @@ fn dispatchers_form_a_swarm_with_the_token_fetched_over_ssh() {
         );
     }
     eprintln!(
-        "e2e: db1, a leader and two managers complete in {:.1} s",
+        "e2e: the DB pair, a leader and two managers complete in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     for h in &lab.hosts {
         assert_eq!(h.status()["state"], "done", "{}", h.name);
     }
-    let _ = db1;
+    assert!(db1.has_ip("192.0.2.10"), "the VIP is on the master");
+    let env = fs::read_to_string(leader.root.join("etc/space/db.env")).unwrap();
+    assert!(
+        env.contains("DB_HOST=192.0.2.10"),
+        "the leader was installed against the VIP: {env}"
+    );
     let nodes = sh(leader.cmd("docker").args([
         "node",
         "ls",
