@@ -40,3 +40,8 @@ runner:
 # Regenerate the man pages and shell completions in docs/ (CI checks drift)
 docs:
     AIRLOCK_UPDATE_DOCS=1 cargo test --test tests docs::man_pages
+
+# Fill vendor/ (Linux x86_64 crates only) and pack target/airlock-src.tar for
+# an offline build at the secure site
+vendor:
+    scripts/vendor

@@ -58,6 +58,9 @@ pub struct BuildOptions {
     pub progress: bool,
     /// Refuse a runner that needs a newer glibc than Astra SE 1.7's 2.28.
     pub check_glibc: bool,
+    /// airlock's own source with its vendored crates (`just vendor`), shipped
+    /// as `source/airlock-src.tar` so the site can audit and rebuild it.
+    pub source_tar: Option<PathBuf>,
 }
 
 /// What a build made.
@@ -445,6 +448,18 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         site_readme(&plan, &opts.key.fingerprint()).as_bytes(),
         0o644,
     )?;
+
+    if let Some(src) = &opts.source_tar {
+        let dest = tmp.join("source/airlock-src.tar");
+        fs::create_dir_all(dest.parent().expect("has a parent"))?;
+        fs::copy(src, &dest).with_context(|| {
+            format!(
+                "copying the source tarball {} (make it with `just vendor`)",
+                src.display()
+            )
+        })?;
+        fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))?;
+    }
 
     // --- SHA256SUMS: pool files were hashed while the repository was built -----------
     let known: BTreeMap<String, String> = repo_summary

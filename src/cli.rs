@@ -201,6 +201,9 @@ pub struct BuildArgs {
     /// Ship a runner that needs a glibc newer than Astra SE 1.7's 2.28 (for tests on other systems)
     #[arg(long)]
     pub allow_new_glibc: bool,
+    /// Add airlock's source and vendored crates (target/airlock-src.tar from `just vendor`) as source/airlock-src.tar
+    #[arg(long, value_name = "TAR")]
+    pub with_source: Option<PathBuf>,
     /// Print a summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -394,6 +397,7 @@ fn cmd_build(args: &BuildArgs) -> Result<Status> {
         time: timefmt::build_time()?,
         progress: !args.json && std::io::stderr().is_terminal(),
         check_glibc: !args.allow_new_glibc,
+        source_tar: args.with_source.clone(),
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -511,6 +515,7 @@ fn cmd_demo(args: &DemoArgs) -> Result<Status> {
         progress: std::io::stderr().is_terminal(),
         // The demo runs on this machine with whatever runner it has.
         check_glibc: false,
+        source_tar: None,
     })?;
     println!(
         "*** DEMO: the signing key and secrets are INSECURE (fixed seed). Never use them at a site. ***"

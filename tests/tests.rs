@@ -6,5 +6,6 @@ mod common;
 mod docs;
 mod e2e;
 mod firstboot;
+mod offline;
 mod plan;
 mod repo;
