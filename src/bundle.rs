@@ -241,6 +241,10 @@ pub fn site_readme(plan: &Plan, fingerprint: &str) -> String {
     );
     let _ = writeln!(
         s,
+        "   With the closed software environment on (DIGSIG_ELF_MODE=1 in\n   /etc/digsig/digsig_initramfs.conf), the one ELF file airlock adds must be\n   signed with the site's key after `prepare`, before the VM is shut down to be cloned:\n\n    sudo bsign --sign /usr/local/sbin/airlock-firstboot\n\n   (airlock-firstboot prints this hint when it finds ZPS on and no signature.)\n"
+    );
+    let _ = writeln!(
+        s,
         "3. Give each clone its seed as a CD-ROM (label cidata), and boot them in this\n   order (each waits for what it needs, so the order only saves time):\n"
     );
     let order = [Role::DbMaster, Role::DbReplica, Role::Leader, Role::Manager];

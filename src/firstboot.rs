@@ -387,7 +387,22 @@ fn cmd_status(root: &Path, args: &StatusArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Warns when Astra's closed software environment would refuse this runner.
+fn zps_check(root: &Path) {
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    if let Ok(bytes) = std::fs::read(&me)
+        && let Some(hint) = crate::elfcheck::zps_hint(root, &bytes, &me.display().to_string())
+    {
+        eprintln!("airlock-firstboot: hint: {hint}");
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
+    if matches!(cli.command, Command::Run(_) | Command::Prepare(_)) {
+        zps_check(&cli.root);
+    }
     match cli.command {
         Command::Run(args) => cmd_run(&cli.root, &args),
         Command::Prepare(args) => {

@@ -122,7 +122,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__build)
-            opts="-h -V --key --out --tar --secrets --runner --allow-new-glibc --json --help --version"
+            opts="-h -V --key --out --tar --secrets --runner --allow-new-glibc --with-source --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -145,6 +145,10 @@ _airlock() {
                     return 0
                     ;;
                 --runner)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --with-source)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

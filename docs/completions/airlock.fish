@@ -42,6 +42,7 @@ complete -c airlock -n "__fish_airlock_using_subcommand build" -l out -d 'The bu
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l tar -d 'Also write the bundle as one deterministic tar (.tar, or .tar.gz to compress)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l secrets -d 'Secrets file to read or create (default: RECIPE with .secrets.toml)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l runner -d 'The airlock-firstboot binary to ship (default: next to this airlock)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand build" -l with-source -d 'Add airlock\'s source and vendored crates (target/airlock-src.tar from `just vendor`) as source/airlock-src.tar' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l allow-new-glibc -d 'Ship a runner that needs a glibc newer than Astra SE 1.7\'s 2.28 (for tests on other systems)'
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l json -d 'Print a summary as JSON on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand build" -s h -l help -d 'Print help (see more with \'--help\')'
