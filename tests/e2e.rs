@@ -225,6 +225,40 @@ fn test_dir() -> tempfile::TempDir {
     dir
 }
 
+/// A real bundle made by `airlock build` from the demo discs, the vendor
+/// stand-in and `recipe` (given the demo media directory), in a test directory.
+fn test_bundle(recipe: fn(&Path) -> String) -> (tempfile::TempDir, PathBuf) {
+    let dir = test_dir();
+    let work = dir.path().join("build");
+    fs::create_dir_all(&work).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(airlock_bin())
+            .args(args)
+            .current_dir(&work)
+            .env("SOURCE_DATE_EPOCH", "1800000000")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "airlock {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["demo", "--out", "d"]);
+    run(&["keygen", "--out", "keys"]);
+    fs::write(work.join("site.toml"), recipe(&work.join("d/media"))).unwrap();
+    run(&[
+        "build",
+        "site.toml",
+        "--key",
+        "keys/signing-key.asc",
+        "--out",
+        "bundle",
+        "--allow-new-glibc",
+    ]);
+    (dir, work.join("bundle"))
+}
+
 /// The end-to-end tests run one at a time: each has a few daemons per host
 /// and their timings are measured.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -412,37 +446,7 @@ fn db_pair_replicates_fails_over_and_the_old_master_stays_out() {
         eprintln!("skipping the e2e test: {why}");
         return;
     }
-    let dir = test_dir();
-    let work = dir.path().join("build");
-    fs::create_dir_all(&work).unwrap();
-
-    // A real bundle: demo discs and the vendor stand-in, a recipe in the test range.
-    let run = |args: &[&str]| {
-        let out = Command::new(airlock_bin())
-            .args(args)
-            .current_dir(&work)
-            .env("SOURCE_DATE_EPOCH", "1800000000")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "airlock {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&["demo", "--out", "d"]);
-    run(&["keygen", "--out", "keys"]);
-    fs::write(work.join("e2e.toml"), test_recipe(&work.join("d/media"))).unwrap();
-    run(&[
-        "build",
-        "e2e.toml",
-        "--key",
-        "keys/signing-key.asc",
-        "--out",
-        "bundle",
-        "--allow-new-glibc",
-    ]);
-    let bundle = work.join("bundle");
+    let (dir, bundle) = test_bundle(test_recipe);
     let password = fs::read_to_string(bundle.join("payloads/db1/rootfs/etc/airlock/db-password"))
         .unwrap()
         .trim()
@@ -743,35 +747,7 @@ fn five_clones_form_the_cluster_and_managers_get_the_token_over_ssh() {
             return;
         }
     }
-    let dir = test_dir();
-    let work = dir.path().join("build");
-    fs::create_dir_all(&work).unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(airlock_bin())
-            .args(args)
-            .current_dir(&work)
-            .env("SOURCE_DATE_EPOCH", "1800000000")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "airlock {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&["demo", "--out", "d"]);
-    run(&["keygen", "--out", "keys"]);
-    fs::write(work.join("swarm.toml"), swarm_recipe(&work.join("d/media"))).unwrap();
-    run(&[
-        "build",
-        "swarm.toml",
-        "--key",
-        "keys/signing-key.asc",
-        "--out",
-        "bundle",
-        "--allow-new-glibc",
-    ]);
-    let bundle = work.join("bundle");
+    let (dir, bundle) = test_bundle(swarm_recipe);
     let _user = TokenUser::ensure();
 
     let lab = lab(
