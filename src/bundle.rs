@@ -32,6 +32,7 @@ use crate::payload;
 use crate::plan::{MediaCheck, Plan};
 use crate::recipe::{self, Recipe, Role};
 use crate::repo;
+use crate::repo::hex;
 use crate::secrets::Secrets;
 use crate::seed;
 use crate::sign::{self, Keyring, SigningKey};
@@ -78,10 +79,6 @@ pub struct BuildSummary {
     pub secrets_created: bool,
     pub fingerprint: String,
     pub seconds: f64,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SHA-256 of a file, streamed.

@@ -17,6 +17,7 @@ use sha2::Digest;
 
 use crate::control::Paragraph;
 use crate::deb::{DataFile, build_deb};
+use crate::repo::hex;
 use crate::secrets::Secrets;
 use crate::sign::SigningKey;
 
@@ -95,10 +96,6 @@ const DEVEL: [DemoPkg; 2] = [
         description: "demo package found on both discs with the same bytes",
     },
 ];
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 /// Writes a disc directory: `pool/…/*.deb`, `dists/1.7_x86-64/…/Packages`
 /// and a `Release` listing them, as the Astra discs carry.

@@ -64,7 +64,7 @@ pub fn instance_id(plan: &Plan, host: &HostPlan) -> Result<String> {
     let probe = RoleFile::new(plan, host, String::new());
     let text = toml::to_string(&probe)?;
     let digest = sha2::Sha256::digest(text.as_bytes());
-    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::repo::hex(&digest[..6]);
     Ok(format!("airlock-{}-{}-{hex}", plan.cluster, host.name))
 }
 

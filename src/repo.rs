@@ -164,7 +164,8 @@ struct Scanned {
     control: Paragraph,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes` (hashes in indexes, manifests, ids).
+pub fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         let _ = write!(s, "{b:02x}");

@@ -537,7 +537,7 @@ fn hygiene_apply(c: &Ctx) -> Result<()> {
         // A sealed reference image has an empty machine-id: this clone gets its own.
         let mut bytes = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::repo::hex(&bytes);
         c.write("/etc/machine-id", &format!("{hex}\n"), 0o444)?;
     }
     // A sealed image has no SSH host keys: this clone makes its own. (The
