@@ -33,8 +33,8 @@ bench:
 # The runner for Astra SE 1.7 (glibc 2.28): cargo-zigbuild from PyPI; `airlock
 # build` picks it up from target/x86_64-unknown-linux-gnu/release/
 runner:
-    command -v cargo-zigbuild >/dev/null || pip install ziglang cargo-zigbuild
-    cargo zigbuild --release --target x86_64-unknown-linux-gnu.2.28 --bin airlock-firstboot
+    command -v cargo-zigbuild >/dev/null || test -x target/tools/bin/cargo-zigbuild || (python3 -m venv target/tools && target/tools/bin/pip install -q ziglang cargo-zigbuild)
+    PATH="$PWD/target/tools/bin:$PATH" cargo zigbuild --release --target x86_64-unknown-linux-gnu.2.28 --bin airlock-firstboot
     @echo "runner: target/x86_64-unknown-linux-gnu/release/airlock-firstboot (needs at most glibc 2.28)"
 
 # Regenerate the man pages and shell completions in docs/ (CI checks drift)
