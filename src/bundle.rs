@@ -20,14 +20,13 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sha2::Digest;
 
 use crate::media::Medium;
+use crate::par::progress_bar;
 use crate::payload;
 use crate::plan::{MediaCheck, Plan};
 use crate::recipe::{self, Recipe, Role};
@@ -99,21 +98,6 @@ pub fn sha256_file(path: &Path, buf: &mut [u8]) -> Result<(String, u64)> {
     Ok((hex(&h.finalize()), n))
 }
 
-fn progress_bar(show: bool, total: u64, what: &str) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
-        ))
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar
-}
-
 /// A file's SHA-256 (hex) and size, or why it could not be read.
 pub type HashResult = Result<(String, u64)>;
 
@@ -122,31 +106,13 @@ pub type HashResult = Result<(String, u64)>;
 pub fn hash_parallel(files: &[(PathBuf, u64)], progress: bool, what: &str) -> Vec<HashResult> {
     let total = files.iter().map(|f| f.1).sum();
     let bar = progress_bar(progress, total, what);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let next = AtomicUsize::new(0);
-    let out: Mutex<Vec<Option<HashResult>>> = Mutex::new((0..files.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= files.len() {
-                        break;
-                    }
-                    let r = sha256_file(&files[i].0, &mut buf);
-                    bar.inc(files[i].1);
-                    out.lock().expect("no panic while held")[i] = Some(r);
-                }
-            });
-        }
+    let out = crate::par::map_buffered(files, crate::par::threads(0), |(path, size), buf| {
+        let r = sha256_file(path, buf);
+        bar.inc(*size);
+        r
     });
     bar.finish_and_clear();
-    out.into_inner()
-        .expect("workers done")
-        .into_iter()
-        .map(|r| r.expect("every file hashed"))
-        .collect()
+    out
 }
 
 /// Every regular file under `dir`, as sorted `/`-separated relative paths.

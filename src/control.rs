@@ -66,11 +66,6 @@ impl Paragraph {
         self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
     }
 
-    /// Fields in order.
-    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
-    }
-
     /// The paragraph as text, each field on its line, ending in a newline.
     pub fn to_text(&self) -> String {
         let mut out = String::new();

@@ -13,6 +13,7 @@ pub mod firstboot;
 pub mod iso;
 pub mod journal;
 pub mod media;
+pub mod par;
 pub mod payload;
 pub mod plan;
 pub mod prepare;

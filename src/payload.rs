@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use sha2::Digest;
 
-use crate::plan::{HostPlan, Plan, VrrpState};
+use crate::plan::{HostPlan, Plan};
 use crate::recipe::Role;
 use crate::role::{RoleFile, paths};
 use crate::secrets::Secrets;
@@ -311,7 +311,6 @@ pub fn keepalived_conf(role: &RoleFile) -> Option<String> {
         let _ = writeln!(s, "    notify_master \"{scripts}/promote.sh\"");
     }
     s.push_str("}\n");
-    debug_assert!(v.state == VrrpState::Master || v.state == VrrpState::Backup);
     Some(s)
 }
 

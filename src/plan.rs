@@ -7,7 +7,7 @@
 //! cannot be expressed. Resolving never touches the disk except to report
 //! media paths that do not exist.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -967,11 +967,6 @@ impl Plan {
     /// The host named `name`.
     pub fn host(&self, name: &str) -> Option<&HostPlan> {
         self.hosts.iter().find(|h| h.name == name)
-    }
-
-    /// Every host's name, sorted.
-    pub fn host_names(&self) -> BTreeSet<&str> {
-        self.hosts.iter().map(|h| h.name.as_str()).collect()
     }
 
     /// The plan as a table a person reads (what `airlock plan` prints).

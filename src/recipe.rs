@@ -272,13 +272,6 @@ impl KeyPath {
         }
         KeyPath(segs)
     }
-
-    /// This path with one more key.
-    pub fn key(&self, k: &str) -> KeyPath {
-        let mut p = self.clone();
-        p.0.push(Seg::Key(k.to_string()));
-        p
-    }
 }
 
 impl fmt::Display for KeyPath {

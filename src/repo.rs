@@ -15,7 +15,6 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -372,8 +371,6 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
     // --- merge ----------------------------------------------------------------------
     struct Entry<'a> {
         job: usize,
-        name: &'a str,
-        version: &'a str,
         arch: &'a str,
         component: String,
     }
@@ -446,8 +443,6 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
                     key,
                     Entry {
                         job: i,
-                        name,
-                        version,
                         arch,
                         component,
                     },
@@ -521,7 +516,6 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
         *summary.packages.entry(e.component.clone()).or_default() += 1;
         summary.total_packages += 1;
         summary.bytes += job.file.size;
-        let _ = (e.name, e.version);
     }
     summary.components = components.iter().cloned().collect();
     summary.architectures = archs.iter().cloned().collect();
@@ -895,61 +889,24 @@ fn scan_all(
     old_out: &Path,
     opts: &Options,
 ) -> Result<Vec<Result<Scanned>>> {
-    let threads = if opts.jobs > 0 {
-        opts.jobs
-    } else {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    };
     let total_bytes: u64 = jobs
         .iter()
         .filter(|j| j.cached.is_none())
         .map(|j| j.file.size)
         .sum();
-    let bar = if opts.progress {
-        let bar = indicatif::ProgressBar::new(total_bytes);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} reading packages {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let next = AtomicUsize::new(0);
+    let bar = crate::par::progress_bar(opts.progress, total_bytes, "reading packages");
     let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<Scanned>>>> =
-        Mutex::new((0..jobs.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1) {
-            scope.spawn(|| {
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= jobs.len() {
-                        break;
-                    }
-                    let job = &jobs[i];
-                    let res = match &job.cached {
-                        Some(c) => reuse(job, c, &media[job.disc], old_out),
-                        None => scan_one(&media[job.disc], job, &mut buf, &bar),
-                    };
-                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    bar.set_message(format!("{n}/{}", jobs.len()));
-                    results.lock().expect("no panics while holding it")[i] = Some(res);
-                }
-            });
-        }
+    let results = crate::par::map_buffered(jobs, crate::par::threads(opts.jobs), |job, buf| {
+        let res = match &job.cached {
+            Some(c) => reuse(job, c, &media[job.disc], old_out),
+            None => scan_one(&media[job.disc], job, buf, &bar),
+        };
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        bar.set_message(format!("{n}/{}", jobs.len()));
+        res
     });
     bar.finish_and_clear();
-    Ok(results
-        .into_inner()
-        .expect("workers finished")
-        .into_iter()
-        .map(|r| r.expect("every job ran"))
-        .collect())
+    Ok(results)
 }
 
 /// A file the cache knows: link its bytes into the new pool, no reading.

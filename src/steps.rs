@@ -170,8 +170,14 @@ impl Ctx<'_> {
         self.pg_ready(&host)
     }
 
-    /// The vendor's install.sh, with its prompts answered on stdin.
-    fn vendor_install(&self, args: &[&str], answers: Option<String>) -> Result<String> {
+    /// The vendor's install.sh: its prompts answered on stdin, and a secret
+    /// its command line insists on (the join token) last, hidden in logs.
+    fn vendor_install(
+        &self,
+        args: &[&str],
+        answers: Option<String>,
+        secret_last: Option<&str>,
+    ) -> Result<String> {
         let dir = self.path(&self.role.vendor_dir);
         let script = dir.join("install.sh");
         if !script.is_file() {
@@ -187,18 +193,9 @@ impl Ctx<'_> {
         if let Some(a) = answers {
             cmd = cmd.stdin(a);
         }
-        Ok(self.runner.run(&cmd)?.stdout)
-    }
-
-    /// install.sh with a secret last argument (the join token: the vendor's
-    /// command line takes it there), hidden in logs and errors.
-    fn vendor_install_secret(&self, args: &[&str], secret: &str) -> Result<String> {
-        let dir = self.path(&self.role.vendor_dir);
-        let script = dir.join("install.sh");
-        let cmd = Cmd::new("bash")
-            .arg(script.display().to_string())
-            .args(args.iter().copied())
-            .secret_arg(secret);
+        if let Some(secret) = secret_last {
+            cmd = cmd.secret_arg(secret);
+        }
         Ok(self.runner.run(&cmd)?.stdout)
     }
 
@@ -572,7 +569,7 @@ fn install_db_apply(c: &Ctx) -> Result<()> {
             .run(&Cmd::new("dpkg").args(["--configure", "-a"]))?;
     }
     let answers = format!("{}\n{}\n", c.role.database.user, c.db_password()?);
-    c.vendor_install(&["db"], Some(answers))?;
+    c.vendor_install(&["db"], Some(answers), None)?;
     Ok(())
 }
 
@@ -635,13 +632,12 @@ fn master_apply(c: &Ctx) -> Result<()> {
 }
 
 /// The data directory is a standby streaming from this plan's master.
-fn is_standby_of(c: &Ctx, dir: &Path, master: Ipv4Addr) -> bool {
+fn is_standby_of(dir: &Path, master: Ipv4Addr) -> bool {
     let signal = dir.join("standby.signal").is_file() || dir.join("recovery.conf").is_file();
     let conninfo = [dir.join("postgresql.auto.conf"), dir.join("recovery.conf")]
         .iter()
         .filter_map(|p| fs::read_to_string(p).ok())
         .any(|t| t.contains(&format!("host={master}")) || t.contains(&format!("host='{master}'")));
-    let _ = c;
     signal && conninfo
 }
 
@@ -651,7 +647,7 @@ fn standby_check(c: &Ctx) -> Result<bool> {
         .replicate_from
         .as_ref()
         .context("no replication source")?;
-    Ok(is_standby_of(c, &c.data_dir()?, src.ip) && c.local_pg_ready())
+    Ok(is_standby_of(&c.data_dir()?, src.ip) && c.local_pg_ready())
 }
 
 fn basebackup_apply(c: &Ctx) -> Result<()> {
@@ -662,7 +658,7 @@ fn basebackup_apply(c: &Ctx) -> Result<()> {
         .context("no replication source")?;
     let dir = c.data_dir()?;
     let has_cluster = dir.join("PG_VERSION").is_file();
-    let standby = has_cluster && is_standby_of(c, &dir, src.ip);
+    let standby = has_cluster && is_standby_of(&dir, src.ip);
     let replicated_before = c
         .before
         .and_then(|j| j.step("basebackup"))
@@ -686,7 +682,7 @@ fn basebackup_apply(c: &Ctx) -> Result<()> {
         // The fresh cluster the vendor installer just made on this clone.
         fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
-    if !has_cluster || !is_standby_of(c, &dir, src.ip) {
+    if !has_cluster || !is_standby_of(&dir, src.ip) {
         fs::create_dir_all(&dir)?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
         c.runner
@@ -895,6 +891,7 @@ fn leader_apply(c: &Ctx) -> Result<()> {
             &db.port.to_string(),
         ],
         Some(answers),
+        None,
     )?;
     let token = match edits::find_swarm_token(&out) {
         Some(t) => t,
@@ -1049,7 +1046,7 @@ fn manager_apply(c: &Ctx) -> Result<()> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match c.vendor_install_secret(&["multi", "manager", &leader_ip], &token) {
+        match c.vendor_install(&["multi", "manager", &leader_ip], None, Some(&token)) {
             Ok(_) => break,
             Err(_) if docker_info(c, ".Swarm.ControlAvailable") == "true" => break,
             Err(e) if attempt < 5 => {

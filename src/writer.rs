@@ -37,10 +37,6 @@ impl RootWriter {
     pub fn new(root: impl Into<PathBuf>) -> RootWriter {
         RootWriter { root: root.into() }
     }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
 }
 
 impl Writer for RootWriter {

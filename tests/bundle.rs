@@ -383,11 +383,7 @@ fn raw_entry(b: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, li
 fn build_from_a_recipe_with_a_site_key_and_a_gz_tar() {
     let dir = tempfile::tempdir().unwrap();
     // Demo media and recipe, but the site's own key.
-    assert_eq!(airlock_in(dir.path(), &["demo", "--out", "d"], &[]).code, 0);
-    assert_eq!(
-        airlock_in(dir.path(), &["keygen", "--out", "keys"], &[]).code,
-        0
-    );
+    crate::common::demo_site(dir.path());
     let run = airlock_in(
         dir.path(),
         &[
@@ -503,11 +499,7 @@ fn copy_tree(from: &Path, to: &Path) {
 #[test]
 fn a_runner_that_needs_a_newer_glibc_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(airlock_in(dir.path(), &["demo", "--out", "d"], &[]).code, 0);
-    assert_eq!(
-        airlock_in(dir.path(), &["keygen", "--out", "keys"], &[]).code,
-        0
-    );
+    crate::common::demo_site(dir.path());
     // The runner cargo built for the tests links this machine's glibc (2.36).
     let run = airlock_in(
         dir.path(),
@@ -553,11 +545,7 @@ fn the_runner_for_astra_needs_at_most_glibc_2_28() {
     );
     // And airlock build ships it by default.
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(airlock_in(dir.path(), &["demo", "--out", "d"], &[]).code, 0);
-    assert_eq!(
-        airlock_in(dir.path(), &["keygen", "--out", "keys"], &[]).code,
-        0
-    );
+    crate::common::demo_site(dir.path());
     let run = Command::new(crate::common::repo_dir().join("target/debug/airlock"))
         .args([
             "build",

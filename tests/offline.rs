@@ -81,8 +81,7 @@ fn build_with_source_ships_the_tarball() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    run(&["demo", "--out", "d"]);
-    run(&["keygen", "--out", "keys"]);
+    crate::common::demo_site(dir.path());
     run(&[
         "build",
         "d/recipe.toml",

@@ -42,3 +42,15 @@ pub fn airlock(dir: &Path, args: &[&str]) -> Run {
         .expect("running airlock");
     Run::from_output(out)
 }
+
+/// In `dir`: the demo's media, recipe and bundle (`d/`) and a site key
+/// (`keys/`), as most bundle tests start.
+pub fn demo_site(dir: &Path) {
+    for args in [
+        &["demo", "--out", "d"][..],
+        &["keygen", "--out", "keys"][..],
+    ] {
+        let run = airlock(dir, args);
+        assert_eq!(run.code, 0, "airlock {args:?}: {}", run.stderr);
+    }
+}
