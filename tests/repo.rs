@@ -586,3 +586,26 @@ fn a_signed_disc_release_is_checked_with_the_vendor_key() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("main: dists/1.7_x86-64/main/binary-amd64/Packages does not match its dists/1.7_x86-64/Release entry"), "{}", run.stderr);
 }
+
+#[test]
+fn a_same_size_deb_with_other_bytes_is_refused() {
+    // Only the hash can tell: one byte of debian-binary ("2.0" -> "2.1").
+    let site = Site::new();
+    make_disc(&site.path("main"), &main_pkgs());
+    let deb = site
+        .path("main")
+        .join(Pkg::new("hello", "2.10-3").pool_path());
+    let mut bytes = fs::read(&deb).unwrap();
+    assert_eq!(&bytes[68..72], b"2.0\n");
+    bytes[70] = b'1';
+    fs::write(&deb, bytes).unwrap();
+    let run = site.build("main", None, "repo", &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "main: pool/main/h/hello/hello_2.10-3_amd64.deb does not match the disc's index"
+        ),
+        "{}",
+        run.stderr
+    );
+}
