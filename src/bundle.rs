@@ -199,7 +199,7 @@ pub fn site_readme(plan: &Plan, fingerprint: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "2. Prepare the reference VM once (Astra Linux SE 1.7, 2 vCPU, 4 GiB, 30 GiB,\n   one virtio NIC), with this bundle mounted or copied at /media/airlock:\n\n    sudo /media/airlock/bin/airlock-firstboot prepare --bundle /media/airlock\n\n   It copies the repository to /opt/airlock/repo (also /opt/main and /opt/devel\n   for the vendor installer), trusts the archive key, installs the runner and\n   its service, and seals the VM for cloning. Then shut it down and clone it\n   {} times.\n",
+        "2. Prepare the reference VM once (Astra Linux SE 1.7, 2 vCPU, 4 GiB, 30 GiB,\n   one virtio NIC), with this bundle mounted or copied at /media/airlock:\n\n    sudo /media/airlock/bin/airlock-firstboot prepare --bundle /media/airlock\n\n   It copies the repository to /opt/airlock/repo (also /opt/main and /opt/devel\n   for the vendor installer) and the inventory with every VM's payload to\n   /opt/airlock, trusts the archive key, installs the runner and its service\n   (it runs at every boot), and seals the VM for cloning: the image's machine\n   id and SSH host keys are recorded so that no clone keeps them. Then shut it\n   down and clone it {} times; do not boot it again before cloning (if you do,\n   the clones still replace its ids, but cloud-init sees it as an instance).\n",
         plan.hosts.len()
     );
     let _ = writeln!(
@@ -230,7 +230,7 @@ pub fn site_readme(plan: &Plan, fingerprint: &str) -> String {
     }
     let _ = writeln!(
         s,
-        "\n   A clone without a seed disc finds its payload in inventory.toml by its\n   MAC or SMBIOS UUID.\n"
+        "\n   A clone without a seed disc finds itself in the inventory (copied to\n   /opt/airlock by prepare) by the MAC or SMBIOS UUID the recipe gives it,\n   and sets its address itself. The clones' clocks need not be right: apt\n   accepts this repository even when a clone's clock is behind the build\n   machine's (/etc/apt/apt.conf.d/50airlock).\n"
     );
     let _ = writeln!(
         s,
@@ -260,7 +260,7 @@ pub fn site_readme(plan: &Plan, fingerprint: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "5. When a step fails: `airlock-firstboot status` names the step and the\n   command; fix the cause and run `airlock-firstboot run` again (or reboot):\n   finished steps are skipped, an interrupted one is redone safely.\n"
+        "5. When a step fails: `airlock-firstboot status` names the step and the\n   command; fix the cause and run `airlock-firstboot run` again (or reboot):\n   finished steps are skipped, an interrupted one is redone safely. A wait\n   that runs out is retried by the service on its own.\n\n6. After a failover the replica is the primary. When the old master comes\n   back it starts read-only (`status` says NOT A PRIMARY and why); nothing\n   is deleted. Make it a replica of the new primary before it serves again.\n"
     );
     s
 }

@@ -42,9 +42,29 @@ pub struct Journal {
     pub role: Role,
     pub instance_id: String,
     pub steps: Vec<StepRecord>,
+    /// What the running step waits for, while it waits.
     pub waiting_for: Option<String>,
+    /// Since when (seconds since the epoch).
+    #[serde(default)]
+    pub waiting_since: Option<i64>,
+    /// What the last attempt of the wait said, whole.
+    #[serde(default)]
+    pub last_attempt: Option<String>,
     pub last_error: Option<String>,
     pub updated: i64,
+}
+
+impl StepRecord {
+    /// A step not started yet.
+    pub fn pending(name: &str) -> StepRecord {
+        StepRecord {
+            name: name.to_string(),
+            state: StepState::Pending,
+            started: None,
+            finished: None,
+            note: None,
+        }
+    }
 }
 
 /// Seconds since the epoch, now.
@@ -63,17 +83,10 @@ impl Journal {
             host: host.into(),
             role,
             instance_id: instance_id.into(),
-            steps: steps
-                .iter()
-                .map(|s| StepRecord {
-                    name: s.to_string(),
-                    state: StepState::Pending,
-                    started: None,
-                    finished: None,
-                    note: None,
-                })
-                .collect(),
+            steps: steps.iter().map(|s| StepRecord::pending(s)).collect(),
             waiting_for: None,
+            waiting_since: None,
+            last_attempt: None,
             last_error: None,
             updated: now(),
         }
@@ -108,6 +121,31 @@ impl Journal {
         Ok(())
     }
 
+    /// The running step starts waiting for `what`.
+    pub fn start_waiting(&mut self, what: &str) {
+        self.waiting_for = Some(what.to_string());
+        self.waiting_since = Some(now());
+        self.last_attempt = None;
+    }
+
+    /// Records what the last attempt of a wait said; returns whether that
+    /// changed (an empty answer records nothing new).
+    pub fn attempted(&mut self, said: &str) -> bool {
+        let said = (!said.is_empty()).then(|| said.to_string());
+        if said.is_some() && said != self.last_attempt {
+            self.last_attempt = said;
+            return true;
+        }
+        false
+    }
+
+    /// The wait is over.
+    pub fn stop_waiting(&mut self) {
+        self.waiting_for = None;
+        self.waiting_since = None;
+        self.last_attempt = None;
+    }
+
     pub fn step(&self, name: &str) -> Option<&StepRecord> {
         self.steps.iter().find(|s| s.name == name)
     }
@@ -118,6 +156,11 @@ impl Journal {
             if state == StepState::Running {
                 s.started = Some(t);
                 s.finished = None;
+            }
+            if state != StepState::Waiting {
+                self.waiting_for = None;
+                self.waiting_since = None;
+                self.last_attempt = None;
             }
             if matches!(state, StepState::Done | StepState::Failed) {
                 s.finished = Some(t);
@@ -148,7 +191,20 @@ impl Journal {
             ));
         }
         if let Some(w) = &self.waiting_for {
-            s.push_str(&format!("waiting for: {w}\n"));
+            let since = self
+                .waiting_since
+                .map(|t| {
+                    format!(
+                        " (since {}, {} s)",
+                        crate::timefmt::rfc2822_utc(t),
+                        now() - t
+                    )
+                })
+                .unwrap_or_default();
+            s.push_str(&format!("waiting for: {w}{since}\n"));
+            if let Some(a) = &self.last_attempt {
+                s.push_str(&format!("last attempt: {a}\n"));
+            }
         }
         if let Some(e) = &self.last_error {
             s.push_str(&format!("last error: {e}\n"));

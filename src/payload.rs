@@ -83,7 +83,7 @@ pub fn render(plan: &Plan, host: &HostPlan, secrets: &Secrets) -> Result<Payload
         VmFile::new("/etc/hosts", 0o644, etc_hosts(&role)),
         VmFile::new(paths::ROLE_FILE, 0o600, role.to_toml()?),
         VmFile::new(paths::APT_SOURCES, 0o644, apt_sources(&role)),
-        VmFile::new(paths::UNIT, 0o644, systemd_unit()),
+        VmFile::new(paths::APT_CONF, 0o644, apt_conf()),
     ];
     if matches!(host.role, Role::DbMaster | Role::DbReplica | Role::Leader) {
         files.push(VmFile::secret(
@@ -180,11 +180,10 @@ pub fn network_config(h: &HostPlan) -> String {
     }
     let _ = writeln!(s, "    dhcp4: false");
     let _ = writeln!(s, "    addresses:\n      - {}/{}", h.ip, h.prefix);
-    let _ = writeln!(
-        s,
-        "    routes:\n      - to: 0.0.0.0/0\n        via: {}",
-        h.gateway
-    );
+    // `gateway4`, not a 0.0.0.0/0 route: cloud-init's ifupdown renderer
+    // turns such a route into `post-up route add …`, and `route` (net-tools)
+    // is not installed on a minimal system; a gateway becomes `gateway`.
+    let _ = writeln!(s, "    gateway4: {}", h.gateway);
     if !h.dns.is_empty() || !h.search.is_empty() {
         let _ = writeln!(s, "    nameservers:");
         if !h.dns.is_empty() {
@@ -198,17 +197,18 @@ pub fn network_config(h: &HostPlan) -> String {
     s
 }
 
-/// `/etc/network/interfaces.d/airlock`: the static address for a clone
-/// without cloud-init (Astra SE 1.7 uses ifupdown).
-pub fn ifupdown_config(h: &HostPlan) -> String {
+/// `/etc/network/interfaces.d/airlock`: the static address on the NIC
+/// `interface`, for a clone that cloud-init did not configure (Astra SE 1.7
+/// uses ifupdown).
+pub fn ifupdown_config(h: &HostPlan, interface: &str) -> String {
     let mut s = format!(
-        "# airlock: {} ({}). Written by airlock-firstboot when cloud-init is absent.\nauto {i}\niface {i} inet static\n    address {}/{}\n    gateway {}\n",
+        "# airlock: {} ({}). Written by airlock-firstboot when cloud-init did not configure this clone.\nauto {i}\niface {i} inet static\n    address {}/{}\n    gateway {}\n",
         h.name,
         h.role,
         h.ip,
         h.prefix,
         h.gateway,
-        i = h.interface
+        i = interface
     );
     if !h.dns.is_empty() {
         let list: Vec<String> = h.dns.iter().map(|d| d.to_string()).collect();
@@ -241,6 +241,19 @@ pub fn apt_sources(role: &RoleFile) -> String {
         r.root,
         r.suite,
         r.components.join(" ")
+    )
+}
+
+/// `/etc/apt/apt.conf.d/50airlock`. The repository's Release is dated at
+/// build time, and apt refuses a Release dated more than 10 s in its future
+/// ("not valid yet"): an air-gapped VM whose clock is behind the build
+/// machine's could not install anything. This allows it for the cluster's
+/// repository only (by its Label; apt >= 1.8).
+pub fn apt_conf() -> String {
+    format!(
+        "// airlock: accept the cluster's repository (Label \"{label}\") even when this\n// VM's clock is behind the machine that built and signed it.\nAcquire::Max-FutureTime::{label} \"{secs}\";\n",
+        label = crate::plan::REPO_LABEL,
+        secs = 10 * 366 * 24 * 3600
     )
 }
 
@@ -287,6 +300,13 @@ pub fn keepalived_conf(role: &RoleFile) -> Option<String> {
             s,
             "vrrp_script chk_postgres {{\n    script \"{scripts}/pg-ready.sh\"\n    interval 1\n    timeout 2\n    fall 2\n    rise 2\n    weight 0\n}}\n"
         );
+        // PostgreSQL's unit writes 1 here when the server stops or dies and
+        // 0 when it has started; keepalived sees the change at once.
+        let _ = writeln!(
+            s,
+            "vrrp_track_file pg_down {{\n    file \"{}\"\n    weight 0\n}}\n",
+            paths::PG_DOWN
+        );
     }
     let _ = writeln!(s, "vrrp_instance airlock_db {{");
     let _ = writeln!(s, "    state {}", v.state);
@@ -308,6 +328,7 @@ pub fn keepalived_conf(role: &RoleFile) -> Option<String> {
     );
     if v.promote {
         let _ = writeln!(s, "    track_script {{\n        chk_postgres\n    }}");
+        let _ = writeln!(s, "    track_file {{\n        pg_down\n    }}");
         let _ = writeln!(s, "    notify_master \"{scripts}/promote.sh\"");
     }
     s.push_str("}\n");
@@ -318,7 +339,7 @@ pub fn keepalived_conf(role: &RoleFile) -> Option<String> {
 pub fn pg_ready_script(role: &RoleFile) -> String {
     let port = role.database.port;
     format!(
-        "#!/bin/sh\n# airlock: keepalived health check. Exit 0 when the local PostgreSQL accepts\n# connections. PGHOST may name the socket directory (default /var/run/postgresql).\nexec pg_isready -q -h \"${{PGHOST:-/var/run/postgresql}}\" -p {port} -t 2\n"
+        "#!/bin/sh\n# airlock: keepalived health check. Exit 0 when the local PostgreSQL accepts\n# connections (on its socket).\nexec pg_isready -q -h /var/run/postgresql -p {port} -t 2\n"
     )
 }
 
@@ -338,7 +359,7 @@ pub fn promote_script(role: &RoleFile) -> String {
 # local PostgreSQL {major} is a standby, promote it, so the VIP never points at
 # a read-only server. Logged to syslog with the tag airlock-promote.
 set -u
-export PGHOST="${{PGHOST:-/var/run/postgresql}}"
+export PGHOST=/var/run/postgresql
 psql_as_postgres() {{
     if [ "$(id -u)" -eq 0 ]; then
         runuser -u postgres -- psql -X -A -t -q -p {port} "$@"
@@ -347,24 +368,57 @@ psql_as_postgres() {{
     fi
 }}
 log() {{ logger -t airlock-promote "$*" 2>/dev/null; echo "airlock-promote: $*" >&2; }}
+if [ -e {fenced} ]; then
+    log "this server was kept read-only because its peer was the primary ({fenced}): not promoting it; see airlock-firstboot status"
+    exit 1
+fi
 state=$(psql_as_postgres -c 'SELECT pg_is_in_recovery()' 2>&1) || {{ log "cannot ask PostgreSQL whether it is a standby: $state"; exit 1; }}
 case "$state" in
     t) log "took the VIP as a standby: promoting"
        {promote} >/dev/null || {{ log "promotion failed"; exit 1; }}
+       mkdir -p "$(dirname {promoted})" && date +%s > {promoted}
        log "promoted" ;;
     f) log "took the VIP as the primary: nothing to do" ;;
     *) log "unexpected answer from PostgreSQL: $state"; exit 1 ;;
 esac
-"#
+"#,
+        fenced = paths::FENCED,
+        promoted = paths::PROMOTED
     )
 }
 
-/// The unit that runs the runner at boot until the role is complete.
+/// The unit that runs the runner at every boot (a complete role is checked
+/// in a second and left alone).
+///
+/// Ordering: after cloud-init.service, whose init stage writes the seed's
+/// files, the hostname and the SSH host keys (not after cloud-final or
+/// cloud-init.target, which Debian orders after multi-user.target: with
+/// `WantedBy=multi-user.target` that is a cycle, and systemd drops a job at
+/// boot; nor after cloud-config, which the role does not need and which can
+/// hang for ever, its timeout being infinite), and after the services the
+/// steps restart, so the vendor installer's restart does not race their
+/// start at boot.
+/// `Type=simple`: the role may take many minutes and must not hold up
+/// multi-user.target. No condition: a clone without a seed finds itself in
+/// the prepared inventory.
 pub fn systemd_unit() -> String {
     format!(
-        "[Unit]\nDescription=airlock: make this clone its cluster role\nWants=network-online.target\nAfter=network-online.target cloud-init.target cloud-final.service\nConditionPathExists={role}\n\n[Service]\nType=oneshot\nExecStart={runner} run\nRemainAfterExit=yes\n# \"will retry\" (exit 75) restarts it after a pause; \"failed\" (1) stops.\nRestart=on-failure\nRestartSec=30\nRestartPreventExitStatus=1 2\nSuccessExitStatus=0\n\n[Install]\nWantedBy=multi-user.target\n",
-        role = paths::ROLE_FILE,
+        "[Unit]\nDescription=airlock: make this clone its cluster role\nDocumentation=man:airlock-firstboot(1)\nWants=network-online.target\nAfter=network-online.target cloud-init.service\nAfter=postgresql.service keepalived.service docker.service ssh.service\n\n[Service]\nType=simple\nExecStart={runner} run\nRemainAfterExit=yes\n# \"will retry\" (exit 75) restarts it after a pause; \"failed\" (1) and\n# usage errors (2) stop until the next boot or a person runs it again.\nRestart=on-failure\nRestartSec=30\nRestartPreventExitStatus=1 2\n\n[Install]\nWantedBy=multi-user.target\n",
         runner = paths::RUNNER
+    )
+}
+
+/// The drop-in for PostgreSQL's cluster units (`postgresql@.service`): the
+/// guard runs before every start of a cluster, so an old master that comes
+/// back after a failover starts read-only.
+///
+/// It also tells keepalived at once when the server stops or dies (systemd
+/// sees the postmaster exit): [`paths::PG_DOWN`] holds 1 while it is down.
+pub fn pg_guard_dropin() -> String {
+    format!(
+        "# airlock: a DB server whose peer is the primary never starts writable,\n# and keepalived learns at once when this server stops or dies.\n[Service]\nExecStartPre={runner} pg-guard %i\nExecStartPost=-/bin/sh -c 'echo 0 > {down}'\nExecStopPost=-/bin/sh -c 'echo 1 > {down}'\n",
+        runner = paths::RUNNER,
+        down = paths::PG_DOWN
     )
 }
 
@@ -402,8 +456,7 @@ fn yaml_text(text: &str, indent: usize) -> String {
     s.strip_suffix('\n').unwrap_or(&s).to_string()
 }
 
-/// `user-data` (`#cloud-config`): hostname, the files, and a `runcmd` that
-/// starts the runner's unit.
+/// `user-data` (`#cloud-config`): hostname, SSH host key, the files.
 pub fn user_data(role: &RoleFile, files: &[VmFile], ssh_keys: Option<&(String, String)>) -> String {
     let h = &role.host;
     let mut s = String::from("#cloud-config\n");
@@ -417,6 +470,8 @@ pub fn user_data(role: &RoleFile, files: &[VmFile], ssh_keys: Option<&(String, S
     let _ = writeln!(s, "prefer_fqdn_over_hostname: false");
     // /etc/hosts comes from write_files, with every cluster host.
     let _ = writeln!(s, "manage_etc_hosts: false");
+    // sources.list belongs to the vendor installer (file:///opt/main, …).
+    let _ = writeln!(s, "apt:\n  preserve_sources_list: true");
     if let Some((private, public)) = ssh_keys {
         // The leader's host key is pinned on the managers: cloud-init must
         // install it, not generate a new one.
@@ -432,12 +487,8 @@ pub fn user_data(role: &RoleFile, files: &[VmFile], ssh_keys: Option<&(String, S
         let _ = writeln!(s, "    permissions: '0{:o}'", f.mode);
         let _ = writeln!(s, "    content: {}", yaml_text(&f.content, 6));
     }
-    let _ = writeln!(s, "runcmd:");
-    let _ = writeln!(s, "  - [systemctl, daemon-reload]");
-    let _ = writeln!(
-        s,
-        "  - [systemctl, enable, --now, --no-block, airlock-firstboot.service]"
-    );
+    // No runcmd: the prepared image starts airlock-firstboot.service at
+    // every boot, after cloud-init has written these files.
     s
 }
 
@@ -562,7 +613,7 @@ ip = "192.0.2.20"
         let plan = plan_of(PAIR);
         assert_eq!(
             network_config(plan.host("db1").unwrap()),
-            "version: 2\nethernets:\n  eth0:\n    match:\n      macaddress: \"52:54:00:00:00:10\"\n    set-name: eth0\n    dhcp4: false\n    addresses:\n      - 192.0.2.10/24\n    routes:\n      - to: 0.0.0.0/0\n        via: 192.0.2.1\n    nameservers:\n      addresses: [192.0.2.53]\n      search: [lab.example]\n"
+            "version: 2\nethernets:\n  eth0:\n    match:\n      macaddress: \"52:54:00:00:00:10\"\n    set-name: eth0\n    dhcp4: false\n    addresses:\n      - 192.0.2.10/24\n    gateway4: 192.0.2.1\n    nameservers:\n      addresses: [192.0.2.53]\n      search: [lab.example]\n"
         );
         let db2 = network_config(plan.host("db2").unwrap());
         assert!(db2.starts_with("version: 2\nethernets:\n  eth0:\n    dhcp4: false\n"));
@@ -572,8 +623,8 @@ ip = "192.0.2.20"
     fn ifupdown_for_clones_without_cloud_init() {
         let plan = plan_of(PAIR);
         assert_eq!(
-            ifupdown_config(plan.host("db2").unwrap()),
-            "# airlock: db2 (db-replica). Written by airlock-firstboot when cloud-init is absent.\nauto eth0\niface eth0 inet static\n    address 192.0.2.11/24\n    gateway 192.0.2.1\n    dns-nameservers 192.0.2.53\n    dns-search lab.example\n"
+            ifupdown_config(plan.host("db2").unwrap(), "eth0"),
+            "# airlock: db2 (db-replica). Written by airlock-firstboot when cloud-init did not configure this clone.\nauto eth0\niface eth0 inet static\n    address 192.0.2.11/24\n    gateway 192.0.2.1\n    dns-nameservers 192.0.2.53\n    dns-search lab.example\n"
         );
     }
 

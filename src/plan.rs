@@ -23,6 +23,8 @@ pub const VENDOR_REPO_PATHS: [&str; 2] = ["/opt/main", "/opt/devel"];
 /// The archive key, trusted system-wide (the vendor's sources.list lines carry
 /// no `signed-by`).
 pub const TRUSTED_KEYRING: &str = "/etc/apt/trusted.gpg.d/airlock-archive.gpg";
+/// The `Label` of the repository's Release; apt settings name it.
+pub const REPO_LABEL: &str = "airlock";
 /// Where the vendor disc's content is put on a VM.
 pub const VENDOR_DIR: &str = "/opt/airlock/vendor";
 /// The dedicated user on the leader whose only command prints the join token.

@@ -679,7 +679,7 @@ pub fn render_release(
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Origin: airlock");
-    let _ = writeln!(out, "Label: airlock");
+    let _ = writeln!(out, "Label: {}", crate::plan::REPO_LABEL);
     let _ = writeln!(out, "Suite: {suite}");
     let _ = writeln!(out, "Codename: {suite}");
     let _ = writeln!(out, "Date: {}", timefmt::rfc2822_utc(time));

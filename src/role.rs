@@ -45,6 +45,35 @@ pub mod paths {
     pub const RUNNER: &str = "/usr/local/sbin/airlock-firstboot";
     /// Its systemd unit.
     pub const UNIT: &str = "/etc/systemd/system/airlock-firstboot.service";
+    /// The unit's link that starts it at every boot.
+    pub const UNIT_WANTS: &str =
+        "/etc/systemd/system/multi-user.target.wants/airlock-firstboot.service";
+    /// apt settings for the cluster's repository (a VM clock behind the build).
+    pub const APT_CONF: &str = "/etc/apt/apt.conf.d/50airlock";
+    /// The static address, written by the runner when cloud-init did not
+    /// configure this instance (Astra SE 1.7 uses ifupdown).
+    pub const IFUPDOWN_FILE: &str = "/etc/network/interfaces.d/airlock";
+    /// The instance id cloud-init applied last.
+    pub const CLOUD_INSTANCE_ID: &str = "/var/lib/cloud/data/instance-id";
+    /// The prepared image's own identity (machine ids, SSH host keys), which
+    /// no clone may keep.
+    pub const IMAGE_IDENTITY: &str = "/var/lib/airlock/image-identity.json";
+    /// The bundle's inventory and payloads on a prepared image, for clones
+    /// that boot without a seed.
+    pub const PREPARED_INVENTORY: &str = "/opt/airlock/inventory.toml";
+    pub const PREPARED_PAYLOADS: &str = "/opt/airlock/payloads";
+    /// PostgreSQL's start guard, a drop-in for every cluster's unit.
+    pub const PG_GUARD_DROPIN: &str =
+        "/etc/systemd/system/postgresql@.service.d/airlock-guard.conf";
+    /// Written by the start guard: this server was kept read-only because its
+    /// peer is the primary.
+    pub const FENCED: &str = "/var/lib/airlock/fenced.json";
+    /// 1 while the local PostgreSQL is down, 0 while it runs: written by
+    /// its unit (the drop-in), watched by keepalived (inotify), so the VIP
+    /// leaves a dead server at once instead of after a health check.
+    pub const PG_DOWN: &str = "/var/lib/airlock/postgresql-down";
+    /// Written by keepalived's notify script when it promoted this server.
+    pub const PROMOTED: &str = "/var/lib/airlock/promoted";
 }
 
 /// Another host of the cluster, for `/etc/hosts` and messages.

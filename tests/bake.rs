@@ -82,6 +82,49 @@ fn every_user_data_passes_cloud_init_schema() {
     assert_eq!(code, 1, "{out}");
 }
 
+/// cloud-init's own ifupdown renderer (what Debian and Astra use) gives each
+/// clone its default route with the `gateway` keyword: a 0.0.0.0/0 route
+/// would become `post-up route add … || true`, and `route` (net-tools) is
+/// not on a minimal system, so the clone would silently have none.
+#[test]
+fn cloud_init_renders_the_default_route_without_net_tools() {
+    let (dir, _) = baked(|t| t);
+    for h in HOSTS {
+        let nc = dir
+            .path()
+            .join("out/payloads")
+            .join(h)
+            .join("network-config");
+        let out = dir.path().join("eni").join(h);
+        let (code, said) = run_tool(
+            Command::new("cloud-init")
+                .args([
+                    "devel",
+                    "net-convert",
+                    "-k",
+                    "yaml",
+                    "-D",
+                    "debian",
+                    "-O",
+                    "eni",
+                    "-p",
+                ])
+                .arg(&nc)
+                .arg("-d")
+                .arg(&out),
+        );
+        assert_eq!(code, 0, "{h}: {said}");
+        let eni: String = walkdir::WalkDir::new(&out)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| fs::read_to_string(e.path()).unwrap())
+            .collect();
+        assert!(eni.contains("    gateway 10.10.143.1\n"), "{h}: {eni}");
+        assert!(!eni.contains("route add"), "{h}: {eni}");
+    }
+}
+
 #[test]
 fn network_configs_pass_netplan_generate() {
     let (dir, _) = baked(|t| {

@@ -46,7 +46,7 @@ fn generated() -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for cmd in [
         airlock::cli::Cli::command(),
-        airlock::firstboot::Cli::command(),
+        airlock::vm::cli::Cli::command(),
     ] {
         man_pages(cmd.clone(), &mut out);
         completions(cmd, &mut out);
@@ -106,7 +106,7 @@ fn every_subcommand_has_an_example() {
     let mut missing = Vec::new();
     check(&airlock::cli::Cli::command(), "airlock", &mut missing);
     check(
-        &airlock::firstboot::Cli::command(),
+        &airlock::vm::cli::Cli::command(),
         "airlock-firstboot",
         &mut missing,
     );

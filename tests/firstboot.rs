@@ -1,22 +1,28 @@
-//! `airlock-firstboot` against temporary roots: how a clone finds its role
-//! (role file, the seed disc read directly, the bundle's inventory by MAC),
-//! the journal, `status`, and clear errors. The roles themselves run in
-//! tests/e2e.rs.
+//! `airlock-firstboot` without a VM: how a clone finds who it is (the seed
+//! disc read directly, the inventory by MAC, the inventory `prepare` left
+//! on the image), `prepare` on an image directory (under a narrow umask
+//! too), `status`, `role`, `token`. The roles' steps have unit tests with the
+//! recording command runner; the booted clones (tests/clones.rs) run them.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use airlock::vm::discovery::find_role;
+
 use crate::common::{Run, airlock_bin, repo_dir};
 
-fn firstboot(root: &Path, args: &[&str]) -> Run {
+fn firstboot(args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_airlock-firstboot"))
-        .arg("--root")
-        .arg(root)
         .args(args)
         .output()
         .unwrap();
     Run::from_output(out)
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
 /// Bakes the stand recipe (spdb1 with a MAC) into `dir/out`.
@@ -42,18 +48,24 @@ fn baked(dir: &Path) -> PathBuf {
 }
 
 fn status(root: &Path) -> serde_json::Value {
-    let run = firstboot(root, &["status", "--json"]);
+    let run = firstboot(&["status", "--json", "--root", root.to_str().unwrap()]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     serde_json::from_str(&run.stdout).unwrap()
 }
 
+fn nic(root: &Path, name: &str, mac: &str) {
+    fs::create_dir_all(root.join(format!("sys/class/net/{name}"))).unwrap();
+    fs::write(root.join(format!("sys/class/net/{name}/address")), mac).unwrap();
+}
+
 #[test]
-fn without_a_role_it_says_how_to_give_one() {
+fn without_an_identity_it_says_how_to_give_one() {
     let dir = tempfile::tempdir().unwrap();
-    let run = firstboot(dir.path(), &["run"]);
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("no role file at"), "{}", run.stderr);
-    assert!(run.stderr.contains("--bundle"), "{}", run.stderr);
+    let e = format!("{:#}", find_role(dir.path(), None, None).unwrap_err());
+    assert!(
+        e.contains("no role file at") && e.contains("seed") && e.contains("MAC"),
+        "{e}"
+    );
     assert_eq!(status(dir.path())["state"], "not started");
 }
 
@@ -68,129 +80,34 @@ fn the_seed_disc_is_read_directly_when_cloud_init_is_absent() {
         root.join("dev/disk/by-label/cidata"),
     )
     .unwrap();
-    let run = firstboot(&root, &["run", "--wait", "1"]);
-    // The clone has no repository: the run stops there, saying what to do.
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains("reading the seed"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("/opt/airlock/repo")
-            && run.stderr.contains("airlock-firstboot prepare"),
-        "{}",
-        run.stderr
-    );
+    let role = find_role(&root, None, None).unwrap();
+    assert_eq!(role, root.join("etc/airlock/role.toml"));
     // What cloud-init would have written is in place, secrets 0600.
-    use std::os::unix::fs::PermissionsExt;
-    let role = fs::read_to_string(root.join("etc/airlock/role.toml")).unwrap();
-    assert!(role.contains("name = \"spdb1\""));
-    let mode = fs::metadata(root.join("etc/airlock/db-password"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
-    // identity ran: hostname, hosts, and the static address without cloud-init.
-    assert_eq!(
-        fs::read_to_string(root.join("etc/hostname")).unwrap(),
-        "spdb1\n"
-    );
-    let net = fs::read_to_string(root.join("etc/network/interfaces.d/airlock")).unwrap();
-    assert!(
-        net.contains("address 10.10.143.176/24") && net.contains("gateway 10.10.143.1"),
-        "{net}"
-    );
-    let s = status(&root);
-    assert_eq!(s["state"], "failed");
-    assert_eq!(s["journal"]["steps"][0]["name"], "identity");
-    assert_eq!(s["journal"]["steps"][0]["state"], "done");
-    assert_eq!(s["journal"]["steps"][1]["state"], "failed");
-    let text = firstboot(&root, &["status"]).stdout;
-    assert!(text.contains("failed   repository"), "{text}");
-    assert!(text.contains("last error:"), "{text}");
+    let text = fs::read_to_string(&role).unwrap();
+    assert!(text.contains("name = \"spdb1\""));
+    assert_eq!(mode(&root.join("etc/airlock/db-password")), 0o600);
+    assert!(root.join("etc/apt/apt.conf.d/50airlock").is_file());
 }
 
 #[test]
-fn a_clone_without_seed_finds_itself_in_the_inventory_by_mac() {
+fn a_clone_without_seed_finds_itself_in_a_bundles_inventory_by_mac() {
     let dir = tempfile::tempdir().unwrap();
     let out = baked(dir.path());
     let root = dir.path().join("root");
-    fs::create_dir_all(root.join("sys/class/net/eth0")).unwrap();
-    fs::write(
-        root.join("sys/class/net/eth0/address"),
-        "52:54:00:8F:00:B0\n",
-    )
-    .unwrap();
-    let run = firstboot(
-        &root,
-        &["run", "--wait", "1", "--bundle", out.to_str().unwrap()],
-    );
-    assert!(
-        run.stderr
-            .contains("this VM is spdb1 (db-master) by the inventory"),
-        "{}",
-        run.stderr
-    );
+    nic(&root, "eth0", "52:54:00:8F:00:B0\n");
+    find_role(&root, None, Some(&out)).unwrap();
     assert!(root.join("etc/airlock/role.toml").is_file());
-    assert!(root.join("etc/airlock/keepalived.conf").is_file());
+    assert_eq!(mode(&root.join("etc/airlock/db-password")), 0o600);
 
     // A MAC the inventory does not know is a clear error.
     let other = dir.path().join("other");
-    fs::create_dir_all(other.join("sys/class/net/eth0")).unwrap();
-    fs::write(
-        other.join("sys/class/net/eth0/address"),
-        "52:54:00:00:00:01\n",
-    )
-    .unwrap();
-    let run = firstboot(&other, &["run", "--bundle", out.to_str().unwrap()]);
-    assert_eq!(run.code, 2);
+    nic(&other, "eth0", "52:54:00:00:00:01\n");
+    let e = format!("{:#}", find_role(&other, None, Some(&out)).unwrap_err());
     assert!(
-        run.stderr
-            .contains("has no host with this VM's MAC (52:54:00:00:00:01)"),
-        "{}",
-        run.stderr
+        e.contains("has no host with this VM's MAC (52:54:00:00:00:01)"),
+        "{e}"
     );
-}
-
-#[test]
-fn role_shows_who_the_vm_is() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = baked(dir.path());
-    let run = firstboot(
-        dir.path(),
-        &[
-            "role",
-            "--role-file",
-            out.join("payloads/spdb2/rootfs/etc/airlock/role.toml")
-                .to_str()
-                .unwrap(),
-        ],
-    );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        run.stdout.starts_with(
-            "spdb2.vdi.example.local (db-replica) of cluster spacevdi: 10.10.143.177/24"
-        ),
-        "{}",
-        run.stdout
-    );
-    assert!(run.stdout.contains("peer spdb1"));
-}
-
-#[test]
-fn token_is_refused_until_the_leader_has_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = firstboot(dir.path(), &["token"]);
-    assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("no join token yet"));
-    fs::create_dir_all(dir.path().join("var/lib/airlock")).unwrap();
-    fs::write(
-        dir.path().join("var/lib/airlock/swarm-manager-token"),
-        "SWMTKN-1-abcdefghijklmnopqrstuvwxyz\n",
-    )
-    .unwrap();
-    let run = firstboot(dir.path(), &["token"]);
-    assert_eq!(
-        (run.code, run.stdout.as_str()),
-        (0, "SWMTKN-1-abcdefghijklmnopqrstuvwxyz\n")
-    );
+    assert!(!other.join("etc/airlock/role.toml").exists());
 }
 
 fn demo_bundle(dir: &Path) -> PathBuf {
@@ -207,13 +124,15 @@ fn demo_bundle(dir: &Path) -> PathBuf {
     dir.join("d/bundle")
 }
 
-#[test]
-fn prepare_puts_the_bundle_in_place_and_seals_the_image() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = demo_bundle(dir.path());
-    let root = dir.path().join("reference");
-    for d in ["etc/ssh", "var/lib/cloud/instance"] {
+/// A reference VM's root with the ids a real one has.
+fn reference_root(dir: &Path) -> PathBuf {
+    let root = dir.join("reference");
+    for d in [
+        "etc/ssh",
+        "var/lib/cloud/instance",
+        "var/lib/cloud/seed",
+        "var/lib/dbus",
+    ] {
         fs::create_dir_all(root.join(d)).unwrap();
     }
     fs::write(
@@ -221,9 +140,42 @@ fn prepare_puts_the_bundle_in_place_and_seals_the_image() {
         "0123456789abcdef0123456789abcdef\n",
     )
     .unwrap();
+    fs::write(
+        root.join("var/lib/dbus/machine-id"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
     fs::write(root.join("etc/ssh/ssh_host_ed25519_key"), "old key").unwrap();
+    fs::write(
+        root.join("etc/ssh/ssh_host_ed25519_key.pub"),
+        "ssh-ed25519 AAAAreference root@ref\n",
+    )
+    .unwrap();
     fs::write(root.join("etc/ssh/sshd_config"), "# kept").unwrap();
-    let run = firstboot(&root, &["prepare", "--bundle", bundle.to_str().unwrap()]);
+    root
+}
+
+/// `prepare --root` as a person with `umask` would run it.
+fn prepare_with_umask(root: &Path, bundle: &Path, umask: &str) -> Run {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask {umask}; exec \"$0\" prepare --root \"$1\" --bundle \"$2\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_airlock-firstboot"))
+        .arg(root)
+        .arg(bundle)
+        .output()
+        .unwrap();
+    Run::from_output(out)
+}
+
+#[test]
+fn prepare_puts_the_bundle_in_place_and_seals_the_image_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = demo_bundle(dir.path());
+    let root = reference_root(dir.path());
+    let run = prepare_with_umask(&root, &bundle, "077");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout
@@ -231,11 +183,23 @@ fn prepare_puts_the_bundle_in_place_and_seals_the_image() {
         "{}",
         run.stdout
     );
-    assert!(
-        root.join("opt/airlock/repo/dists/1.7_x86-64/InRelease")
-            .is_file()
+    // apt's _apt user reads the repository: every directory 0755, files 0644.
+    let repo = root.join("opt/airlock/repo");
+    for e in walkdir::WalkDir::new(&repo) {
+        let e = e.unwrap();
+        let want = if e.file_type().is_dir() { 0o755 } else { 0o644 };
+        assert_eq!(mode(e.path()), want, "{}", e.path().display());
+    }
+    for d in ["opt", "opt/airlock", "etc/apt/apt.conf.d", "usr/local/sbin"] {
+        assert_eq!(mode(&root.join(d)), 0o755, "{d}");
+    }
+    assert_eq!(mode(&root.join("opt/airlock/vendor/install.sh")), 0o755);
+    assert_eq!(mode(&root.join("opt/airlock/payloads")), 0o700);
+    assert_eq!(
+        mode(&root.join("opt/airlock/payloads/spdb1/rootfs/etc/airlock/db-password")),
+        0o600
     );
-    assert!(root.join("opt/airlock/vendor/install.sh").is_file());
+    assert!(root.join("opt/airlock/inventory.toml").is_file());
     assert_eq!(
         fs::read_link(root.join("opt/main")).unwrap(),
         Path::new("airlock/repo")
@@ -248,22 +212,187 @@ fn prepare_puts_the_bundle_in_place_and_seals_the_image() {
         root.join("etc/apt/trusted.gpg.d/airlock-archive.gpg")
             .is_file()
     );
-    let mode = fs::metadata(root.join("usr/local/sbin/airlock-firstboot"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o755);
+    assert_eq!(mode(&root.join("usr/local/sbin/airlock-firstboot")), 0o755);
+    let unit =
+        fs::read_to_string(root.join("etc/systemd/system/airlock-firstboot.service")).unwrap();
+    assert!(
+        !unit.contains("cloud-final") && !unit.contains("ConditionPathExists"),
+        "{unit}"
+    );
     assert!(
         root.join("etc/systemd/system/multi-user.target.wants/airlock-firstboot.service")
             .exists()
     );
+    // Sealed: no id a clone could inherit, and the image's ids recorded.
     assert_eq!(fs::read_to_string(root.join("etc/machine-id")).unwrap(), "");
+    assert!(!root.join("var/lib/dbus/machine-id").exists());
     assert!(!root.join("etc/ssh/ssh_host_ed25519_key").exists());
+    assert!(!root.join("etc/ssh/ssh_host_ed25519_key.pub").exists());
     assert!(root.join("etc/ssh/sshd_config").exists());
-    assert!(!root.join("var/lib/cloud").exists());
+    assert!(!root.join("var/lib/cloud/instance").exists());
+    assert!(
+        root.join("var/lib/cloud/seed").exists(),
+        "the seed directory stays"
+    );
+    let identity = fs::read_to_string(root.join("var/lib/airlock/image-identity.json")).unwrap();
+    assert!(
+        identity.contains("0123456789abcdef0123456789abcdef") && identity.contains("AAAAreference"),
+        "{identity}"
+    );
     // Again: same result.
-    let again = firstboot(&root, &["prepare", "--bundle", bundle.to_str().unwrap()]);
+    let again = prepare_with_umask(&root, &bundle, "027");
     assert_eq!(again.code, 0, "{}", again.stderr);
+}
+
+/// A bundle from the demo media whose recipe gives spmanager2 a MAC.
+fn bundle_with_a_mac(dir: &Path, mac: &str) -> PathBuf {
+    demo_bundle(dir);
+    let recipe = fs::read_to_string(dir.join("d/recipe.toml"))
+        .unwrap()
+        .replace(
+            "ip = \"10.10.143.180\"",
+            &format!("ip = \"10.10.143.180\"\nmac = \"{mac}\""),
+        );
+    fs::write(dir.join("d/site.toml"), recipe).unwrap();
+    for args in [
+        &["keygen", "--out", "keys"][..],
+        &[
+            "build",
+            "site.toml",
+            "--key",
+            "keys/signing-key.asc",
+            "--out",
+            "site-bundle",
+            "--allow-new-glibc",
+        ][..],
+    ] {
+        let out = Command::new(airlock_bin())
+            .args(args)
+            .current_dir(dir.join("d"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir.join("d/site-bundle")
+}
+
+#[test]
+fn a_clone_of_the_prepared_image_without_seed_finds_itself_and_drops_the_others_payloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mac = "52:54:00:12:34:80";
+    let bundle = bundle_with_a_mac(dir.path(), mac);
+    let root = reference_root(dir.path());
+    let run = prepare_with_umask(&root, &bundle, "022");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // The sealed reference VM itself, booted again: no identity, and its new
+    // ids are recorded so its clones replace them.
+    nic(&root, "eth0", "52:54:00:99:99:99\n");
+    fs::write(
+        root.join("etc/machine-id"),
+        "fedcba9876543210fedcba9876543210\n",
+    )
+    .unwrap();
+    assert!(find_role(&root, None, None).is_err());
+    let identity = fs::read_to_string(root.join("var/lib/airlock/image-identity.json")).unwrap();
+    assert!(
+        identity.contains("fedcba9876543210fedcba9876543210"),
+        "{identity}"
+    );
+
+    nic(&root, "eth0", &format!("{mac}\n"));
+    let role = find_role(&root, None, None).unwrap();
+    let text = fs::read_to_string(role).unwrap();
+    assert!(text.contains(&format!("mac = \"{mac}\"")), "{text}");
+    assert!(
+        !root.join("opt/airlock/payloads").exists(),
+        "the other hosts' secrets are gone from this clone"
+    );
+}
+
+#[test]
+fn role_shows_who_the_vm_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = baked(dir.path());
+    let run = firstboot(&[
+        "role",
+        "--role-file",
+        out.join("payloads/spdb2/rootfs/etc/airlock/role.toml")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with(
+            "spdb2.vdi.example.local (db-replica) of cluster spacevdi: 10.10.143.177/24"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("peer spdb1"));
+}
+
+#[test]
+fn token_is_refused_until_the_leader_has_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let run = firstboot(&["token", "--root", root]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("no join token yet"));
+    fs::create_dir_all(dir.path().join("var/lib/airlock")).unwrap();
+    fs::write(
+        dir.path().join("var/lib/airlock/swarm-manager-token"),
+        "SWMTKN-1-abcdefghijklmnopqrstuvwxyz\n",
+    )
+    .unwrap();
+    let run = firstboot(&["token", "--root", root]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "SWMTKN-1-abcdefghijklmnopqrstuvwxyz\n")
+    );
+}
+
+#[test]
+fn status_says_what_a_step_waits_for_and_when_a_server_is_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("var/lib/airlock")).unwrap();
+    let journal = serde_json::json!({
+        "version": 1, "host": "disp2", "role": "manager", "instance_id": "i",
+        "steps": [
+            {"name": "identity", "state": "done", "started": 1, "finished": 2, "note": null},
+            {"name": "join", "state": "running", "started": 3, "finished": null, "note": null}
+        ],
+        "waiting_for": "the join token from the leader disp1",
+        "waiting_since": 1_800_000_000,
+        "last_attempt": format!("ssh: Permission denied (publickey) {}", "x".repeat(300)),
+        "last_error": null, "updated": 1_800_000_000
+    });
+    fs::write(root.join("var/lib/airlock/journal"), journal.to_string()).unwrap();
+    let s = status(root);
+    assert_eq!(s["state"], "waiting");
+    assert_eq!(
+        s["journal"]["waiting_for"],
+        "the join token from the leader disp1"
+    );
+    let text = firstboot(&["status", "--root", root.to_str().unwrap()]).stdout;
+    assert!(
+        text.contains("waiting for: the join token from the leader disp1 (since"),
+        "{text}"
+    );
+    assert!(text.contains(&"x".repeat(300)), "the cause is not cut");
+
+    fs::write(
+        root.join("var/lib/airlock/fenced.json"),
+        r#"{"since": 1800000000, "peer": "db2", "peer_ip": "192.0.2.12", "reason": "it answered as a primary"}"#,
+    )
+    .unwrap();
+    let text = firstboot(&["status", "--root", root.to_str().unwrap()]).stdout;
+    assert!(text.starts_with("*** NOT A PRIMARY"), "{text}");
+    assert_eq!(status(root)["fenced"]["peer"], "db2");
 }
 
 #[test]
@@ -273,7 +402,7 @@ fn prepare_refuses_a_vm_with_a_role_and_a_tampered_bundle() {
     let root = dir.path().join("clone");
     fs::create_dir_all(root.join("etc/airlock")).unwrap();
     fs::write(root.join("etc/airlock/role.toml"), "").unwrap();
-    let run = firstboot(&root, &["prepare", "--bundle", bundle.to_str().unwrap()]);
+    let run = prepare_with_umask(&root, &bundle, "022");
     assert_eq!(run.code, 2);
     assert!(
         run.stderr.contains("this VM already has a role"),
@@ -288,7 +417,7 @@ fn prepare_refuses_a_vm_with_a_role_and_a_tampered_bundle() {
         "#!/bin/sh\necho tampered\n",
     )
     .unwrap();
-    let run = firstboot(&clean, &["prepare", "--bundle", bundle.to_str().unwrap()]);
+    let run = prepare_with_umask(&clean, &bundle, "022");
     assert_eq!(run.code, 2);
     assert!(
         run.stderr.contains("does not verify") && run.stderr.contains("vendor/install.sh"),

@@ -190,6 +190,44 @@ fn two_isos_make_a_repository_apt_and_gpgv_accept() {
 }
 
 #[test]
+fn a_vm_whose_clock_is_a_day_behind_uses_the_repository_with_the_bundles_apt_setting() {
+    let site = Site::new();
+    make_disc(&site.path("main"), &main_pkgs());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ahead = (now + 86_400).to_string();
+    let args = [
+        "repo",
+        "build",
+        "--main",
+        "main",
+        "--key",
+        "keys/signing-key.asc",
+        "--out",
+        "repo",
+    ];
+    let run = site.airlock_env(&args, &[("SOURCE_DATE_EPOCH", &ahead)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // apt refuses a Release dated more than 10 s ahead of its clock...
+    let apt = AptRoot::new(&site.path("a1"), &site.path("repo"), &site.keyring(), SUITE);
+    let (ok, out) = apt.apt_get(&["update"]);
+    assert!(!ok && out.contains("not valid yet"), "{out}");
+    // ...unless told otherwise for this repository's Label, as every VM is.
+    let conf = site.path("50airlock");
+    fs::write(&conf, airlock::payload::apt_conf()).unwrap();
+    let apt = AptRoot::new(&site.path("a2"), &site.path("repo"), &site.keyring(), SUITE);
+    let (ok, out) = apt.apt_get_env(&["update"], &[("APT_CONFIG", &conf)]);
+    assert!(ok, "apt-get update with the bundle's setting:\n{out}");
+    let (ok, out) = apt.apt_get_env(
+        &["install", "--download-only", "-y", "hello"],
+        &[("APT_CONFIG", &conf)],
+    );
+    assert!(ok, "{out}");
+}
+
+#[test]
 fn apt_refuses_a_tampered_index_or_a_foreign_key() {
     let site = Site::new();
     make_disc(&site.path("main"), &main_pkgs());

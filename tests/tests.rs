@@ -4,7 +4,6 @@ mod bake;
 mod bundle;
 mod common;
 mod docs;
-mod e2e;
 mod firstboot;
 mod offline;
 mod plan;

@@ -19,6 +19,9 @@ _airlock__firstboot() {
             airlock__firstboot,help)
                 cmd="airlock__firstboot__subcmd__help"
                 ;;
+            airlock__firstboot,pg-guard)
+                cmd="airlock__firstboot__subcmd__pg__subcmd__guard"
+                ;;
             airlock__firstboot,prepare)
                 cmd="airlock__firstboot__subcmd__prepare"
                 ;;
@@ -36,6 +39,9 @@ _airlock__firstboot() {
                 ;;
             airlock__firstboot__subcmd__help,help)
                 cmd="airlock__firstboot__subcmd__help__subcmd__help"
+                ;;
+            airlock__firstboot__subcmd__help,pg-guard)
+                cmd="airlock__firstboot__subcmd__help__subcmd__pg__subcmd__guard"
                 ;;
             airlock__firstboot__subcmd__help,prepare)
                 cmd="airlock__firstboot__subcmd__help__subcmd__prepare"
@@ -59,16 +65,12 @@ _airlock__firstboot() {
 
     case "${cmd}" in
         airlock__firstboot)
-            opts="-h -V --root --help --version run status prepare role token help"
+            opts="-h -V --help --version run status prepare role token pg-guard help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --root)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -77,7 +79,7 @@ _airlock__firstboot() {
             return 0
             ;;
         airlock__subcmd__firstboot__subcmd__help)
-            opts="run status prepare role token help"
+            opts="run status prepare role token pg-guard help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -91,6 +93,20 @@ _airlock__firstboot() {
             return 0
             ;;
         airlock__subcmd__firstboot__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__firstboot__subcmd__help__subcmd__pg__subcmd__guard)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -174,6 +190,20 @@ _airlock__firstboot() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        airlock__subcmd__firstboot__subcmd__pg__subcmd__guard)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         airlock__subcmd__firstboot__subcmd__prepare)
             opts="-h --bundle --root --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -219,7 +249,7 @@ _airlock__firstboot() {
             return 0
             ;;
         airlock__subcmd__firstboot__subcmd__run)
-            opts="-h --role-file --bundle --wait --quiet --root --help"
+            opts="-h --role-file --bundle --wait --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -234,10 +264,6 @@ _airlock__firstboot() {
                     return 0
                     ;;
                 --wait)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_airlock_firstboot_global_optspecs
-    string join \n root= h/help V/version
+    string join \n h/help V/version
 end
 
 function __fish_airlock_firstboot_needs_command
@@ -24,7 +24,6 @@ function __fish_airlock_firstboot_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -l root -d 'Treat this directory as / (for tests and for preparing an image)' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -s V -l version -d 'Print version'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "run" -d 'Perform this VM\'s role, step by step, and join the cluster'
@@ -32,28 +31,30 @@ complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a 
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "prepare" -d 'Prepare the reference VM from the bundle and seal it for cloning (run once, before cloning)'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "role" -d 'Show who this VM is: host, role, address, peers'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "token" -d 'Print the swarm manager join token (the leader\'s forced SSH command)'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "pg-guard" -d 'Run by PostgreSQL\'s unit before each start: never a second writable primary'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -l role-file -d 'The role file (default: /etc/airlock/role.toml under --root)' -r -F
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -l bundle -d 'A bundle to find this VM in (inventory.toml, by MAC or SMBIOS UUID) when it has no role file' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -l bundle -d 'A bundle to find this VM in (inventory.toml, by MAC or SMBIOS UUID) when it has no role file and no seed (default: the inventory `prepare` left in /opt/airlock)' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -l wait -d 'Upper bound of each wait, in seconds' -r
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -l root -d 'Treat this directory as / (for tests and for preparing an image)' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -l quiet -d 'Do not print the `+ command` lines'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -s h -l help -d 'Print help'
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -l root -d 'Treat this directory as / (for tests and for preparing an image)' -r -F
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -l json -d 'Print the journal as JSON'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -l root -d 'Treat this directory as / (a clone\'s or the reference VM\'s disk, mounted)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -l json -d 'Print the state and the journal as JSON'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -s h -l help -d 'Print help'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l bundle -d 'The bundle directory (as written by `airlock build`)' -r -F
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l root -d 'Treat this directory as / (for tests and for preparing an image)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l root -d 'Treat this directory as / (a clone\'s or the reference VM\'s disk, mounted)' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand role" -l role-file -d 'The role file (default: /etc/airlock/role.toml under --root)' -r -F
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand role" -l root -d 'Treat this directory as / (for tests and for preparing an image)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand role" -l root -d 'Treat this directory as / (a clone\'s or the reference VM\'s disk, mounted)' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand role" -l json -d 'Print the whole role file as JSON'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand role" -s h -l help -d 'Print help'
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand token" -l root -d 'Treat this directory as / (for tests and for preparing an image)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand token" -l root -d 'Treat this directory as / (a clone\'s or the reference VM\'s disk, mounted)' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand token" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token help" -f -a "run" -d 'Perform this VM\'s role, step by step, and join the cluster'
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token help" -f -a "status" -d 'Show the role, each step\'s state, what it waits for, the last error'
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token help" -f -a "prepare" -d 'Prepare the reference VM from the bundle and seal it for cloning (run once, before cloning)'
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token help" -f -a "role" -d 'Show who this VM is: host, role, address, peers'
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token help" -f -a "token" -d 'Print the swarm manager join token (the leader\'s forced SSH command)'
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand pg-guard" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token pg-guard help" -f -a "run" -d 'Perform this VM\'s role, step by step, and join the cluster'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token pg-guard help" -f -a "status" -d 'Show the role, each step\'s state, what it waits for, the last error'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token pg-guard help" -f -a "prepare" -d 'Prepare the reference VM from the bundle and seal it for cloning (run once, before cloning)'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token pg-guard help" -f -a "role" -d 'Show who this VM is: host, role, address, peers'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token pg-guard help" -f -a "token" -d 'Print the swarm manager join token (the leader\'s forced SSH command)'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token pg-guard help" -f -a "pg-guard" -d 'Run by PostgreSQL\'s unit before each start: never a second writable primary'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token pg-guard help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

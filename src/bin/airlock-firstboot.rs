@@ -2,5 +2,5 @@
 //! library; see `airlock-firstboot --help`.
 
 fn main() -> std::process::ExitCode {
-    airlock::firstboot::main()
+    airlock::vm::cli::main()
 }

@@ -185,8 +185,14 @@ impl AptRoot {
 
     /// `apt-get ARGS` in this root; returns (success, stdout+stderr).
     pub fn apt_get(&self, args: &[&str]) -> (bool, String) {
+        self.apt_get_env(args, &[])
+    }
+
+    /// [`AptRoot::apt_get`] with more environment (`APT_CONFIG`, say).
+    pub fn apt_get_env(&self, args: &[&str], env: &[(&str, &Path)]) -> (bool, String) {
         let r = self.root.display().to_string();
         let out = Command::new("apt-get")
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .args([
                 "-q",
                 "-o",
@@ -201,6 +207,12 @@ impl AptRoot {
                 "APT::Architecture=amd64",
                 "-o",
                 "APT::Architectures=amd64",
+                // apt's defaults, as on a VM (this machine's apt.conf.d may
+                // turn the date checks off).
+                "-o",
+                "Acquire::Check-Date=true",
+                "-o",
+                "Acquire::Check-Valid-Until=true",
             ])
             .args(args)
             .env("LC_ALL", "C")

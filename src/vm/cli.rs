@@ -1,0 +1,375 @@
+//! `airlock-firstboot`: the runner on each cloned VM. The command line and
+//! its exit codes; the work is in the other modules of [`crate::vm`].
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::journal::{Journal, StepState};
+use crate::role::{RoleFile, paths};
+use crate::vm::engine::{Ctx, WaitTimeout, under};
+use crate::vm::exec::System;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "airlock-firstboot",
+    version,
+    about = "Turn this cloned VM into its Space VDI cluster role",
+    long_about = "Turn this cloned VM into its Space VDI cluster role.\n\n\
+        airlock-firstboot.service runs `airlock-firstboot run` at every boot. It finds \
+        who this VM is (the role file cloud-init wrote from the VM's cidata seed, the seed \
+        disc read directly, or this VM's MAC or SMBIOS UUID in the inventory `prepare` left \
+        on the image) and runs its role as named steps: common (hostname, repository, \
+        clone hygiene), then PostgreSQL + keepalived (db-master, db-replica) or the vendor \
+        installer's swarm init / join (leader, manager). Each step is recorded in \
+        /var/lib/airlock/journal; a step whose effect holds is skipped, so the runner may \
+        be run again at any time, also after a power cut.\n\n\
+        Exit codes of `run`: 0 the role is complete, 1 a step failed (see `status`), \
+        75 a wait ran out and the run will be retried (the service restarts it), \
+        2 usage or I/O error.",
+    help_expected = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Reads or prepares an image directory instead of this machine.
+#[derive(Debug, clap::Args)]
+pub struct RootArg {
+    /// Treat this directory as / (a clone's or the reference VM's disk, mounted)
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Perform this VM's role, step by step, and join the cluster
+    #[command(after_help = "Examples:\n  \
+        airlock-firstboot run                               # what the service runs at boot\n  \
+        airlock-firstboot run --bundle /media/airlock       # find this VM in another bundle's inventory")]
+    Run(RunArgs),
+    /// Show the role, each step's state, what it waits for, the last error
+    #[command(
+        after_help = "Examples:\n  airlock-firstboot status\n  airlock-firstboot status --json\n  \
+        airlock-firstboot status --root /mnt/clone-disk     # a clone's disk, mounted elsewhere"
+    )]
+    Status(StatusArgs),
+    /// Prepare the reference VM from the bundle and seal it for cloning (run once, before cloning)
+    #[command(
+        long_about = "Prepare the reference VM from the bundle and seal it for cloning.\n\n\
+            Run once on the reference VM (Astra Linux SE 1.7), with the bundle mounted or \
+            copied, before making the clones. It checks the bundle against its SHA256SUMS, \
+            copies the signed repository to /opt/airlock/repo and links /opt/main and \
+            /opt/devel to it (the vendor installer uses those), copies the vendor disc to \
+            /opt/airlock/vendor and the inventory with every host's payload to /opt/airlock \
+            (for clones that boot without a seed; each clone keeps only its own), trusts the \
+            archive key, installs this runner and airlock-firstboot.service, then seals the \
+            image: it records the image's machine id and SSH host keys (no clone keeps them), \
+            empties /etc/machine-id, removes /var/lib/dbus/machine-id and the SSH host keys, \
+            and cleans cloud-init's state. Every mode is set explicitly, whatever the umask. \
+            It refuses a VM that already has a role.",
+        after_help = "Examples:\n  sudo /media/airlock/bin/airlock-firstboot prepare --bundle /media/airlock\n  \
+            sudo airlock-firstboot prepare --bundle bundle --root /mnt/reference-disk"
+    )]
+    Prepare(PrepareArgs),
+    /// Show who this VM is: host, role, address, peers
+    #[command(after_help = "Example:\n  airlock-firstboot role")]
+    Role(RoleArgs),
+    /// Print the swarm manager join token (the leader's forced SSH command)
+    #[command(
+        long_about = "Print the swarm manager join token.\n\n\
+            Run on the leader as the forced command of the token user's SSH key \
+            (restrict,command=\"airlock-firstboot token\"): managers fetch the token with \
+            their bundle key over SSH, the leader's host key pinned. Exits 1 while the \
+            leader has no token yet.",
+        after_help = "Example (on a manager):\n  ssh -i /etc/airlock/ssh/token_client_key airlock-token@LEADER"
+    )]
+    Token(RootArg),
+    /// Run by PostgreSQL's unit before each start: never a second writable primary
+    #[command(
+        name = "pg-guard",
+        long_about = "Run by PostgreSQL's unit before each start of a cluster (a drop-in the \
+            pg-config step installs on the DB servers of a pair): never a second writable \
+            primary.\n\n\
+            When the local cluster would start as a primary, it asks the peer (for up to 20 s) \
+            whether it is in recovery. A peer that is the primary means this server is the old \
+            master coming back after a failover: its cluster starts in standby mode \
+            (read-only), /var/lib/airlock/fenced.json says why, and `status` shows it. Nothing \
+            is deleted. An unreachable peer is named and the cluster starts as it was. Exits \
+            1 (PostgreSQL does not start) only when it cannot decide or cannot fence.",
+        after_help = "Example:\n  systemctl cat postgresql@11-main   # shows ExecStartPre=/usr/local/sbin/airlock-firstboot pg-guard %i"
+    )]
+    PgGuard(PgGuardArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The role file (default: /etc/airlock/role.toml under --root)
+    #[arg(long, value_name = "PATH")]
+    pub role_file: Option<PathBuf>,
+    /// A bundle to find this VM in (inventory.toml, by MAC or SMBIOS UUID) when it has no role
+    /// file and no seed (default: the inventory `prepare` left in /opt/airlock)
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// Upper bound of each wait, in seconds
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub wait: u64,
+    /// Do not print the `+ command` lines
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PrepareArgs {
+    /// The bundle directory (as written by `airlock build`)
+    #[arg(long, value_name = "DIR")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub root: RootArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print the state and the journal as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub root: RootArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RoleArgs {
+    /// The role file (default: /etc/airlock/role.toml under --root)
+    #[arg(long, value_name = "PATH")]
+    pub role_file: Option<PathBuf>,
+    /// Print the whole role file as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub root: RootArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PgGuardArgs {
+    /// The cluster being started (systemd's %i, e.g. 11-main); for the log
+    #[arg(value_name = "INSTANCE")]
+    pub instance: Option<String>,
+}
+
+/// The runner's `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("airlock-firstboot: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Exit status: a wait ran out, the service will run us again.
+pub const EXIT_RETRY: u8 = 75;
+
+fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
+    let root = Path::new("/");
+    let role_path =
+        crate::vm::discovery::find_role(root, args.role_file.as_deref(), args.bundle.as_deref())?;
+    let role = RoleFile::load(&role_path)?;
+    let steps = crate::vm::roles::steps_for(&role);
+    let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
+    let before = Journal::load(&under(root, paths::JOURNAL))?;
+    // A journal of another instance (a changed plan, a re-used disk) starts over.
+    let journal = match &before {
+        Some(j) if j.instance_id == role.instance_id && j.steps.len() == names.len() => j.clone(),
+        _ => Journal::new(&role.host.name, role.host.role, &role.instance_id, &names),
+    };
+    let exec = System { quiet: args.quiet };
+    let ctx = Ctx::new(root, &role, &exec, args.wait, before.as_ref(), journal);
+    eprintln!(
+        "airlock-firstboot: {} is {} of cluster {}",
+        role.host.name, role.host.role, role.cluster
+    );
+    match crate::vm::engine::run_steps(&ctx, &steps) {
+        Ok(()) => {
+            eprintln!("airlock-firstboot: {} is complete", role.host.role);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("airlock-firstboot: {e:#}");
+            if e.downcast_ref::<WaitTimeout>().is_some() {
+                eprintln!("airlock-firstboot: will retry");
+                Ok(ExitCode::from(EXIT_RETRY))
+            } else {
+                eprintln!(
+                    "airlock-firstboot: failed; fix the cause and run again (finished steps are skipped)"
+                );
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
+}
+
+/// Where the run stands, in one word.
+fn state_of(j: &Journal) -> &'static str {
+    if j.complete() {
+        "done"
+    } else if j.steps.iter().any(|s| s.state == StepState::Failed) {
+        "failed"
+    } else if j.waiting_for.is_some() || j.steps.iter().any(|s| s.state == StepState::Waiting) {
+        "waiting"
+    } else {
+        "in progress"
+    }
+}
+
+fn cmd_status(args: &StatusArgs) -> Result<ExitCode> {
+    let root = &args.root.root;
+    let path = under(root, paths::JOURNAL);
+    let fence = crate::vm::guard::Fence::load(root);
+    let promoted = crate::vm::guard::promoted(root);
+    let Some(j) = Journal::load(&path)? else {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({ "state": "not started", "journal": null, "fenced": fence, "promoted": promoted })
+            );
+        } else {
+            println!("not started: no journal at {}", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let state = state_of(&j);
+    if args.json {
+        let v = serde_json::json!({
+            "state": state, "journal": j, "fenced": fence, "promoted": promoted,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(f) = &fence {
+        let data = RoleFile::load(&under(root, paths::ROLE_FILE))
+            .ok()
+            .and_then(|r| r.host.postgres.map(|p| p.data_dir))
+            .unwrap_or_else(|| "the data directory".into());
+        println!("*** {} ***\n", f.explain(Path::new(&data)));
+    }
+    if let Some(t) = promoted {
+        println!(
+            "This DB server was promoted to primary by keepalived at {} (a failover).\n",
+            crate::timefmt::rfc2822_utc(t)
+        );
+    }
+    print!("{}", j.to_text());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_role(args: &RoleArgs) -> Result<ExitCode> {
+    let path = args
+        .role_file
+        .clone()
+        .unwrap_or_else(|| under(&args.root.root, paths::ROLE_FILE));
+    let rf = RoleFile::load(&path)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rf)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let h = &rf.host;
+    println!(
+        "{} ({}) of cluster {}: {}/{} via {}, instance {}",
+        h.fqdn, h.role, rf.cluster, h.ip, h.prefix, h.gateway, rf.instance_id
+    );
+    for other in rf.hosts.iter().filter(|o| o.name != h.name) {
+        println!(
+            "  peer {:<14} {:<10} {}",
+            other.name,
+            other.role.as_str(),
+            other.ip
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_token(root: &Path) -> Result<ExitCode> {
+    let path = under(root, paths::TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => match crate::edits::find_swarm_token(&t) {
+            Some(token) => {
+                println!("{token}");
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("{} does not hold a swarm join token", path.display());
+                Ok(ExitCode::from(1))
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("no join token yet: the leader has not finished `swarm init`");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn cmd_pg_guard(args: &PgGuardArgs) -> ExitCode {
+    let exec = System { quiet: true };
+    let what = args.instance.as_deref().unwrap_or("PostgreSQL");
+    match crate::vm::guard::pg_guard(Path::new("/"), &exec, crate::vm::guard::PEER_WAIT) {
+        Ok(said) => {
+            eprintln!("airlock-firstboot pg-guard {what}: {said}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "airlock-firstboot pg-guard {what}: cannot decide whether this server may start as a primary, so it does not start: {e:#}"
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Warns when Astra's closed software environment would refuse this runner.
+fn zps_check(root: &Path) {
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    if let Ok(bytes) = std::fs::read(&me)
+        && let Some(hint) = crate::elfcheck::zps_hint(root, &bytes, &me.display().to_string())
+    {
+        eprintln!("airlock-firstboot: hint: {hint}");
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => {
+            zps_check(Path::new("/"));
+            cmd_run(&args)
+        }
+        Command::Prepare(args) => {
+            zps_check(&args.root.root);
+            for c in crate::vm::prepare::prepare(&args.root.root, &args.bundle)? {
+                println!("  {c}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => cmd_status(&args),
+        Command::Role(args) => cmd_role(&args),
+        Command::Token(r) => cmd_token(&r.root),
+        Command::PgGuard(args) => Ok(cmd_pg_guard(&args)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

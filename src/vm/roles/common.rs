@@ -1,0 +1,402 @@
+//! What every clone does first: take its identity (hostname, hosts and,
+//! when cloud-init did not, its address), use the cluster's repository, and
+//! make sure it is a machine of its own (machine id, SSH host keys).
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+use super::step;
+use crate::payload;
+use crate::role::paths;
+use crate::vm::discovery;
+use crate::vm::engine::{Ctx, Step};
+use crate::vm::exec::Cmd;
+use crate::vm::prepare::{self, ImageIdentity};
+
+pub fn steps() -> Vec<Step> {
+    vec![
+        step("identity", identity_check, identity_apply),
+        step("repository", repository_check, repository_apply),
+        step("clone-hygiene", hygiene_check, hygiene_apply),
+    ]
+}
+
+// --- identity -----------------------------------------------------------------
+
+/// cloud-init configured this very instance (its network config included).
+fn cloud_init_configured(c: &Ctx) -> bool {
+    c.read(paths::CLOUD_INSTANCE_ID).trim() == c.role.instance_id
+}
+
+/// The NIC to configure: the one with the recipe's MAC, else by name.
+fn interface(c: &Ctx) -> String {
+    let h = &c.role.host;
+    h.mac
+        .as_ref()
+        .and_then(|mac| {
+            discovery::interfaces(c.root)
+                .into_iter()
+                .find(|(_, m)| m == mac)
+                .map(|(name, _)| name)
+        })
+        .unwrap_or_else(|| h.interface.clone())
+}
+
+fn identity_check(c: &Ctx) -> Result<bool> {
+    let h = &c.role.host;
+    let network_ok = cloud_init_configured(c)
+        || c.read(paths::IFUPDOWN_FILE) == payload::ifupdown_config(h, &interface(c));
+    Ok(c.read("/etc/hostname").trim() == h.name
+        && c.read("/etc/hosts") == payload::etc_hosts(c.role)
+        && network_ok)
+}
+
+fn identity_apply(c: &Ctx) -> Result<()> {
+    let h = &c.role.host;
+    c.write("/etc/hostname", &format!("{}\n", h.name), 0o644)?;
+    c.write("/etc/hosts", &payload::etc_hosts(c.role), 0o644)?;
+    c.exec.run(&Cmd::new("hostname").arg(&h.name))?;
+    if cloud_init_configured(c) {
+        return Ok(());
+    }
+    // cloud-init applies the seed's network-config; without it (no
+    // cloud-init, or a clone found in the inventory) the runner sets the
+    // static address itself: a file for the next boots, and now.
+    let nic = interface(c);
+    c.write(
+        paths::IFUPDOWN_FILE,
+        &payload::ifupdown_config(h, &nic),
+        0o644,
+    )?;
+    let addr = format!("{}/{}", h.ip, h.prefix);
+    let ip = |args: &[&str]| c.exec.run(&Cmd::new("ip").args(args.iter().copied()));
+    ip(&["addr", "replace", &addr, "dev", &nic])?;
+    ip(&["link", "set", &nic, "up"])?;
+    ip(&[
+        "route",
+        "replace",
+        "default",
+        "via",
+        &h.gateway.to_string(),
+        "dev",
+        &nic,
+    ])?;
+    Ok(())
+}
+
+// --- repository ------------------------------------------------------------------
+
+/// The name apt gives the local copy of `path` from a `file:` source in
+/// /var/lib/apt/lists (its URItoFileName: special characters quoted, then
+/// `/` made `_`).
+fn apt_list_name(path: &str) -> String {
+    let mut s = String::new();
+    for ch in path.chars() {
+        if "\\|{}[]<>\"^~_=!@#$%&*".contains(ch) || ch.is_ascii_control() {
+            s.push_str(&format!("%{:02x}", ch as u32));
+        } else {
+            s.push(ch);
+        }
+    }
+    s.replace('/', "_")
+}
+
+/// apt has read the repository's signed index (`apt-get update` passed).
+fn apt_has_the_index(c: &Ctx) -> bool {
+    let r = &c.role.repository;
+    let name = apt_list_name(&format!("{}/dists/{}/InRelease", r.root, r.suite));
+    c.path("/var/lib/apt/lists").join(name).is_file()
+}
+
+fn repository_check(c: &Ctx) -> Result<bool> {
+    let r = &c.role.repository;
+    Ok(prepare::vendor_links_hold(c.root, &r.vendor_paths, &r.root)
+        && c.path(&r.trusted_keyring).is_file()
+        && c.read(paths::APT_SOURCES) == payload::apt_sources(c.role)
+        && c.read(paths::APT_CONF) == payload::apt_conf()
+        && apt_has_the_index(c))
+}
+
+fn repository_apply(c: &Ctx) -> Result<()> {
+    let r = &c.role.repository;
+    let release = c.path(&format!("{}/dists/{}/InRelease", r.root, r.suite));
+    if !release.is_file() {
+        bail!(
+            "{} is missing: the signed repository must be at {} (run `airlock-firstboot prepare` on the reference VM before cloning)",
+            release.display(),
+            r.root
+        );
+    }
+    if !c.path(&r.trusted_keyring).is_file() {
+        bail!(
+            "the archive key {} is missing (airlock-firstboot prepare installs it)",
+            r.trusted_keyring
+        );
+    }
+    prepare::link_vendor_paths(c.root, &r.vendor_paths, &r.root)?;
+    c.write(paths::APT_SOURCES, &payload::apt_sources(c.role), 0o644)?;
+    c.write(paths::APT_CONF, &payload::apt_conf(), 0o644)?;
+    // This source alone: whatever else sources.list holds (a cdrom line,
+    // an unreachable mirror) would only fail or wait here; the vendor
+    // installer writes its own sources.list later.
+    c.exec.run(&Cmd::new("apt-get").args([
+        "-q",
+        "update",
+        "-o",
+        &format!("Dir::Etc::SourceList={}", paths::APT_SOURCES),
+        "-o",
+        "Dir::Etc::SourceParts=-",
+        "-o",
+        "APT::Get::List-Cleanup=0",
+    ]))?;
+    Ok(())
+}
+
+// --- clone hygiene ---------------------------------------------------------------
+
+fn is_machine_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The D-Bus machine id, when it is a file of its own (a link to
+/// /etc/machine-id is always right).
+fn dbus_id(c: &Ctx) -> Option<String> {
+    let p = c.path(DBUS_MACHINE_ID);
+    let meta = fs::symlink_metadata(&p).ok()?;
+    meta.is_file().then(|| {
+        fs::read_to_string(&p)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    })
+}
+
+const DBUS_MACHINE_ID: &str = "/var/lib/dbus/machine-id";
+
+fn has_sshd(c: &Ctx) -> bool {
+    c.path("/usr/sbin/sshd").exists()
+}
+
+fn hygiene_check(c: &Ctx) -> Result<bool> {
+    let image = ImageIdentity::load(c.root);
+    let id = c.read("/etc/machine-id").trim().to_string();
+    let id_ok = is_machine_id(&id) && !image.machine_ids.contains(&id);
+    let dbus_ok = dbus_id(c).is_none_or(|d| d == id);
+    let keys = prepare::ssh_host_keys(c.root);
+    let keys_ok =
+        !has_sshd(c) || (!keys.is_empty() && keys.iter().all(|k| !image.ssh_host_keys.contains(k)));
+    Ok(id_ok && dbus_ok && keys_ok)
+}
+
+fn hygiene_apply(c: &Ctx) -> Result<()> {
+    let image = ImageIdentity::load(c.root);
+    let mut id = c.read("/etc/machine-id").trim().to_string();
+    if !is_machine_id(&id) || image.machine_ids.contains(&id) {
+        // A copy of the image's id (or none): this clone gets its own. It
+        // takes full effect at the next boot (journald keeps its directory).
+        eprintln!(
+            "airlock-firstboot: this clone had the prepared image's machine id {id:?}: giving it its own"
+        );
+        id = new_machine_id();
+        c.write("/etc/machine-id", &format!("{id}\n"), 0o444)?;
+    }
+    if dbus_id(c).is_some_and(|d| d != id) {
+        c.write(DBUS_MACHINE_ID, &format!("{id}\n"), 0o444)?;
+    }
+    if has_sshd(c) {
+        let before = prepare::ssh_host_keys(c.root);
+        let copies = remove_copied_host_keys(c.root, &image)?;
+        c.exec
+            .run(&Cmd::new("ssh-keygen").args(["-A", "-f", &c.root.display().to_string()]))?;
+        if copies > 0 {
+            eprintln!(
+                "airlock-firstboot: replaced {copies} SSH host key(s) copied from the prepared image"
+            );
+        }
+        // sshd did not start without host keys, or serves the copies: start
+        // it again with this clone's own.
+        // (systemd stops retrying a unit that failed fast a few times at
+        // boot: forget that first.)
+        if prepare::ssh_host_keys(c.root) != before {
+            let _ = c
+                .exec
+                .output(&Cmd::new("systemctl").args(["reset-failed", "ssh.service"]));
+            c.exec
+                .run(&Cmd::new("systemctl").args(["restart", "ssh.service"]))?;
+        }
+    }
+    Ok(())
+}
+
+fn new_machine_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes the host key pairs whose public half the image had; returns how
+/// many.
+fn remove_copied_host_keys(root: &Path, image: &ImageIdentity) -> Result<usize> {
+    let mut removed = 0;
+    for (pub_path, blob) in prepare::ssh_host_key_files(root) {
+        if image.ssh_host_keys.contains(&blob) {
+            let private = pub_path.with_extension("");
+            for p in [&pub_path, &private] {
+                match fs::remove_file(p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::engine::run_steps;
+    use crate::vm::exec::Recording;
+    use crate::vm::testing::{fixture_role, journal_for, put};
+
+    fn ctx<'a>(root: &'a Path, role: &'a crate::role::RoleFile, fake: &'a Recording) -> Ctx<'a> {
+        Ctx::new(root, role, fake, 0, None, journal_for(role))
+    }
+
+    #[test]
+    fn without_cloud_init_the_address_is_set_with_ip_on_the_nic_with_the_mac() {
+        let dir = tempfile::tempdir().unwrap();
+        let role = fixture_role("disp3");
+        put(
+            dir.path(),
+            "/sys/class/net/ens3/address",
+            "52:54:00:00:02:23\n",
+        );
+        let fake = Recording::new();
+        let c = ctx(dir.path(), &role, &fake);
+        run_steps(&c, &steps()[..1]).unwrap();
+        assert_eq!(
+            fake.commands(),
+            [
+                "hostname disp3",
+                "ip addr replace 192.0.2.23/24 dev ens3",
+                "ip link set ens3 up",
+                "ip route replace default via 192.0.2.1 dev ens3"
+            ]
+        );
+        let net = c.read(paths::IFUPDOWN_FILE);
+        assert!(net.contains("iface ens3 inet static") && net.contains("gateway 192.0.2.1"));
+        assert!(!net.contains("route add"), "{net}");
+        // Again: the effect holds, nothing runs.
+        let again = Recording::new();
+        run_steps(&ctx(dir.path(), &role, &again), &steps()[..1]).unwrap();
+        assert!(again.commands().is_empty(), "{:?}", again.commands());
+    }
+
+    #[test]
+    fn when_cloud_init_configured_this_instance_the_network_is_left_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let role = fixture_role("db1");
+        put(dir.path(), paths::CLOUD_INSTANCE_ID, "iid-db1\n");
+        let fake = Recording::new();
+        run_steps(&ctx(dir.path(), &role, &fake), &steps()[..1]).unwrap();
+        assert_eq!(fake.commands(), ["hostname db1"]);
+        assert!(!dir.path().join("etc/network/interfaces.d/airlock").exists());
+    }
+
+    #[test]
+    fn the_repository_step_links_the_vendor_paths_and_lets_a_slow_clock_use_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let role = fixture_role("db1");
+        let fake = Recording::new();
+        let c = ctx(dir.path(), &role, &fake);
+        let e = format!("{:#}", repository_apply(&c).unwrap_err());
+        assert!(e.contains("airlock-firstboot prepare"), "{e}");
+        put(
+            dir.path(),
+            "/opt/airlock/repo/dists/1.7_x86-64/InRelease",
+            "x",
+        );
+        put(
+            dir.path(),
+            "/etc/apt/trusted.gpg.d/airlock-archive.gpg",
+            "k",
+        );
+        repository_apply(&c).unwrap();
+        assert_eq!(
+            fake.commands(),
+            [
+                "apt-get -q update -o Dir::Etc::SourceList=/etc/apt/sources.list.d/airlock.list -o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0"
+            ]
+        );
+        assert!(!repository_check(&c).unwrap(), "apt has no index yet");
+        put(
+            dir.path(),
+            "/var/lib/apt/lists/_opt_airlock_repo_dists_1.7%5fx86-64_InRelease",
+            "x",
+        );
+        assert!(repository_check(&c).unwrap());
+        assert_eq!(
+            fs::read_link(dir.path().join("opt/devel")).unwrap(),
+            Path::new("airlock/repo")
+        );
+        assert!(
+            c.read(paths::APT_CONF)
+                .contains("Acquire::Max-FutureTime::airlock \"316224000\";")
+        );
+    }
+
+    #[test]
+    fn a_clone_with_the_images_machine_id_and_host_keys_gets_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let image_id = "0123456789abcdef0123456789abcdef";
+        put(root, "/etc/machine-id", &format!("{image_id}\n"));
+        put(root, DBUS_MACHINE_ID, &format!("{image_id}\n"));
+        put(root, "/usr/sbin/sshd", "");
+        put(root, "/etc/ssh/ssh_host_ed25519_key", "private");
+        put(
+            root,
+            "/etc/ssh/ssh_host_ed25519_key.pub",
+            "ssh-ed25519 AAAAimage root@reference\n",
+        );
+        ImageIdentity {
+            machine_ids: vec![image_id.into()],
+            ssh_host_keys: vec!["AAAAimage".into()],
+        }
+        .save(root)
+        .unwrap();
+        let role = fixture_role("db2");
+        let fake = Recording::new();
+        let c = ctx(root, &role, &fake);
+        assert!(!hygiene_check(&c).unwrap());
+        hygiene_apply(&c).unwrap();
+        let id = c.read("/etc/machine-id").trim().to_string();
+        assert!(is_machine_id(&id) && id != image_id, "{id}");
+        assert_eq!(c.read(DBUS_MACHINE_ID).trim(), id);
+        assert!(!root.join("etc/ssh/ssh_host_ed25519_key").exists());
+        assert_eq!(
+            fake.commands(),
+            [
+                format!("ssh-keygen -A -f {}", root.display()),
+                "systemctl reset-failed ssh.service".into(),
+                "systemctl restart ssh.service".into()
+            ]
+        );
+        // A length-only check would have accepted the copy; this one holds
+        // only once the keys are new (here the fake made none).
+        assert!(!hygiene_check(&c).unwrap());
+        put(
+            root,
+            "/etc/ssh/ssh_host_ed25519_key.pub",
+            "ssh-ed25519 AAAAnew root@db2\n",
+        );
+        assert!(hygiene_check(&c).unwrap());
+    }
+}

@@ -1,0 +1,244 @@
+//! db-replica: waits for the master, installs PostgreSQL like it, replaces
+//! the fresh cluster with a base backup of the master, streams from it, and
+//! runs keepalived as the standby that takes the VIP (and is promoted) when
+//! the master dies.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use anyhow::{Context, Result, bail};
+
+use super::db::{self, is_standby, is_standby_of, local_pg_ready, pg, systemctl};
+use super::step;
+use crate::plan::PeerRef;
+use crate::role::RoleFile;
+use crate::vm::engine::{Ctx, Step};
+use crate::vm::exec::Cmd;
+use crate::vm::guard;
+
+pub fn steps(_role: &RoleFile) -> Vec<Step> {
+    vec![
+        step("wait-master", master_check, master_apply),
+        step("install-db", db::install_db_check, db::install_db_apply),
+        step("basebackup", standby_check, basebackup_apply),
+        step("pg-config", db::pg_config_check, db::pg_config_apply),
+        step("streaming", streaming_check, streaming_apply),
+        step("keepalived", db::keepalived_check, db::keepalived_apply),
+        step(
+            "single-primary",
+            db::single_primary_check,
+            db::single_primary_apply,
+        ),
+    ]
+}
+
+fn source<'a>(c: &Ctx<'a>) -> Result<&'a PeerRef> {
+    pg(c)?
+        .replicate_from
+        .as_ref()
+        .context("no replication source in the role file")
+}
+
+/// keepalived promoted this server after a failover: it is the primary now.
+fn promoted(c: &Ctx) -> bool {
+    guard::promoted(c.root).is_some()
+}
+
+fn master_check(c: &Ctx) -> Result<bool> {
+    Ok(promoted(c) || db::pg_ready(c, &source(c)?.ip.to_string()))
+}
+
+fn master_apply(c: &Ctx) -> Result<()> {
+    let src = source(c)?;
+    let what = format!(
+        "the master {} ({}:{}) to accept connections",
+        src.name,
+        src.ip,
+        pg(c)?.port
+    );
+    c.wait_until(&what, || db::pg_ready(c, &src.ip.to_string()))
+}
+
+fn standby_check(c: &Ctx) -> Result<bool> {
+    let dir = db::data_dir(c)?;
+    let primary_after_failover =
+        promoted(c) && dir.join("PG_VERSION").is_file() && !is_standby(&dir);
+    Ok((is_standby_of(&dir, source(c)?.ip) || primary_after_failover) && local_pg_ready(c))
+}
+
+fn basebackup_apply(c: &Ctx) -> Result<()> {
+    let src = source(c)?;
+    let dir = db::data_dir(c)?;
+    let has_cluster = dir.join("PG_VERSION").is_file();
+    let standby = has_cluster && is_standby_of(&dir, src.ip);
+    // Decide before touching anything: a promoted replica keeps serving.
+    if has_cluster && !standby && (c.done_before("basebackup") || promoted(c)) {
+        bail!(
+            "{} holds a primary, not a standby of {} ({}): this host was promoted after a failover and holds the data now. Refusing to wipe it (nothing was stopped). To make it a replica again, first make sure {} is the primary, then remove {} by hand and run airlock-firstboot again",
+            dir.display(),
+            src.name,
+            src.ip,
+            src.name,
+            dir.display()
+        );
+    }
+    let _ = c.exec.output(&systemctl("stop", "keepalived"));
+    c.exec.run(&systemctl("stop", "postgresql"))?;
+    if !standby {
+        replace_with_base_backup(c, src)?;
+    }
+    c.exec.run(&systemctl("start", "postgresql"))?;
+    c.wait_until("the local PostgreSQL to start as a standby", || {
+        local_pg_ready(c)
+    })
+}
+
+/// Replaces the data directory (the fresh cluster the vendor installer made
+/// on this clone) with a base backup of the master.
+fn replace_with_base_backup(c: &Ctx, src: &PeerRef) -> Result<()> {
+    let pg = pg(c)?;
+    let dir = db::data_dir(c)?;
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    let dir_s = dir.display().to_string();
+    c.exec
+        .run(&Cmd::new("chown").args(["postgres:postgres", &dir_s]))?;
+    let slot = pg
+        .slot
+        .clone()
+        .unwrap_or_else(|| crate::plan::REPLICATION_SLOT.into());
+    let passfile = db::passfile(c, Some("postgres"))?;
+    let base = Cmd::new("runuser").args([
+        "-u",
+        "postgres",
+        "--",
+        "env",
+        &format!("PGPASSFILE={}", passfile.display()),
+        "pg_basebackup",
+        "-h",
+        &src.ip.to_string(),
+        "-p",
+        &pg.port.to_string(),
+        "-U",
+        &pg.user,
+        "--checkpoint=fast",
+        "-D",
+        &dir_s,
+        "-R",
+        &format!("--slot={slot}"),
+    ]);
+    // -C creates the slot; when it exists already (an earlier attempt),
+    // pg_basebackup refuses, cleans up, and runs again without -C.
+    let first = c.exec.output(&base.clone().arg("-C"))?;
+    if !first.success() {
+        if first.stderr.contains("already exists") {
+            c.exec.run(&base)?;
+        } else {
+            bail!(
+                "`{}` failed: {}",
+                base.clone().arg("-C").line(),
+                first.stderr.trim()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn streaming_status(c: &Ctx) -> String {
+    c.exec
+        .output(&db::psql_local(
+            c,
+            "SELECT status FROM pg_stat_wal_receiver",
+        ))
+        .map(|o| o.stdout.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn streaming_check(c: &Ctx) -> Result<bool> {
+    Ok(promoted(c) || streaming_status(c) == "streaming")
+}
+
+fn streaming_apply(c: &Ctx) -> Result<()> {
+    let src = source(c)?;
+    c.wait_for(
+        &format!("streaming replication from {} ({})", src.name, src.ip),
+        || match streaming_status(c) {
+            s if s == "streaming" => Ok(()),
+            s if s.is_empty() => Err("no WAL receiver yet".into()),
+            s => Err(format!("the WAL receiver is {s}")),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::exec::Recording;
+    use crate::vm::testing::{fixture_role, journal_for, put};
+
+    #[test]
+    fn the_fresh_cluster_is_replaced_by_a_base_backup_with_a_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let role = fixture_role("db2");
+        put(root, crate::role::paths::DB_PASSWORD, "pw\n");
+        put(root, "/var/lib/postgresql/15/main/PG_VERSION", "15\n");
+        let fake = Recording::new();
+        // The slot exists from an earlier attempt: the second try has no -C.
+        fake.on_stderr(
+            "--slot=replica -C",
+            1,
+            "pg_basebackup: error: replication slot \"replica\" already exists",
+        );
+        let c = Ctx::new(root, &role, &fake, 0, None, journal_for(&role));
+        basebackup_apply(&c).unwrap();
+        assert!(!root.join("var/lib/postgresql/15/main/PG_VERSION").exists());
+        let data = root.join("var/lib/postgresql/15/main");
+        let base = format!(
+            "runuser -u postgres -- env PGPASSFILE={}/var/lib/airlock/pgpass-postgres pg_basebackup -h 192.0.2.11 -p 5432 -U dbuser --checkpoint=fast -D {} -R --slot=replica",
+            root.display(),
+            data.display()
+        );
+        assert_eq!(
+            fake.commands(),
+            [
+                "systemctl stop keepalived".to_string(),
+                "systemctl stop postgresql".into(),
+                format!("chown postgres:postgres {}", data.display()),
+                format!(
+                    "chown postgres {}/var/lib/airlock/pgpass-postgres",
+                    root.display()
+                ),
+                format!("{base} -C"),
+                base,
+                "systemctl start postgresql".into(),
+                "pg_isready -q -h /var/run/postgresql -p 5432 -t 2".into(),
+            ]
+        );
+        assert_eq!(crate::writer::mode_of(&data), Some(0o700));
+    }
+
+    #[test]
+    fn a_promoted_replica_is_never_wiped_and_its_steps_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let role = fixture_role("db2");
+        put(root, "/var/lib/postgresql/15/main/PG_VERSION", "15\n");
+        put(root, crate::role::paths::PROMOTED, "1800000000\n");
+        let fake = Recording::new();
+        let c = Ctx::new(root, &role, &fake, 0, None, journal_for(&role));
+        assert!(standby_check(&c).unwrap());
+        assert!(streaming_check(&c).unwrap());
+        assert!(master_check(&c).unwrap());
+        let e = format!("{:#}", basebackup_apply(&c).unwrap_err());
+        assert!(
+            e.contains("Refusing to wipe it (nothing was stopped)"),
+            "{e}"
+        );
+        assert!(!fake.ran("systemctl stop"));
+        assert!(root.join("var/lib/postgresql/15/main/PG_VERSION").exists());
+    }
+}
