@@ -1,0 +1,994 @@
+//! The judge of the runner: five clones of one prepared image, booted under
+//! systemd, become the cluster with nobody at the console.
+//!
+//! A Debian 12 reference root file system (debootstrap + systemd,
+//! cloud-init, openssh-server, PostgreSQL, keepalived, docker.io; cached
+//! under `target/clones/`) is prepared as a person would at the console of
+//! the reference VM (`airlock-firstboot prepare --bundle`, under umask 027),
+//! from a real bundle of the article's stand built a day "ahead" (so every
+//! clone's clock is a day behind the repository's `Date`). Five overlay
+//! copies boot with `systemd-nspawn -b`, each in its own network namespace
+//! on one bridge; four get the three files of their seed in NoCloud's seed
+//! directory, the fifth (a manager) has no seed and is found in the
+//! inventory by the MAC of its NIC. Then:
+//!
+//! - a manager is powered off in the middle of its wait and booted again;
+//! - every runner reaches `done` under systemd, with no ordering cycle;
+//! - the replica streams, the VIP is on the master, a write through the VIP
+//!   from a client namespace is read on the replica, `docker node ls` shows
+//!   three managers, the five machine ids and SSH host keys are distinct,
+//!   every clone has its default route;
+//! - the master's postmaster is killed: a write through the VIP succeeds
+//!   again (the time is printed, see BENCHMARKS.md);
+//! - the old master is rebooted: it comes back read-only, and `status` says
+//!   why.
+//!
+//! Everything it makes (namespaces, mounts, containers) is removed at the
+//! end, also when it fails (and what a killed run left is swept at the next
+//! start). Addresses are 192.0.2.0/24 (TEST-NET-1), inside the namespaces
+//! only. The containers get a cgroup v2 hierarchy
+//! (`SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1`): on a cgroup v1 host without
+//! systemd, a container's systemd sometimes misses that a unit's cgroup
+//! became empty and waits for ever (seen with cloud-config.service, whose
+//! timeout is infinite); a VM has no such problem. Needs root, systemd-nspawn (systemd-container) and
+//! debootstrap; `just clones` runs it, `scripts/test-all` too when root.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const SUITE: &str = "bookworm";
+/// What the reference VM has besides a minimal Debian (Astra's reference VM
+/// has the same services).
+const PACKAGES: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "iproute2",
+    "ifupdown",
+    "ca-certificates",
+    "cloud-init",
+    "openssh-server",
+    "postgresql",
+    "keepalived",
+    "docker.io",
+    "procps",
+    "locales",
+];
+/// Bumped when the image is made differently (the cache key).
+const IMAGE_RECIPE: u32 = 2;
+const PG_MAJOR: u32 = 15;
+const NET: &str = "192.0.2";
+const VIP: &str = "192.0.2.10";
+/// How long the whole cluster may take to form, and each later wait.
+const BOUND: Duration = Duration::from_secs(900);
+
+/// (name, role, last octet, MAC, with a seed)
+const HOSTS: [(&str, &str, u8, &str, bool); 5] = [
+    ("db1", "db-master", 11, "52:54:00:c0:02:0b", true),
+    ("db2", "db-replica", 12, "52:54:00:c0:02:0c", true),
+    ("disp1", "leader", 21, "52:54:00:c0:02:15", true),
+    ("disp2", "manager", 22, "52:54:00:c0:02:16", true),
+    ("disp3", "manager", 23, "52:54:00:c0:02:17", false),
+];
+
+fn repo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
+}
+
+/// Runs `cmd`; a failure is a test failure naming the command and its output.
+fn sh(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip(args: &[&str]) -> String {
+    sh(Command::new("ip").args(args))
+}
+
+fn now_epoch() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// What is missing to run this test, if anything.
+fn missing() -> Option<String> {
+    if sh(Command::new("id").arg("-u")).trim() != "0" {
+        return Some("not root".into());
+    }
+    for t in ["systemd-nspawn", "debootstrap", "psql", "nsenter"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {t} >/dev/null")])
+            .status()
+            .unwrap()
+            .success();
+        if !found {
+            return Some(format!("{t} is not installed"));
+        }
+    }
+    None
+}
+
+/// The Debian mirror this machine's apt uses for the suite (or
+/// AIRLOCK_DEBIAN_MIRROR).
+fn mirror() -> String {
+    if let Ok(m) = std::env::var("AIRLOCK_DEBIAN_MIRROR") {
+        return m;
+    }
+    let mut texts = vec![fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
+    if let Ok(rd) = fs::read_dir("/etc/apt/sources.list.d") {
+        for e in rd.flatten() {
+            texts.push(fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    for t in &texts {
+        // One-line style: deb URI SUITE COMPONENTS
+        for l in t.lines() {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.len() >= 3 && w[0] == "deb" && w[2] == SUITE {
+                return w[1].to_string();
+            }
+        }
+        // deb822 style: a stanza with `Suites: SUITE`.
+        for stanza in t.split("\n\n") {
+            let field = |name: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            };
+            if field("Suites:").iter().any(|s| s == SUITE)
+                && let Some(u) = field("URIs:").first()
+            {
+                return u.clone();
+            }
+        }
+    }
+    panic!("no {SUITE} source in /etc/apt; set AIRLOCK_DEBIAN_MIRROR")
+}
+
+/// The cached reference root file system (built once, ~2 minutes).
+fn reference_rootfs() -> PathBuf {
+    let tag = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (SUITE, PACKAGES, IMAGE_RECIPE).hash(&mut h);
+        format!("{:016x}", h.finish())
+    };
+    let cache = repo_dir().join("target/clones");
+    let rootfs = cache.join(format!("debian-{SUITE}-{tag}"));
+    if rootfs.join("usr/bin/cloud-init").exists() {
+        return rootfs;
+    }
+    fs::create_dir_all(&cache).unwrap();
+    let tmp = cache.join(format!("debian-{SUITE}-{tag}.tmp"));
+    let _ = fs::remove_dir_all(&tmp);
+    let started = Instant::now();
+    eprintln!(
+        "clones: building the reference root file system in {}",
+        rootfs.display()
+    );
+    sh(Command::new("debootstrap")
+        .args(["--variant=minbase", SUITE])
+        .arg(&tmp)
+        .arg(mirror())
+        .stdout(Stdio::null()));
+    // A configured locale, as a real reference VM has (cloud-init's locale
+    // module fails without it).
+    fs::write(tmp.join("etc/locale.gen"), "en_US.UTF-8 UTF-8\n").unwrap();
+    sh(Command::new("chroot")
+        .arg(&tmp)
+        .args(["apt-get", "install", "-y", "-q", "--no-install-recommends"])
+        .args(PACKAGES)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null()));
+    let _ = Command::new("chroot")
+        .arg(&tmp)
+        .args(["apt-get", "clean"])
+        .status();
+    fs::rename(&tmp, &rootfs).unwrap();
+    eprintln!(
+        "clones: reference root file system built in {:?}",
+        started.elapsed()
+    );
+    rootfs
+}
+
+/// The recipe of the stand, with the demo media.
+fn recipe(media: &Path) -> String {
+    let mut s = format!(
+        r#"version = 1
+[cluster]
+name = "clones"
+domain = "clones.test"
+[network]
+cidr = "{NET}.0/24"
+gateway = "{NET}.1"
+interface = "eth0"
+[media]
+main = "{m}/main"
+devel = "{m}/devel"
+vendor = "{m}/vendor"
+[database]
+vip = "{VIP}"
+virtual_router_id = 42
+postgresql = {PG_MAJOR}
+user = "dbuser"
+"#,
+        m = media.display()
+    );
+    for (name, role, last, mac, seed) in HOSTS {
+        s.push_str(&format!(
+            "[[host]]\nname = \"{name}\"\nrole = \"{role}\"\nip = \"{NET}.{last}\"\n"
+        ));
+        // The clone without a seed is found by its MAC.
+        if !seed {
+            s.push_str(&format!("mac = \"{mac}\"\n"));
+        }
+    }
+    s
+}
+
+/// A real bundle, built as if the build machine's clock were a day ahead
+/// of the clones'.
+fn build_bundle(work: &Path) -> (PathBuf, String) {
+    let ahead = (now_epoch() + 86_400).to_string();
+    let airlock = |args: &[&str]| {
+        sh(Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(args)
+            .current_dir(work)
+            .env("SOURCE_DATE_EPOCH", &ahead))
+    };
+    airlock(&["demo", "--out", "demo"]);
+    airlock(&["keygen", "--out", "keys"]);
+    fs::write(work.join("site.toml"), recipe(&work.join("demo/media"))).unwrap();
+    airlock(&[
+        "build",
+        "site.toml",
+        "--key",
+        "keys/signing-key.asc",
+        "--out",
+        "bundle",
+        "--runner",
+        env!("CARGO_BIN_EXE_airlock-firstboot"),
+        "--allow-new-glibc",
+    ]);
+    let secrets: toml::Value =
+        toml::from_str(&fs::read_to_string(work.join("site.secrets.toml")).unwrap()).unwrap();
+    let password = secrets["db_password"].as_str().unwrap().to_string();
+    (work.join("bundle"), password)
+}
+
+/// One booted clone.
+struct Clone {
+    name: String,
+    role: String,
+    ip: String,
+    ns: String,
+    merged: PathBuf,
+    console: PathBuf,
+    nspawn: Option<Child>,
+    booted_epoch: i64,
+}
+
+impl Clone {
+    /// Seconds from this clone's last boot to the end of its role, from its
+    /// journal (the last step's finish).
+    fn boot_to_done(&self) -> Option<i64> {
+        let s = self.status();
+        let last = s["journal"]["steps"]
+            .as_array()?
+            .iter()
+            .filter_map(|st| st["finished"].as_i64())
+            .max()?;
+        Some(last - self.booted_epoch)
+    }
+
+    fn boot(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.console)
+            .unwrap();
+        let child = Command::new("systemd-nspawn")
+            .arg("-b")
+            .arg("-D")
+            .arg(&self.merged)
+            .args([
+                "--register=no",
+                "--keep-unit",
+                "--capability=all",
+                "--system-call-filter=@keyring bpf",
+                "--console=read-only",
+            ])
+            .arg(format!("--network-namespace-path=/run/netns/{}", self.ns))
+            .arg(format!("--machine=clone-{}", self.name))
+            .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "network")
+            .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.nspawn = Some(child);
+        self.booted_epoch = now_epoch();
+    }
+
+    fn running(&mut self) -> bool {
+        self.nspawn
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// The container's init, as the host sees it.
+    fn init_pid(&self) -> Option<u32> {
+        let parent = self.nspawn.as_ref()?.id();
+        let children = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
+    }
+
+    /// Runs a command inside the clone.
+    fn exec(&self, args: &[&str]) -> Output {
+        let Some(pid) = self.init_pid() else {
+            panic!("{} is not running", self.name);
+        };
+        run(Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "-a"])
+            .args(args))
+    }
+
+    fn exec_ok(&self, args: &[&str]) -> String {
+        let out = self.exec(args);
+        assert!(
+            out.status.success(),
+            "on {}: {args:?}: {}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `airlock-firstboot status --json` read from the clone's disk.
+    fn status(&self) -> serde_json::Value {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_airlock-firstboot"))
+            .args(["status", "--json", "--root"])
+            .arg(&self.merged));
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Waits for the container to end, at most `bound`.
+    fn wait_down(&mut self, bound: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < bound {
+            if !self.running() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
+    /// A clean shutdown (what `poweroff` inside does).
+    fn poweroff(&mut self) {
+        if let Some(pid) = self.init_pid() {
+            let _ = Command::new("kill")
+                .args(["-RTMIN+4", &pid.to_string()])
+                .status();
+        }
+        if !self.wait_down(Duration::from_secs(60)) {
+            self.power_cut();
+        }
+        self.nspawn = None;
+    }
+
+    /// The power cable: everything in the container dies at once.
+    fn power_cut(&mut self) {
+        if let Some(pid) = self.init_pid() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        if !self.wait_down(Duration::from_secs(30))
+            && let Some(c) = self.nspawn.as_mut()
+        {
+            let _ = c.kill();
+        }
+        if let Some(mut c) = self.nspawn.take() {
+            let _ = c.wait();
+        }
+    }
+
+    /// What helps a person see why: the runner's status and log, the console.
+    fn diagnose(&self) -> String {
+        let mut s = format!("===== {} ({})\n", self.name, self.role);
+        s.push_str(&format!("status: {}\n", self.status()));
+        if self.init_pid().is_some() {
+            for args in [
+                &["systemctl", "list-jobs", "--no-pager"][..],
+                &[
+                    "systemctl",
+                    "status",
+                    "--no-pager",
+                    "-n",
+                    "5",
+                    "airlock-firstboot.service",
+                    "cloud-config.service",
+                ][..],
+                &["ps", "-ef"][..],
+            ] {
+                let out = self.exec(args);
+                s.push_str(&String::from_utf8_lossy(&out.stdout));
+            }
+            let out = self.exec(&[
+                "journalctl",
+                "--no-pager",
+                "-n",
+                "60",
+                "-u",
+                "airlock-firstboot",
+                "-u",
+                "postgresql@15-main",
+                "-u",
+                "keepalived",
+                "-u",
+                "cloud-init",
+            ]);
+            s.push_str(&String::from_utf8_lossy(&out.stdout));
+        }
+        let console = fs::read_to_string(&self.console).unwrap_or_default();
+        let tail: Vec<&str> = console.lines().rev().take(25).collect();
+        s.push_str("--- console (last lines)\n");
+        for l in tail.iter().rev() {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Every namespace, mount and container of the test; all removed on drop.
+struct Lab {
+    work: PathBuf,
+    tag: String,
+    namespaces: Vec<String>,
+    mounts: Vec<PathBuf>,
+    clones: Vec<Clone>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.clones {
+            c.power_cut();
+        }
+        for m in self.mounts.iter().rev() {
+            let _ = Command::new("umount").arg(m).status();
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "delete", ns]).output();
+        }
+        if std::env::var_os("AIRLOCK_KEEP_CLONES").is_none() {
+            let _ = fs::remove_dir_all(&self.work);
+        }
+    }
+}
+
+/// Removes what an earlier run killed before it could clean up (its
+/// containers, mounts and namespaces under target/clones/run-*).
+fn sweep_stale() {
+    let base = repo_dir().join("target/clones");
+    let prefix = format!("-D {}/run-", base.display());
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.starts_with("systemd-nspawn") && cmdline.contains(&prefix) {
+                let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                    .unwrap_or_default();
+                for child in children.split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", child]).status();
+                }
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+    for m in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+        if m.starts_with(&format!("{}/run-", base.display())) {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+    }
+    let list = String::from_utf8_lossy(&run(Command::new("ip").args(["netns", "list"])).stdout)
+        .into_owned();
+    for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let stale = ns
+            .strip_prefix("al")
+            .and_then(|r| r.split_once('-'))
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if stale {
+            let _ = Command::new("ip").args(["netns", "delete", ns]).output();
+        }
+    }
+    if let Ok(rd) = fs::read_dir(&base) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with("run-") {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+impl Lab {
+    fn new() -> Lab {
+        sweep_stale();
+        let tag = format!("al{}", std::process::id() % 100_000);
+        let work = repo_dir().join("target/clones").join(format!("run-{tag}"));
+        let _ = fs::remove_dir_all(&work);
+        fs::create_dir_all(&work).unwrap();
+        Lab {
+            work,
+            tag,
+            namespaces: Vec::new(),
+            mounts: Vec::new(),
+            clones: Vec::new(),
+        }
+    }
+
+    fn netns(&mut self, name: &str) -> String {
+        let ns = format!("{}-{name}", self.tag);
+        ip(&["netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        ns
+    }
+
+    fn overlay(&mut self, name: &str, lower: &str) -> PathBuf {
+        let base = self.work.join(name);
+        for d in ["upper", "work", "merged"] {
+            fs::create_dir_all(base.join(d)).unwrap();
+        }
+        let merged = base.join("merged");
+        sh(Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o"])
+            .arg(format!(
+                "lowerdir={lower},upperdir={},workdir={}",
+                base.join("upper").display(),
+                base.join("work").display()
+            ))
+            .arg(&merged));
+        self.mounts.push(merged.clone());
+        merged
+    }
+
+    fn umount(&mut self, merged: &Path) {
+        sh(Command::new("umount").arg(merged));
+        self.mounts.retain(|m| m != merged);
+    }
+
+    /// A switch namespace with a bridge holding the gateway address.
+    fn switch(&mut self) -> String {
+        let sw = self.netns("sw");
+        let in_sw = |args: &[&str]| sh(Command::new("ip").args(["netns", "exec", &sw]).args(args));
+        in_sw(&["ip", "link", "add", "br0", "type", "bridge"]);
+        in_sw(&["ip", "addr", "add", &format!("{NET}.1/24"), "dev", "br0"]);
+        in_sw(&["ip", "link", "set", "br0", "up"]);
+        in_sw(&["ip", "link", "set", "lo", "up"]);
+        sw
+    }
+
+    /// A namespace on the switch with `eth0` (MAC given); configured with an
+    /// address only when `addr` is given (the clones configure their own).
+    fn plug(&mut self, sw: &str, name: &str, mac: &str, addr: Option<&str>) -> String {
+        let ns = self.netns(name);
+        let (a, b) = (
+            format!("{}h{name}", self.tag),
+            format!("{}s{name}", self.tag),
+        );
+        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+        ip(&["link", "set", &a, "netns", &ns]);
+        ip(&["link", "set", &b, "netns", sw]);
+        let in_sw = |args: &[&str]| sh(Command::new("ip").args(["netns", "exec", sw]).args(args));
+        in_sw(&["ip", "link", "set", &b, "master", "br0"]);
+        in_sw(&["ip", "link", "set", &b, "up"]);
+        let in_ns = |args: &[&str]| sh(Command::new("ip").args(["netns", "exec", &ns]).args(args));
+        in_ns(&["ip", "link", "set", &a, "name", "eth0"]);
+        in_ns(&["ip", "link", "set", "eth0", "address", mac]);
+        in_ns(&["ip", "link", "set", "lo", "up"]);
+        if let Some(addr) = addr {
+            in_ns(&["ip", "addr", "add", addr, "dev", "eth0"]);
+            in_ns(&["ip", "link", "set", "eth0", "up"]);
+        }
+        ns
+    }
+
+    fn clone_named(&mut self, name: &str) -> &mut Clone {
+        self.clones.iter_mut().find(|c| c.name == name).unwrap()
+    }
+
+    fn diagnose(&self) -> String {
+        self.clones.iter().map(Clone::diagnose).collect()
+    }
+}
+
+/// The reference VM: the cached root file system with the bundle prepared
+/// in it at its console, as a person would (umask 027). Returns the upper
+/// layer that the clones share.
+fn prepare_reference(lab: &mut Lab, rootfs: &Path, bundle: &Path) -> PathBuf {
+    let merged = lab.overlay("reference", &rootfs.display().to_string());
+    let out = run(Command::new("systemd-nspawn")
+        .arg("-D")
+        .arg(&merged)
+        .args(["--register=no", "--keep-unit", "-q"])
+        .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
+        .arg(format!("--bind-ro={}:/media/airlock", bundle.display()))
+        .args([
+            "sh",
+            "-c",
+            "umask 027; /media/airlock/bin/airlock-firstboot prepare --bundle /media/airlock",
+        ])
+        .stdin(Stdio::null()));
+    assert!(
+        out.status.success(),
+        "prepare on the reference VM: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    lab.umount(&merged);
+    lab.work.join("reference/upper")
+}
+
+/// Makes the clones (not booted yet).
+fn make_clones(lab: &mut Lab, sw: &str, layers: &str, bundle: &Path) {
+    for (name, role, last, mac, seed) in HOSTS {
+        let ns = lab.plug(sw, name, mac, None);
+        let merged = lab.overlay(name, layers);
+        if seed {
+            let nocloud = merged.join("var/lib/cloud/seed/nocloud");
+            fs::create_dir_all(&nocloud).unwrap();
+            for f in ["user-data", "meta-data", "network-config"] {
+                fs::copy(bundle.join("payloads").join(name).join(f), nocloud.join(f)).unwrap();
+            }
+        }
+        let console = lab.work.join(format!("{name}.console"));
+        lab.clones.push(Clone {
+            name: name.into(),
+            role: role.into(),
+            ip: format!("{NET}.{last}"),
+            ns,
+            merged,
+            console,
+            nspawn: None,
+            booted_epoch: 0,
+        });
+    }
+}
+
+/// Waits until `f` holds, at most `bound`; the lab's diagnosis on failure.
+fn wait_until(
+    lab: &mut Lab,
+    what: &str,
+    bound: Duration,
+    mut f: impl FnMut(&mut Lab) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        if f(lab) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < bound,
+            "gave up after {bound:?} waiting for {what}\n{}",
+            lab.diagnose()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn state(c: &Clone) -> String {
+    c.status()["state"].as_str().unwrap_or("?").to_string()
+}
+
+/// psql from the client namespace as the DB user.
+fn psql(client: &str, host: &str, password: &str, sql: &str) -> Output {
+    run(Command::new("ip")
+        .args([
+            "netns", "exec", client, "psql", "-X", "-A", "-t", "-q", "-h", host,
+        ])
+        .args(["-U", "dbuser", "-d", "space", "-c", sql])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "1"))
+}
+
+fn has_vip(c: &Clone) -> bool {
+    let out = run(Command::new("ip").args(["netns", "exec", &c.ns, "ip", "-4", "addr", "show"]));
+    String::from_utf8_lossy(&out.stdout).contains(&format!("inet {VIP}/"))
+}
+
+/// `AIRLOCK_CLONES_ONLY=db` boots the DB pair alone (bench/failover uses
+/// it to time failovers); by default all five.
+fn db_only() -> bool {
+    std::env::var("AIRLOCK_CLONES_ONLY").is_ok_and(|v| v == "db")
+}
+
+#[test]
+fn five_clones_under_systemd_become_the_cluster() {
+    if let Some(why) = missing() {
+        assert!(
+            std::env::var_os("AIRLOCK_CLONES").is_none(),
+            "AIRLOCK_CLONES is set but the clones cannot boot here: {why}"
+        );
+        eprintln!("clones: skipped ({why}); `just clones` runs this test as root");
+        return;
+    }
+    let rootfs = reference_rootfs();
+    let mut lab = Lab::new();
+    let (bundle, password) = build_bundle(&lab.work.clone());
+    let reference = prepare_reference(&mut lab, &rootfs, &bundle);
+    let sw = lab.switch();
+    let client = lab.plug(
+        &sw,
+        "client",
+        "52:54:00:c0:02:63",
+        Some(&format!("{NET}.99/24")),
+    );
+    let layers = format!("{}:{}", reference.display(), rootfs.display());
+    make_clones(&mut lab, &sw, &layers, &bundle);
+    if db_only() {
+        lab.clones.retain(|c| c.name.starts_with("db"));
+        for c in &mut lab.clones {
+            c.boot();
+        }
+    } else {
+        boot_with_a_power_cut_in_a_wait(&mut lab);
+    }
+    every_role_done_under_systemd(&mut lab);
+    each_clone_is_its_own_machine(&lab);
+    the_pair_replicates_through_the_vip(&lab, &client, &password);
+    if !db_only() {
+        the_swarm_has_three_managers(&lab);
+    }
+    let took = the_vip_follows_a_dead_master(&lab, &client, &password);
+    eprintln!(
+        "clones: failover: a write through the VIP succeeded {:.2} s after the master's postmaster was killed",
+        took.as_secs_f64()
+    );
+    the_old_master_comes_back_read_only(&mut lab, &client, &password);
+}
+
+/// The DB pair and the managers first; the leader later, so the first
+/// manager is caught waiting for it, powered off and booted again.
+fn boot_with_a_power_cut_in_a_wait(lab: &mut Lab) {
+    for n in ["db1", "db2", "disp2", "disp3"] {
+        lab.clone_named(n).boot();
+    }
+    wait_until(lab, "disp2 to wait for its leader", BOUND, |lab| {
+        let s = lab.clone_named("disp2").status();
+        s["journal"]["waiting_for"]
+            .as_str()
+            .is_some_and(|w| w.contains("leader"))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    eprintln!("clones: power cut on disp2 in the middle of its wait");
+    let disp2 = lab.clone_named("disp2");
+    disp2.power_cut();
+    assert_eq!(state(disp2), "waiting", "the journal says where it was");
+    disp2.boot();
+    lab.clone_named("disp1").boot();
+}
+
+fn every_role_done_under_systemd(lab: &mut Lab) {
+    wait_until(lab, "every clone to finish its role", BOUND, |lab| {
+        lab.clones.iter().all(|c| {
+            let s = state(c);
+            assert!(s != "failed", "{} failed:\n{}", c.name, c.diagnose());
+            s == "done"
+        })
+    });
+    for c in &lab.clones {
+        eprintln!(
+            "clones: {} ({}) done {} s after its (last) boot",
+            c.name,
+            c.role,
+            c.boot_to_done().map_or("?".into(), |t| t.to_string())
+        );
+    }
+    // Under systemd, with nobody's help: the unit did it, with no cycle.
+    for c in &lab.clones {
+        let console = fs::read_to_string(&c.console).unwrap();
+        assert!(
+            !console.contains("ordering cycle"),
+            "{}: an ordering cycle at boot:\n{console}",
+            c.name
+        );
+        let active = c.exec_ok(&["systemctl", "is-active", "airlock-firstboot.service"]);
+        assert_eq!(active, "active", "{}", c.name);
+        let route = c.exec_ok(&["ip", "route", "show", "default"]);
+        assert!(
+            route.contains(&format!("via {NET}.1")),
+            "{}: no default route: {route:?}",
+            c.name
+        );
+        assert_eq!(c.exec_ok(&["hostname"]), c.name);
+        assert!(c.exec_ok(&["hostname", "-I"]).contains(&c.ip), "{}", c.name);
+    }
+}
+
+/// Distinct machine ids and SSH host keys, none of them the image's.
+fn each_clone_is_its_own_machine(lab: &Lab) {
+    let read = |c: &Clone, p: &str| fs::read_to_string(c.merged.join(p)).unwrap();
+    let ids: std::collections::BTreeSet<String> = lab
+        .clones
+        .iter()
+        .map(|c| read(c, "etc/machine-id"))
+        .collect();
+    assert_eq!(ids.len(), lab.clones.len(), "machine ids: {ids:?}");
+    let keys: std::collections::BTreeSet<String> = lab
+        .clones
+        .iter()
+        .map(|c| read(c, "etc/ssh/ssh_host_ed25519_key.pub"))
+        .collect();
+    assert_eq!(keys.len(), lab.clones.len(), "SSH host keys: {keys:?}");
+    let image = read(&lab.clones[0], "var/lib/airlock/image-identity.json");
+    for c in &lab.clones {
+        let id = read(c, "etc/machine-id");
+        assert!(!image.contains(id.trim()), "{} kept the image's id", c.name);
+    }
+}
+
+fn clone<'a>(lab: &'a Lab, name: &str) -> &'a Clone {
+    lab.clones.iter().find(|c| c.name == name).unwrap()
+}
+
+/// psql as postgres on the clone itself.
+fn local(c: &Clone, sql: &str) -> String {
+    c.exec_ok(&[
+        "runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-q", "-d", "space", "-c", sql,
+    ])
+}
+
+fn the_pair_replicates_through_the_vip(lab: &Lab, client: &str, password: &str) {
+    let (db1, db2) = (clone(lab, "db1"), clone(lab, "db2"));
+    assert!(has_vip(db1), "the VIP is on the master");
+    assert!(!has_vip(db2));
+    assert_eq!(
+        local(db2, "SELECT status FROM pg_stat_wal_receiver"),
+        "streaming"
+    );
+    let out = psql(
+        client,
+        VIP,
+        password,
+        "CREATE TABLE clones (n int); INSERT INTO clones VALUES (1)",
+    );
+    assert!(
+        out.status.success(),
+        "write through the VIP: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = local(db2, "SELECT count(*) FROM clones");
+        if seen == "1" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(seen, "1", "the replica has the row written through the VIP");
+}
+
+fn the_swarm_has_three_managers(lab: &Lab) {
+    let managers = clone(lab, "disp1").exec_ok(&[
+        "docker",
+        "node",
+        "ls",
+        "--format",
+        "{{.Hostname}} {{.ManagerStatus}}",
+    ]);
+    let reachable = managers
+        .lines()
+        .filter(|l| l.ends_with(" Leader") || l.ends_with(" Reachable"))
+        .count();
+    assert_eq!(reachable, 3, "docker node ls:\n{managers}");
+}
+
+/// Kills the master's postmaster; returns how long until a write through
+/// the VIP succeeds again.
+fn the_vip_follows_a_dead_master(lab: &Lab, client: &str, password: &str) -> Duration {
+    let db1 = clone(lab, "db1");
+    let pidfile = db1
+        .merged
+        .join(format!("var/lib/postgresql/{PG_MAJOR}/main/postmaster.pid"));
+    let postmaster = fs::read_to_string(pidfile)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let killed = Instant::now();
+    db1.exec_ok(&["kill", "-KILL", &postmaster]);
+    let mut wrote = None;
+    while killed.elapsed() < Duration::from_secs(60) {
+        if psql(client, VIP, password, "INSERT INTO clones VALUES (2)")
+            .status
+            .success()
+        {
+            wrote = Some(killed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let wrote = wrote.unwrap_or_else(|| {
+        panic!(
+            "no write through the VIP after the master died\n{}",
+            lab.diagnose()
+        )
+    });
+    let db2 = clone(lab, "db2");
+    assert!(has_vip(db2));
+    assert_eq!(local(db2, "SELECT pg_is_in_recovery()"), "f");
+    wrote
+}
+
+/// The old master is rebooted: it comes back read-only, says why, and the
+/// VIP stays with the new primary.
+fn the_old_master_comes_back_read_only(lab: &mut Lab, client: &str, password: &str) {
+    let db1 = lab.clone_named("db1");
+    db1.poweroff();
+    db1.boot();
+    wait_until(
+        lab,
+        "the old master's runner to say it is not a primary",
+        BOUND,
+        |lab| {
+            let db1 = lab.clone_named("db1");
+            state(db1) == "failed" && !db1.status()["fenced"].is_null()
+        },
+    );
+    let db1 = clone(lab, "db1");
+    assert_eq!(
+        local(db1, "SELECT pg_is_in_recovery()"),
+        "t",
+        "the old master is read-only"
+    );
+    let refused = psql(client, &db1.ip, password, "INSERT INTO clones VALUES (3)");
+    assert!(
+        !refused.status.success(),
+        "a write on the old master was accepted"
+    );
+    let text = String::from_utf8_lossy(
+        &run(Command::new(env!("CARGO_BIN_EXE_airlock-firstboot"))
+            .args(["status", "--root"])
+            .arg(&db1.merged))
+        .stdout,
+    )
+    .into_owned();
+    assert!(
+        text.contains("NOT A PRIMARY") && text.contains("db2"),
+        "{text}"
+    );
+    assert!(
+        has_vip(clone(lab, "db2")),
+        "the VIP stays with the new primary"
+    );
+    assert!(
+        psql(client, VIP, password, "INSERT INTO clones VALUES (4)")
+            .status
+            .success()
+    );
+}
