@@ -35,10 +35,14 @@ use crate::repo::hex;
 use crate::secrets::Secrets;
 use crate::seed;
 use crate::sign::{self, Keyring, SigningKey};
+use crate::tarform;
 use crate::writer::{RootWriter, Writer};
 
 /// The manifest.
 pub const SUMS: &str = "SHA256SUMS";
+/// The mode of every file, signed through the manifest: what the tar must
+/// carry and what the directory form must not exceed.
+pub const MODES: &str = "MODES";
 /// Its signature.
 pub const SUMS_SIG: &str = "SHA256SUMS.gpg";
 
@@ -428,6 +432,22 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))?;
     }
 
+    // --- MODES: every file's mode, set exactly ------------------------------------------
+    let mut modes = BTreeMap::new();
+    for (p, _) in list_tree(&tmp)? {
+        if !safe_path(&p) {
+            bail!(
+                "{p:?}: a file name with a control character or an odd component; it would forge lines in SHA256SUMS (rename it on the disc it comes from)"
+            );
+        }
+        let path = tmp.join(&p);
+        let mode = policy_mode(fs::metadata(&path)?.permissions().mode());
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+        modes.insert(p, mode);
+    }
+    modes.insert(MODES.to_string(), 0o644);
+    w.write(MODES, render_modes(&modes).as_bytes(), 0o644)?;
+
     // --- SHA256SUMS: pool files were hashed while the repository was built -----------
     let known: BTreeMap<String, String> = repo_summary
         .pool_hashes
@@ -487,9 +507,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     })
 }
 
-/// The mode a file gets in the tar: executables 0755, private files 0600,
-/// the rest 0644.
-fn tar_mode(mode: u32) -> u32 {
+/// The mode a file gets in a bundle: executables 0755, private files
+/// 0600, the rest 0644.
+pub fn policy_mode(mode: u32) -> u32 {
     if mode & 0o100 != 0 {
         0o755
     } else if mode & 0o077 == 0 {
@@ -499,17 +519,68 @@ fn tar_mode(mode: u32) -> u32 {
     }
 }
 
-/// Writes the bundle directory as one deterministic tar (sorted entries,
-/// mtime `time`, uid/gid 0, fixed modes; the manifest and key first), gzip
-/// compressed when `file` ends in `.gz`. Written beside and renamed.
+/// `MODES` text: `<octal mode>  <path>` per file, sorted like SHA256SUMS.
+pub fn render_modes(modes: &BTreeMap<String, u32>) -> String {
+    let mut s = String::new();
+    for (path, mode) in modes {
+        let _ = writeln!(s, "{mode:04o}  {path}");
+    }
+    s
+}
+
+/// The files a bundle tar starts with, in this order: what verify needs
+/// before it can judge the rest.
+pub const HEAD: [&str; 5] = [
+    SUMS,
+    SUMS_SIG,
+    sign::PUBLIC_GPG_FILE,
+    sign::PUBLIC_ASC_FILE,
+    MODES,
+];
+
+/// The order of a bundle tar's entries for these files: the head, then the
+/// rest sorted, each directory once, right before its first entry.
+pub fn canonical_order(files: &BTreeSet<String>) -> Vec<(String, tarform::Kind)> {
+    let mut out = Vec::new();
+    let mut dirs = BTreeSet::new();
+    let head = HEAD
+        .iter()
+        .map(|h| h.to_string())
+        .filter(|h| files.contains(h));
+    let rest = files
+        .iter()
+        .filter(|p| !HEAD.contains(&p.as_str()))
+        .cloned();
+    for path in head.chain(rest) {
+        let mut parents = Vec::new();
+        let mut p = Path::new(&path).parent();
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+            parents.push(d.to_string_lossy().into_owned());
+            p = d.parent();
+        }
+        for d in parents.into_iter().rev() {
+            if dirs.insert(d.clone()) {
+                out.push((d, tarform::Kind::Dir));
+            }
+        }
+        out.push((path, tarform::Kind::File));
+    }
+    out
+}
+
+/// Writes the bundle directory as one tar in [`tarform`]'s form (entries in
+/// [`canonical_order`], mtime `time`, modes from `MODES`), gzip compressed
+/// (one member) when `file` ends in `.gz`. Written beside and renamed.
 pub fn write_tar(dir: &Path, file: &Path, time: i64, progress: bool) -> Result<()> {
     let tree = list_tree(dir)?;
-    let first = [SUMS, SUMS_SIG, sign::PUBLIC_GPG_FILE, sign::PUBLIC_ASC_FILE];
-    let mut order: Vec<&(String, u64)> = first
-        .iter()
-        .filter_map(|f| tree.iter().find(|(p, _)| p == f))
-        .collect();
-    order.extend(tree.iter().filter(|(p, _)| !first.contains(&p.as_str())));
+    let modes_text = fs::read_to_string(dir.join(MODES))
+        .with_context(|| format!("reading {}", dir.join(MODES).display()))?;
+    let mut problems = Vec::new();
+    let modes = parse_modes(&modes_text, &mut problems);
+    if let Some(p) = problems.first() {
+        bail!("{}: {}: {}", dir.display(), p.path, p.detail);
+    }
+    let sizes: BTreeMap<String, u64> = tree.iter().cloned().collect();
     let total = tree.iter().map(|t| t.1).sum();
     let bar = progress_bar(progress, total, "writing the tar");
     let tmp = file.with_file_name(format!(
@@ -528,42 +599,27 @@ pub fn write_tar(dir: &Path, file: &Path, time: i64, progress: bool) -> Result<(
     } else {
         Box::new(out)
     };
-    let mut builder = tar::Builder::new(sink);
-    let mut dirs = BTreeSet::new();
+    let mut tw = tarform::TarWriter::new(sink, time.max(0) as u64);
+    let files: BTreeSet<String> = sizes.keys().cloned().collect();
     let result = (|| -> Result<()> {
-        for (rel, size) in order {
-            // Parent directories first, once each.
-            let mut parents = Vec::new();
-            let mut p = Path::new(rel).parent();
-            while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
-                parents.push(d.to_path_buf());
-                p = d.parent();
+        for (rel, kind) in canonical_order(&files) {
+            if kind == tarform::Kind::Dir {
+                tw.dir(&rel)?;
+                continue;
             }
-            for d in parents.into_iter().rev() {
-                if dirs.insert(d.clone()) {
-                    let mut h = tar::Header::new_gnu();
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_mode(0o755);
-                    h.set_mtime(time as u64);
-                    h.set_uid(0);
-                    h.set_gid(0);
-                    h.set_size(0);
-                    builder.append_data(&mut h, format!("{}/", d.display()), std::io::empty())?;
-                }
-            }
-            let path = dir.join(rel);
-            let meta = fs::metadata(&path)?;
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_mode(tar_mode(meta.permissions().mode()));
-            h.set_mtime(time as u64);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_size(*size);
+            let mode = match rel.as_str() {
+                SUMS | SUMS_SIG => 0o644,
+                _ => *modes
+                    .get(&rel)
+                    .with_context(|| format!("{rel} is not in {MODES}"))?,
+            };
+            let path = dir.join(&rel);
             let f = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-            builder.append_data(&mut h, rel, bar.wrap_read(f))?;
+            tw.file(&rel, mode, sizes[&rel], bar.wrap_read(f))
+                .with_context(|| format!("adding {rel}"))?;
         }
-        let sink = builder.into_inner()?;
+        let mut sink = tw.finish()?;
+        sink.flush()?;
         drop(sink);
         Ok(())
     })();
@@ -579,7 +635,9 @@ pub fn write_tar(dir: &Path, file: &Path, time: i64, progress: bool) -> Result<(
 /// One thing wrong with a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// `modified`, `missing`, `extra`, `unreadable`, `unsafe`, `signature`, `manifest`.
+    /// `modified`, `missing`, `extra`, `unreadable`, `unsafe`, `signature`,
+    /// `manifest`, `form` (the tar is not in the one form a bundle has),
+    /// `mode` (wider than MODES allows).
     pub kind: String,
     pub path: String,
     pub detail: String,
@@ -592,6 +650,8 @@ pub struct Report {
     /// `good`, or why not.
     pub signature: String,
     pub signer: Option<String>,
+    /// When the manifest was signed (seconds since the epoch).
+    pub signed_at: Option<i64>,
     /// Checked with the bundle's own keyring (proves consistency, not origin).
     pub own_keyring: bool,
     pub files_checked: usize,
@@ -607,40 +667,84 @@ fn finding(kind: &str, path: &str, detail: impl Into<String>) -> Finding {
     }
 }
 
-/// Checks a manifest path: relative, no `..`, nothing odd.
-fn safe_path(p: &str) -> bool {
+/// Checks a manifest path: relative, no `..`, nothing odd (no control
+/// characters, which would forge lines in SHA256SUMS).
+pub fn safe_path(p: &str) -> bool {
     !p.is_empty()
         && !p.starts_with('/')
-        && !p.contains(['\\', '\n', '\r', '\0'])
+        && !p.contains('\\')
+        && !p.chars().any(char::is_control)
         && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
-/// Parses SHA256SUMS; malformed lines become findings.
-fn parse_sums(text: &str, problems: &mut Vec<Finding>) -> BTreeMap<String, String> {
+/// Parses `<field>  <path>` lines (SHA256SUMS, MODES); malformed lines,
+/// unsafe paths and a path given twice become findings.
+fn parse_listing<T>(
+    file: &str,
+    text: &str,
+    problems: &mut Vec<Finding>,
+    field: impl Fn(&str) -> Option<T>,
+    form: &str,
+) -> BTreeMap<String, T> {
     let mut out = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
-        let parsed = line.split_once("  ").filter(|(h, _)| {
-            h.len() == 64
-                && h.chars()
-                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        });
+        let parsed = line
+            .split_once("  ")
+            .and_then(|(f, p)| field(f).map(|v| (v, p)));
         match parsed {
-            Some((h, p)) if safe_path(p) => {
-                out.insert(p.to_string(), h.to_string());
+            Some((v, p)) if safe_path(p) => {
+                if out.insert(p.to_string(), v).is_some() {
+                    problems.push(finding(
+                        "manifest",
+                        p,
+                        format!("{file} lists it twice (line {}): sha256sum -c and airlock would disagree", i + 1),
+                    ));
+                }
             }
             Some((_, p)) => problems.push(finding(
                 "unsafe",
                 p,
-                format!("{SUMS} line {} names a path outside the bundle", i + 1),
+                format!("{file} line {} names a path outside the bundle", i + 1),
             )),
             None => problems.push(finding(
                 "manifest",
-                SUMS,
-                format!("line {} is not \"<sha256>  <path>\"", i + 1),
+                file,
+                format!("line {} is not \"{form}\"", i + 1),
             )),
         }
     }
     out
+}
+
+/// Parses SHA256SUMS.
+fn parse_sums(text: &str, problems: &mut Vec<Finding>) -> BTreeMap<String, String> {
+    parse_listing(
+        SUMS,
+        text,
+        problems,
+        |h| {
+            (h.len() == 64
+                && h.bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)))
+            .then(|| h.to_string())
+        },
+        "<sha256>  <path>",
+    )
+}
+
+/// Parses MODES.
+fn parse_modes(text: &str, problems: &mut Vec<Finding>) -> BTreeMap<String, u32> {
+    parse_listing(
+        MODES,
+        text,
+        problems,
+        |m| {
+            u32::from_str_radix(m, 8)
+                .ok()
+                .filter(|m| [0o600, 0o644, 0o755].contains(m))
+        },
+        "<0600|0644|0755>  <path>",
+    )
 }
 
 /// Checks the signature of the manifest.
@@ -649,7 +753,7 @@ fn check_signature(
     sig: Option<&[u8]>,
     keyring: &Keyring,
     problems: &mut Vec<Finding>,
-) -> (String, Option<String>) {
+) -> (String, Option<sign::Verified>) {
     match sig {
         None => {
             problems.push(finding(
@@ -660,7 +764,7 @@ fn check_signature(
             ("missing".into(), None)
         }
         Some(sig) => match keyring.verify_detached(sums, sig) {
-            Ok(fpr) => ("good".into(), Some(fpr)),
+            Ok(v) => ("good".into(), Some(v)),
             Err(e) => {
                 problems.push(finding(
                     "signature",
@@ -702,6 +806,116 @@ fn compare(
     }
 }
 
+/// The manifest, its signature and the modes, checked: what both forms of
+/// verify need before they look at the files.
+struct Listing {
+    manifest: BTreeMap<String, String>,
+    modes: BTreeMap<String, u32>,
+    signature: String,
+    verified: Option<sign::Verified>,
+}
+
+impl Listing {
+    /// Nothing read (the tar stopped before its manifest).
+    fn empty() -> Listing {
+        Listing {
+            manifest: BTreeMap::new(),
+            modes: BTreeMap::new(),
+            signature: "not checked".into(),
+            verified: None,
+        }
+    }
+}
+
+fn read_listing(
+    sums: &[u8],
+    sig: Option<&[u8]>,
+    modes: Option<&[u8]>,
+    keyring: &Keyring,
+    problems: &mut Vec<Finding>,
+) -> Listing {
+    let (signature, verified) = check_signature(sums, sig, keyring, problems);
+    let manifest = parse_sums(&String::from_utf8_lossy(sums), problems);
+    let modes = match modes {
+        Some(m) => parse_modes(&String::from_utf8_lossy(m), problems),
+        None => {
+            problems.push(finding(
+                "missing",
+                MODES,
+                "the bundle has no MODES (the modes its files must not exceed); it was made by an older airlock: build it again",
+            ));
+            BTreeMap::new()
+        }
+    };
+    for p in manifest.keys() {
+        if !modes.contains_key(p) && !modes.is_empty() {
+            problems.push(finding(
+                "manifest",
+                p,
+                "listed in SHA256SUMS but not in MODES",
+            ));
+        }
+    }
+    Listing {
+        manifest,
+        modes,
+        signature,
+        verified,
+    }
+}
+
+fn keyring_for(given: Option<&Path>, own: Option<&[u8]>, label: &str) -> Result<Keyring> {
+    match (given, own) {
+        (Some(k), _) => Keyring::load(k),
+        (None, Some(k)) => Keyring::from_bytes(k, label)
+            .context("reading the bundle's own keyring (pass --keyring)"),
+        (None, None) => bail!("{label} is missing: pass --keyring"),
+    }
+}
+
+fn report(listing: Listing, own: bool, files: usize, bytes: u64, problems: Vec<Finding>) -> Report {
+    Report {
+        ok: problems.is_empty(),
+        signature: listing.signature,
+        signer: listing.verified.as_ref().map(|v| v.fingerprint.clone()),
+        signed_at: listing.verified.as_ref().map(|v| v.created),
+        own_keyring: own,
+        files_checked: files,
+        bytes,
+        problems,
+    }
+}
+
+/// The directories a manifest implies (every parent of a listed file).
+fn implied_dirs<'a>(paths: impl Iterator<Item = &'a String>) -> BTreeSet<String> {
+    let mut dirs = BTreeSet::new();
+    for p in paths {
+        let mut d = Path::new(p).parent();
+        while let Some(x) = d.filter(|x| !x.as_os_str().is_empty()) {
+            dirs.insert(x.to_string_lossy().into_owned());
+            d = x.parent();
+        }
+    }
+    dirs
+}
+
+/// A file's mode against what MODES allows, in the directory form: no
+/// set-id or sticky bit, no write for group or others, and a private file
+/// (0600) readable by nobody else.
+fn mode_problem(path: &str, mode: u32, allowed: u32) -> Option<Finding> {
+    let mode = mode & 0o7777;
+    let wider = mode & 0o7000 != 0
+        || mode & 0o022 & !allowed != 0
+        || (allowed & 0o077 == 0 && mode & 0o077 != 0);
+    wider.then(|| {
+        finding(
+            "mode",
+            path,
+            format!("mode {mode:04o} is wider than MODES allows ({allowed:04o})"),
+        )
+    })
+}
+
 /// `airlock verify` on a directory.
 pub fn verify_dir(dir: &Path, keyring: Option<&Path>, progress: bool) -> Result<Report> {
     let sums = fs::read(dir.join(SUMS)).with_context(|| {
@@ -712,17 +926,21 @@ pub fn verify_dir(dir: &Path, keyring: Option<&Path>, progress: bool) -> Result<
         )
     })?;
     let sig = fs::read(dir.join(SUMS_SIG)).ok();
+    let modes = fs::read(dir.join(MODES)).ok();
     let own = keyring.is_none();
-    let keyring = match keyring {
-        Some(k) => Keyring::load(k)?,
-        None => Keyring::load(&dir.join(sign::PUBLIC_GPG_FILE))
-            .context("reading the bundle's own keyring (pass --keyring)")?,
-    };
+    let own_key = fs::read(dir.join(sign::PUBLIC_GPG_FILE)).ok();
+    let keyring = keyring_for(keyring, own_key.as_deref(), sign::PUBLIC_GPG_FILE)?;
     let mut problems = Vec::new();
-    let (signature, signer) = check_signature(&sums, sig.as_deref(), &keyring, &mut problems);
-    let manifest = parse_sums(&String::from_utf8_lossy(&sums), &mut problems);
+    let listing = read_listing(
+        &sums,
+        sig.as_deref(),
+        modes.as_deref(),
+        &keyring,
+        &mut problems,
+    );
+    let dirs = implied_dirs(listing.manifest.keys());
 
-    // Everything present, links and oddities reported, never followed.
+    // Everything present; links and oddities reported, never followed.
     let mut present: Vec<(String, u64)> = Vec::new();
     for e in walkdir::WalkDir::new(dir)
         .follow_links(false)
@@ -746,7 +964,26 @@ pub fn verify_dir(dir: &Path, keyring: Option<&Path>, progress: bool) -> Result<
             .expect("under root")
             .to_string_lossy()
             .into_owned();
-        if rel.is_empty() || e.file_type().is_dir() {
+        let mode = e.metadata().map(|m| m.permissions().mode()).unwrap_or(0);
+        if e.file_type().is_dir() {
+            if mode & 0o7022 != 0 {
+                let shown = if rel.is_empty() { "." } else { rel.as_str() };
+                problems.push(finding(
+                    "mode",
+                    shown,
+                    format!(
+                        "directory mode {:04o}: writable by others or with special bits",
+                        mode & 0o7777
+                    ),
+                ));
+            }
+            if !rel.is_empty() && !dirs.contains(&rel) {
+                problems.push(finding(
+                    "extra",
+                    &rel,
+                    "a directory no file of SHA256SUMS is in",
+                ));
+            }
             continue;
         }
         if e.file_type().is_symlink() {
@@ -760,6 +997,15 @@ pub fn verify_dir(dir: &Path, keyring: Option<&Path>, progress: bool) -> Result<
         if !e.file_type().is_file() {
             problems.push(finding("unsafe", &rel, "not a regular file"));
             continue;
+        }
+        let allowed = match rel.as_str() {
+            SUMS | SUMS_SIG => Some(0o644),
+            _ => listing.modes.get(&rel).copied(),
+        };
+        if let Some(allowed) = allowed
+            && let Some(f) = mode_problem(&rel, mode, allowed)
+        {
+            problems.push(f);
         }
         present.push((rel, e.metadata().map(|m| m.len()).unwrap_or(0)));
     }
@@ -777,156 +1023,253 @@ pub fn verify_dir(dir: &Path, keyring: Option<&Path>, progress: bool) -> Result<
             .map_err(|e| format!("{e:#}")),
         );
     }
-    compare(&manifest, &found, &mut problems);
-    Ok(Report {
-        ok: problems.is_empty(),
-        signature,
-        signer,
-        own_keyring: own,
-        files_checked: found.len(),
-        bytes,
-        problems,
-    })
+    compare(&listing.manifest, &found, &mut problems);
+    let files = found.len();
+    Ok(report(listing, own, files, bytes, problems))
 }
 
-/// `airlock verify` on a tar (or .tar.gz), read as a stream, never extracted.
+/// The most bytes verify keeps of a head file (the manifest, its signature,
+/// the keys, the modes).
+const HEAD_LIMIT: u64 = 64 << 20;
+
+/// `airlock verify` on a tar (or .tar.gz), read as a stream, never
+/// extracted, in the one form `airlock build` writes ([`tarform`]).
 pub fn verify_tar(file: &Path, keyring: Option<&Path>, progress: bool) -> Result<Report> {
-    let f = fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let label = file.display().to_string();
+    let f = fs::File::open(file).with_context(|| format!("opening {label}"))?;
     let total = f.metadata()?.len();
     let bar = progress_bar(progress, total, "verifying");
-    let reader = bar.wrap_read(std::io::BufReader::with_capacity(1 << 20, f));
-    let gz = file.extension().is_some_and(|e| e == "gz" || e == "tgz");
-    let reader: Box<dyn Read> = if gz {
-        Box::new(flate2::read::GzDecoder::new(reader))
-    } else {
-        Box::new(reader)
-    };
-    let mut archive = tar::Archive::new(reader);
+    let mut buffered = std::io::BufReader::with_capacity(1 << 20, bar.wrap_read(f));
+    let gz = std::io::BufRead::fill_buf(&mut buffered)
+        .with_context(|| format!("reading {label}"))?
+        .starts_with(&[0x1f, 0x8b]);
     let mut problems = Vec::new();
+    let result = if gz {
+        let decoder = flate2::bufread::GzDecoder::new(buffered);
+        // airlock's gzip header: no name, comment or extra field, time 0,
+        // system "unknown" (flate2's). Anything else was made by another tool.
+        let header_ok = decoder.header().is_none_or(|h| {
+            h.filename().is_none()
+                && h.comment().is_none()
+                && h.extra().is_none()
+                && h.mtime() == 0
+                && h.operating_system() == 255
+        });
+        if !header_ok {
+            problems.push(finding(
+                "form",
+                &label,
+                "a gzip header airlock does not write (a name, comment, extra field, time or system): verify the uncompressed tar instead",
+            ));
+        }
+        let mut tr = tarform::TarReader::new(decoder);
+        let r = read_bundle_tar(&mut tr, keyring, &label, &mut problems);
+        let decoder = tr.into_inner();
+        let mut inner = decoder.into_inner();
+        let rest = std::io::BufRead::fill_buf(&mut inner).map(|b| !b.is_empty());
+        if problems.iter().all(|p| p.kind != "form") && !matches!(rest, Ok(false)) {
+            problems.push(finding(
+                "form",
+                &label,
+                "bytes after the gzip member (a second member or garbage: gzip -d would read on)",
+            ));
+        }
+        r
+    } else {
+        let mut tr = tarform::TarReader::new(buffered);
+        read_bundle_tar(&mut tr, keyring, &label, &mut problems)
+    };
+    bar.finish_and_clear();
+    let (listing, own, files, bytes) = result?;
+    Ok(report(listing, own, files, bytes, problems))
+}
+
+/// Reads a bundle tar entry by entry: the head first (manifest, signature,
+/// keys, modes), then every other entry in the canonical order, each with
+/// the mode MODES gives it.
+fn read_bundle_tar<R: Read>(
+    tr: &mut tarform::TarReader<R>,
+    keyring: Option<&Path>,
+    label: &str,
+    problems: &mut Vec<Finding>,
+) -> Result<(Listing, bool, usize, u64)> {
     let mut found: BTreeMap<String, Result<String, String>> = BTreeMap::new();
-    let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut bytes = 0;
+    let mut head: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+    let mut bytes = 0u64;
     let mut buf = vec![0u8; 1 << 20];
-    let entries = archive
-        .entries()
-        .with_context(|| format!("reading {} as a tar", file.display()))?;
-    for entry in entries {
-        let mut entry = match entry {
-            Ok(e) => e,
+    let form = |problems: &mut Vec<Finding>, e: tarform::FormError| {
+        problems.push(finding("form", label, e.to_string()));
+    };
+    // The head, in order.
+    for want in HEAD {
+        let stop = |problems: &mut Vec<Finding>, f: Finding| {
+            problems.push(f);
+            Ok((Listing::empty(), keyring.is_none(), 0, 0))
+        };
+        let entry = match tr.next_entry() {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                return stop(
+                    problems,
+                    finding("form", label, format!("the tar ends before {want}")),
+                );
+            }
+            Err(e) => return stop(problems, finding("form", label, e.to_string())),
+        };
+        if entry.path != want || entry.kind != tarform::Kind::File {
+            return stop(
+                problems,
+                finding(
+                    "form",
+                    &entry.path,
+                    format!(
+                        "at byte {}: a bundle tar starts with {}; this entry is not {want}",
+                        entry.offset,
+                        HEAD.join(", ")
+                    ),
+                ),
+            );
+        }
+        if entry.mode != 0o644 || entry.size > HEAD_LIMIT {
+            return stop(
+                problems,
+                finding(
+                    "form",
+                    want,
+                    format!(
+                        "at byte {}: mode {:04o} and {} bytes; the head files are 0644 and small",
+                        entry.offset, entry.mode, entry.size
+                    ),
+                ),
+            );
+        }
+        let mut data = Vec::with_capacity(entry.size as usize);
+        loop {
+            match tr.read_data(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => data.extend_from_slice(&buf[..n]),
+                Err(e) => {
+                    form(problems, e);
+                    return Ok((Listing::empty(), keyring.is_none(), found.len(), bytes));
+                }
+            }
+        }
+        bytes += data.len() as u64;
+        found.insert(want.to_string(), Ok(hex(&sha2::Sha256::digest(&data))));
+        head.insert(want, data);
+    }
+    let own = keyring.is_none();
+    let keyring = keyring_for(
+        keyring,
+        head.get(sign::PUBLIC_GPG_FILE).map(Vec::as_slice),
+        &format!("{label}:{}", sign::PUBLIC_GPG_FILE),
+    )?;
+    let Some(sums) = head.get(SUMS) else {
+        problems.push(finding("missing", SUMS, "the tar holds no manifest"));
+        return Ok((Listing::empty(), own, found.len(), bytes));
+    };
+    let listing = read_listing(
+        sums,
+        head.get(SUMS_SIG).map(Vec::as_slice),
+        head.get(MODES).map(Vec::as_slice),
+        &keyring,
+        problems,
+    );
+    if problems.iter().any(|p| p.kind == "form") {
+        return Ok((listing, own, found.len(), bytes));
+    }
+    // The rest, in the one order the manifest gives.
+    let mut files: BTreeSet<String> = listing.manifest.keys().cloned().collect();
+    files.insert(SUMS.into());
+    files.insert(SUMS_SIG.into());
+    let expected = canonical_order(&files);
+    let skip = expected
+        .iter()
+        .position(|(p, _)| p == MODES)
+        .map_or(HEAD.len(), |i| i + 1);
+    for (want, kind) in &expected[skip..] {
+        let entry = match tr.next_entry() {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                problems.push(finding("missing", want, "the tar ends before it"));
+                return Ok((listing, own, found.len(), bytes));
+            }
             Err(e) => {
-                problems.push(finding(
-                    "unreadable",
-                    &file.display().to_string(),
-                    format!("the tar is damaged: {e}"),
-                ));
-                break;
+                form(problems, e);
+                return Ok((listing, own, found.len(), bytes));
             }
         };
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let path = raw
-            .trim_start_matches("./")
-            .trim_end_matches('/')
-            .to_string();
-        let kind = entry.header().entry_type();
-        if !safe_path(&path) {
+        if &entry.path != want || entry.kind != *kind {
+            let what = if found.contains_key(&entry.path) {
+                "a second entry for a path already read"
+            } else {
+                "not the entry the manifest puts here"
+            };
             problems.push(finding(
-                "unsafe",
-                &raw,
-                "an absolute path or '..' in the tar (not extracted)",
+                "form",
+                &entry.path,
+                format!(
+                    "at byte {}: {what} (expected {want}): refused, nothing after it is read",
+                    entry.offset
+                ),
             ));
+            return Ok((listing, own, found.len(), bytes));
+        }
+        let allowed = match kind {
+            tarform::Kind::Dir => 0o755,
+            tarform::Kind::File => listing.modes.get(want).copied().unwrap_or(0o644),
+        };
+        if entry.mode != allowed {
+            problems.push(finding(
+                "mode",
+                want,
+                format!(
+                    "at byte {}: mode {:04o} in the tar, MODES says {allowed:04o}",
+                    entry.offset, entry.mode
+                ),
+            ));
+        }
+        if *kind == tarform::Kind::Dir {
             continue;
         }
-        match kind {
-            tar::EntryType::Directory => continue,
-            tar::EntryType::Regular | tar::EntryType::Continuous => {}
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .ok()
-                    .flatten()
-                    .map(|t| t.display().to_string())
-                    .unwrap_or_default();
-                problems.push(finding(
-                    "unsafe",
-                    &path,
-                    format!("a link to {target:?}; bundles hold none (not followed)"),
-                ));
-                continue;
-            }
-            other => {
-                problems.push(finding(
-                    "unsafe",
-                    &path,
-                    format!("a {other:?} entry; bundles hold regular files only"),
-                ));
-                continue;
-            }
-        }
-        let keep = path == SUMS || path == SUMS_SIG || path == sign::PUBLIC_GPG_FILE;
         let mut h = sha2::Sha256::new();
-        let mut kept = Vec::new();
         let res = loop {
-            match entry.read(&mut buf) {
+            match tr.read_data(&mut buf) {
                 Ok(0) => break Ok(hex(&h.finalize())),
                 Ok(n) => {
                     h.update(&buf[..n]);
                     bytes += n as u64;
-                    if keep {
-                        kept.extend_from_slice(&buf[..n]);
-                    }
                 }
-                Err(e) => break Err(format!("reading it from the tar: {e}")),
+                Err(e) => {
+                    form(problems, e);
+                    return Ok((listing, own, found.len(), bytes));
+                }
             }
         };
-        if keep {
-            small.insert(path.clone(), kept);
-        }
-        found.insert(path, res);
+        found.insert(want.clone(), res);
     }
-    bar.finish_and_clear();
-    let own = keyring.is_none();
-    let keyring = match keyring {
-        Some(k) => Keyring::load(k)?,
-        None => match small.get(sign::PUBLIC_GPG_FILE) {
-            Some(k) => {
-                Keyring::from_bytes(k, &format!("{}:{}", file.display(), sign::PUBLIC_GPG_FILE))?
-            }
-            None => bail!(
-                "{} holds no {}: pass --keyring",
-                file.display(),
-                sign::PUBLIC_GPG_FILE
+    match tr.next_entry() {
+        Ok(None) => {}
+        Ok(Some(e)) if found.contains_key(&e.path) => problems.push(finding(
+            "form",
+            &e.path,
+            format!(
+                "at byte {}: a second entry for a path already read (GNU tar would keep this one)",
+                e.offset
             ),
-        },
-    };
-    let Some(sums) = small.get(SUMS) else {
-        problems.push(finding("missing", SUMS, "the tar holds no manifest"));
-        return Ok(Report {
-            ok: false,
-            signature: "missing".into(),
-            signer: None,
-            own_keyring: own,
-            files_checked: found.len(),
-            bytes,
-            problems,
-        });
-    };
-    let (signature, signer) = check_signature(
-        sums,
-        small.get(SUMS_SIG).map(Vec::as_slice),
-        &keyring,
-        &mut problems,
-    );
-    let manifest = parse_sums(&String::from_utf8_lossy(sums), &mut problems);
-    compare(&manifest, &found, &mut problems);
-    Ok(Report {
-        ok: problems.is_empty(),
-        signature,
-        signer,
-        own_keyring: own,
-        files_checked: found.len(),
-        bytes,
-        problems,
-    })
+        )),
+        Ok(Some(e)) => problems.push(finding(
+            "extra",
+            &e.path,
+            format!(
+                "at byte {}: an entry after the last file SHA256SUMS lists",
+                e.offset
+            ),
+        )),
+        Err(e) => form(problems, e),
+    }
+    compare(&listing.manifest, &found, problems);
+    Ok((listing, own, found.len(), bytes))
 }
 
 #[cfg(test)]
@@ -955,8 +1298,8 @@ mod tests {
 
     #[test]
     fn tar_modes_are_fixed() {
-        assert_eq!(tar_mode(0o100755), 0o755);
-        assert_eq!(tar_mode(0o100600), 0o600);
-        assert_eq!(tar_mode(0o100664), 0o644);
+        assert_eq!(policy_mode(0o100755), 0o755);
+        assert_eq!(policy_mode(0o100600), 0o600);
+        assert_eq!(policy_mode(0o100664), 0o644);
     }
 }

@@ -466,11 +466,15 @@ fn print_report(path: &std::path::Path, r: &bundle::Report) {
     for p in &r.problems {
         println!("{:<10} {}: {}", p.kind.to_uppercase(), p.path, p.detail);
     }
+    let when = r
+        .signed_at
+        .map(|t| format!(", signed {}", timefmt::rfc2822_utc(t)))
+        .unwrap_or_default();
     match (&r.signer, r.own_keyring) {
         (Some(fpr), true) => eprintln!(
-            "NOTE: SHA256SUMS is signed by {fpr}, checked with the bundle's OWN keyring: this proves the bundle is consistent, not where it comes from. Compare the fingerprint with the one delivered separately, or pass --keyring."
+            "NOTE: SHA256SUMS is signed by {fpr}{when}, checked with the bundle's OWN keyring: this proves the bundle is consistent, not where it comes from. Compare the fingerprint with the one delivered separately, or pass --keyring."
         ),
-        (Some(fpr), false) => println!("signature: good, by {fpr}"),
+        (Some(fpr), false) => println!("signature: good, by {fpr}{when}"),
         (None, _) => {}
     }
     if r.ok {

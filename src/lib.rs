@@ -21,6 +21,7 @@ pub mod role;
 pub mod secrets;
 pub mod seed;
 pub mod sign;
+pub mod tarform;
 pub mod timefmt;
 pub mod vm;
 pub mod writer;

@@ -266,6 +266,82 @@ pub fn keygen(dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
     write_key_files(&key, dir)
 }
 
+/// CRC-24 of OpenPGP's ASCII armor (RFC 4880, 6.1).
+fn crc24(data: &[u8]) -> u32 {
+    let mut crc: u32 = 0x00B7_04CE;
+    for &b in data {
+        crc ^= u32::from(b) << 16;
+        for _ in 0..8 {
+            crc <<= 1;
+            if crc & 0x0100_0000 != 0 {
+                crc ^= 0x0186_4CFB;
+            }
+        }
+    }
+    crc & 0x00FF_FFFF
+}
+
+/// Checks an armored block's `=XXXX` checksum line, as gpgv does (rpgp's own
+/// check is off by default and, when asked for, compares against an empty
+/// sum). A block without one is accepted, as gpgv accepts it.
+fn armor_checksum(armored: &[u8]) -> Result<()> {
+    use base64::Engine;
+    let text = std::str::from_utf8(armored).context("the armored signature is not text")?;
+    let mut lines = text.lines().map(str::trim_end);
+    lines
+        .by_ref()
+        .find(|l| l.starts_with("-----BEGIN "))
+        .context("no armor header")?;
+    // Armor headers end with an empty line.
+    let mut body = String::new();
+    let mut in_headers = true;
+    let mut footer_crc = None;
+    for l in lines {
+        if l.starts_with("-----END ") {
+            break;
+        }
+        if in_headers {
+            if l.is_empty() {
+                in_headers = false;
+            } else if !l.contains(": ") {
+                in_headers = false;
+                body.push_str(l);
+            }
+            continue;
+        }
+        if let Some(c) = l.strip_prefix('=') {
+            footer_crc = Some(c.to_string());
+        } else {
+            body.push_str(l);
+        }
+    }
+    let Some(c) = footer_crc else {
+        return Ok(());
+    };
+    let engine = base64::engine::general_purpose::STANDARD;
+    let data = engine
+        .decode(body.as_bytes())
+        .context("the armored signature is not valid base64")?;
+    let want = engine
+        .decode(c.as_bytes())
+        .ok()
+        .filter(|b| b.len() == 3)
+        .context("the armor checksum line is malformed")?;
+    let want = u32::from(want[0]) << 16 | u32::from(want[1]) << 8 | u32::from(want[2]);
+    if crc24(&data) != want {
+        bail!("the armor checksum does not match: the signature was altered or damaged");
+    }
+    Ok(())
+}
+
+/// A good signature: who made it and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub fingerprint: String,
+    /// Seconds since the epoch.
+    pub created: i64,
+}
+
 /// Public keys to verify against.
 #[derive(Debug, Clone)]
 pub struct Keyring {
@@ -320,25 +396,85 @@ impl Keyring {
         }
     }
 
-    fn check(&self, sig: &Signature, data: &[u8]) -> Result<String> {
+    /// Which key makes `sig` a good signature of `data`; refused, as gpgv
+    /// refuses them, when the signature or the key has expired or the key
+    /// is revoked.
+    fn check(&self, sig: &Signature, data: &[u8]) -> Result<Verified> {
+        let now = i64::from(Timestamp::now().as_secs());
+        let created = sig
+            .created()
+            .map(|t| i64::from(t.as_secs()))
+            .context("the signature has no creation time")?;
+        if let Some(d) = sig
+            .signature_expiration_time()
+            .map(|d| i64::from(d.as_secs()))
+            && d > 0
+            && created + d <= now
+        {
+            bail!(
+                "the signature expired on {} (made {})",
+                crate::timefmt::rfc2822_utc(created + d),
+                crate::timefmt::rfc2822_utc(created)
+            );
+        }
         for k in &self.keys {
+            let mut signer = None;
             if sig.verify(&k.primary_key, data).is_ok() {
-                return Ok(format!("{:X}", k.fingerprint()));
+                signer = Some(format!("{:X}", k.fingerprint()));
             }
             for sk in &k.public_subkeys {
-                if sk.verify_bindings(&k.primary_key).is_ok() && sig.verify(&sk.key, data).is_ok() {
-                    return Ok(format!("{:X}", sk.key.fingerprint()));
+                if signer.is_none()
+                    && sk.verify_bindings(&k.primary_key).is_ok()
+                    && sig.verify(&sk.key, data).is_ok()
+                {
+                    signer = Some(format!("{:X}", sk.key.fingerprint()));
                 }
             }
+            let Some(fingerprint) = signer else {
+                continue;
+            };
+            if !k.details.revocation_signatures.is_empty() {
+                bail!("the key {fingerprint} that made it is revoked");
+            }
+            let key_created = i64::from(k.primary_key.created_at().as_secs());
+            let expiry = k
+                .details
+                .users
+                .iter()
+                .flat_map(|u| &u.signatures)
+                .filter_map(|s| s.key_expiration_time())
+                .map(|d| i64::from(d.as_secs()))
+                .filter(|d| *d > 0)
+                .map(|d| key_created + d)
+                .max();
+            if let Some(t) = expiry.filter(|t| *t <= now) {
+                bail!(
+                    "the key {fingerprint} that made it expired on {}",
+                    crate::timefmt::rfc2822_utc(t)
+                );
+            }
+            return Ok(Verified {
+                fingerprint,
+                created,
+            });
         }
         bail!("no key in {} makes a good signature of it", self.label)
     }
 
-    /// Checks a detached signature (binary or armored) of `data`; returns the
-    /// signer's fingerprint.
-    pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> Result<String> {
-        let (sig, _) = DetachedSignature::from_reader_single(signature)
-            .context("reading the signature: not an OpenPGP signature")?;
+    /// Checks a detached signature (binary, or armored with its CRC24
+    /// checked as gpgv does) of `data`.
+    pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> Result<Verified> {
+        let armored = signature.trim_ascii_start().starts_with(b"-----BEGIN ");
+        let sig = if armored {
+            armor_checksum(signature)?;
+            DetachedSignature::from_armor_single_buf(signature)
+                .map(|(s, _)| s)
+                .context("reading the armored signature")?
+        } else {
+            DetachedSignature::from_reader_single(signature)
+                .map(|(s, _)| s)
+                .context("reading the signature: not an OpenPGP signature")?
+        };
         self.check(&sig.signature, data)
     }
 
@@ -348,10 +484,21 @@ impl Keyring {
         let (msg, _) = CleartextSignedMessage::from_armor(signed.as_bytes())
             .context("reading the cleartext signature")?;
         let hashed = msg.signed_text();
-        msg.signatures()
+        let mut why = None;
+        let good = msg
+            .signatures()
             .iter()
-            .find_map(|s| self.check(s, hashed.as_bytes()).ok())
-            .ok_or_else(|| anyhow!("no good signature by a key in {}", self.label))?;
+            .any(|s| match self.check(s, hashed.as_bytes()) {
+                Ok(_) => true,
+                Err(e) => {
+                    why = Some(e);
+                    false
+                }
+            });
+        if !good {
+            return Err(why.unwrap_or_else(|| anyhow!("no signature")))
+                .with_context(|| format!("no good signature by a key in {}", self.label));
+        }
         let mut text: String = msg
             .text()
             .split_inclusive('\n')
@@ -436,6 +583,56 @@ mod tests {
         let sig = k.detached_armored(b"d", 1).unwrap();
         from_bin.verify_detached(b"d", sig.as_bytes()).unwrap();
         assert!(Keyring::from_bytes(b"garbage", "g").is_err());
+    }
+
+    /// A signature that expired an hour after it was made, long ago:
+    /// refused by airlock as gpgv refuses it.
+    #[test]
+    fn an_expired_signature_is_refused_like_gpgv_does() {
+        let k = key();
+        let made = k.created() + 10;
+        let (mut hashed, unhashed) = k.subpackets(made).unwrap();
+        hashed.push(
+            Subpacket::regular(SubpacketData::SignatureExpirationTime(
+                pgp::types::Duration::from_secs(3600),
+            ))
+            .unwrap(),
+        );
+        let sig = DetachedSignature::sign_binary_data_with_subpackets(
+            ChaCha20Rng::from_seed([0; 32]),
+            &k.key.primary_key,
+            &Password::empty(),
+            HashAlgorithm::Sha256,
+            &b"payload"[..],
+            SubpacketConfig::UserDefined { hashed, unhashed },
+        )
+        .unwrap()
+        .to_armored_string(ArmorOptions::default())
+        .unwrap();
+        let e = Keyring::of(&k)
+            .verify_detached(b"payload", sig.as_bytes())
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("expired"), "{e:#}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        fs::write(p("data"), b"payload").unwrap();
+        fs::write(p("data.sig"), &sig).unwrap();
+        fs::write(p("key.gpg"), k.public_binary().unwrap()).unwrap();
+        let gpgv = std::process::Command::new("gpgv")
+            .arg("--keyring")
+            .arg(p("key.gpg"))
+            .arg(p("data.sig"))
+            .arg(p("data"))
+            .output();
+        if let Ok(out) = gpgv {
+            assert!(!out.status.success(), "gpgv accepted the expired signature");
+        }
+        // The same without the expiry verifies.
+        let good = k.detached_armored(b"payload", made).unwrap();
+        let v = Keyring::of(&k)
+            .verify_detached(b"payload", good.as_bytes())
+            .unwrap();
+        assert_eq!((v.fingerprint, v.created), (k.fingerprint(), made));
     }
 
     #[test]

@@ -307,76 +307,15 @@ fn stock_tools_reject_a_tampered_manifest() {
 }
 
 #[test]
-fn the_tar_verifies_and_tampered_tars_fail() {
+fn the_tar_verifies() {
     let (dir, _) = demo();
     let tar_path = dir.path().join("demo/bundle.tar");
     let run = verify(&tar_path, &["--json"]);
     assert_eq!(run.code, 0, "{}", run.stdout);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(report["signature"], "good");
-
-    // Build evil tars from the good one plus one bad entry each.
-    let bytes = fs::read(&tar_path).unwrap();
-    type AddEntry = Box<dyn Fn(&mut tar::Builder<Vec<u8>>)>;
-    let cases: Vec<(&str, AddEntry)> = vec![
-        (
-            "../x",
-            Box::new(|b| raw_entry(b, "../x", tar::EntryType::Regular, None)),
-        ),
-        (
-            "/etc/x",
-            Box::new(|b| raw_entry(b, "/etc/x", tar::EntryType::Regular, None)),
-        ),
-        (
-            "escape",
-            Box::new(|b| raw_entry(b, "escape", tar::EntryType::Symlink, Some("/"))),
-        ),
-    ];
-    for (name, add) in cases {
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut archive = tar::Archive::new(&bytes[..]);
-        for e in archive.entries().unwrap() {
-            let mut e = e.unwrap();
-            let mut h = e.header().clone();
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
-            builder
-                .append_data(&mut h, e.path().unwrap(), &data[..])
-                .unwrap();
-        }
-        add(&mut builder);
-        let evil = dir
-            .path()
-            .join(format!("evil-{}.tar", name.replace('/', "_")));
-        fs::write(&evil, builder.into_inner().unwrap()).unwrap();
-        let run = verify(&evil, &[]);
-        assert_eq!(run.code, 1, "{name}: {}", run.stdout);
-        assert!(run.stdout.contains("UNSAFE"), "{name}: {}", run.stdout);
-        assert!(
-            run.stdout.contains(name),
-            "{name} not named: {}",
-            run.stdout
-        );
-    }
-    assert!(!dir.path().join("demo/x").exists() && !Path::new("/etc/x").exists());
-}
-
-/// Appends an entry with a raw name (the tar crate refuses `..` and absolute
-/// paths through its safe API, as an attacker would not).
-fn raw_entry(b: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, link: Option<&str>) {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(0o644);
-    h.set_size(0);
-    {
-        let gnu = h.as_gnu_mut().unwrap();
-        gnu.name[..name.len()].copy_from_slice(name.as_bytes());
-        if let Some(l) = link {
-            gnu.linkname[..l.len()].copy_from_slice(l.as_bytes());
-        }
-    }
-    h.set_cksum();
-    b.append(&h, std::io::empty()).unwrap();
+    assert!(report["signed_at"].is_i64());
+    // Crafted tars: tests/hostile.rs.
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod bundle;
 mod common;
 mod docs;
 mod firstboot;
+mod hostile;
 mod offline;
 mod plan;
 mod repo;
