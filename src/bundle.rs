@@ -51,6 +51,8 @@ pub struct BuildOptions {
     pub recipe: PathBuf,
     pub out: PathBuf,
     pub key: SigningKey,
+    /// Where the key was read from (never inside `out`).
+    pub key_path: Option<PathBuf>,
     /// Where the secrets are kept between builds (outside the bundle).
     pub secrets: PathBuf,
     /// Pre-made secrets (the demo's); otherwise read or created at `secrets`.
@@ -155,22 +157,6 @@ pub fn render_sums(entries: &BTreeMap<String, String>) -> String {
     s
 }
 
-/// Copies a directory tree with hard links (for reusing the previous build's
-/// repository and its cache on the same file system).
-fn link_tree(from: &Path, to: &Path) -> Result<()> {
-    for e in walkdir::WalkDir::new(from).follow_links(false) {
-        let e = e?;
-        let rel = e.path().strip_prefix(from).expect("under the root");
-        let dest = to.join(rel);
-        if e.file_type().is_dir() {
-            fs::create_dir_all(&dest)?;
-        } else if e.file_type().is_file() && fs::hard_link(e.path(), &dest).is_err() {
-            fs::copy(e.path(), &dest)?;
-        }
-    }
-    Ok(())
-}
-
 /// The recipe as the bundle keeps it: defaults filled in, media reduced to
 /// their file names (the build machine's paths mean nothing at the site).
 pub fn resolved_recipe(recipe: &Recipe) -> Result<String> {
@@ -269,6 +255,33 @@ pub fn site_readme(plan: &Plan, fingerprint: &str) -> String {
     s
 }
 
+/// Refuses an `--out` that would delete an input or something else.
+fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
+    let mut inputs: Vec<(&str, &Path)> = vec![
+        ("recipe", opts.recipe.as_path()),
+        ("secrets file", opts.secrets.as_path()),
+        ("runner", opts.runner.as_path()),
+    ];
+    for (what, p) in [
+        ("main disc", &plan.media.main),
+        ("devel disc", &plan.media.devel),
+        ("vendor disc", &plan.media.vendor),
+        ("password file", &plan.database.password_file),
+    ] {
+        if let Some(p) = p {
+            inputs.push((what, p.as_path()));
+        }
+    }
+    if let Some(s) = &opts.source_tar {
+        inputs.push(("source tarball", s.as_path()));
+    }
+    if let Some(k) = &opts.key_path {
+        inputs.push(("signing key", k.as_path()));
+    }
+    let also: Vec<(&str, &Path)> = opts.tar.iter().map(|t| ("--tar", t.as_path())).collect();
+    crate::outdir::check(&opts.out, crate::outdir::Kind::Bundle, &inputs, &also)
+}
+
 /// `airlock build`.
 pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     let started = std::time::Instant::now();
@@ -282,6 +295,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         );
     }
     let plan = outcome.plan.expect("no errors, so a plan");
+    check_output(opts, &plan)?;
     let runner_meta = fs::metadata(&opts.runner).with_context(|| {
         format!(
             "the runner {} is missing: build it (cargo build --release) or pass --runner",
@@ -332,15 +346,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     }
     let mut cleanup = Cleanup(Some(tmp.clone()));
 
-    // --- repository (reusing the previous bundle's through hard links) ---------
+    // --- repository (reusing the previous bundle's pool files) ------------------
     // The cache names build-machine inodes and times, so it lives beside the
     // bundle, not in it (the bundle must be reproducible).
     let cache_beside = parent.join(format!(".{name}.airlock-repo-cache.json"));
     let old_repo = opts.out.join("repo");
-    if old_repo.is_dir() && cache_beside.is_file() {
-        link_tree(&old_repo, &tmp.join("repo"))?;
-        fs::copy(&cache_beside, tmp.join("repo").join(repo::CACHE_FILE))?;
-    }
     let mut discs = vec![(
         "main".to_string(),
         plan.media
@@ -363,6 +373,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
             time: opts.time,
             progress: opts.progress,
             jobs: 0,
+            previous: old_repo.is_dir().then(|| old_repo.clone()),
+            previous_cache: Some(cache_beside.clone()),
         },
         &opts.key,
     )?;
@@ -441,8 +453,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
             );
         }
         let path = tmp.join(&p);
-        let mode = policy_mode(fs::metadata(&path)?.permissions().mode());
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+        let have = fs::metadata(&path)?.permissions().mode() & 0o7777;
+        let mode = policy_mode(have);
+        if have != mode {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+        }
         modes.insert(p, mode);
     }
     modes.insert(MODES.to_string(), 0o644);
@@ -488,6 +503,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     repo::replace_dir(&tmp, &opts.out)?;
     cleanup.0 = None;
     fs::rename(&cache_tmp, &cache_beside).context("keeping the repository cache")?;
+    repo::refresh_cache(&opts.out.join("repo"), &cache_beside, &opts.key)?;
 
     if let Some(tar) = &opts.tar {
         write_tar(&opts.out, tar, opts.time, opts.progress)?;

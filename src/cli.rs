@@ -387,6 +387,7 @@ fn cmd_build(args: &BuildArgs) -> Result<Status> {
         recipe: args.recipe.clone(),
         out: args.out.clone(),
         key,
+        key_path: Some(args.key.clone()),
         secrets,
         fixed_secrets: None,
         runner: match &args.runner {
@@ -508,6 +509,7 @@ fn cmd_demo(args: &DemoArgs) -> Result<Status> {
         recipe: args.out.join("recipe.toml"),
         out: bundle_dir.clone(),
         key: crate::demo::demo_key()?,
+        key_path: None,
         secrets: args.out.join("demo.secrets.toml"),
         fixed_secrets: Some(crate::demo::demo_secrets()?),
         runner: match &args.runner {
@@ -671,7 +673,25 @@ fn cmd_repo_build(args: &RepoBuildArgs) -> Result<Status> {
     if let Some(d) = &args.devel {
         discs.push(("devel".to_string(), d.clone()));
     }
+    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("signing key", args.key.as_path())];
+    for (role, path) in &discs {
+        inputs.push((
+            if role == "main" {
+                "main disc"
+            } else {
+                "devel disc"
+            },
+            path.as_path(),
+        ));
+    }
+    if let Some(k) = &args.disc_keyring {
+        inputs.push(("disc keyring", k.as_path()));
+    }
+    crate::outdir::check(&args.out, crate::outdir::Kind::Repository, &inputs, &[])?;
+    let previous = args.out.is_dir().then(|| args.out.clone());
     let opts = repo::Options {
+        previous_cache: previous.as_ref().map(|p| p.join(repo::CACHE_FILE)),
+        previous,
         discs,
         out: args.out.clone(),
         suite: args.suite.clone(),
@@ -708,6 +728,9 @@ fn print_repo_summary(s: &repo::Summary) {
             "  {} disc {}: {} .deb files, disc index {}, disc Release signature {}",
             d.role, d.source, d.debs, d.index, d.release_signature
         );
+    }
+    if let Some(note) = &s.cache {
+        println!("  {note}");
     }
     if s.deduplicated > 0 {
         println!(

@@ -81,11 +81,27 @@ impl Paragraph {
 }
 
 /// Parses every paragraph of a deb822 file (a Packages index, say).
+///
+/// Strict where a value could leak into an index: no NUL or carriage return
+/// anywhere, field names of printable ASCII only, no field twice in one
+/// paragraph (readers differ on which one counts).
 pub fn parse_all(text: &str) -> Result<Vec<Paragraph>, ParseError> {
     let mut out = Vec::new();
     let mut current = Paragraph::default();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
+    for (i, line) in text.split('\n').enumerate() {
+        if let Some(bad) = line.chars().find(|c| *c == '\0' || *c == '\r') {
+            return Err(ParseError {
+                line: i + 1,
+                message: format!(
+                    "a {} character",
+                    if bad == '\0' {
+                        "NUL"
+                    } else {
+                        "carriage return"
+                    }
+                ),
+            });
+        }
         if line.trim().is_empty() {
             if !current.fields.is_empty() {
                 out.push(std::mem::take(&mut current));
@@ -116,10 +132,19 @@ pub fn parse_all(text: &str) -> Result<Vec<Paragraph>, ParseError> {
                 message: format!("expected `Field: value`, found {line:?}"),
             });
         };
-        if name.is_empty() || name.contains(char::is_whitespace) {
+        let name_ok = !name.is_empty()
+            && !name.starts_with('-')
+            && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+        if !name_ok {
             return Err(ParseError {
                 line: i + 1,
                 message: format!("bad field name {name:?}"),
+            });
+        }
+        if current.get(name).is_some() {
+            return Err(ParseError {
+                line: i + 1,
+                message: format!("the field {name} is given twice"),
             });
         }
         let value = value.strip_prefix(' ').unwrap_or(value).trim_end();
@@ -171,6 +196,22 @@ mod tests {
         let all = parse_all("A: 1\n\n\nA: 2\nB: 3\n").unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[1].get("b"), Some("3"));
+    }
+
+    #[test]
+    fn duplicate_fields_nul_and_cr_are_refused() {
+        assert!(
+            parse_all("Package: a\nPackage: b\n")
+                .unwrap_err()
+                .message
+                .contains("twice")
+        );
+        assert!(parse_all("Package: a\0\n").is_err());
+        assert!(parse_all("Package: a\rPre-Depends: evil\n").is_err());
+        assert!(parse_all("Pack age: a\n").is_err());
+        // A second paragraph is a second paragraph, never folded into one.
+        assert_eq!(parse_all("Package: a\n\nPackage: b\n").unwrap().len(), 2);
+        assert!(Paragraph::parse("Package: a\n\nPackage: b\n").is_err());
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub struct DebScanner {
     state: State,
     buf: Vec<u8>,
     members: Vec<String>,
+    /// The captured members: debian-binary, then the control member.
     control: Option<(String, Vec<u8>)>,
+    format: Vec<u8>,
     last_size: u64,
     error: Option<String>,
 }
@@ -55,6 +57,7 @@ impl DebScanner {
             buf: Vec::with_capacity(AR_HEADER),
             members: Vec::new(),
             control: None,
+            format: Vec::new(),
             last_size: 0,
             error: None,
         }
@@ -97,8 +100,11 @@ impl DebScanner {
                 }
                 State::Body { remaining, capture } => {
                     let take = (*remaining).min(data.len() as u64) as usize;
-                    if *capture && let Some((_, bytes)) = &mut self.control {
-                        bytes.extend_from_slice(&data[..take]);
+                    if *capture {
+                        match &mut self.control {
+                            Some((_, bytes)) => bytes.extend_from_slice(&data[..take]),
+                            None => self.format.extend_from_slice(&data[..take]),
+                        }
                     }
                     *remaining -= take as u64;
                     data = &data[take..];
@@ -138,14 +144,30 @@ impl DebScanner {
         let Ok(size) = size_text.trim().parse::<u64>() else {
             return self.fail(format!("bad size {size_text:?} in ar header of {name:?}"));
         };
-        let capture = name.starts_with("control.tar");
-        if self.members.is_empty() && name != "debian-binary" {
-            return self.fail(format!("first member is {name:?}, not \"debian-binary\""));
+        // dpkg's order, and nothing else: two control members, data before
+        // control or members after data would let another reader see
+        // another package.
+        let expected = match self.members.len() {
+            0 => name == "debian-binary",
+            1 => name.starts_with("control.tar"),
+            2 => name.starts_with("data.tar"),
+            _ => false,
+        };
+        if !expected {
+            let have = if self.members.is_empty() {
+                "none".to_string()
+            } else {
+                self.members.join(", ")
+            };
+            return self.fail(format!(
+                "member {name:?} after {have}: a .deb holds debian-binary, control.tar*, data.tar* in that order and nothing else"
+            ));
         }
-        if capture {
-            if self.control.is_some() {
-                return self.fail("two control members".into());
-            }
+        let capture = name.starts_with("control.tar") || name == "debian-binary";
+        if name == "debian-binary" && size > 16 {
+            return self.fail(format!("debian-binary of {size} bytes"));
+        }
+        if name.starts_with("control.tar") {
             if size > MAX_CONTROL_MEMBER {
                 return self.fail(format!(
                     "control member of {size} bytes is implausibly large"
@@ -188,6 +210,12 @@ impl DebScanner {
         if !self.members.iter().any(|m| m.starts_with("data.tar")) {
             return err("no data.tar member");
         }
+        if !self.format.starts_with(b"2.") || !self.format.ends_with(b"\n") {
+            return err(format!(
+                "debian-binary says {:?}, not a format 2.x package",
+                String::from_utf8_lossy(&self.format)
+            ));
+        }
         let Some((name, bytes)) = self.control else {
             return err("no control.tar member");
         };
@@ -208,10 +236,12 @@ fn control_from_tar(name: &str, bytes: &[u8]) -> Result<String, DebError> {
             ));
         }
     };
-    let mut archive = tar::Archive::new(reader);
+    // Bounded: a small member must not expand into gigabytes.
+    let mut archive = tar::Archive::new(reader.take(MAX_CONTROL_EXPANDED));
     let entries = archive
         .entries()
         .map_err(|e| DebError(format!("{name}: {e}")))?;
+    let mut control = None;
     for entry in entries {
         let mut entry = entry.map_err(|e| DebError(format!("{name}: {e}")))?;
         let path = entry
@@ -220,15 +250,23 @@ fn control_from_tar(name: &str, bytes: &[u8]) -> Result<String, DebError> {
             .into_owned();
         let p = path.to_string_lossy();
         if p == "./control" || p == "control" {
+            if control.is_some() {
+                return err(format!(
+                    "{name} holds ./control twice (dpkg would take the last)"
+                ));
+            }
             let mut text = String::new();
             entry
                 .read_to_string(&mut text)
                 .map_err(|e| DebError(format!("{name}: reading control: {e}")))?;
-            return Ok(text);
+            control = Some(text);
         }
     }
-    err(format!("{name} has no ./control file"))
+    control.ok_or_else(|| DebError(format!("{name} has no ./control file")))
 }
+
+/// How far a control member may expand.
+const MAX_CONTROL_EXPANDED: u64 = 64 << 20;
 
 /// One file to put in a generated package's data member.
 pub struct DataFile<'a> {

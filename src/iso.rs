@@ -71,9 +71,9 @@ fn unix_time(year: i64, mon: u8, day: u8, h: u8, mi: u8, s: u8, gmt_off: i8) -> 
 /// Symbolic links and devices are left out. `len` is the image's size: a
 /// directory stored past it means the image is truncated.
 ///
-/// A file's `ident` is 0: its extent moves whenever the image is remastered,
-/// so the incremental-build key is path, size and Rock Ridge mtime, and the
-/// disc's own index re-checks a cached hash.
+/// A file's `ident` and `ctime` are 0: its extent moves whenever the image
+/// is remastered, so the incremental-build key is path, size and Rock Ridge
+/// mtime, and the disc's own index re-checks a cached hash.
 pub fn list_files(file: &File, len: u64) -> Result<Vec<MediaFile>> {
     let image = IsoImage::open(file.try_clone()?).map_err(|e| {
         anyhow!("not a valid ISO 9660 image ({e}); is the file complete? compare its size and checksum with the original disc")
@@ -186,6 +186,7 @@ pub fn list_files(file: &File, len: u64) -> Result<Vec<MediaFile>> {
                 size,
                 mtime: mtime.unwrap_or(0),
                 ident: 0,
+                ctime: 0,
                 location: Location::Extents(extents),
             });
         }

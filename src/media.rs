@@ -30,9 +30,14 @@ pub struct MediaFile {
     pub size: u64,
     /// Modification time (Rock Ridge or file system), seconds since the epoch.
     pub mtime: i64,
-    /// Identity of the bytes on the medium: the inode for directories, 0 for
-    /// images (see [`crate::iso::list_files`]). Part of the incremental key.
+    /// Identity of the bytes on the medium: the file's inode for
+    /// directories, 0 for images. Part of the incremental key.
     pub ident: u64,
+    /// Status change time of a directory medium's file, in nanoseconds (any
+    /// change to its bytes moves it, whatever mtime says); 0 for images, whose files a
+    /// rebuild never reads again: it reuses its own earlier copy, which the
+    /// disc's index re-checks.
+    pub ctime: i64,
     pub location: Location,
 }
 
@@ -55,9 +60,14 @@ pub struct Medium {
 /// Checks a path read from a medium and returns it `/`-joined.
 pub fn checked_relative(parts: &[&str], medium: &str) -> Result<String> {
     for p in parts {
-        if p.is_empty() || *p == "." || *p == ".." || p.contains('/') || p.contains('\0') {
+        if p.is_empty()
+            || *p == "."
+            || *p == ".."
+            || p.contains(['/', '\\'])
+            || p.chars().any(char::is_control)
+        {
             bail!(
-                "{medium}: refusing the file name {:?} in {:?}: names must not be empty, '.', '..' or contain '/'",
+                "{medium}: refusing the file name {:?} in {:?}: names must not be empty, '.' or '..', nor contain '/', '\\' or control characters (a newline would forge index and manifest lines)",
                 p,
                 parts.join("/")
             );
@@ -127,7 +137,7 @@ impl Medium {
         &self.files
     }
 
-    /// Whether this medium is a directory (its files can be hard-linked).
+    /// Whether this medium is a directory.
     pub fn dir_root(&self) -> Option<&Path> {
         match &self.kind {
             Kind::Dir(p) => Some(p),
@@ -269,6 +279,7 @@ fn list_dir(root: &Path, tops: &[&str], label: &str) -> Result<Vec<MediaFile>> {
                 size: meta.len(),
                 mtime: meta.mtime(),
                 ident: meta.ino(),
+                ctime: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
                 location: Location::Path(entry.path().to_path_buf()),
             });
         }

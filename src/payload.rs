@@ -172,11 +172,12 @@ pub fn meta_data(role: &RoleFile) -> String {
 /// `network-config` (version 2): a static address on the NIC, matched by
 /// MAC when the recipe gives one, else by name.
 pub fn network_config(h: &HostPlan) -> String {
+    // Every value from the recipe is a quoted scalar (JSON strings are YAML).
     let mut s = String::from("version: 2\nethernets:\n");
-    let _ = writeln!(s, "  {}:", h.interface);
+    let _ = writeln!(s, "  {}:", yq(&h.interface));
     if let Some(mac) = &h.mac {
-        let _ = writeln!(s, "    match:\n      macaddress: \"{mac}\"");
-        let _ = writeln!(s, "    set-name: {}", h.interface);
+        let _ = writeln!(s, "    match:\n      macaddress: {}", yq(mac));
+        let _ = writeln!(s, "    set-name: {}", yq(&h.interface));
     }
     let _ = writeln!(s, "    dhcp4: false");
     let _ = writeln!(s, "    addresses:\n      - {}/{}", h.ip, h.prefix);
@@ -191,7 +192,8 @@ pub fn network_config(h: &HostPlan) -> String {
             let _ = writeln!(s, "      addresses: [{}]", list.join(", "));
         }
         if !h.search.is_empty() {
-            let _ = writeln!(s, "      search: [{}]", h.search.join(", "));
+            let list: Vec<String> = h.search.iter().map(|d| yq(d)).collect();
+            let _ = writeln!(s, "      search: [{}]", list.join(", "));
         }
     }
     s
@@ -613,10 +615,10 @@ ip = "192.0.2.20"
         let plan = plan_of(PAIR);
         assert_eq!(
             network_config(plan.host("db1").unwrap()),
-            "version: 2\nethernets:\n  eth0:\n    match:\n      macaddress: \"52:54:00:00:00:10\"\n    set-name: eth0\n    dhcp4: false\n    addresses:\n      - 192.0.2.10/24\n    gateway4: 192.0.2.1\n    nameservers:\n      addresses: [192.0.2.53]\n      search: [lab.example]\n"
+            "version: 2\nethernets:\n  \"eth0\":\n    match:\n      macaddress: \"52:54:00:00:00:10\"\n    set-name: \"eth0\"\n    dhcp4: false\n    addresses:\n      - 192.0.2.10/24\n    gateway4: 192.0.2.1\n    nameservers:\n      addresses: [192.0.2.53]\n      search: [\"lab.example\"]\n"
         );
         let db2 = network_config(plan.host("db2").unwrap());
-        assert!(db2.starts_with("version: 2\nethernets:\n  eth0:\n    dhcp4: false\n"));
+        assert!(db2.starts_with("version: 2\nethernets:\n  \"eth0\":\n    dhcp4: false\n"));
     }
 
     #[test]

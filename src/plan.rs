@@ -277,20 +277,56 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// Records a problem; its location is found later, for all at once.
     fn push(&mut self, severity: Severity, key: &str, message: String) {
-        let location = self.source.locate(&KeyPath::parse(key));
         self.problems.push(Problem {
             severity,
             file: self.source.path.clone(),
-            location,
+            location: None,
             key: key.to_string(),
             message,
         });
     }
 
+    /// Every problem with its file location (one parse of the recipe).
+    fn located(self) -> Vec<Problem> {
+        let paths: Vec<KeyPath> = self
+            .problems
+            .iter()
+            .map(|p| KeyPath::parse(&p.key))
+            .collect();
+        let locations = self.source.locate_all(&paths);
+        self.problems
+            .into_iter()
+            .zip(locations)
+            .map(|(p, location)| Problem { location, ..p })
+            .collect()
+    }
+
     fn error(&mut self, key: &str, message: impl Into<String>) {
         self.push(Severity::Error, key, message.into());
     }
+}
+
+/// Why `s` is not a network interface name as the clones' configuration
+/// files can carry it (netplan/cloud-init YAML, ifupdown, keepalived.conf):
+/// 1 to 15 letters, digits, `_`, `.` or `-`, starting with a letter or
+/// digit. Linux allows more, but nothing else names a NIC in practice, and
+/// each of `*{#"'$` means something in one of those files.
+pub fn interface_problem(s: &str) -> Option<&'static str> {
+    if s.is_empty() || s.len() > 15 {
+        return Some("1 to 15 characters");
+    }
+    if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Some("it must start with a letter or digit");
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        return Some("only letters, digits, '_', '.' and '-'");
+    }
+    None
 }
 
 /// Why `s` is not an RFC 1123 label, if it is not.
@@ -424,15 +460,10 @@ pub fn resolve(recipe: &Recipe, source: &Source, media: MediaCheck) -> Outcome {
         );
     }
     let iface = &recipe.network.interface;
-    if iface.is_empty()
-        || iface.len() > 15
-        || iface
-            .chars()
-            .any(|ch| ch == '/' || ch == ':' || ch.is_whitespace())
-    {
+    if let Some(why) = interface_problem(iface) {
         c.error(
             "network.interface",
-            format!("{iface:?} is not a Linux interface name (1 to 15 characters, no '/', ':' or spaces)"),
+            format!("{iface:?} is not a Linux interface name: {why}"),
         );
     }
 
@@ -806,7 +837,7 @@ pub fn resolve(recipe: &Recipe, source: &Source, media: MediaCheck) -> Outcome {
     } else {
         Some(build_plan(recipe, &domain, vrid, media_plan, password_file))
     };
-    let mut problems = c.problems;
+    let mut problems = c.located();
     problems.sort_by_key(|p| {
         (
             std::cmp::Reverse(p.severity),

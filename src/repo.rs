@@ -24,7 +24,8 @@ use sha2::Digest;
 
 use crate::control::{self, Paragraph};
 use crate::deb::DebScanner;
-use crate::media::{Location, MediaFile, Medium};
+use crate::debpolicy;
+use crate::media::{MediaFile, Medium};
 use crate::sign::{Keyring, SigningKey};
 use crate::timefmt;
 
@@ -56,6 +57,11 @@ pub struct Options {
     pub progress: bool,
     /// Worker threads; 0 = one per core.
     pub jobs: usize,
+    /// The previous build's repository, whose pool files a rebuild reuses
+    /// when its cache vouches for them.
+    pub previous: Option<PathBuf>,
+    /// The previous build's cache.
+    pub previous_cache: Option<PathBuf>,
 }
 
 /// What a build did, for people and for `--json`.
@@ -81,6 +87,8 @@ pub struct Summary {
     /// Packages taken from the cache without reading them.
     pub reused: usize,
     pub discs: Vec<DiscSummary>,
+    /// Why the previous build's cache was not used, if it was not.
+    pub cache: Option<String>,
     pub seconds: f64,
     /// (path in the repository, SHA256) of every pool file, so a bundle's
     /// SHA256SUMS need not hash them again.
@@ -88,7 +96,7 @@ pub struct Summary {
     pub pool_hashes: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DiscSummary {
     pub role: String,
     pub source: String,
@@ -96,26 +104,69 @@ pub struct DiscSummary {
     /// `checked` (every .deb matched the disc's Packages), or `none` (the disc
     /// has no index to check against).
     pub index: String,
-    /// `verified`, `not checked` (no --disc-keyring) or `unsigned`.
-    pub release_signature: String,
+    pub release_signature: ReleaseSignature,
 }
 
 /// What a disc's own index says of one file.
 #[derive(Debug, Clone)]
 struct Listed {
     size: u64,
-    sha256: Option<String>,
-    md5: Option<String>,
+    sha256: String,
     component: String,
     index: String,
 }
 
+/// Whether a disc's `Release` signatures were checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseSignature {
+    /// The disc has no signed Release.
+    Unsigned,
+    /// Signed, but no `--disc-keyring` was given.
+    #[serde(rename = "not checked")]
+    NotChecked,
+    /// Every index used is covered by a Release verified with the keyring.
+    Verified,
+}
+
+impl std::fmt::Display for ReleaseSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReleaseSignature::Unsigned => "unsigned",
+            ReleaseSignature::NotChecked => "not checked",
+            ReleaseSignature::Verified => "verified",
+        })
+    }
+}
+
 /// A disc's `dists/` as far as it vouches for its pool.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct DiscIndex {
     files: HashMap<String, Listed>,
     present: bool,
-    signature: String,
+    signature: ReleaseSignature,
+}
+
+/// What a pool file of an earlier build was (times in nanoseconds).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+struct FileIdentity {
+    size: u64,
+    mtime: i64,
+    ctime: i64,
+    ino: u64,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> Option<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::symlink_metadata(path).ok().filter(|m| m.is_file())?;
+        Some(FileIdentity {
+            size: m.len(),
+            mtime: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            ino: m.ino(),
+        })
+    }
 }
 
 /// The cached facts about one source file (for incremental rebuilds).
@@ -125,13 +176,24 @@ struct CacheEntry {
     path: String,
     size: u64,
     mtime: i64,
+    ctime: i64,
     ident: u64,
+    /// The pool file this build wrote for it.
+    pool: Option<FileIdentity>,
     sha256: String,
-    md5: Option<String>,
     control: String,
 }
 
-type CacheKey = (String, String, u64, i64, u64);
+/// The cache file: entries sealed with a MAC keyed by the signing key, so
+/// nothing written into it can reach a signed index.
+#[derive(Debug, Serialize, Deserialize)]
+struct CacheFile {
+    version: u32,
+    mac: String,
+    entries: Vec<CacheEntry>,
+}
+
+type CacheKey = (String, String, u64, i64, i64, u64);
 
 impl CacheEntry {
     fn key(&self) -> CacheKey {
@@ -140,6 +202,7 @@ impl CacheEntry {
             self.path.clone(),
             self.size,
             self.mtime,
+            self.ctime,
             self.ident,
         )
     }
@@ -151,7 +214,6 @@ struct Job<'a> {
     file: &'a MediaFile,
     /// Where to put the bytes in the new pool (first occurrence of a path).
     dest: Option<PathBuf>,
-    need_md5: bool,
     cached: Option<CacheEntry>,
 }
 
@@ -159,7 +221,6 @@ struct Job<'a> {
 #[derive(Debug, Clone)]
 struct Scanned {
     sha256: String,
-    md5: Option<String>,
     control: Paragraph,
 }
 
@@ -183,57 +244,163 @@ impl Drop for TempDir {
     }
 }
 
+/// HMAC-SHA256 (RFC 2104).
+fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; 64];
+    k[..32].copy_from_slice(key);
+    let pad = |x: u8| k.map(|b| b ^ x);
+    let inner = sha2::Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(data)
+        .finalize();
+    sha2::Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// The key that seals the cache: derived from the signing key's secret, so
+/// whoever can change the cache but not read the key cannot forge it.
+fn cache_key(key: &SigningKey) -> Result<[u8; 32]> {
+    Ok(sha2::Sha256::new()
+        .chain_update(b"airlock repository cache seal\0")
+        .chain_update(key.secret_armored()?.as_bytes())
+        .finalize()
+        .into())
+}
+
+/// Checks `--suite`, the components and the architectures: each becomes a
+/// directory under `dists/` and a word in the signed Release.
+fn check_options(opts: &Options) -> Result<()> {
+    let mut problems = Vec::new();
+    if let Err(e) = debpolicy::archive_name(&opts.suite, "suite") {
+        problems.push(format!("--suite: {e}"));
+    }
+    for c in &opts.components {
+        if let Err(e) = debpolicy::component(c) {
+            problems.push(format!("component: {e}"));
+        }
+    }
+    for a in &opts.architectures {
+        if let Err(e) = debpolicy::architecture(a) {
+            problems.push(format!("architecture: {e}"));
+        }
+    }
+    if !problems.is_empty() {
+        bail!(report("refusing to build", &problems));
+    }
+    Ok(())
+}
+
 /// Builds the repository described by `opts`, signed with `key`.
 pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
     let started = Instant::now();
-    let disc_keyring = opts
+    check_options(opts)?;
+    let (media, indexes) = open_discs(opts)?;
+    let seal = cache_key(key)?;
+    let (cache, cache_note) = read_cache(opts, &seal);
+    let staging = Staging::beside(&opts.out)?;
+    let mut summary = Summary {
+        out: opts.out.clone(),
+        suite: opts.suite.clone(),
+        cache: cache_note,
+        ..Summary::default()
+    };
+    let jobs = plan_jobs(opts, &media, &indexes, &cache, &staging.path, &mut summary);
+    check_index_is_complete(&media, &indexes)?;
+    let results = scan_all(&media, &jobs, opts)?;
+    summary.hashed_bytes = jobs
+        .iter()
+        .filter(|j| j.cached.is_none())
+        .map(|j| j.file.size)
+        .sum();
+    summary.reused = jobs.iter().filter(|j| j.cached.is_some()).count();
+    check_custody(opts, &media, &indexes, &jobs, &results, &mut summary)?;
+    let merged = merge(opts, &media, &indexes, &jobs, &results, &mut summary)?;
+    remove_duplicate_files(&jobs, &merged)?;
+    write_indexes(
+        opts,
+        key,
+        &staging.path,
+        &jobs,
+        &results,
+        &merged,
+        &mut summary,
+    )?;
+    staging.replace(&opts.out)?;
+    // The cache names the pool files as they are now, in place.
+    write_cache(opts, &seal, &jobs, &results)?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The output being built, beside its target; removed unless it replaced
+/// the target.
+struct Staging {
+    path: PathBuf,
+    guard: TempDir,
+}
+
+impl Staging {
+    fn beside(out: &Path) -> Result<Staging> {
+        let name = out
+            .file_name()
+            .with_context(|| format!("{}: the output must name a directory", out.display()))?
+            .to_string_lossy()
+            .into_owned();
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent)
+            .with_context(|| format!("creating the output's parent {}", parent.display()))?;
+        let path = parent.join(format!(".{name}.airlock-tmp-{}", std::process::id()));
+        if path.exists() {
+            fs::remove_dir_all(&path)
+                .with_context(|| format!("removing a stale {}", path.display()))?;
+        }
+        fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Staging {
+            guard: TempDir(Some(path.clone())),
+            path,
+        })
+    }
+
+    fn replace(mut self, target: &Path) -> Result<()> {
+        replace_dir(&self.path, target)?;
+        self.guard.0 = None;
+        Ok(())
+    }
+}
+
+/// Opens every disc and reads what its own index vouches for.
+fn open_discs(opts: &Options) -> Result<(Vec<Medium>, Vec<DiscIndex>)> {
+    let keyring = opts
         .disc_keyring
         .as_deref()
         .map(Keyring::load)
         .transpose()?;
-
-    // --- open the discs and read what they vouch for --------------------------
     let mut media = Vec::new();
     let mut indexes = Vec::new();
     for (role, path) in &opts.discs {
         let medium = Medium::open(path).with_context(|| format!("reading the {role} disc"))?;
-        let index = read_disc_index(&medium, disc_keyring.as_ref())?;
+        let index = read_disc_index(&medium, keyring.as_ref())?;
         media.push(medium);
         indexes.push(index);
     }
+    Ok((media, indexes))
+}
 
-    // --- the cache of a previous build -----------------------------------------
-    let cache: HashMap<CacheKey, CacheEntry> = read_cache(&opts.out)
-        .into_iter()
-        .map(|e| (e.key(), e))
-        .collect();
-
-    let out_name = opts
-        .out
-        .file_name()
-        .with_context(|| format!("{}: the output must name a directory", opts.out.display()))?
-        .to_string_lossy()
-        .into_owned();
-    let parent = match opts.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&parent)
-        .with_context(|| format!("creating the output's parent {}", parent.display()))?;
-    let tmp_path = parent.join(format!(".{out_name}.airlock-tmp-{}", std::process::id()));
-    if tmp_path.exists() {
-        fs::remove_dir_all(&tmp_path)
-            .with_context(|| format!("removing a stale {}", tmp_path.display()))?;
-    }
-    fs::create_dir(&tmp_path).with_context(|| format!("creating {}", tmp_path.display()))?;
-    let mut tmp = TempDir(Some(tmp_path.clone()));
-
-    // --- plan the work ----------------------------------------------------------
-    let mut summary = Summary {
-        out: opts.out.clone(),
-        suite: opts.suite.clone(),
-        ..Summary::default()
-    };
+/// One `.deb` job per pool file, with what the cache knows of it.
+fn plan_jobs<'a>(
+    opts: &Options,
+    media: &'a [Medium],
+    indexes: &[DiscIndex],
+    cache: &HashMap<CacheKey, CacheEntry>,
+    staging: &Path,
+    summary: &mut Summary,
+) -> Vec<Job<'a>> {
     let mut jobs = Vec::new();
     let mut claimed: BTreeSet<&str> = BTreeSet::new();
     for (d, medium) in media.iter().enumerate() {
@@ -250,31 +417,33 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
             debs += 1;
             let dest = claimed
                 .insert(f.path.as_str())
-                .then(|| tmp_path.join(&f.path));
-            let need_md5 = indexes[d]
-                .files
-                .get(&f.path)
-                .is_some_and(|l| l.sha256.is_none() && l.md5.is_some());
-            let listed_sha = indexes[d]
-                .files
-                .get(&f.path)
-                .and_then(|l| l.sha256.as_ref());
+                .then(|| staging.join(&f.path));
+            let listed_sha = indexes[d].files.get(&f.path).map(|l| &l.sha256);
+            let key = (
+                role.clone(),
+                f.path.clone(),
+                f.size,
+                f.mtime,
+                f.ctime,
+                f.ident,
+            );
             let cached = cache
-                .get(&(role.clone(), f.path.clone(), f.size, f.mtime, f.ident))
-                .filter(|c| !need_md5 || c.md5.is_some())
+                .get(&key)
                 // The disc's index re-checks what the cache remembers.
                 .filter(|c| listed_sha.is_none_or(|want| *want == c.sha256))
-                .filter(|_| {
-                    // Reusing needs the old pool file, unless a directory
-                    // source provides the bytes.
-                    medium.dir_root().is_some() || opts.out.join(&f.path).is_file()
+                // The previous pool file must be as this build left it.
+                .filter(|c| {
+                    c.pool.is_some()
+                        && opts
+                            .previous
+                            .as_ref()
+                            .is_some_and(|p| FileIdentity::of(&p.join(&f.path)) == c.pool)
                 })
                 .cloned();
             jobs.push(Job {
                 disc: d,
                 file: f,
                 dest,
-                need_md5,
                 cached,
             });
         }
@@ -288,9 +457,14 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
                 "none"
             }
             .into(),
-            release_signature: indexes[d].signature.clone(),
+            release_signature: indexes[d].signature,
         });
     }
+    jobs
+}
+
+/// Every file a disc's index lists is on the disc.
+fn check_index_is_complete(media: &[Medium], indexes: &[DiscIndex]) -> Result<()> {
     for (d, index) in indexes.iter().enumerate() {
         let mut missing: Vec<&String> = index
             .files
@@ -307,32 +481,20 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
             );
         }
     }
+    Ok(())
+}
 
-    // --- read every .deb once, on all cores -------------------------------------
-    let results = scan_all(&media, &jobs, &opts.out, opts)?;
-    summary.hashed_bytes = jobs
-        .iter()
-        .filter(|j| j.cached.is_none())
-        .map(|j| j.file.size)
-        .sum();
-    summary.reused = jobs.iter().filter(|j| j.cached.is_some()).count();
-
+/// Chain of custody: each file as its disc's index lists it (size, SHA256).
+fn check_custody(
+    opts: &Options,
+    media: &[Medium],
+    indexes: &[DiscIndex],
+    jobs: &[Job<'_>],
+    results: &[Scanned],
+    summary: &mut Summary,
+) -> Result<()> {
     let mut errors = Vec::new();
-    for (job, res) in jobs.iter().zip(&results) {
-        if let Err(e) = res {
-            errors.push(format!(
-                "{}: {}: {e:#}",
-                media[job.disc].label, job.file.path
-            ));
-        }
-    }
-    if !errors.is_empty() {
-        bail!(report("cannot read", &errors));
-    }
-    let results: Vec<Scanned> = results.into_iter().map(Result::unwrap).collect();
-
-    // --- chain of custody ---------------------------------------------------------
-    for (job, s) in jobs.iter().zip(&results) {
+    for (job, s) in jobs.iter().zip(results) {
         let label = &media[job.disc].label;
         let index = &indexes[job.disc];
         if !index.present {
@@ -344,60 +506,84 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
                 "{label}: {} is not listed in the disc's Packages index (pass --allow-unlisted to accept such files; they are reported)",
                 job.file.path
             )),
-            Some(l) => {
-                let hash_ok = match (&l.sha256, &l.md5) {
-                    (Some(want), _) => *want == s.sha256,
-                    (None, Some(want)) => Some(want) == s.md5.as_ref(),
-                    (None, None) => true,
-                };
-                if l.size != job.file.size || !hash_ok {
-                    errors.push(format!(
-                        "{label}: {} does not match the disc's index {}: listed {} bytes sha256 {}, found {} bytes sha256 {}",
-                        job.file.path,
-                        l.index,
-                        l.size,
-                        l.sha256.as_deref().or(l.md5.as_deref()).unwrap_or("-"),
-                        job.file.size,
-                        s.sha256
-                    ));
-                }
-            }
+            Some(l) if l.size != job.file.size || l.sha256 != s.sha256 => errors.push(format!(
+                "{label}: {} does not match the disc's index {}: listed {} bytes sha256 {}, found {} bytes sha256 {}",
+                job.file.path, l.index, l.size, l.sha256, job.file.size, s.sha256
+            )),
+            Some(_) => {}
         }
     }
     if !errors.is_empty() {
         bail!(report("chain of custody broken", &errors));
     }
+    Ok(())
+}
 
-    // --- merge ----------------------------------------------------------------------
-    struct Entry<'a> {
-        job: usize,
-        arch: &'a str,
-        component: String,
+/// A package in the merged repository.
+struct Entry {
+    job: usize,
+    arch: String,
+    component: String,
+}
+
+/// The fields that name a package, checked against Debian policy.
+fn identity_of(
+    s: &Scanned,
+    label: &str,
+    path: &str,
+) -> Result<(String, String, String), Vec<String>> {
+    let mut errors = Vec::new();
+    let mut field = |name: &str, check: fn(&str) -> Result<(), String>| -> String {
+        match s.control.get(name).map(str::trim) {
+            Some(v) if !v.is_empty() => {
+                if let Err(e) = check(v) {
+                    errors.push(format!("{label}: {path}: {name}: {e}"));
+                }
+                v.to_string()
+            }
+            _ => {
+                errors.push(format!(
+                    "{label}: {path}: the control file has no {name} field"
+                ));
+                String::new()
+            }
+        }
+    };
+    let name = field("Package", debpolicy::package_name);
+    let version = field("Version", debpolicy::version);
+    let arch = field("Architecture", debpolicy::architecture);
+    if let Err(e) = debpolicy::pool_path(path) {
+        errors.push(format!("{label}: {e}"));
     }
+    if errors.is_empty() {
+        Ok((name, version, arch))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Merges the discs: one entry per (name, version, architecture); the same
+/// with other bytes is an error naming both files.
+fn merge(
+    opts: &Options,
+    media: &[Medium],
+    indexes: &[DiscIndex],
+    jobs: &[Job<'_>],
+    results: &[Scanned],
+    summary: &mut Summary,
+) -> Result<BTreeMap<(String, String, String), Entry>> {
+    let mut errors = Vec::new();
     let mut merged: BTreeMap<(String, String, String), Entry> = BTreeMap::new();
     let mut by_path: HashMap<&str, usize> = HashMap::new();
-    for (i, (job, s)) in jobs.iter().zip(&results).enumerate() {
+    for (i, (job, s)) in jobs.iter().zip(results).enumerate() {
         let label = &media[job.disc].label;
-        let field = |name: &str| -> Result<&str, String> {
-            s.control
-                .get(name)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| {
-                    format!(
-                        "{label}: {}: the control file has no {name} field",
-                        job.file.path
-                    )
-                })
+        let (name, version, arch) = match identity_of(s, label, &job.file.path) {
+            Ok(id) => id,
+            Err(e) => {
+                errors.extend(e);
+                continue;
+            }
         };
-        let (name, version, arch) =
-            match (field("Package"), field("Version"), field("Architecture")) {
-                (Ok(n), Ok(v), Ok(a)) => (n, v, a),
-                (n, v, a) => {
-                    errors.extend([n.err(), v.err(), a.err()].into_iter().flatten());
-                    continue;
-                }
-            };
         if let Some(&first) = by_path.get(job.file.path.as_str()) {
             if results[first].sha256 != s.sha256 {
                 errors.push(format!(
@@ -418,25 +604,26 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
             .get(&job.file.path)
             .map(|l| l.component.clone())
             .unwrap_or_else(|| component_of(&job.file.path));
-        let key = (name.to_string(), version.to_string(), arch.to_string());
+        if let Err(e) = debpolicy::component(&component) {
+            errors.push(format!("{label}: {}: {e}", job.file.path));
+            continue;
+        }
+        let key = (name.clone(), version.clone(), arch.clone());
         match merged.get(&key) {
+            Some(e) if results[e.job].sha256 == s.sha256 => summary.deduplicated += 1,
             Some(e) => {
                 let first = &jobs[e.job];
-                if results[e.job].sha256 == s.sha256 {
-                    summary.deduplicated += 1;
-                } else {
-                    errors.push(format!(
-                        "{name} {version} {arch} is on the {} disc as {}:{} and on the {} disc as {}:{} with different bytes (sha256 {} vs {}); remove one of them",
-                        opts.discs[first.disc].0,
-                        media[first.disc].label,
-                        first.file.path,
-                        opts.discs[job.disc].0,
-                        label,
-                        job.file.path,
-                        results[e.job].sha256,
-                        s.sha256
-                    ));
-                }
+                errors.push(format!(
+                    "{name} {version} {arch} is on the {} disc as {}:{} and on the {} disc as {}:{} with different bytes (sha256 {} vs {}); remove one of them",
+                    opts.discs[first.disc].0,
+                    media[first.disc].label,
+                    first.file.path,
+                    opts.discs[job.disc].0,
+                    label,
+                    job.file.path,
+                    results[e.job].sha256,
+                    s.sha256
+                ));
             }
             None => {
                 merged.insert(
@@ -453,12 +640,19 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
     if !errors.is_empty() {
         bail!(report("cannot merge the discs", &errors));
     }
-    // Files of duplicates that were written under their own path go away.
+    Ok(merged)
+}
+
+/// Files of duplicates that were written under their own path go away.
+fn remove_duplicate_files(
+    jobs: &[Job<'_>],
+    merged: &BTreeMap<(String, String, String), Entry>,
+) -> Result<()> {
     let kept: BTreeSet<&str> = merged
         .values()
         .map(|e| jobs[e.job].file.path.as_str())
         .collect();
-    for job in &jobs {
+    for job in jobs {
         if let Some(dest) = &job.dest
             && !kept.contains(job.file.path.as_str())
         {
@@ -466,93 +660,36 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
                 .with_context(|| format!("removing the duplicate {}", dest.display()))?;
         }
     }
+    Ok(())
+}
 
-    // --- indexes --------------------------------------------------------------------
+/// `Packages` (plain, .gz, .xz) per component and architecture, `Release`,
+/// `InRelease`, `Release.gpg`.
+fn write_indexes(
+    opts: &Options,
+    key: &SigningKey,
+    staging: &Path,
+    jobs: &[Job<'_>],
+    results: &[Scanned],
+    merged: &BTreeMap<(String, String, String), Entry>,
+    summary: &mut Summary,
+) -> Result<()> {
     let mut components: BTreeSet<String> = opts.components.iter().cloned().collect();
     let mut archs: BTreeSet<String> = opts.architectures.iter().cloned().collect();
     for e in merged.values() {
         components.insert(e.component.clone());
         if e.arch != "all" {
-            archs.insert(e.arch.to_string());
+            archs.insert(e.arch.clone());
         }
     }
     if archs.is_empty() {
         archs.insert("amd64".into());
     }
-    let mut packages: BTreeMap<(String, String), String> = BTreeMap::new();
-    for c in &components {
-        for a in &archs {
-            packages.insert((c.clone(), a.clone()), String::new());
-        }
-    }
-    for e in merged.values() {
-        let job = &jobs[e.job];
-        let s = &results[e.job];
-        let mut p = s.control.clone();
-        for f in ["Filename", "Size", "MD5sum", "SHA1", "SHA256", "SHA512"] {
-            p.remove(f);
-        }
-        p.set("Filename", job.file.path.clone());
-        p.set("Size", job.file.size.to_string());
-        p.set("SHA256", s.sha256.clone());
-        let text = p.to_text();
-        let targets: Vec<&String> = if e.arch == "all" {
-            archs.iter().collect()
-        } else {
-            archs.iter().filter(|a| *a == e.arch).collect()
-        };
-        for a in targets {
-            let body = packages
-                .get_mut(&(e.component.clone(), a.clone()))
-                .expect("every component/arch pair exists");
-            if !body.is_empty() {
-                body.push('\n');
-            }
-            body.push_str(&text);
-        }
-        summary
-            .pool_hashes
-            .push((job.file.path.clone(), s.sha256.clone()));
-        *summary.packages.entry(e.component.clone()).or_default() += 1;
-        summary.total_packages += 1;
-        summary.bytes += job.file.size;
-    }
+    let packages = render_packages(&components, &archs, jobs, results, merged, summary);
     summary.components = components.iter().cloned().collect();
     summary.architectures = archs.iter().cloned().collect();
-
-    let dists = tmp_path.join("dists").join(&opts.suite);
-    // Compress every index in both formats at once: xz is the slowest step
-    // after hashing.
-    let compressed: Vec<Result<(Vec<u8>, Vec<u8>)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = packages
-            .values()
-            .map(|body| {
-                let gz = scope.spawn(|| gzip(body.as_bytes()));
-                let xz = scope.spawn(|| xz(body.as_bytes()));
-                (gz, xz)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(gz, xz)| {
-                let gz = gz.join().expect("gzip does not panic")?;
-                let xz = xz.join().expect("xz does not panic")?;
-                Ok((gz, xz))
-            })
-            .collect()
-    });
-    let mut release_files: Vec<(String, Vec<u8>)> = Vec::new();
-    for (((c, a), body), packed) in packages.iter().zip(compressed) {
-        let rel = format!("{c}/binary-{a}");
-        let (gz, xz) = packed.context("compressing the Packages indexes")?;
-        for (name, bytes) in [
-            ("Packages", body.as_bytes().to_vec()),
-            ("Packages.gz", gz),
-            ("Packages.xz", xz),
-        ] {
-            release_files.push((format!("{rel}/{name}"), bytes));
-        }
-    }
+    let dists = staging.join("dists").join(&opts.suite);
+    let release_files = compress_indexes(&packages)?;
     for (rel, bytes) in &release_files {
         write_file(&dists.join(rel), bytes)?;
     }
@@ -571,34 +708,156 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
     let detached = key
         .detached_armored(release.as_bytes(), opts.time)
         .context("signing Release.gpg")?;
-    write_file(&dists.join("Release.gpg"), detached.as_bytes())?;
+    write_file(&dists.join("Release.gpg"), detached.as_bytes())
+}
 
-    // --- cache, then swap into place -------------------------------------------------
-    let mut entries: Vec<CacheEntry> = jobs
+/// The text of every Packages index, by (component, architecture).
+fn render_packages(
+    components: &BTreeSet<String>,
+    archs: &BTreeSet<String>,
+    jobs: &[Job<'_>],
+    results: &[Scanned],
+    merged: &BTreeMap<(String, String, String), Entry>,
+    summary: &mut Summary,
+) -> BTreeMap<(String, String), String> {
+    let mut packages: BTreeMap<(String, String), String> = BTreeMap::new();
+    for c in components {
+        for a in archs {
+            packages.insert((c.clone(), a.clone()), String::new());
+        }
+    }
+    for e in merged.values() {
+        let job = &jobs[e.job];
+        let s = &results[e.job];
+        let mut p = s.control.clone();
+        for f in ["Filename", "Size", "MD5sum", "SHA1", "SHA256", "SHA512"] {
+            p.remove(f);
+        }
+        p.set("Filename", job.file.path.clone());
+        p.set("Size", job.file.size.to_string());
+        p.set("SHA256", s.sha256.clone());
+        let text = p.to_text();
+        for a in archs.iter().filter(|a| e.arch == "all" || **a == e.arch) {
+            let body = packages
+                .get_mut(&(e.component.clone(), a.clone()))
+                .expect("every component/arch pair exists");
+            if !body.is_empty() {
+                body.push('\n');
+            }
+            body.push_str(&text);
+        }
+        summary
+            .pool_hashes
+            .push((job.file.path.clone(), s.sha256.clone()));
+        *summary.packages.entry(e.component.clone()).or_default() += 1;
+        summary.total_packages += 1;
+        summary.bytes += job.file.size;
+    }
+    packages
+}
+
+/// Each index plain, gzip and xz (compressed at once: xz is the slowest
+/// step after hashing), as `(path under dists/SUITE, bytes)`.
+fn compress_indexes(
+    packages: &BTreeMap<(String, String), String>,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let compressed: Vec<Result<(Vec<u8>, Vec<u8>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = packages
+            .values()
+            .map(|body| {
+                let gz = scope.spawn(|| gzip(body.as_bytes()));
+                let xz = scope.spawn(|| xz(body.as_bytes()));
+                (gz, xz)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(gz, xz)| {
+                let gz = gz.join().expect("gzip does not panic")?;
+                let xz = xz.join().expect("xz does not panic")?;
+                Ok((gz, xz))
+            })
+            .collect()
+    });
+    let mut files = Vec::new();
+    for (((c, a), body), packed) in packages.iter().zip(compressed) {
+        let rel = format!("{c}/binary-{a}");
+        let (gz, xz) = packed.context("compressing the Packages indexes")?;
+        files.push((format!("{rel}/Packages"), body.as_bytes().to_vec()));
+        files.push((format!("{rel}/Packages.gz"), gz));
+        files.push((format!("{rel}/Packages.xz"), xz));
+    }
+    Ok(files)
+}
+
+/// The cache for the next build, sealed, in the output: what each pool
+/// file is now.
+fn write_cache(
+    opts: &Options,
+    seal: &[u8; 32],
+    jobs: &[Job<'_>],
+    results: &[Scanned],
+) -> Result<()> {
+    let entries: Vec<CacheEntry> = jobs
         .iter()
-        .zip(&results)
+        .zip(results)
         .map(|(job, s)| CacheEntry {
             disc: opts.discs[job.disc].0.clone(),
             path: job.file.path.clone(),
             size: job.file.size,
             mtime: job.file.mtime,
+            ctime: job.file.ctime,
             ident: job.file.ident,
+            pool: None,
             sha256: s.sha256.clone(),
-            md5: s.md5.clone(),
             control: s.control.to_text(),
         })
         .collect();
-    entries.sort_by(|a, b| (&a.disc, &a.path).cmp(&(&b.disc, &b.path)));
-    write_file(
-        &tmp_path.join(CACHE_FILE),
-        serde_json::to_string_pretty(&entries)?.as_bytes(),
-    )?;
-
-    replace_dir(&tmp_path, &opts.out)?;
-    tmp.0 = None;
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
+    save_cache(&opts.out, &opts.out.join(CACHE_FILE), seal, entries)
 }
+
+/// Writes a cache for the repository at `repo`, naming each pool file as it
+/// is now, sealed with `seal`; atomically.
+fn save_cache(
+    repo: &Path,
+    path: &Path,
+    seal: &[u8; 32],
+    mut entries: Vec<CacheEntry>,
+) -> Result<()> {
+    for e in &mut entries {
+        e.pool = FileIdentity::of(&repo.join(&e.path));
+    }
+    entries.sort_by(|a, b| (&a.disc, &a.path).cmp(&(&b.disc, &b.path)));
+    let body = serde_json::to_vec(&entries)?;
+    let file = CacheFile {
+        version: CACHE_VERSION,
+        mac: hex(&hmac_sha256(seal, &body)),
+        entries,
+    };
+    let tmp = path.with_extension("json.airlock-new");
+    write_file(&tmp, serde_json::to_string_pretty(&file)?.as_bytes())?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// After the repository at `repo` moved (a bundle put in place, the old one
+/// removed), names its pool files in the cache at `cache` as they are now.
+/// A cache without this key's seal is left alone.
+pub fn refresh_cache(repo: &Path, cache: &Path, key: &SigningKey) -> Result<()> {
+    let seal = cache_key(key)?;
+    let Ok(bytes) = fs::read(cache) else {
+        return Ok(());
+    };
+    let Some(file) = serde_json::from_slice::<CacheFile>(&bytes).ok() else {
+        return Ok(());
+    };
+    let body = serde_json::to_vec(&file.entries)?;
+    if hex(&hmac_sha256(&seal, &body)) != file.mac {
+        return Ok(());
+    }
+    save_cache(repo, cache, &seal, file.entries)
+}
+
+const CACHE_VERSION: u32 = 2;
 
 /// Puts `new` where `target` is, atomically as far as rename allows: the old
 /// directory is moved aside first and removed after.
@@ -708,82 +967,170 @@ pub fn render_release(
     out
 }
 
-/// Reads the cache of a previous build; a missing or unreadable cache just
-/// means a full build.
-fn read_cache(out: &Path) -> Vec<CacheEntry> {
-    fs::read(out.join(CACHE_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+/// Reads the cache of a previous build. A missing, unreadable or unsealed
+/// cache means a full build (and a note saying so).
+fn read_cache(opts: &Options, seal: &[u8; 32]) -> (HashMap<CacheKey, CacheEntry>, Option<String>) {
+    let Some(path) = opts.previous_cache.as_ref() else {
+        return (HashMap::new(), None);
+    };
+    let Ok(bytes) = fs::read(path) else {
+        return (HashMap::new(), None);
+    };
+    let file: Option<CacheFile> = serde_json::from_slice(&bytes).ok();
+    let Some(file) = file.filter(|f| f.version == CACHE_VERSION) else {
+        return (
+            HashMap::new(),
+            Some(format!(
+                "{} is not a cache of this airlock: everything was read again",
+                path.display()
+            )),
+        );
+    };
+    let body = serde_json::to_vec(&file.entries).unwrap_or_default();
+    if hex(&hmac_sha256(seal, &body)) != file.mac {
+        return (
+            HashMap::new(),
+            Some(format!(
+                "{} does not carry this signing key's seal (altered, or from another key): everything was read again",
+                path.display()
+            )),
+        );
+    }
+    let map = file.entries.into_iter().map(|e| (e.key(), e)).collect();
+    (map, None)
 }
 
-/// Reads `dists/*/…/binary-*/Packages*` of a disc, checking them against the
-/// disc's `Release` (and its signature, given the vendor's key).
-fn read_disc_index(medium: &Medium, keyring: Option<&Keyring>) -> Result<DiscIndex> {
+/// The most a compressed index may expand to.
+const MAX_INDEX_BYTES: u64 = 128 << 20;
+
+/// A disc's Release: the SHA256 of each index it lists, and whether it was
+/// verified.
+struct DiscRelease {
+    sums: BTreeMap<String, (u64, String)>,
+    verified: bool,
+}
+
+/// Reads each `dists/SUITE/Release` of a disc, checking its signature with
+/// `keyring` when given.
+fn read_releases(
+    medium: &Medium,
+    keyring: Option<&Keyring>,
+) -> Result<BTreeMap<String, DiscRelease>> {
     let label = &medium.label;
-    let mut index = DiscIndex {
-        signature: "unsigned".into(),
-        ..DiscIndex::default()
-    };
-    // Releases by suite directory.
-    let mut releases: BTreeMap<String, BTreeMap<String, (u64, String)>> = BTreeMap::new();
+    let mut releases = BTreeMap::new();
     for f in medium.files() {
         let parts: Vec<&str> = f.path.split('/').collect();
         if parts.len() != 3 || parts[0] != "dists" || parts[2] != "Release" {
             continue;
         }
         let suite_dir = format!("dists/{}", parts[1]);
+        if f.size > MAX_INDEX_BYTES {
+            bail!(
+                "{label}: {} is {} bytes: not a Release file",
+                f.path,
+                f.size
+            );
+        }
         let text = String::from_utf8(medium.read(f)?)
             .with_context(|| format!("{label}: {} is not text", f.path))?;
-        let inrelease = medium.find(&format!("{suite_dir}/InRelease"));
-        let detached = medium.find(&format!("{suite_dir}/Release.gpg"));
-        index.signature = match (keyring, inrelease.or(detached)) {
-            (_, None) if keyring.is_some() => bail!(
-                "{label}: {} is not signed (no InRelease or Release.gpg), but a disc keyring was given to check it",
-                f.path
-            ),
-            (_, None) => "unsigned".into(),
-            (None, Some(_)) => "not checked".into(),
-            (Some(k), Some(_)) => {
-                if let Some(sig) = detached {
-                    let sig = medium.read(sig)?;
-                    k.verify_detached(text.as_bytes(), &sig).with_context(|| {
-                        format!("{label}: the signature {suite_dir}/Release.gpg does not verify with the disc keyring")
-                    })?;
-                } else if let Some(inr) = inrelease {
-                    let signed = String::from_utf8(medium.read(inr)?)
-                        .with_context(|| format!("{label}: {suite_dir}/InRelease is not text"))?;
-                    let body = k.verify_cleartext(&signed).with_context(|| {
-                        format!(
-                            "{label}: {suite_dir}/InRelease does not verify with the disc keyring"
-                        )
-                    })?;
-                    if body.trim_end() != text.trim_end() {
-                        bail!("{label}: {suite_dir}/InRelease and Release differ");
-                    }
-                }
-                "verified".into()
+        let verified = match keyring {
+            None => false,
+            Some(k) => {
+                verify_release(medium, k, &suite_dir, &text)?;
+                true
             }
         };
         let para =
             Paragraph::parse(&text).map_err(|e| anyhow::anyhow!("{label}: {}: {e}", f.path))?;
         let mut sums = BTreeMap::new();
-        for field in ["MD5Sum", "SHA256"] {
-            if let Some(v) = para.get(field) {
-                for line in v.lines().map(str::trim).filter(|l| !l.is_empty()) {
-                    let w: Vec<&str> = line.split_whitespace().collect();
-                    if let [hash, size, path] = w[..] {
-                        let size: u64 = size.parse().unwrap_or(u64::MAX);
-                        // SHA256 overrides MD5 for the same file.
-                        sums.insert(path.to_string(), (size, hash.to_string()));
-                    }
-                }
+        for line in para.get("SHA256").unwrap_or("").lines().map(str::trim) {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            if let [hash, size, path] = w[..] {
+                let size: u64 = size.parse().unwrap_or(u64::MAX);
+                sums.insert(path.to_string(), (size, hash.to_ascii_lowercase()));
             }
         }
-        releases.insert(suite_dir, sums);
+        releases.insert(suite_dir, DiscRelease { sums, verified });
     }
+    Ok(releases)
+}
 
-    // Packages indexes, one variant per directory (plain, .gz, .xz).
+/// Checks a disc Release's signature (InRelease or Release.gpg).
+fn verify_release(medium: &Medium, k: &Keyring, suite_dir: &str, text: &str) -> Result<()> {
+    let label = &medium.label;
+    let detached = medium.find(&format!("{suite_dir}/Release.gpg"));
+    let inrelease = medium.find(&format!("{suite_dir}/InRelease"));
+    if let Some(sig) = detached {
+        let sig = medium.read(sig)?;
+        k.verify_detached(text.as_bytes(), &sig).with_context(|| {
+            format!("{label}: the signature {suite_dir}/Release.gpg does not verify with the disc keyring")
+        })?;
+    } else if let Some(inr) = inrelease {
+        let signed = String::from_utf8(medium.read(inr)?)
+            .with_context(|| format!("{label}: {suite_dir}/InRelease is not text"))?;
+        let body = k.verify_cleartext(&signed).with_context(|| {
+            format!("{label}: {suite_dir}/InRelease does not verify with the disc keyring")
+        })?;
+        if body.trim_end() != text.trim_end() {
+            bail!("{label}: {suite_dir}/InRelease and Release differ");
+        }
+    } else {
+        bail!(
+            "{label}: {suite_dir}/Release is not signed (no InRelease or Release.gpg), but a disc keyring was given to check it"
+        );
+    }
+    Ok(())
+}
+
+/// Reads `dists/*/…/binary-*/Packages*` of a disc, each checked against its
+/// suite's `Release` (and, with `keyring`, only under a verified one).
+fn read_disc_index(medium: &Medium, keyring: Option<&Keyring>) -> Result<DiscIndex> {
+    let label = &medium.label;
+    let releases = read_releases(medium, keyring)?;
+    if keyring.is_some() && releases.is_empty() {
+        bail!(
+            "{label}: the disc has no dists/*/Release, but a disc keyring was given to check it: nothing on it is signed"
+        );
+    }
+    let mut index = DiscIndex {
+        files: HashMap::new(),
+        present: false,
+        signature: match (keyring.is_some(), releases.is_empty()) {
+            (_, true) => ReleaseSignature::Unsigned,
+            (false, false) => ReleaseSignature::NotChecked,
+            (true, false) => ReleaseSignature::Verified,
+        },
+    };
+    for (dir, f) in packages_indexes(medium) {
+        let parts: Vec<&str> = dir.split('/').collect();
+        let suite_dir = format!("dists/{}", parts[1]);
+        let rel = f.path[suite_dir.len() + 1..].to_string();
+        match releases.get(&suite_dir) {
+            Some(r) => check_listed(medium, f, r, &suite_dir, &rel)?,
+            None if keyring.is_some() => bail!(
+                "{label}: {} has no {suite_dir}/Release above it, so the disc keyring cannot vouch for it",
+                f.path
+            ),
+            None => {}
+        }
+        let component = parts[2..parts.len() - 1].join("/");
+        debpolicy::component(&component)
+            .map_err(|e| anyhow::anyhow!("{label}: {}: {e}", f.path))?;
+        let text = decompress(&f.path, &medium.read(f)?)
+            .with_context(|| format!("{label}: {}", f.path))?;
+        let paragraphs =
+            control::parse_all(&text).map_err(|e| anyhow::anyhow!("{label}: {}: {e}", f.path))?;
+        for p in paragraphs {
+            add_listed(&mut index, label, &f.path, &component, &p)?;
+        }
+        index.present = true;
+    }
+    Ok(index)
+}
+
+/// The Packages index of each `binary-*` directory: one variant (plain,
+/// .gz, .xz, in that order of preference).
+fn packages_indexes(medium: &Medium) -> BTreeMap<String, &MediaFile> {
     let mut by_dir: BTreeMap<String, &MediaFile> = BTreeMap::new();
     for f in medium.files() {
         let parts: Vec<&str> = f.path.split('/').collect();
@@ -804,61 +1151,82 @@ fn read_disc_index(medium: &Medium, keyring: Option<&Keyring>) -> Result<DiscInd
             by_dir.insert(dir, f);
         }
     }
-    for (dir, f) in by_dir {
-        let raw = medium.read(f)?;
-        let parts: Vec<&str> = dir.split('/').collect();
-        let suite_dir = format!("dists/{}", parts[1]);
-        let rel = f.path[suite_dir.len() + 1..].to_string();
-        if let Some(sums) = releases.get(&suite_dir) {
-            match sums.get(&rel) {
-                Some((size, hash)) => {
-                    let got = if hash.len() == 64 {
-                        hex(&sha2::Sha256::digest(&raw))
-                    } else {
-                        hex(&md5::Md5::digest(&raw))
-                    };
-                    if *size != raw.len() as u64 || *hash != got {
-                        bail!(
-                            "{label}: {} does not match its {suite_dir}/Release entry (listed {size} bytes {hash}, found {} bytes {got}); the disc is damaged or altered",
-                            f.path,
-                            raw.len()
-                        );
-                    }
-                }
-                None if index.signature == "verified" => bail!(
-                    "{label}: {} is not listed in the signed {suite_dir}/Release",
-                    f.path
-                ),
-                None => {}
-            }
-        }
-        let text = decompress(&f.path, &raw).with_context(|| format!("{label}: {}", f.path))?;
-        let paragraphs =
-            control::parse_all(&text).map_err(|e| anyhow::anyhow!("{label}: {}: {e}", f.path))?;
-        let component = parts[2..parts.len() - 1].join("/");
-        for p in paragraphs {
-            let Some(filename) = p.get("Filename") else {
-                continue;
-            };
-            let filename = filename.trim().trim_start_matches("./").to_string();
-            let size = p
-                .get("Size")
-                .and_then(|s| s.trim().parse().ok())
-                .with_context(|| format!("{label}: {}: {filename} has no valid Size", f.path))?;
-            index.files.insert(
-                filename,
-                Listed {
-                    size,
-                    sha256: p.get("SHA256").map(|s| s.trim().to_ascii_lowercase()),
-                    md5: p.get("MD5sum").map(|s| s.trim().to_ascii_lowercase()),
-                    component: component.clone(),
-                    index: f.path.clone(),
-                },
-            );
-        }
-        index.present = true;
+    by_dir
+}
+
+/// An index must be listed, with its SHA256, in its suite's Release.
+fn check_listed(
+    medium: &Medium,
+    f: &MediaFile,
+    release: &DiscRelease,
+    suite_dir: &str,
+    rel: &str,
+) -> Result<()> {
+    let label = &medium.label;
+    let Some((size, hash)) = release.sums.get(rel) else {
+        bail!(
+            "{label}: {} is not listed with a SHA256 in {suite_dir}/Release{}",
+            f.path,
+            if release.verified { " (signed)" } else { "" }
+        );
+    };
+    let raw = medium.read(f)?;
+    let got = hex(&sha2::Sha256::digest(&raw));
+    if *size != raw.len() as u64 || *hash != got {
+        bail!(
+            "{label}: {} does not match its {suite_dir}/Release entry (listed {size} bytes {hash}, found {} bytes {got}); the disc is damaged or altered",
+            f.path,
+            raw.len()
+        );
     }
-    Ok(index)
+    Ok(())
+}
+
+/// One paragraph of a disc's Packages index into `index`.
+fn add_listed(
+    index: &mut DiscIndex,
+    label: &str,
+    from: &str,
+    component: &str,
+    p: &Paragraph,
+) -> Result<()> {
+    let Some(filename) = p.get("Filename") else {
+        return Ok(());
+    };
+    let filename = filename.trim().trim_start_matches("./").to_string();
+    debpolicy::pool_path(&filename)
+        .map_err(|e| anyhow::anyhow!("{label}: {from}: Filename {e}"))?;
+    let size = p
+        .get("Size")
+        .and_then(|s| s.trim().parse().ok())
+        .with_context(|| format!("{label}: {from}: {filename} has no valid Size"))?;
+    let sha256 = p
+        .get("SHA256")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .with_context(|| {
+            format!(
+                "{label}: {from} lists {filename} without a SHA256: it cannot vouch for its bytes"
+            )
+        })?;
+    let listed = Listed {
+        size,
+        sha256,
+        component: component.to_string(),
+        index: from.to_string(),
+    };
+    if let Some(old) = index.files.get(&filename)
+        && (old.size != listed.size || old.sha256 != listed.sha256)
+    {
+        bail!(
+            "{label}: {filename} is listed twice with different sizes or hashes ({} in {}, {} in {from})",
+            old.sha256,
+            old.index,
+            listed.sha256
+        );
+    }
+    index.files.entry(filename).or_insert(listed);
+    Ok(())
 }
 
 fn rank(name: &str) -> u8 {
@@ -869,26 +1237,30 @@ fn rank(name: &str) -> u8 {
     }
 }
 
+/// An index as text, decompressed within [`MAX_INDEX_BYTES`] (a small
+/// compressed file must not expand into gigabytes).
 fn decompress(path: &str, raw: &[u8]) -> Result<String> {
     use std::io::Read;
-    let mut text = String::new();
-    if path.ends_with(".gz") {
-        flate2::read::GzDecoder::new(raw).read_to_string(&mut text)?;
+    let reader: Box<dyn Read + '_> = if path.ends_with(".gz") {
+        Box::new(flate2::read::GzDecoder::new(raw))
     } else if path.ends_with(".xz") {
-        liblzma::read::XzDecoder::new(raw).read_to_string(&mut text)?;
+        Box::new(liblzma::read::XzDecoder::new(raw))
     } else {
-        text = String::from_utf8(raw.to_vec()).context("not UTF-8 text")?;
+        Box::new(raw)
+    };
+    let mut bytes = Vec::new();
+    reader.take(MAX_INDEX_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_INDEX_BYTES {
+        bail!(
+            "expands to more than {} MiB: not a Packages index (a compression bomb?)",
+            MAX_INDEX_BYTES >> 20
+        );
     }
-    Ok(text)
+    String::from_utf8(bytes).context("not UTF-8 text")
 }
 
 /// Reads every job's file once (or takes it from the cache), on all cores.
-fn scan_all(
-    media: &[Medium],
-    jobs: &[Job<'_>],
-    old_out: &Path,
-    opts: &Options,
-) -> Result<Vec<Result<Scanned>>> {
+fn scan_all(media: &[Medium], jobs: &[Job<'_>], opts: &Options) -> Result<Vec<Scanned>> {
     let total_bytes: u64 = jobs
         .iter()
         .filter(|j| j.cached.is_none())
@@ -897,28 +1269,40 @@ fn scan_all(
     let bar = crate::par::progress_bar(opts.progress, total_bytes, "reading packages");
     let done = AtomicUsize::new(0);
     let results = crate::par::map_buffered(jobs, crate::par::threads(opts.jobs), |job, buf| {
-        let res = match &job.cached {
-            Some(c) => reuse(job, c, &media[job.disc], old_out),
-            None => scan_one(&media[job.disc], job, buf, &bar),
+        let res = match (&job.cached, &opts.previous) {
+            (Some(c), Some(prev)) => reuse(job, c, prev),
+            _ => scan_one(&media[job.disc], job, buf, &bar),
         };
         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
         bar.set_message(format!("{n}/{}", jobs.len()));
         res
     });
     bar.finish_and_clear();
-    Ok(results)
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for (job, res) in jobs.iter().zip(results) {
+        match res {
+            Ok(s) => out.push(s),
+            Err(e) => errors.push(format!(
+                "{}: {}: {e:#}",
+                media[job.disc].label, job.file.path
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        bail!(report("cannot read", &errors));
+    }
+    Ok(out)
 }
 
-/// A file the cache knows: link its bytes into the new pool, no reading.
-fn reuse(job: &Job<'_>, c: &CacheEntry, medium: &Medium, old_out: &Path) -> Result<Scanned> {
+/// A file the cache knows: link the previous build's pool file (checked to
+/// be as that build left it) into the new pool; nothing is read.
+fn reuse(job: &Job<'_>, c: &CacheEntry, previous: &Path) -> Result<Scanned> {
     if let Some(dest) = &job.dest {
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent)?;
         }
-        let from = match &job.file.location {
-            Location::Path(p) if medium.dir_root().is_some() => p.clone(),
-            _ => old_out.join(&job.file.path),
-        };
+        let from = previous.join(&job.file.path);
         if fs::hard_link(&from, dest).is_err() {
             fs::copy(&from, dest)
                 .with_context(|| format!("copying {} to {}", from.display(), dest.display()))?;
@@ -926,13 +1310,14 @@ fn reuse(job: &Job<'_>, c: &CacheEntry, medium: &Medium, old_out: &Path) -> Resu
     }
     Ok(Scanned {
         sha256: c.sha256.clone(),
-        md5: c.md5.clone(),
         control: Paragraph::parse(&c.control)
             .map_err(|e| anyhow::anyhow!("cached control: {e}"))?,
     })
 }
 
-/// Hashes, scans and (when needed) copies one `.deb` in a single pass.
+/// Hashes, scans and (for the first occurrence of a path) copies one
+/// `.deb` in a single pass. The pool gets its own copy, never a link to a
+/// disc's file: the output must not change when the disc does.
 fn scan_one(
     medium: &Medium,
     job: &Job<'_>,
@@ -944,24 +1329,23 @@ fn scan_one(
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        let linked = match &job.file.location {
-            Location::Path(src) => fs::hard_link(src, dest).is_ok(),
-            Location::Extents(_) => false,
-        };
-        if !linked {
-            out = Some(
-                fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?,
-            );
-        }
+        // 0644 exactly, whatever the umask: what a bundle keeps, so it
+        // never has to change it (a change would move its ctime).
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(dest)
+            .with_context(|| format!("creating {}", dest.display()))?;
+        f.set_permissions(fs::Permissions::from_mode(0o644))?;
+        out = Some(std::io::BufWriter::with_capacity(1 << 20, f));
     }
     let mut sha = sha2::Sha256::new();
-    let mut md5 = job.need_md5.then(md5::Md5::new);
     let mut deb = DebScanner::new();
     medium.stream(job.file, buf, |chunk| {
         sha.update(chunk);
-        if let Some(m) = &mut md5 {
-            m.update(chunk);
-        }
         deb.feed(chunk);
         if let Some(f) = &mut out {
             f.write_all(chunk)
@@ -970,12 +1354,15 @@ fn scan_one(
         bar.inc(chunk.len() as u64);
         Ok(())
     })?;
+    if let Some(f) = out {
+        f.into_inner()
+            .map_err(|e| anyhow::anyhow!("writing {}: {}", job.file.path, e.error()))?;
+    }
     let control = deb
         .finish()
         .map_err(|e| anyhow::anyhow!("corrupt .deb: {e}"))?;
     Ok(Scanned {
         sha256: hex(&sha.finalize()),
-        md5: md5.map(|m| hex(&m.finalize())),
         control,
     })
 }

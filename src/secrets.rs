@@ -82,8 +82,22 @@ impl Secrets {
     pub fn load_or_create(path: &Path, cluster: &str) -> Result<(Secrets, bool)> {
         match fs::read_to_string(path) {
             Ok(text) => {
-                let s: Secrets = toml::from_str(&text)
-                    .with_context(|| format!("reading the secrets file {}", path.display()))?;
+                // The parser's own message quotes the line: it may hold the
+                // password. Say where and what, never the text.
+                let s: Secrets = toml::from_str(&text).map_err(|e| {
+                    let at = e
+                        .span()
+                        .map(|sp| {
+                            let line = text[..sp.start.min(text.len())].matches('\n').count() + 1;
+                            format!(" at line {line}")
+                        })
+                        .unwrap_or_default();
+                    anyhow::anyhow!(
+                        "reading the secrets file {}: not valid TOML{at}: {} (the line is not shown: it may hold a secret)",
+                        path.display(),
+                        e.message()
+                    )
+                })?;
                 s.leader_host_public()
                     .and(s.token_client_public())
                     .with_context(|| format!("checking the secrets file {}", path.display()))?;

@@ -287,6 +287,17 @@ fn crc24(data: &[u8]) -> u32 {
 fn armor_checksum(armored: &[u8]) -> Result<()> {
     use base64::Engine;
     let text = std::str::from_utf8(armored).context("the armored signature is not text")?;
+    // Nothing before the armor and only line ends after it: whatever else
+    // is there, no reader agrees on.
+    let trimmed = text.trim_end_matches(['\n', '\r']);
+    if !text.starts_with("-----BEGIN ")
+        || !trimmed
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("-----END ") && l.ends_with("-----"))
+    {
+        bail!("the armored signature has text before its BEGIN or after its END line");
+    }
     let mut lines = text.lines().map(str::trim_end);
     lines
         .by_ref()

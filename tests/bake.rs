@@ -438,3 +438,28 @@ fn a_bad_recipe_bakes_nothing() {
     );
     assert!(!dir.path().join("out").exists());
 }
+
+/// A broken secrets file is named with its line, never quoted: the line may
+/// be the password.
+#[test]
+fn a_broken_secrets_file_never_shows_its_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = edited(dir.path(), |t| t);
+    fs::write(
+        dir.path().join("s.toml"),
+        "db_password = \"Sup3rSecretPassw0rd\nleader_host_key = \"x\"\n",
+    )
+    .unwrap();
+    let run = bake(dir.path(), &recipe, &["--secrets", "s.toml"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("s.toml") && run.stderr.contains("line 1"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("Sup3rSecret") && !run.stdout.contains("Sup3rSecret"),
+        "{}",
+        run.stderr
+    );
+}

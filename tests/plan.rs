@@ -522,3 +522,55 @@ fn missing_password_file_is_reported() {
         run.stderr
     );
 }
+
+/// Interface names with YAML, shell or keepalived syntax never reach a
+/// rendered file.
+#[test]
+fn interface_names_with_syntax_in_them_are_refused() {
+    for bad in [
+        "*eth0",
+        "{eth0",
+        "#eth0",
+        "eth0\"",
+        "eth'0",
+        "$(reboot)",
+        "eth0 x",
+        "a-very-long-name0",
+    ] {
+        let edited = replace_once(
+            &stand(),
+            "interface = \"eth0\"",
+            &format!("interface = {}", toml::Value::String(bad.into())),
+        );
+        assert_rejected(edited, &["network.interface", "not a Linux interface name"]);
+    }
+}
+
+/// Tens of thousands of problems are all reported, each at its own line,
+/// in linear time (each used to re-read the whole recipe).
+#[test]
+fn a_huge_recipe_is_checked_whole_and_quickly() {
+    let mut text = stand();
+    let n = 20_000;
+    for i in 0..n {
+        text.push_str(&format!(
+            "\n[[host]]\nname = \"m{i}\"\nrole = \"manager\"\nip = \"10.10.143.180\"\n"
+        ));
+    }
+    let run = plan_text(&text, &[]);
+    assert_eq!(run.code, 1);
+    let dupes = run.stderr.matches("is also the address of").count();
+    assert!(
+        dupes >= n,
+        "{dupes} duplicates reported:\n{}",
+        &run.stderr[..2000.min(run.stderr.len())]
+    );
+    let last_line = text.lines().count();
+    assert!(
+        run.stderr.contains(&format!(
+            "site.toml:{last_line}:6: error: host[{}].ip",
+            n + 4
+        )),
+        "the last host's line is named"
+    );
+}

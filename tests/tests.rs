@@ -6,6 +6,7 @@ mod common;
 mod docs;
 mod firstboot;
 mod hostile;
+mod hostile_discs;
 mod offline;
 mod plan;
 mod repo;
