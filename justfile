@@ -52,3 +52,8 @@ docs:
 # an offline build at the secure site
 vendor:
     scripts/vendor
+
+# Fuzz every parser for SECONDS each (default 60): ISO, .deb/control, disc
+# index, SHA256SUMS, bundle tar, recipe, role file (FUZZING.md)
+fuzz SECONDS="60":
+    scripts/fuzz {{SECONDS}}

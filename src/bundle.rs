@@ -732,6 +732,13 @@ fn parse_listing<T>(
     out
 }
 
+/// Parses a `SHA256SUMS` text: the listing and what is wrong with it.
+pub fn parse_manifest(text: &str) -> (BTreeMap<String, String>, Vec<Finding>) {
+    let mut problems = Vec::new();
+    let m = parse_sums(text, &mut problems);
+    (m, problems)
+}
+
 /// Parses SHA256SUMS.
 fn parse_sums(text: &str, problems: &mut Vec<Finding>) -> BTreeMap<String, String> {
     parse_listing(
@@ -1052,16 +1059,30 @@ const HEAD_LIMIT: u64 = 64 << 20;
 /// extracted, in the one form `airlock build` writes ([`tarform`]).
 pub fn verify_tar(file: &Path, keyring: Option<&Path>, progress: bool) -> Result<Report> {
     let label = file.display().to_string();
+    let keyring = keyring.map(Keyring::load).transpose()?;
     let f = fs::File::open(file).with_context(|| format!("opening {label}"))?;
     let total = f.metadata()?.len();
     let bar = progress_bar(progress, total, "verifying");
-    let mut buffered = std::io::BufReader::with_capacity(1 << 20, bar.wrap_read(f));
-    let gz = std::io::BufRead::fill_buf(&mut buffered)
+    let buffered = std::io::BufReader::with_capacity(1 << 20, bar.wrap_read(f));
+    let report = verify_tar_stream(buffered, keyring.as_ref(), &label);
+    bar.finish_and_clear();
+    report
+}
+
+/// [`verify_tar`] on a stream (`label` names it in findings); without a
+/// keyring, the tar's own.
+pub fn verify_tar_stream<R: std::io::BufRead>(
+    mut input: R,
+    keyring: Option<&Keyring>,
+    label: &str,
+) -> Result<Report> {
+    let gz = input
+        .fill_buf()
         .with_context(|| format!("reading {label}"))?
         .starts_with(&[0x1f, 0x8b]);
     let mut problems = Vec::new();
     let result = if gz {
-        let decoder = flate2::bufread::GzDecoder::new(buffered);
+        let decoder = flate2::bufread::GzDecoder::new(input);
         // airlock's gzip header: no name, comment or extra field, time 0,
         // system "unknown" (flate2's). Anything else was made by another tool.
         let header_ok = decoder.header().is_none_or(|h| {
@@ -1074,28 +1095,27 @@ pub fn verify_tar(file: &Path, keyring: Option<&Path>, progress: bool) -> Result
         if !header_ok {
             problems.push(finding(
                 "form",
-                &label,
+                label,
                 "a gzip header airlock does not write (a name, comment, extra field, time or system): verify the uncompressed tar instead",
             ));
         }
         let mut tr = tarform::TarReader::new(decoder);
-        let r = read_bundle_tar(&mut tr, keyring, &label, &mut problems);
+        let r = read_bundle_tar(&mut tr, keyring, label, &mut problems);
         let decoder = tr.into_inner();
         let mut inner = decoder.into_inner();
-        let rest = std::io::BufRead::fill_buf(&mut inner).map(|b| !b.is_empty());
+        let rest = inner.fill_buf().map(|b| !b.is_empty());
         if problems.iter().all(|p| p.kind != "form") && !matches!(rest, Ok(false)) {
             problems.push(finding(
                 "form",
-                &label,
+                label,
                 "bytes after the gzip member (a second member or garbage: gzip -d would read on)",
             ));
         }
         r
     } else {
-        let mut tr = tarform::TarReader::new(buffered);
-        read_bundle_tar(&mut tr, keyring, &label, &mut problems)
+        let mut tr = tarform::TarReader::new(input);
+        read_bundle_tar(&mut tr, keyring, label, &mut problems)
     };
-    bar.finish_and_clear();
     let (listing, own, files, bytes) = result?;
     Ok(report(listing, own, files, bytes, problems))
 }
@@ -1105,7 +1125,7 @@ pub fn verify_tar(file: &Path, keyring: Option<&Path>, progress: bool) -> Result
 /// the mode MODES gives it.
 fn read_bundle_tar<R: Read>(
     tr: &mut tarform::TarReader<R>,
-    keyring: Option<&Path>,
+    keyring: Option<&Keyring>,
     label: &str,
     problems: &mut Vec<Finding>,
 ) -> Result<(Listing, bool, usize, u64)> {
@@ -1175,11 +1195,18 @@ fn read_bundle_tar<R: Read>(
         head.insert(want, data);
     }
     let own = keyring.is_none();
-    let keyring = keyring_for(
-        keyring,
-        head.get(sign::PUBLIC_GPG_FILE).map(Vec::as_slice),
-        &format!("{label}:{}", sign::PUBLIC_GPG_FILE),
-    )?;
+    let own_keyring;
+    let keyring = match keyring {
+        Some(k) => k,
+        None => {
+            own_keyring = keyring_for(
+                None,
+                head.get(sign::PUBLIC_GPG_FILE).map(Vec::as_slice),
+                &format!("{label}:{}", sign::PUBLIC_GPG_FILE),
+            )?;
+            &own_keyring
+        }
+    };
     let Some(sums) = head.get(SUMS) else {
         problems.push(finding("missing", SUMS, "the tar holds no manifest"));
         return Ok((Listing::empty(), own, found.len(), bytes));
@@ -1188,7 +1215,7 @@ fn read_bundle_tar<R: Read>(
         sums,
         head.get(SUMS_SIG).map(Vec::as_slice),
         head.get(MODES).map(Vec::as_slice),
-        &keyring,
+        keyring,
         problems,
     );
     if problems.iter().any(|p| p.kind == "form") {

@@ -1229,6 +1229,23 @@ fn add_listed(
     Ok(())
 }
 
+/// One Packages index of a disc as the build reads it: decompressed within
+/// bounds (by its name's extension), parsed, each entry checked. Returns
+/// the number of files it vouches for. (What the fuzzer drives.)
+pub fn parse_disc_packages(name: &str, raw: &[u8]) -> Result<usize> {
+    let mut index = DiscIndex {
+        files: HashMap::new(),
+        present: true,
+        signature: ReleaseSignature::Unsigned,
+    };
+    let text = decompress(name, raw)?;
+    let paragraphs = control::parse_all(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    for p in paragraphs {
+        add_listed(&mut index, "disc", name, "main", &p)?;
+    }
+    Ok(index.files.len())
+}
+
 fn rank(name: &str) -> u8 {
     match name {
         "Packages" => 0,

@@ -1,0 +1,25 @@
+//! verify of a bundle tar (or .tar.gz), with the demo key as the keyring.
+#![no_main]
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+
+fn keyring() -> &'static airlock::sign::Keyring {
+    static K: OnceLock<airlock::sign::Keyring> = OnceLock::new();
+    K.get_or_init(|| airlock::sign::Keyring::of(&airlock::demo::demo_key().unwrap()))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let r = airlock::bundle::verify_tar_stream(data, Some(keyring()), "fuzz.tar");
+    // Also the raw tar form alone.
+    let mut tr = airlock::tarform::TarReader::new(data);
+    let mut buf = [0u8; 4096];
+    while let Ok(Some(_)) = tr.next_entry() {
+        while let Ok(n) = tr.read_data(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    let _ = r;
+});

@@ -1,0 +1,19 @@
+//! A recipe: strict TOML model, then every cross-field check of plan.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let source = airlock::recipe::Source {
+        path: "fuzz.toml".into(),
+        text: text.to_string(),
+    };
+    if let Ok(r) = airlock::recipe::parse(&source) {
+        let outcome = airlock::plan::resolve(&r, &source, airlock::plan::MediaCheck::Warn);
+        if let Some(plan) = outcome.plan {
+            let _ = plan.to_table();
+        }
+    }
+});
