@@ -1,29 +1,19 @@
 //! airlock: turn a cluster recipe and the install discs into one verified
 //! bundle for an air-gapped site, and let cloned VMs configure themselves into
 //! a fault-tolerant Space VDI 5.4 cluster.
+//!
+//! Three wings:
+//! - [`build`]: the builder at the secure site (`airlock`): recipe, plan,
+//!   discs, repository, seeds, bundle (only with the `builder` feature);
+//! - [`vm`]: the runner on each clone (`airlock-firstboot`);
+//! - [`shared`]: the contract both read: VM paths, the role file, the
+//!   inventory, the journal, the manifest and its verification, ISO reading,
+//!   the VM files' renderers, the atomic writer.
+//!
+//! `vm` and `shared` import nothing from `build` (`just lint` builds them
+//! without it).
 
-pub mod bundle;
-pub mod cli;
-pub mod control;
-pub mod deb;
-pub mod debpolicy;
-pub mod demo;
-pub mod edits;
-pub mod elfcheck;
-pub mod iso;
-pub mod journal;
-pub mod media;
-pub mod outdir;
-pub mod par;
-pub mod payload;
-pub mod plan;
-pub mod recipe;
-pub mod repo;
-pub mod role;
-pub mod secrets;
-pub mod seed;
-pub mod sign;
-pub mod tarform;
-pub mod timefmt;
+#[cfg(feature = "builder")]
+pub mod build;
+pub mod shared;
 pub mod vm;
-pub mod writer;

@@ -1,5 +1,5 @@
 //! `airlock`, the builder. Everything lives in the library; see `airlock --help`.
 
 fn main() -> std::process::ExitCode {
-    airlock::cli::main()
+    airlock::build::cli::main()
 }

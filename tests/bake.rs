@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::{Run, airlock_bin, repo_dir};
+use airlock::shared::render;
+use airlock::shared::role::RoleFile;
 
 const HOSTS: [&str; 5] = ["spdb1", "spdb2", "spleader", "spmanager1", "spmanager2"];
 
@@ -192,20 +194,20 @@ fn seeds_are_cidata_images_holding_the_three_files() {
     }
 }
 
-/// Runs `keepalived -t` on a rendered config, with its scripts put in place
-/// under a temporary directory (keepalived checks they exist).
-fn keepalived_check(payload: &Path, scratch: &Path) -> (i32, String) {
+/// The role file baked into a host's payload.
+fn baked_role(payload: &Path) -> RoleFile {
+    RoleFile::load(&payload.join("rootfs/etc/airlock/role.toml")).unwrap()
+}
+
+/// Runs `keepalived -t` on a keepalived.conf, with the scripts the runner
+/// renders put in place under a temporary directory (keepalived checks that
+/// they exist).
+fn keepalived_check(role: &RoleFile, conf: &str, scratch: &Path) -> (i32, String) {
     let scripts = scratch.join("scripts");
     fs::create_dir_all(&scripts).unwrap();
-    for s in ["pg-ready.sh", "promote.sh"] {
-        let src = payload.join("rootfs/etc/airlock/keepalived").join(s);
-        if src.exists() {
-            fs::copy(&src, scripts.join(s)).unwrap();
-        }
-    }
-    let conf = fs::read_to_string(payload.join("rootfs/etc/airlock/keepalived.conf"))
-        .unwrap()
-        .replace("/etc/airlock/keepalived", scripts.to_str().unwrap());
+    fs::write(scripts.join("pg-ready.sh"), render::pg_ready_script(role)).unwrap();
+    fs::write(scripts.join("promote.sh"), render::promote_script(role)).unwrap();
+    let conf = conf.replace("/etc/airlock/keepalived", scripts.to_str().unwrap());
     let file = scratch.join("keepalived.conf");
     fs::write(&file, conf).unwrap();
     run_tool(Command::new("keepalived").arg("-t").arg("-f").arg(&file))
@@ -224,25 +226,21 @@ fn every_keepalived_conf_passes_keepalived_t() {
                 .replace("user = \"dbuser\"", &format!("user = \"dbuser\"\n{edit}"))
         });
         for h in ["spdb1", "spdb2"] {
-            let scratch = dir.path().join("k").join(h);
-            let (code, out) = keepalived_check(&dir.path().join("out/payloads").join(h), &scratch);
+            let role = baked_role(&dir.path().join("out/payloads").join(h));
+            let conf = render::keepalived_conf(&role).unwrap();
+            let (code, out) = keepalived_check(&role, &conf, &dir.path().join("k").join(h));
             assert_eq!(code, 0, "{mode} {h}: {out}");
         }
-        assert!(
-            !dir.path()
-                .join("out/payloads/spleader/rootfs/etc/airlock/keepalived.conf")
-                .exists()
-        );
+        let leader = baked_role(&dir.path().join("out/payloads/spleader"));
+        assert!(render::keepalived_conf(&leader).is_none());
     }
     // A router id keepalived refuses is caught by the same check.
     let (dir, _) = baked(|t| t);
-    let payload = dir.path().join("out/payloads/spdb1");
-    let conf = payload.join("rootfs/etc/airlock/keepalived.conf");
-    let text = fs::read_to_string(&conf)
+    let role = baked_role(&dir.path().join("out/payloads/spdb1"));
+    let conf = render::keepalived_conf(&role)
         .unwrap()
         .replace("virtual_router_id 51", "virtual_router_id 300");
-    fs::write(&conf, text).unwrap();
-    let (code, out) = keepalived_check(&payload, &dir.path().join("bad"));
+    let (code, out) = keepalived_check(&role, &conf, &dir.path().join("bad"));
     assert_ne!(code, 0, "{out}");
 }
 
@@ -259,15 +257,19 @@ fn both_peers_share_one_router_id_and_one_user() {
         )
         .unwrap()
     };
+    let role = |h: &str| baked_role(&dir.path().join("out/payloads").join(h));
     for h in ["spdb1", "spdb2"] {
-        assert!(p(h, "etc/airlock/keepalived.conf").contains("virtual_router_id 51\n"));
+        let conf = render::keepalived_conf(&role(h)).unwrap();
+        assert!(conf.contains("virtual_router_id 51\n"), "{h}: {conf}");
     }
     assert!(
-        p("spdb1", "etc/airlock/pg_hba.airlock")
+        render::pg_hba_lines(&role("spdb1"))
+            .unwrap()
             .contains("host replication dbuser 10.10.143.177/32 md5")
     );
     assert!(
-        p("spdb2", "etc/airlock/pg_hba.airlock")
+        render::pg_hba_lines(&role("spdb2"))
+            .unwrap()
             .contains("host replication dbuser 10.10.143.176/32 md5")
     );
     let role: toml::Value = toml::from_str(&p("spdb2", "etc/airlock/role.toml")).unwrap();

@@ -477,7 +477,7 @@ fn the_runner_for_astra_needs_at_most_glibc_2_28() {
         eprintln!("skipping: {} not built (just runner)", runner.display());
         return;
     };
-    let v = airlock::elfcheck::max_glibc(&bytes).unwrap();
+    let v = airlock::build::elfcheck::max_glibc(&bytes).unwrap();
     assert!(
         v.is_none_or(|v| v <= (2, 28)),
         "the runner needs GLIBC_{v:?}"
@@ -504,7 +504,7 @@ fn the_runner_for_astra_needs_at_most_glibc_2_28() {
     );
     let shipped = fs::read(dir.path().join("b/bin/airlock-firstboot")).unwrap();
     assert!(
-        airlock::elfcheck::max_glibc(&shipped)
+        airlock::build::elfcheck::max_glibc(&shipped)
             .unwrap()
             .is_none_or(|v| v <= (2, 28))
     );

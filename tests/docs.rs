@@ -45,7 +45,7 @@ fn completions(cmd: clap::Command, out: &mut BTreeMap<String, Vec<u8>>) {
 fn generated() -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for cmd in [
-        airlock::cli::Cli::command(),
+        airlock::build::cli::Cli::command(),
         airlock::vm::cli::Cli::command(),
     ] {
         man_pages(cmd.clone(), &mut out);
@@ -104,7 +104,11 @@ fn every_subcommand_has_an_example() {
         }
     }
     let mut missing = Vec::new();
-    check(&airlock::cli::Cli::command(), "airlock", &mut missing);
+    check(
+        &airlock::build::cli::Cli::command(),
+        "airlock",
+        &mut missing,
+    );
     check(
         &airlock::vm::cli::Cli::command(),
         "airlock-firstboot",

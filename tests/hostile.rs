@@ -497,9 +497,9 @@ fn a_signed_manifest_that_lists_a_file_twice_is_refused() {
     let evil = format!("{}  bin/airlock-firstboot\n{sums}", "0".repeat(64));
     assert!(evil.contains(line));
     fs::write(bundle.join("SHA256SUMS"), &evil).unwrap();
-    let key = airlock::demo::demo_key().unwrap();
+    let key = airlock::build::demo::demo_key().unwrap();
     let sig = key
-        .detached_armored(evil.as_bytes(), airlock::demo::DEMO_TIME)
+        .detached_armored(evil.as_bytes(), airlock::build::demo::DEMO_TIME)
         .unwrap();
     fs::write(bundle.join("SHA256SUMS.gpg"), sig).unwrap();
     refused(&bundle, "lists it twice", "a duplicate line");
@@ -619,7 +619,7 @@ fn a_thousand_random_alterations_of_each_form_are_all_refused() {
                 continue;
             }
             fs::write(&evil, &bytes).unwrap();
-            let r = airlock::bundle::verify_tar(&evil, Some(&keyring), false);
+            let r = airlock::build::bundle::verify_tar(&evil, Some(&keyring), false);
             if r.is_ok_and(|r| r.ok) {
                 // Only an alteration that changes nothing a reader sees may
                 // pass: an unused bit of the deflate stream (gzip -d gives
@@ -652,7 +652,7 @@ fn a_thousand_random_alterations_of_each_form_are_all_refused() {
             continue;
         }
         fs::write(f, &bytes).unwrap();
-        let r = airlock::bundle::verify_dir(&bundle, Some(&keyring), false);
+        let r = airlock::build::bundle::verify_dir(&bundle, Some(&keyring), false);
         fs::write(f, &orig).unwrap();
         if r.is_ok_and(|r| r.ok) {
             accepted.push(format!("{}: {what}", f.display()));
@@ -665,7 +665,7 @@ fn a_thousand_random_alterations_of_each_form_are_all_refused() {
         "{equivalent} of 1000 alterations of the gzip stream left the tar byte for byte as it was"
     );
     assert!(
-        airlock::bundle::verify_dir(&bundle, Some(&keyring), false)
+        airlock::build::bundle::verify_dir(&bundle, Some(&keyring), false)
             .unwrap()
             .ok
     );

@@ -345,7 +345,7 @@ fn with_a_disc_keyring_every_index_must_be_under_a_verified_release() {
     let site = Site::new();
     let disc = make_disc(&site.path("disc"), &[Pkg::new("hello", "1.0")]);
     let suite = disc.join("dists/1.7_x86-64");
-    let key = airlock::sign::SigningKey::load(&site.path("keys/signing-key.asc")).unwrap();
+    let key = airlock::build::sign::SigningKey::load(&site.path("keys/signing-key.asc")).unwrap();
     let release = fs::read_to_string(suite.join("Release")).unwrap();
     fs::write(
         suite.join("Release.gpg"),

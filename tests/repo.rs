@@ -216,7 +216,7 @@ fn a_vm_whose_clock_is_a_day_behind_uses_the_repository_with_the_bundles_apt_set
     assert!(!ok && out.contains("not valid yet"), "{out}");
     // ...unless told otherwise for this repository's Label, as every VM is.
     let conf = site.path("50airlock");
-    fs::write(&conf, airlock::payload::apt_conf()).unwrap();
+    fs::write(&conf, airlock::shared::render::apt_conf()).unwrap();
     let apt = AptRoot::new(&site.path("a2"), &site.path("repo"), &site.keyring(), SUITE);
     let (ok, out) = apt.apt_get_env(&["update"], &[("APT_CONFIG", &conf)]);
     assert!(ok, "apt-get update with the bundle's setting:\n{out}");

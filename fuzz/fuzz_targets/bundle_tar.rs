@@ -4,15 +4,15 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 
-fn keyring() -> &'static airlock::sign::Keyring {
-    static K: OnceLock<airlock::sign::Keyring> = OnceLock::new();
-    K.get_or_init(|| airlock::sign::Keyring::of(&airlock::demo::demo_key().unwrap()))
+fn keyring() -> &'static airlock::shared::keyring::Keyring {
+    static K: OnceLock<airlock::shared::keyring::Keyring> = OnceLock::new();
+    K.get_or_init(|| airlock::build::demo::demo_key().unwrap().keyring())
 }
 
 fuzz_target!(|data: &[u8]| {
-    let r = airlock::bundle::verify_tar_stream(data, Some(keyring()), "fuzz.tar");
+    let r = airlock::build::bundle::verify_tar_stream(data, Some(keyring()), "fuzz.tar");
     // Also the raw tar form alone.
-    let mut tr = airlock::tarform::TarReader::new(data);
+    let mut tr = airlock::shared::tarform::TarReader::new(data);
     let mut buf = [0u8; 4096];
     while let Ok(Some(_)) = tr.next_entry() {
         while let Ok(n) = tr.read_data(&mut buf) {

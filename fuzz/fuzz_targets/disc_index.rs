@@ -9,8 +9,8 @@ fuzz_target!(|data: &[u8]| {
         Some((_, rest)) => ("Packages", rest),
         None => return,
     };
-    let _ = airlock::repo::parse_disc_packages(name, body);
+    let _ = airlock::build::repo::parse_disc_packages(name, body);
     if let Ok(text) = std::str::from_utf8(body) {
-        let _ = airlock::control::parse_all(text);
+        let _ = airlock::build::repo::control::parse_all(text);
     }
 });

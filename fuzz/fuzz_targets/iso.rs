@@ -11,11 +11,11 @@ fuzz_target!(|data: &[u8]| {
     if f.write_all(data).is_err() {
         return;
     }
-    if let Ok(files) = airlock::iso::list_files(&f, data.len() as u64) {
+    if let Ok(files) = airlock::shared::iso::list_files(&f, data.len() as u64) {
         for file in files {
             // Every listed name stays inside the disc and every extent inside the image.
             assert!(!file.path.split('/').any(|p| p == ".." || p.is_empty()));
-            if let airlock::media::Location::Extents(e) = &file.location {
+            if let airlock::shared::iso::Location::Extents(e) = &file.location {
                 assert!(e.iter().all(|&(o, n)| o.checked_add(n).is_some()));
             }
         }

@@ -6,7 +6,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(role) = airlock::role::RoleFile::parse(text, "fuzz") {
+    if let Ok(role) = airlock::shared::role::RoleFile::parse(text, "fuzz") {
         let _ = airlock::vm::roles::steps_for(&role);
         let _ = role.to_toml();
     }

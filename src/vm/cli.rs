@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::journal::{Journal, StepState};
-use crate::role::{RoleFile, paths};
+use crate::shared::journal::{Journal, StepState};
+use crate::shared::paths;
+use crate::shared::role::RoleFile;
 use crate::vm::engine::{Ctx, WaitTimeout, under};
 use crate::vm::exec::System;
 
@@ -260,7 +261,7 @@ fn cmd_status(args: &StatusArgs) -> Result<ExitCode> {
     if let Some(t) = promoted {
         println!(
             "This DB server was promoted to primary by keepalived at {} (a failover).\n",
-            crate::timefmt::rfc2822_utc(t)
+            crate::shared::timefmt::rfc2822_utc(t)
         );
     }
     print!("{}", j.to_text());
@@ -296,7 +297,7 @@ fn cmd_role(args: &RoleArgs) -> Result<ExitCode> {
 fn cmd_token(root: &Path) -> Result<ExitCode> {
     let path = under(root, paths::TOKEN_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(t) => match crate::edits::find_swarm_token(&t) {
+        Ok(t) => match crate::vm::edits::find_swarm_token(&t) {
             Some(token) => {
                 println!("{token}");
                 Ok(ExitCode::SUCCESS)
@@ -337,7 +338,7 @@ fn zps_check(root: &Path) {
         return;
     };
     if let Ok(bytes) = std::fs::read(&me)
-        && let Some(hint) = crate::elfcheck::zps_hint(root, &bytes, &me.display().to_string())
+        && let Some(hint) = crate::vm::zps::zps_hint(root, &bytes, &me.display().to_string())
     {
         eprintln!("airlock-firstboot: hint: {hint}");
     }

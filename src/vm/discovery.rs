@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::role::paths;
+use crate::shared::paths;
+use crate::shared::writer::{RootWriter, Writer};
 use crate::vm::engine::under;
 use crate::vm::prepare::ImageIdentity;
-use crate::writer::{RootWriter, Writer};
 
 /// The NICs of this VM: (name, MAC in lower case), sorted by name.
 pub fn interfaces(root: &Path) -> Vec<(String, String)> {
@@ -105,7 +105,7 @@ fn record_reference_ids(root: &Path) {
 /// This VM's entry in `inventory` (by MAC or SMBIOS UUID); its payload's
 /// files are put in place, as cloud-init would have.
 fn from_inventory(root: &Path, base: &Path, inventory: &Path) -> Result<()> {
-    let inv: crate::seed::Inventory = toml::from_str(
+    let inv = crate::shared::inventory::Inventory::parse(
         &fs::read_to_string(inventory)
             .with_context(|| format!("reading {}", inventory.display()))?,
     )
@@ -190,7 +190,7 @@ fn find_seed(root: &Path) -> Option<PathBuf> {
             f.seek(SeekFrom::Start(16 * 2048)).is_ok()
                 && f.read_exact(&mut pvd).is_ok()
                 && &pvd[1..6] == b"CD001"
-                && String::from_utf8_lossy(&pvd[40..72]).trim() == crate::seed::SEED_LABEL
+                && String::from_utf8_lossy(&pvd[40..72]).trim() == paths::SEED_LABEL
         })
 }
 
@@ -205,20 +205,20 @@ fn apply_seed(root: &Path, seed: &Path) -> Result<()> {
         .map(|m| m.len())
         .filter(|l| *l > 0)
         .unwrap_or(u64::MAX);
-    let medium_files = crate::iso::list_files(&file, len)
+    let medium_files = crate::shared::iso::list_files(&file, len)
         .with_context(|| format!("reading the seed {}", seed.display()))?;
     let entry = medium_files
         .iter()
-        .find(|f| f.path == crate::seed::SEED_PAYLOAD_TAR)
+        .find(|f| f.path == paths::SEED_PAYLOAD_TAR)
         .with_context(|| {
             format!(
                 "the seed {} has no {}: it was made by an older airlock; attach the seed of this bundle",
                 seed.display(),
-                crate::seed::SEED_PAYLOAD_TAR
+                paths::SEED_PAYLOAD_TAR
             )
         })?;
     let mut bytes = Vec::with_capacity(entry.size.min(64 << 20) as usize);
-    if let crate::media::Location::Extents(ext) = &entry.location {
+    if let crate::shared::iso::Location::Extents(ext) = &entry.location {
         use std::os::unix::fs::FileExt;
         for &(off, n) in ext {
             let start = bytes.len();

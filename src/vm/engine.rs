@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::journal::{Journal, StepState};
-use crate::role::{RoleFile, paths};
+use crate::shared::journal::{Journal, StepState};
+use crate::shared::paths;
+use crate::shared::role::RoleFile;
+use crate::shared::writer::{RootWriter, Writer};
 use crate::vm::exec::Exec;
-use crate::writer::{RootWriter, Writer};
 
 /// A wait that ran out: the runner exits "will retry" (75) and says what it
 /// waited for.
@@ -89,7 +90,7 @@ impl<'a> Ctx<'a> {
 
     /// Replaces a file on the VM atomically, keeping its mode and owner.
     pub fn rewrite(&self, vm_path: &str, content: &str) -> Result<bool> {
-        let mode = crate::writer::mode_of(&self.path(vm_path)).unwrap_or(0o644);
+        let mode = crate::shared::writer::mode_of(&self.path(vm_path)).unwrap_or(0o644);
         self.write(vm_path, content, mode)
     }
 
@@ -281,7 +282,9 @@ mod tests {
         let mut journal = journal_for(&role);
         journal.steps.truncate(0);
         for n in ["a", "b"] {
-            journal.steps.push(crate::journal::StepRecord::pending(n));
+            journal
+                .steps
+                .push(crate::shared::journal::StepRecord::pending(n));
         }
         let ctx = Ctx::new(dir.path(), &role, &fake, 0, None, journal);
         let steps = [

@@ -23,12 +23,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{Journal, StepState};
-use crate::plan::DatabaseMode;
-use crate::role::{RoleFile, paths};
+use crate::shared::journal::{Journal, StepState};
+use crate::shared::paths;
+use crate::shared::role::DatabaseMode;
+use crate::shared::role::RoleFile;
+use crate::shared::writer::{RootWriter, Writer};
 use crate::vm::engine::under;
 use crate::vm::exec::{Cmd, Exec};
-use crate::writer::{RootWriter, Writer};
 
 /// How long the guard tries to reach the peer before a start.
 pub const PEER_WAIT: Duration = Duration::from_secs(20);
@@ -61,7 +62,7 @@ impl Fence {
             self.peer,
             self.peer_ip,
             self.reason,
-            crate::timefmt::rfc2822_utc(self.since),
+            crate::shared::timefmt::rfc2822_utc(self.since),
             data_dir.display(),
             self.peer,
             data_dir.display(),
@@ -194,7 +195,7 @@ fn fence(root: &Path, exec: &dyn Exec, role: &RoleFile, data: &Path) -> Result<(
         &Cmd::new("chown").args(["postgres:postgres", &data.join(file).display().to_string()]),
     )?;
     let record = Fence {
-        since: crate::journal::now(),
+        since: crate::shared::journal::now(),
         peer: vrrp.peer.name.clone(),
         peer_ip: vrrp.peer.ip.to_string(),
         reason: "it answered as a primary when this server started".into(),
@@ -211,7 +212,7 @@ fn fence(root: &Path, exec: &dyn Exec, role: &RoleFile, data: &Path) -> Result<(
 mod tests {
     use super::*;
     use crate::vm::exec::Recording;
-    use crate::vm::testing::{STAND, fixture_role, fixture_role_of, journal_for, put};
+    use crate::vm::testing::{fixture_role, fixture_role_pg, journal_for, put};
 
     fn lay_out(root: &Path, role: &RoleFile, install_done: bool) {
         put(root, paths::ROLE_FILE, &role.to_toml().unwrap());
@@ -255,7 +256,7 @@ mod tests {
     fn postgresql_11_gets_a_recovery_conf() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let role = fixture_role_of(&STAND.replace("postgresql = 15", "postgresql = 11"), "db1");
+        let role = fixture_role_pg("db1", 11);
         lay_out(root, &role, true);
         put(root, "/var/lib/postgresql/11/main/PG_VERSION", "11\n");
         let fake = Recording::new();

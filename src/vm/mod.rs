@@ -12,11 +12,13 @@
 
 pub mod cli;
 pub mod discovery;
+pub mod edits;
 pub mod engine;
 pub mod exec;
 pub mod guard;
 pub mod prepare;
 pub mod roles;
+pub mod zps;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::role::paths;
+use crate::shared::paths;
+use crate::shared::writer::{RootWriter, Writer, create_dirs};
 use crate::vm::engine::under;
-use crate::writer::{RootWriter, Writer, create_dirs};
 
 /// Where prepare puts things, absolute on the VM.
-const REPO: &str = crate::plan::REPO_ROOT;
-const VENDOR: &str = crate::plan::VENDOR_DIR;
+const REPO: &str = crate::shared::paths::REPO_ROOT;
+const VENDOR: &str = crate::shared::paths::VENDOR_DIR;
 
 /// The prepared image's own identity: whatever a clone must not keep.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,7 +242,7 @@ fn refuse_a_vm_with_a_role(root: &Path) -> Result<()> {
 
 /// Checks the bundle before anything is copied from it.
 fn verify_bundle(bundle: &Path) -> Result<()> {
-    let report = crate::bundle::verify_dir(bundle, None, false)?;
+    let report = crate::shared::manifest::verify_dir(bundle, None, false)?;
     if !report.ok {
         let first: Vec<String> = report
             .problems
@@ -282,23 +282,23 @@ fn copy_bundle(root: &Path, bundle: &Path) -> Result<Vec<String>> {
         "copied inventory.toml and the payloads ({n} files, {} is 0700) for clones without a seed",
         paths::PREPARED_PAYLOADS
     ));
-    let links: Vec<String> = crate::plan::VENDOR_REPO_PATHS
+    let links: Vec<String> = crate::shared::paths::VENDOR_REPO_PATHS
         .iter()
         .map(|s| s.to_string())
         .collect();
     for l in link_vendor_paths(root, &links, REPO)? {
         done.push(format!("linked {l}"));
     }
-    let keyring = fs::read(bundle.join(crate::sign::PUBLIC_GPG_FILE))?;
-    w.write(rel(crate::plan::TRUSTED_KEYRING), &keyring, 0o644)?;
+    let keyring = fs::read(bundle.join(crate::shared::keyring::PUBLIC_GPG_FILE))?;
+    w.write(rel(crate::shared::paths::TRUSTED_KEYRING), &keyring, 0o644)?;
     w.write(
         rel(paths::APT_CONF),
-        crate::payload::apt_conf().as_bytes(),
+        crate::shared::render::apt_conf().as_bytes(),
         0o644,
     )?;
     done.push(format!(
         "trusted the archive key in {} ({} lets a VM whose clock is behind use the repository)",
-        crate::plan::TRUSTED_KEYRING,
+        crate::shared::paths::TRUSTED_KEYRING,
         paths::APT_CONF
     ));
     Ok(done)
@@ -315,7 +315,7 @@ fn install_runner(root: &Path, bundle: &Path) -> Result<Vec<String>> {
     w.write(rel(paths::RUNNER), &bin, 0o755)?;
     w.write(
         rel(paths::UNIT),
-        crate::payload::systemd_unit().as_bytes(),
+        crate::shared::render::systemd_unit().as_bytes(),
         0o644,
     )?;
     let wants = under(root, paths::UNIT_WANTS);

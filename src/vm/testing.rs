@@ -4,62 +4,48 @@
 use std::fs;
 use std::path::Path;
 
-use crate::journal::Journal;
-use crate::role::RoleFile;
+use crate::shared::journal::Journal;
+use crate::shared::role::RoleFile;
 
-/// The article's stand on a test network: a DB pair with a VIP, a leader
-/// and two managers (disp3 with a MAC), PostgreSQL 15.
-pub const STAND: &str = r#"version = 1
-[cluster]
-name = "lab"
-domain = "lab.test"
-[network]
-cidr = "192.0.2.0/24"
-gateway = "192.0.2.1"
-[database]
-vip = "192.0.2.10"
-virtual_router_id = 42
-postgresql = 15
-user = "dbuser"
-[[host]]
-name = "db1"
-role = "db-master"
-ip = "192.0.2.11"
-[[host]]
-name = "db2"
-role = "db-replica"
-ip = "192.0.2.12"
-[[host]]
-name = "disp1"
-role = "leader"
-ip = "192.0.2.21"
-[[host]]
-name = "disp2"
-role = "manager"
-ip = "192.0.2.22"
-[[host]]
-name = "disp3"
-role = "manager"
-ip = "192.0.2.23"
-mac = "52:54:00:00:02:23"
-"#;
+/// The article's stand on a test network, as role files: a DB pair with a
+/// VIP (db1, db2), a leader (disp1) and two managers (disp2, disp3 with a
+/// MAC), PostgreSQL 15. Committed TOML, so the runner's tests do not depend
+/// on the builder; `tests/fixtures/roles/` holds them.
+const STAND: [(&str, &str); 5] = [
+    ("db1", include_str!("../../tests/fixtures/roles/db1.toml")),
+    ("db2", include_str!("../../tests/fixtures/roles/db2.toml")),
+    (
+        "disp1",
+        include_str!("../../tests/fixtures/roles/disp1.toml"),
+    ),
+    (
+        "disp2",
+        include_str!("../../tests/fixtures/roles/disp2.toml"),
+    ),
+    (
+        "disp3",
+        include_str!("../../tests/fixtures/roles/disp3.toml"),
+    ),
+];
 
-/// The role file of `host` in [`STAND`] (PostgreSQL 11 with `pg11`).
-pub fn fixture_role_of(text: &str, host: &str) -> RoleFile {
-    let src = crate::recipe::Source {
-        path: "stand.toml".into(),
-        text: text.into(),
-    };
-    let recipe = crate::recipe::parse(&src).expect("the stand parses");
-    let plan = crate::plan::resolve(&recipe, &src, crate::plan::MediaCheck::Warn)
-        .plan
-        .expect("the stand resolves");
-    let h = plan.host(host).expect("a host of the stand");
-    RoleFile::new(&plan, h, format!("iid-{host}"))
+/// The role file of `host` in the stand.
+pub fn fixture_role(host: &str) -> RoleFile {
+    let (_, text) = STAND
+        .iter()
+        .find(|(name, _)| *name == host)
+        .expect("a host of the stand");
+    RoleFile::parse(text, host).expect("the stand's role file parses")
 }
 
-pub fn fixture_role(host: &str) -> RoleFile {
-    fixture_role_of(STAND, host)
+/// The role file of `host` in the stand with PostgreSQL `major`.
+pub fn fixture_role_pg(host: &str, major: u32) -> RoleFile {
+    let mut role = fixture_role(host);
+    role.database.postgresql = major;
+    if let Some(pg) = role.host.postgres.as_mut() {
+        pg.major = major;
+        pg.data_dir = format!("/var/lib/postgresql/{major}/main");
+    }
+    role
 }
 
 /// A fresh journal for `role`'s steps.

@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 use super::step;
-use crate::payload;
-use crate::role::paths;
+use crate::shared::paths;
+use crate::shared::render;
 use crate::vm::discovery;
 use crate::vm::engine::{Ctx, Step};
 use crate::vm::exec::Cmd;
@@ -47,16 +47,16 @@ fn interface(c: &Ctx) -> String {
 fn identity_check(c: &Ctx) -> Result<bool> {
     let h = &c.role.host;
     let network_ok = cloud_init_configured(c)
-        || c.read(paths::IFUPDOWN_FILE) == payload::ifupdown_config(h, &interface(c));
+        || c.read(paths::IFUPDOWN_FILE) == render::ifupdown_config(h, &interface(c));
     Ok(c.read("/etc/hostname").trim() == h.name
-        && c.read("/etc/hosts") == payload::etc_hosts(c.role)
+        && c.read("/etc/hosts") == render::etc_hosts(c.role)
         && network_ok)
 }
 
 fn identity_apply(c: &Ctx) -> Result<()> {
     let h = &c.role.host;
     c.write("/etc/hostname", &format!("{}\n", h.name), 0o644)?;
-    c.write("/etc/hosts", &payload::etc_hosts(c.role), 0o644)?;
+    c.write("/etc/hosts", &render::etc_hosts(c.role), 0o644)?;
     c.exec.run(&Cmd::new("hostname").arg(&h.name))?;
     if cloud_init_configured(c) {
         return Ok(());
@@ -67,7 +67,7 @@ fn identity_apply(c: &Ctx) -> Result<()> {
     let nic = interface(c);
     c.write(
         paths::IFUPDOWN_FILE,
-        &payload::ifupdown_config(h, &nic),
+        &render::ifupdown_config(h, &nic),
         0o644,
     )?;
     let addr = format!("{}/{}", h.ip, h.prefix);
@@ -114,8 +114,8 @@ fn repository_check(c: &Ctx) -> Result<bool> {
     let r = &c.role.repository;
     Ok(prepare::vendor_links_hold(c.root, &r.vendor_paths, &r.root)
         && c.path(&r.trusted_keyring).is_file()
-        && c.read(paths::APT_SOURCES) == payload::apt_sources(c.role)
-        && c.read(paths::APT_CONF) == payload::apt_conf()
+        && c.read(paths::APT_SOURCES) == render::apt_sources(c.role)
+        && c.read(paths::APT_CONF) == render::apt_conf()
         && apt_has_the_index(c))
 }
 
@@ -136,8 +136,8 @@ fn repository_apply(c: &Ctx) -> Result<()> {
         );
     }
     prepare::link_vendor_paths(c.root, &r.vendor_paths, &r.root)?;
-    c.write(paths::APT_SOURCES, &payload::apt_sources(c.role), 0o644)?;
-    c.write(paths::APT_CONF, &payload::apt_conf(), 0o644)?;
+    c.write(paths::APT_SOURCES, &render::apt_sources(c.role), 0o644)?;
+    c.write(paths::APT_CONF, &render::apt_conf(), 0o644)?;
     // This source alone: whatever else sources.list holds (a cdrom line,
     // an unreachable mirror) would only fail or wait here; the vendor
     // installer writes its own sources.list later.
@@ -201,7 +201,7 @@ fn hygiene_apply(c: &Ctx) -> Result<()> {
         eprintln!(
             "airlock-firstboot: this clone had the prepared image's machine id {id:?}: giving it its own"
         );
-        id = new_machine_id();
+        id = new_machine_id()?;
         c.write("/etc/machine-id", &format!("{id}\n"), 0o444)?;
     }
     if dbus_id(c).is_some_and(|d| d != id) {
@@ -232,10 +232,14 @@ fn hygiene_apply(c: &Ctx) -> Result<()> {
     Ok(())
 }
 
-fn new_machine_id() -> String {
+/// 128 random bits from the kernel, as systemd-machine-id-setup makes them.
+fn new_machine_id() -> Result<String> {
+    use std::io::Read;
     let mut bytes = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| anyhow::anyhow!("reading /dev/urandom for a machine id: {e}"))?;
+    Ok(crate::shared::hex(&bytes))
 }
 
 /// Removes the host key pairs whose public half the image had; returns how
@@ -265,7 +269,11 @@ mod tests {
     use crate::vm::exec::Recording;
     use crate::vm::testing::{fixture_role, journal_for, put};
 
-    fn ctx<'a>(root: &'a Path, role: &'a crate::role::RoleFile, fake: &'a Recording) -> Ctx<'a> {
+    fn ctx<'a>(
+        root: &'a Path,
+        role: &'a crate::shared::role::RoleFile,
+        fake: &'a Recording,
+    ) -> Ctx<'a> {
         Ctx::new(root, role, fake, 0, None, journal_for(role))
     }
 

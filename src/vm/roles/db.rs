@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::edits;
-use crate::payload;
-use crate::plan::{DatabaseMode, PostgresPlan};
-use crate::role::paths;
+use crate::shared::paths;
+use crate::shared::render;
+use crate::shared::role::{DatabaseMode, Postgres};
+use crate::vm::edits;
 use crate::vm::engine::Ctx;
 use crate::vm::exec::Cmd;
 use crate::vm::guard;
@@ -20,7 +20,7 @@ use crate::vm::guard;
 /// The socket directory of Debian's (and Astra's) PostgreSQL.
 pub const SOCKET_DIR: &str = "/var/run/postgresql";
 
-pub fn pg<'a>(c: &Ctx<'a>) -> Result<&'a PostgresPlan> {
+pub fn pg<'a>(c: &Ctx<'a>) -> Result<&'a Postgres> {
     c.role
         .host
         .postgres
@@ -218,14 +218,14 @@ pub fn install_db_apply(c: &Ctx) -> Result<()> {
 // --- pg-config -----------------------------------------------------------------
 
 fn hba_lines(c: &Ctx) -> String {
-    payload::pg_hba_lines(c.role).unwrap_or_default()
+    render::pg_hba_lines(c.role).unwrap_or_default()
 }
 
 pub fn pg_config_check(c: &Ctx) -> Result<bool> {
     let dir = conf_dir(c)?;
     let hba = c.read(&format!("{dir}/pg_hba.conf"));
     let conf = c.read(&format!("{dir}/postgresql.conf"));
-    let guard_ok = !pair(c) || c.read(paths::PG_GUARD_DROPIN) == payload::pg_guard_dropin();
+    let guard_ok = !pair(c) || c.read(paths::PG_GUARD_DROPIN) == render::pg_guard_dropin();
     Ok(!hba.is_empty()
         && edits::pg_hba_with(&hba, &hba_lines(c)) == hba
         && edits::pg_conf_get(&conf, "listen_addresses").as_deref() == Some("*")
@@ -249,7 +249,7 @@ pub fn pg_config_apply(c: &Ctx) -> Result<()> {
             &edits::pg_conf_with(&conf, "listen_addresses", "'*'"),
         )?;
     }
-    if pair(c) && c.write(paths::PG_GUARD_DROPIN, &payload::pg_guard_dropin(), 0o644)? {
+    if pair(c) && c.write(paths::PG_GUARD_DROPIN, &render::pg_guard_dropin(), 0o644)? {
         c.exec.run(&Cmd::new("systemctl").arg("daemon-reload"))?;
     }
     let action = if listen_ok { "reload" } else { "restart" };
@@ -262,20 +262,20 @@ pub fn pg_config_apply(c: &Ctx) -> Result<()> {
 /// keepalived.conf and its scripts, as this host's role renders them.
 fn keepalived_files(c: &Ctx) -> Result<Vec<(String, u32, String)>> {
     let conf =
-        payload::keepalived_conf(c.role).context("this host has no keepalived configuration")?;
+        render::keepalived_conf(c.role).context("this host has no keepalived configuration")?;
     let mut files = vec![
         ("/etc/keepalived/keepalived.conf".to_string(), 0o644, conf),
         (
             format!("{}/pg-ready.sh", paths::KEEPALIVED_SCRIPTS),
             0o755,
-            payload::pg_ready_script(c.role),
+            render::pg_ready_script(c.role),
         ),
     ];
     if c.role.host.vrrp.as_ref().is_some_and(|v| v.promote) {
         files.push((
             format!("{}/promote.sh", paths::KEEPALIVED_SCRIPTS),
             0o755,
-            payload::promote_script(c.role),
+            render::promote_script(c.role),
         ));
     }
     Ok(files)
@@ -283,7 +283,7 @@ fn keepalived_files(c: &Ctx) -> Result<Vec<(String, u32, String)>> {
 
 pub fn keepalived_check(c: &Ctx) -> Result<bool> {
     let files_ok = keepalived_files(c)?.iter().all(|(p, mode, content)| {
-        c.read(p) == *content && crate::writer::mode_of(&c.path(p)) == Some(*mode)
+        c.read(p) == *content && crate::shared::writer::mode_of(&c.path(p)) == Some(*mode)
     });
     Ok(files_ok && c.exec.ok(&systemctl("is-active", "keepalived")))
 }
@@ -408,7 +408,7 @@ mod tests {
         // The real path, never a test root.
         assert!(conf.contains("script \"/etc/airlock/keepalived/pg-ready.sh\""));
         assert_eq!(
-            crate::writer::mode_of(&c.path("/etc/airlock/keepalived/promote.sh")),
+            crate::shared::writer::mode_of(&c.path("/etc/airlock/keepalived/promote.sh")),
             Some(0o755)
         );
         assert!(!keepalived_check(&c).unwrap(), "not active yet");

@@ -5,8 +5,8 @@ use anyhow::{Context, Result};
 
 use super::db::{self, pair};
 use super::step;
-use crate::plan::DatabaseMode;
-use crate::role::RoleFile;
+use crate::shared::role::DatabaseMode;
+use crate::shared::role::RoleFile;
 use crate::vm::engine::{Ctx, Step};
 
 pub fn steps(role: &RoleFile) -> Vec<Step> {

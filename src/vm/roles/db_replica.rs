@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 
 use super::db::{self, is_standby, is_standby_of, local_pg_ready, pg, systemctl};
 use super::step;
-use crate::plan::PeerRef;
-use crate::role::RoleFile;
+use crate::shared::role::Peer;
+use crate::shared::role::RoleFile;
 use crate::vm::engine::{Ctx, Step};
 use crate::vm::exec::Cmd;
 use crate::vm::guard;
@@ -32,7 +32,7 @@ pub fn steps(_role: &RoleFile) -> Vec<Step> {
     ]
 }
 
-fn source<'a>(c: &Ctx<'a>) -> Result<&'a PeerRef> {
+fn source<'a>(c: &Ctx<'a>) -> Result<&'a Peer> {
     pg(c)?
         .replicate_from
         .as_ref()
@@ -95,7 +95,7 @@ fn basebackup_apply(c: &Ctx) -> Result<()> {
 
 /// Replaces the data directory (the fresh cluster the vendor installer made
 /// on this clone) with a base backup of the master.
-fn replace_with_base_backup(c: &Ctx, src: &PeerRef) -> Result<()> {
+fn replace_with_base_backup(c: &Ctx, src: &Peer) -> Result<()> {
     let pg = pg(c)?;
     let dir = db::data_dir(c)?;
     if dir.exists() {
@@ -109,7 +109,7 @@ fn replace_with_base_backup(c: &Ctx, src: &PeerRef) -> Result<()> {
     let slot = pg
         .slot
         .clone()
-        .unwrap_or_else(|| crate::plan::REPLICATION_SLOT.into());
+        .unwrap_or_else(|| crate::shared::paths::REPLICATION_SLOT.into());
     let passfile = db::passfile(c, Some("postgres"))?;
     let base = Cmd::new("runuser").args([
         "-u",
@@ -184,7 +184,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let role = fixture_role("db2");
-        put(root, crate::role::paths::DB_PASSWORD, "pw\n");
+        put(root, crate::shared::paths::DB_PASSWORD, "pw\n");
         put(root, "/var/lib/postgresql/15/main/PG_VERSION", "15\n");
         let fake = Recording::new();
         // The slot exists from an earlier attempt: the second try has no -C.
@@ -218,7 +218,7 @@ mod tests {
                 "pg_isready -q -h /var/run/postgresql -p 5432 -t 2".into(),
             ]
         );
-        assert_eq!(crate::writer::mode_of(&data), Some(0o700));
+        assert_eq!(crate::shared::writer::mode_of(&data), Some(0o700));
     }
 
     #[test]
@@ -227,7 +227,7 @@ mod tests {
         let root = dir.path();
         let role = fixture_role("db2");
         put(root, "/var/lib/postgresql/15/main/PG_VERSION", "15\n");
-        put(root, crate::role::paths::PROMOTED, "1800000000\n");
+        put(root, crate::shared::paths::PROMOTED, "1800000000\n");
         let fake = Recording::new();
         let c = Ctx::new(root, &role, &fake, 0, None, journal_for(&role));
         assert!(standby_check(&c).unwrap());

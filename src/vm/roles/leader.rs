@@ -8,9 +8,10 @@ use anyhow::{Context, Result, bail};
 
 use super::db::{db_password, passfile, vendor_install};
 use super::step;
-use crate::edits;
-use crate::plan::TOKEN_USER;
-use crate::role::{RoleFile, paths};
+use crate::shared::paths;
+use crate::shared::paths::TOKEN_USER;
+use crate::shared::role::RoleFile;
+use crate::vm::edits;
 use crate::vm::engine::{Ctx, Step};
 use crate::vm::exec::Cmd;
 
@@ -221,7 +222,7 @@ mod tests {
             "SWMTKN-1-abcdefghijklmnopqrstuvwxyz0123456789\n"
         );
         assert_eq!(
-            crate::writer::mode_of(&c.path(paths::TOKEN_FILE)),
+            crate::shared::writer::mode_of(&c.path(paths::TOKEN_FILE)),
             Some(0o640)
         );
         assert!(

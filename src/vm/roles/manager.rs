@@ -10,9 +10,10 @@ use anyhow::{Result, anyhow};
 use super::db::vendor_install;
 use super::leader::docker_info;
 use super::step;
-use crate::edits;
-use crate::plan::TOKEN_USER;
-use crate::role::{RoleFile, paths};
+use crate::shared::paths;
+use crate::shared::paths::TOKEN_USER;
+use crate::shared::role::RoleFile;
+use crate::vm::edits;
 use crate::vm::engine::{Ctx, Step, first_line};
 use crate::vm::exec::Cmd;
 

@@ -9,8 +9,8 @@ pub mod db_replica;
 pub mod leader;
 pub mod manager;
 
-use crate::recipe::Role;
-use crate::role::RoleFile;
+use crate::shared::role::Role;
+use crate::shared::role::RoleFile;
 use crate::vm::engine::Step;
 
 /// The steps of this host's role, in order.

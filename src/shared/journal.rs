@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::recipe::Role;
+use crate::shared::role::Role;
 
 /// Where a step stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,7 +196,7 @@ impl Journal {
                 .map(|t| {
                     format!(
                         " (since {}, {} s)",
-                        crate::timefmt::rfc2822_utc(t),
+                        crate::shared::timefmt::rfc2822_utc(t),
                         now() - t
                     )
                 })

@@ -4,7 +4,7 @@
 //! key, a wrong type or a missing field is an error that names the file, the
 //! line and column, and the key path (`host[3].rol`), and suggests the close
 //! spelling when there is one. Nothing here touches the disk beyond reading
-//! the recipe itself; consistency across fields is the job of [`crate::plan`].
+//! the recipe itself; consistency across fields is the job of [`crate::build::plan`].
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -157,30 +157,7 @@ fn default_postgresql() -> i64 {
     11
 }
 
-/// `database.failover`
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Failover {
-    /// The standby is promoted when it takes the VIP; a returning old master
-    /// never takes it back (both peers `state BACKUP` + `nopreempt`).
-    #[default]
-    Promote,
-    /// The article's behaviour: the VIP moves to a read-only standby
-    /// (MASTER 255 / BACKUP 200), nothing is promoted.
-    VipOnly,
-}
-
-/// `database.vrrp`
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum VrrpMode {
-    /// VRRP adverts to 224.0.0.18 (keepalived's default).
-    #[default]
-    Multicast,
-    /// Adverts sent straight to the peer (`unicast_src_ip` / `unicast_peer`),
-    /// for networks that drop multicast.
-    Unicast,
-}
+pub use crate::shared::role::{Failover, Role, VrrpMode};
 
 /// One `[[host]]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -198,43 +175,6 @@ pub struct Host {
     /// SMBIOS system UUID (`/sys/class/dmi/id/product_uuid`), another way for a
     /// clone to find its payload.
     pub uuid: Option<String>,
-}
-
-/// `host[].role`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    /// PostgreSQL primary; holds the VIP while healthy.
-    DbMaster,
-    /// PostgreSQL streaming standby of the master.
-    DbReplica,
-    /// The dispatcher that runs `docker swarm init`.
-    Leader,
-    /// A dispatcher that joins the leader's swarm as a manager.
-    Manager,
-}
-
-impl Role {
-    /// The spelling used in the recipe.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::DbMaster => "db-master",
-            Role::DbReplica => "db-replica",
-            Role::Leader => "leader",
-            Role::Manager => "manager",
-        }
-    }
-
-    /// Leader and managers run Space Dispatcher.
-    pub fn is_dispatcher(self) -> bool {
-        matches!(self, Role::Leader | Role::Manager)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// One step of a key path: a table key or an array index.

@@ -10,6 +10,10 @@
 //! beside the target and renamed into place, so a failure leaves nothing
 //! half-written; a rebuild reuses what a cache says did not change.
 
+pub mod control;
+pub mod deb;
+pub mod policy;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::fs;
@@ -22,12 +26,11 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use crate::control::{self, Paragraph};
-use crate::deb::DebScanner;
-use crate::debpolicy;
-use crate::media::{MediaFile, Medium};
-use crate::sign::{Keyring, SigningKey};
-use crate::timefmt;
+use crate::build::media::{MediaFile, Medium};
+use crate::build::sign::{Keyring, SigningKey};
+use crate::shared::timefmt;
+use control::Paragraph;
+use deb::DebScanner;
 
 /// The name of the incremental-build cache inside the output directory.
 pub const CACHE_FILE: &str = ".airlock-cache.json";
@@ -224,14 +227,7 @@ struct Scanned {
     control: Paragraph,
 }
 
-/// Lower-case hex of `bytes` (hashes in indexes, manifests, ids).
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
+pub use crate::shared::hex;
 
 /// Removes a directory when dropped, unless disarmed.
 struct TempDir(Option<PathBuf>);
@@ -274,16 +270,16 @@ fn cache_key(key: &SigningKey) -> Result<[u8; 32]> {
 /// directory under `dists/` and a word in the signed Release.
 fn check_options(opts: &Options) -> Result<()> {
     let mut problems = Vec::new();
-    if let Err(e) = debpolicy::archive_name(&opts.suite, "suite") {
+    if let Err(e) = policy::archive_name(&opts.suite, "suite") {
         problems.push(format!("--suite: {e}"));
     }
     for c in &opts.components {
-        if let Err(e) = debpolicy::component(c) {
+        if let Err(e) = policy::component(c) {
             problems.push(format!("component: {e}"));
         }
     }
     for a in &opts.architectures {
-        if let Err(e) = debpolicy::architecture(a) {
+        if let Err(e) = policy::architecture(a) {
             problems.push(format!("architecture: {e}"));
         }
     }
@@ -549,10 +545,10 @@ fn identity_of(
             }
         }
     };
-    let name = field("Package", debpolicy::package_name);
-    let version = field("Version", debpolicy::version);
-    let arch = field("Architecture", debpolicy::architecture);
-    if let Err(e) = debpolicy::pool_path(path) {
+    let name = field("Package", policy::package_name);
+    let version = field("Version", policy::version);
+    let arch = field("Architecture", policy::architecture);
+    if let Err(e) = policy::pool_path(path) {
         errors.push(format!("{label}: {e}"));
     }
     if errors.is_empty() {
@@ -604,7 +600,7 @@ fn merge(
             .get(&job.file.path)
             .map(|l| l.component.clone())
             .unwrap_or_else(|| component_of(&job.file.path));
-        if let Err(e) = debpolicy::component(&component) {
+        if let Err(e) = policy::component(&component) {
             errors.push(format!("{label}: {}: {e}", job.file.path));
             continue;
         }
@@ -938,7 +934,7 @@ pub fn render_release(
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Origin: airlock");
-    let _ = writeln!(out, "Label: {}", crate::plan::REPO_LABEL);
+    let _ = writeln!(out, "Label: {}", crate::shared::paths::REPO_LABEL);
     let _ = writeln!(out, "Suite: {suite}");
     let _ = writeln!(out, "Codename: {suite}");
     let _ = writeln!(out, "Date: {}", timefmt::rfc2822_utc(time));
@@ -1114,8 +1110,7 @@ fn read_disc_index(medium: &Medium, keyring: Option<&Keyring>) -> Result<DiscInd
             None => {}
         }
         let component = parts[2..parts.len() - 1].join("/");
-        debpolicy::component(&component)
-            .map_err(|e| anyhow::anyhow!("{label}: {}: {e}", f.path))?;
+        policy::component(&component).map_err(|e| anyhow::anyhow!("{label}: {}: {e}", f.path))?;
         let text = decompress(&f.path, &medium.read(f)?)
             .with_context(|| format!("{label}: {}", f.path))?;
         let paragraphs =
@@ -1194,8 +1189,7 @@ fn add_listed(
         return Ok(());
     };
     let filename = filename.trim().trim_start_matches("./").to_string();
-    debpolicy::pool_path(&filename)
-        .map_err(|e| anyhow::anyhow!("{label}: {from}: Filename {e}"))?;
+    policy::pool_path(&filename).map_err(|e| anyhow::anyhow!("{label}: {from}: Filename {e}"))?;
     let size = p
         .get("Size")
         .and_then(|s| s.trim().parse().ok())
@@ -1283,17 +1277,21 @@ fn scan_all(media: &[Medium], jobs: &[Job<'_>], opts: &Options) -> Result<Vec<Sc
         .filter(|j| j.cached.is_none())
         .map(|j| j.file.size)
         .sum();
-    let bar = crate::par::progress_bar(opts.progress, total_bytes, "reading packages");
+    let bar = crate::shared::par::progress_bar(opts.progress, total_bytes, "reading packages");
     let done = AtomicUsize::new(0);
-    let results = crate::par::map_buffered(jobs, crate::par::threads(opts.jobs), |job, buf| {
-        let res = match (&job.cached, &opts.previous) {
-            (Some(c), Some(prev)) => reuse(job, c, prev),
-            _ => scan_one(&media[job.disc], job, buf, &bar),
-        };
-        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-        bar.set_message(format!("{n}/{}", jobs.len()));
-        res
-    });
+    let results = crate::shared::par::map_buffered(
+        jobs,
+        crate::shared::par::threads(opts.jobs),
+        |job, buf| {
+            let res = match (&job.cached, &opts.previous) {
+                (Some(c), Some(prev)) => reuse(job, c, prev),
+                _ => scan_one(&media[job.disc], job, buf, &bar),
+            };
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            bar.set_message(format!("{n}/{}", jobs.len()));
+            res
+        },
+    );
     bar.finish_and_clear();
     let mut errors = Vec::new();
     let mut out = Vec::new();

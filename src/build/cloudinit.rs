@@ -1,19 +1,19 @@
-//! Per-host rendering: everything a VM needs to become its role, as text.
-//!
-//! Every function here is pure (`&RoleFile -> String`): keepalived.conf, the
-//! pg_hba lines, apt sources, `/etc/hosts`, and the cloud-init NoCloud files
-//! (`user-data`, `meta-data`, `network-config`). [`render`] gathers them into
-//! a [`Payload`]; writing it is the job of [`crate::seed`].
+//! Per-host payloads: the role file from the plan, the cloud-init NoCloud
+//! files (`user-data`, `meta-data`, `network-config`) and the files
+//! `user-data` writes. Files the runner also writes come from
+//! [`crate::shared::render`], the one renderer of each. [`render`] gathers
+//! them into a [`Payload`]; writing it is the job of [`crate::build::seed`].
 
 use std::fmt::Write as _;
 
 use anyhow::Result;
 use sha2::Digest;
 
-use crate::plan::{HostPlan, Plan};
-use crate::recipe::Role;
-use crate::role::{RoleFile, paths};
-use crate::secrets::Secrets;
+use crate::build::plan::{HostPlan, Plan};
+use crate::build::secrets::Secrets;
+use crate::shared::paths;
+use crate::shared::render::{apt_conf, apt_sources, etc_hosts};
+use crate::shared::role::{self, Host, HostEntry, Role, RoleFile};
 
 /// A file the VM gets, at its absolute path there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,13 +58,110 @@ pub struct Payload {
     pub files: Vec<VmFile>,
 }
 
+/// This host's role file: its slice of the plan in the role file's own
+/// types.
+pub fn role_file(plan: &Plan, host: &HostPlan, instance_id: String) -> RoleFile {
+    let peer = |p: &crate::build::plan::PeerRef| role::Peer {
+        name: p.name.clone(),
+        ip: p.ip,
+    };
+    let db = &plan.database;
+    let r = &plan.repository;
+    RoleFile {
+        version: role::ROLE_FILE_VERSION,
+        cluster: plan.cluster.clone(),
+        domain: plan.domain.clone(),
+        instance_id,
+        host: Host {
+            name: host.name.clone(),
+            fqdn: host.fqdn.clone(),
+            role: host.role,
+            ip: host.ip,
+            prefix: host.prefix,
+            gateway: host.gateway,
+            dns: host.dns.clone(),
+            search: host.search.clone(),
+            interface: host.interface.clone(),
+            mac: host.mac.clone(),
+            uuid: host.uuid.clone(),
+            vrrp: host.vrrp.as_ref().map(|v| role::Vrrp {
+                state: v.state,
+                priority: v.priority,
+                nopreempt: v.nopreempt,
+                virtual_router_id: v.virtual_router_id,
+                vip: v.vip,
+                prefix: v.prefix,
+                interface: v.interface.clone(),
+                peer: peer(&v.peer),
+                unicast: v.unicast,
+                promote: v.promote,
+            }),
+            postgres: host.postgres.as_ref().map(|p| role::Postgres {
+                major: p.major,
+                port: p.port,
+                data_dir: p.data_dir.clone(),
+                user: p.user.clone(),
+                replicate_from: p.replicate_from.as_ref().map(peer),
+                slot: p.slot.clone(),
+                replication_peers: p.replication_peers.clone(),
+            }),
+            dispatcher: host.dispatcher.as_ref().map(|d| role::Dispatcher {
+                db_host: d.db_host,
+                db_port: d.db_port,
+                db_user: d.db_user.clone(),
+                leader: peer(&d.leader),
+                token_source: d.token_source.clone(),
+            }),
+        },
+        hosts: plan
+            .hosts
+            .iter()
+            .map(|h| HostEntry {
+                name: h.name.clone(),
+                fqdn: h.fqdn.clone(),
+                ip: h.ip,
+                role: h.role,
+            })
+            .collect(),
+        repository: role::Repository {
+            suite: r.suite.clone(),
+            components: r.components.clone(),
+            architectures: r.architectures.clone(),
+            root: r.root.clone(),
+            vendor_paths: r.vendor_paths.clone(),
+            trusted_keyring: r.trusted_keyring.clone(),
+        },
+        database: role::Database {
+            mode: db.mode,
+            endpoint: db.endpoint,
+            port: db.port,
+            vip: db.vip,
+            virtual_router_id: db.virtual_router_id,
+            postgresql: db.postgresql,
+            user: db.user.clone(),
+            failover: db.failover,
+            vrrp: db.vrrp,
+            master: db.master.clone(),
+            replica: db.replica.clone(),
+        },
+        swarm: role::Swarm {
+            leader: plan.swarm.leader.clone(),
+            leader_ip: plan.swarm.leader_ip,
+            managers: plan.swarm.managers.clone(),
+            port: plan.swarm.port,
+            token_source: plan.swarm.token_source.clone(),
+        },
+        vendor_dir: paths::VENDOR_DIR.to_string(),
+    }
+}
+
 /// A stable id for a host's whole configuration: it changes when anything
 /// the host uses changes, so cloud-init treats a changed plan as new.
 pub fn instance_id(plan: &Plan, host: &HostPlan) -> Result<String> {
-    let probe = RoleFile::new(plan, host, String::new());
+    let probe = role_file(plan, host, String::new());
     let text = toml::to_string(&probe)?;
     let digest = sha2::Sha256::digest(text.as_bytes());
-    let hex = crate::repo::hex(&digest[..6]);
+    let hex = crate::shared::hex(&digest[..6]);
     Ok(format!("airlock-{}-{}-{hex}", plan.cluster, host.name))
 }
 
@@ -78,7 +175,7 @@ pub fn render_all(plan: &Plan, secrets: &Secrets) -> Result<Vec<Payload>> {
 
 /// Renders one host's payload.
 pub fn render(plan: &Plan, host: &HostPlan, secrets: &Secrets) -> Result<Payload> {
-    let role = RoleFile::new(plan, host, instance_id(plan, host)?);
+    let role = role_file(plan, host, instance_id(plan, host)?);
     let mut files = vec![
         VmFile::new("/etc/hosts", 0o644, etc_hosts(&role)),
         VmFile::new(paths::ROLE_FILE, 0o600, role.to_toml()?),
@@ -90,24 +187,6 @@ pub fn render(plan: &Plan, host: &HostPlan, secrets: &Secrets) -> Result<Payload
             paths::DB_PASSWORD,
             format!("{}\n", secrets.db_password),
         ));
-    }
-    if let Some(lines) = pg_hba_lines(&role) {
-        files.push(VmFile::new(paths::PG_HBA_LINES, 0o644, lines));
-    }
-    if let Some(conf) = keepalived_conf(&role) {
-        files.push(VmFile::new(paths::KEEPALIVED_CONF, 0o644, conf));
-        files.push(VmFile::new(
-            &format!("{}/pg-ready.sh", paths::KEEPALIVED_SCRIPTS),
-            0o755,
-            pg_ready_script(&role),
-        ));
-        if role.host.vrrp.as_ref().is_some_and(|v| v.promote) {
-            files.push(VmFile::new(
-                &format!("{}/promote.sh", paths::KEEPALIVED_SCRIPTS),
-                0o755,
-                promote_script(&role),
-            ));
-        }
     }
     let mut ssh_keys = None;
     match host.role {
@@ -171,7 +250,7 @@ pub fn meta_data(role: &RoleFile) -> String {
 
 /// `network-config` (version 2): a static address on the NIC, matched by
 /// MAC when the recipe gives one, else by name.
-pub fn network_config(h: &HostPlan) -> String {
+pub fn network_config(h: &Host) -> String {
     // Every value from the recipe is a quoted scalar (JSON strings are YAML).
     let mut s = String::from("version: 2\nethernets:\n");
     let _ = writeln!(s, "  {}:", yq(&h.interface));
@@ -197,231 +276,6 @@ pub fn network_config(h: &HostPlan) -> String {
         }
     }
     s
-}
-
-/// `/etc/network/interfaces.d/airlock`: the static address on the NIC
-/// `interface`, for a clone that cloud-init did not configure (Astra SE 1.7
-/// uses ifupdown).
-pub fn ifupdown_config(h: &HostPlan, interface: &str) -> String {
-    let mut s = format!(
-        "# airlock: {} ({}). Written by airlock-firstboot when cloud-init did not configure this clone.\nauto {i}\niface {i} inet static\n    address {}/{}\n    gateway {}\n",
-        h.name,
-        h.role,
-        h.ip,
-        h.prefix,
-        h.gateway,
-        i = interface
-    );
-    if !h.dns.is_empty() {
-        let list: Vec<String> = h.dns.iter().map(|d| d.to_string()).collect();
-        let _ = writeln!(s, "    dns-nameservers {}", list.join(" "));
-    }
-    if !h.search.is_empty() {
-        let _ = writeln!(s, "    dns-search {}", h.search.join(" "));
-    }
-    s
-}
-
-/// `/etc/hosts` naming every host of the cluster.
-pub fn etc_hosts(role: &RoleFile) -> String {
-    let mut s = String::from("127.0.0.1\tlocalhost\n");
-    let _ = writeln!(s, "127.0.1.1\t{} {}", role.host.fqdn, role.host.name);
-    s.push_str("::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n");
-    let _ = writeln!(s, "\n# cluster {} (airlock)", role.cluster);
-    for h in &role.hosts {
-        let _ = writeln!(s, "{}\t{} {}", h.ip, h.fqdn, h.name);
-    }
-    s
-}
-
-/// The local repository for apt, checked against the bundle's key.
-pub fn apt_sources(role: &RoleFile) -> String {
-    let r = &role.repository;
-    format!(
-        "# The cluster's signed repository (airlock). The vendor installer also\n# writes file:///opt/main and file:///opt/devel lines; both point here.\ndeb [signed-by={}] file://{} {} {}\n",
-        r.trusted_keyring,
-        r.root,
-        r.suite,
-        r.components.join(" ")
-    )
-}
-
-/// `/etc/apt/apt.conf.d/50airlock`. The repository's Release is dated at
-/// build time, and apt refuses a Release dated more than 10 s in its future
-/// ("not valid yet"): an air-gapped VM whose clock is behind the build
-/// machine's could not install anything. This allows it for the cluster's
-/// repository only (by its Label; apt >= 1.8).
-pub fn apt_conf() -> String {
-    format!(
-        "// airlock: accept the cluster's repository (Label \"{label}\") even when this\n// VM's clock is behind the machine that built and signed it.\nAcquire::Max-FutureTime::{label} \"{secs}\";\n",
-        label = crate::plan::REPO_LABEL,
-        secs = 10 * 366 * 24 * 3600
-    )
-}
-
-/// pg_hba.conf replication lines: the one DB user, from the peer, md5 (so
-/// either side can follow the other after a failover).
-pub fn pg_hba_lines(role: &RoleFile) -> Option<String> {
-    let pg = role.host.postgres.as_ref()?;
-    if pg.replication_peers.is_empty() {
-        return None;
-    }
-    let mut s = String::from("# airlock: streaming replication between the DB pair\n");
-    for peer in &pg.replication_peers {
-        let _ = writeln!(s, "host replication {} {peer}/32 md5", pg.user);
-    }
-    Some(s)
-}
-
-/// keepalived.conf for a DB host of a pair. Both peers get the same
-/// `virtual_router_id`: there is only one in the plan.
-///
-/// `promote` (default): both `state BACKUP` with `nopreempt` (150/100), a
-/// `pg_isready` track script with weight 0 (a dead PostgreSQL gives up the
-/// VIP), and a `notify_master` script that promotes a local standby. The "is
-/// it a standby" test stays in that script: as a track script it would keep
-/// the standby in FAULT and it could never take over (keepalived 2.2).
-///
-/// `vip-only`: the article's MASTER 255 / BACKUP 200, nothing promoted.
-pub fn keepalived_conf(role: &RoleFile) -> Option<String> {
-    let v = role.host.vrrp.as_ref()?;
-    let scripts = paths::KEEPALIVED_SCRIPTS;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# keepalived for {} ({}), cluster {}: written by airlock.\n# Both DB servers use virtual_router_id {}.",
-        role.host.name, role.host.role, role.cluster, v.virtual_router_id
-    );
-    let _ = writeln!(
-        s,
-        "global_defs {{\n    router_id {}\n    enable_script_security\n    script_user root\n}}\n",
-        role.host.name
-    );
-    if v.promote {
-        let _ = writeln!(
-            s,
-            "vrrp_script chk_postgres {{\n    script \"{scripts}/pg-ready.sh\"\n    interval 1\n    timeout 2\n    fall 2\n    rise 2\n    weight 0\n}}\n"
-        );
-        // PostgreSQL's unit writes 1 here when the server stops or dies and
-        // 0 when it has started; keepalived sees the change at once.
-        let _ = writeln!(
-            s,
-            "vrrp_track_file pg_down {{\n    file \"{}\"\n    weight 0\n}}\n",
-            paths::PG_DOWN
-        );
-    }
-    let _ = writeln!(s, "vrrp_instance airlock_db {{");
-    let _ = writeln!(s, "    state {}", v.state);
-    let _ = writeln!(s, "    interface {}", v.interface);
-    let _ = writeln!(s, "    virtual_router_id {}", v.virtual_router_id);
-    let _ = writeln!(s, "    priority {}", v.priority);
-    if v.nopreempt {
-        let _ = writeln!(s, "    nopreempt");
-    }
-    let _ = writeln!(s, "    advert_int 1");
-    if v.unicast {
-        let _ = writeln!(s, "    unicast_src_ip {}", role.host.ip);
-        let _ = writeln!(s, "    unicast_peer {{\n        {}\n    }}", v.peer.ip);
-    }
-    let _ = writeln!(
-        s,
-        "    virtual_ipaddress {{\n        {}/{} dev {}\n    }}",
-        v.vip, v.prefix, v.interface
-    );
-    if v.promote {
-        let _ = writeln!(s, "    track_script {{\n        chk_postgres\n    }}");
-        let _ = writeln!(s, "    track_file {{\n        pg_down\n    }}");
-        let _ = writeln!(s, "    notify_master \"{scripts}/promote.sh\"");
-    }
-    s.push_str("}\n");
-    Some(s)
-}
-
-/// keepalived's health check: does the local PostgreSQL accept connections?
-pub fn pg_ready_script(role: &RoleFile) -> String {
-    let port = role.database.port;
-    format!(
-        "#!/bin/sh\n# airlock: keepalived health check. Exit 0 when the local PostgreSQL accepts\n# connections (on its socket).\nexec pg_isready -q -h /var/run/postgresql -p {port} -t 2\n"
-    )
-}
-
-/// keepalived's `notify_master`: this host took the VIP; if its PostgreSQL is
-/// a standby, promote it (PostgreSQL 11 has no `pg_promote()`).
-pub fn promote_script(role: &RoleFile) -> String {
-    let port = role.database.port;
-    let major = role.database.postgresql;
-    let promote = if major >= 12 {
-        "psql_as_postgres -c 'SELECT pg_promote()'".to_string()
-    } else {
-        format!("pg_ctlcluster {major} main promote")
-    };
-    format!(
-        r#"#!/bin/sh
-# airlock: keepalived notify_master. This host now holds the VIP: when the
-# local PostgreSQL {major} is a standby, promote it, so the VIP never points at
-# a read-only server. Logged to syslog with the tag airlock-promote.
-set -u
-export PGHOST=/var/run/postgresql
-psql_as_postgres() {{
-    if [ "$(id -u)" -eq 0 ]; then
-        runuser -u postgres -- psql -X -A -t -q -p {port} "$@"
-    else
-        psql -X -A -t -q -p {port} "$@"
-    fi
-}}
-log() {{ logger -t airlock-promote "$*" 2>/dev/null; echo "airlock-promote: $*" >&2; }}
-if [ -e {fenced} ]; then
-    log "this server was kept read-only because its peer was the primary ({fenced}): not promoting it; see airlock-firstboot status"
-    exit 1
-fi
-state=$(psql_as_postgres -c 'SELECT pg_is_in_recovery()' 2>&1) || {{ log "cannot ask PostgreSQL whether it is a standby: $state"; exit 1; }}
-case "$state" in
-    t) log "took the VIP as a standby: promoting"
-       {promote} >/dev/null || {{ log "promotion failed"; exit 1; }}
-       mkdir -p "$(dirname {promoted})" && date +%s > {promoted}
-       log "promoted" ;;
-    f) log "took the VIP as the primary: nothing to do" ;;
-    *) log "unexpected answer from PostgreSQL: $state"; exit 1 ;;
-esac
-"#,
-        fenced = paths::FENCED,
-        promoted = paths::PROMOTED
-    )
-}
-
-/// The unit that runs the runner at every boot (a complete role is checked
-/// in a second and left alone).
-///
-/// Ordering: after cloud-init.service, whose init stage writes the seed's
-/// files, the hostname and the SSH host keys (not after cloud-final or
-/// cloud-init.target, which Debian orders after multi-user.target: with
-/// `WantedBy=multi-user.target` that is a cycle, and systemd drops a job at
-/// boot; nor after cloud-config, which the role does not need and which can
-/// hang for ever, its timeout being infinite), and after the services the
-/// steps restart, so the vendor installer's restart does not race their
-/// start at boot.
-/// `Type=simple`: the role may take many minutes and must not hold up
-/// multi-user.target. No condition: a clone without a seed finds itself in
-/// the prepared inventory.
-pub fn systemd_unit() -> String {
-    format!(
-        "[Unit]\nDescription=airlock: make this clone its cluster role\nDocumentation=man:airlock-firstboot(1)\nWants=network-online.target\nAfter=network-online.target cloud-init.service\nAfter=postgresql.service keepalived.service docker.service ssh.service\n\n[Service]\nType=simple\nExecStart={runner} run\nRemainAfterExit=yes\n# \"will retry\" (exit 75) restarts it after a pause; \"failed\" (1) and\n# usage errors (2) stop until the next boot or a person runs it again.\nRestart=on-failure\nRestartSec=30\nRestartPreventExitStatus=1 2\n\n[Install]\nWantedBy=multi-user.target\n",
-        runner = paths::RUNNER
-    )
-}
-
-/// The drop-in for PostgreSQL's cluster units (`postgresql@.service`): the
-/// guard runs before every start of a cluster, so an old master that comes
-/// back after a failover starts read-only.
-///
-/// It also tells keepalived at once when the server stops or dies (systemd
-/// sees the postmaster exit): [`paths::PG_DOWN`] holds 1 while it is down.
-pub fn pg_guard_dropin() -> String {
-    format!(
-        "# airlock: a DB server whose peer is the primary never starts writable,\n# and keepalived learns at once when this server stops or dies.\n[Service]\nExecStartPre={runner} pg-guard %i\nExecStartPost=-/bin/sh -c 'echo 0 > {down}'\nExecStopPost=-/bin/sh -c 'echo 1 > {down}'\n",
-        runner = paths::RUNNER,
-        down = paths::PG_DOWN
-    )
 }
 
 /// A YAML scalar, double-quoted (JSON escapes are valid YAML).
@@ -497,8 +351,11 @@ pub fn user_data(role: &RoleFile, files: &[VmFile], ssh_keys: Option<&(String, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{MediaCheck, resolve};
-    use crate::recipe::{Source, parse};
+    use crate::build::plan::{MediaCheck, resolve};
+    use crate::build::recipe::{Source, parse};
+    use crate::shared::render::{
+        apt_sources, ifupdown_config, keepalived_conf, pg_hba_lines, promote_script,
+    };
 
     fn plan_of(text: &str) -> Plan {
         let src = Source {
@@ -539,7 +396,7 @@ ip = "192.0.2.20"
     fn role(text: &str, host: &str) -> RoleFile {
         let plan = plan_of(text);
         let h = plan.host(host).unwrap();
-        RoleFile::new(&plan, h, "iid".into())
+        role_file(&plan, h, "iid".into())
     }
 
     #[test]
@@ -612,20 +469,18 @@ ip = "192.0.2.20"
 
     #[test]
     fn network_config_by_mac_or_name() {
-        let plan = plan_of(PAIR);
         assert_eq!(
-            network_config(plan.host("db1").unwrap()),
+            network_config(&role(PAIR, "db1").host),
             "version: 2\nethernets:\n  \"eth0\":\n    match:\n      macaddress: \"52:54:00:00:00:10\"\n    set-name: \"eth0\"\n    dhcp4: false\n    addresses:\n      - 192.0.2.10/24\n    gateway4: 192.0.2.1\n    nameservers:\n      addresses: [192.0.2.53]\n      search: [\"lab.example\"]\n"
         );
-        let db2 = network_config(plan.host("db2").unwrap());
+        let db2 = network_config(&role(PAIR, "db2").host);
         assert!(db2.starts_with("version: 2\nethernets:\n  \"eth0\":\n    dhcp4: false\n"));
     }
 
     #[test]
     fn ifupdown_for_clones_without_cloud_init() {
-        let plan = plan_of(PAIR);
         assert_eq!(
-            ifupdown_config(plan.host("db2").unwrap(), "eth0"),
+            ifupdown_config(&role(PAIR, "db2").host, "eth0"),
             "# airlock: db2 (db-replica). Written by airlock-firstboot when cloud-init did not configure this clone.\nauto eth0\niface eth0 inet static\n    address 192.0.2.11/24\n    gateway 192.0.2.1\n    dns-nameservers 192.0.2.53\n    dns-search lab.example\n"
         );
     }
@@ -654,5 +509,18 @@ ip = "192.0.2.20"
         assert_eq!(id(&a), id(&a));
         assert_ne!(id(&a), id(&b));
         assert!(id(&a).starts_with("airlock-lab-db1-"));
+    }
+
+    #[test]
+    fn the_plan_converts_to_the_pinned_version_1_role_file() {
+        // Renaming a plan field must not change the on-VM format: the demo
+        // stand's replica is pinned as it was when version 1 was defined.
+        let plan = plan_of(&crate::build::demo::demo_recipe());
+        let h = plan.host("spdb2").unwrap();
+        let rf = role_file(&plan, h, instance_id(&plan, h).unwrap());
+        assert_eq!(
+            rf.to_toml().unwrap(),
+            include_str!("../../tests/fixtures/role-v1.toml")
+        );
     }
 }

@@ -10,16 +10,16 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::bundle;
-use crate::payload;
-use crate::plan::{self, MediaCheck, Severity};
-use crate::recipe;
-use crate::repo;
-use crate::secrets::Secrets;
-use crate::seed;
-use crate::sign::{self, SigningKey};
-use crate::timefmt;
-use crate::writer::RootWriter;
+use crate::build::bundle;
+use crate::build::cloudinit;
+use crate::build::plan::{self, MediaCheck, Severity};
+use crate::build::recipe;
+use crate::build::repo;
+use crate::build::secrets::Secrets;
+use crate::build::seed;
+use crate::build::sign::{self, SigningKey};
+use crate::shared::timefmt;
+use crate::shared::writer::RootWriter;
 
 /// What a command decided, mapped onto the exit-code contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,7 +357,7 @@ fn default_runner() -> Result<PathBuf> {
     }
     for c in candidates {
         if let Ok(bytes) = std::fs::read(&c)
-            && crate::elfcheck::check_runner(&c, &bytes).is_ok()
+            && crate::build::elfcheck::check_runner(&c, &bytes).is_ok()
         {
             return Ok(c);
         }
@@ -498,20 +498,20 @@ fn print_report(path: &std::path::Path, r: &bundle::Report) {
 fn cmd_demo(args: &DemoArgs) -> Result<Status> {
     let time = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(_) => timefmt::build_time()?,
-        Err(_) => crate::demo::DEMO_TIME,
+        Err(_) => crate::build::demo::DEMO_TIME,
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    crate::demo::write_media(&args.out, time)?;
+    crate::build::demo::write_media(&args.out, time)?;
     let bundle_dir = args.out.join("bundle");
     let tar = args.out.join("bundle.tar");
     let summary = bundle::build(&bundle::BuildOptions {
         recipe: args.out.join("recipe.toml"),
         out: bundle_dir.clone(),
-        key: crate::demo::demo_key()?,
+        key: crate::build::demo::demo_key()?,
         key_path: None,
         secrets: args.out.join("demo.secrets.toml"),
-        fixed_secrets: Some(crate::demo::demo_secrets()?),
+        fixed_secrets: Some(crate::build::demo::demo_secrets()?),
         runner: match &args.runner {
             Some(r) => r.clone(),
             None => default_runner()?,
@@ -563,7 +563,7 @@ fn cmd_bake(args: &BakeArgs) -> Result<Status> {
     if let Some(file) = &plan.database.password_file {
         secrets = secrets.with_password_file(file)?;
     }
-    let payloads = payload::render_all(&plan, &secrets)?;
+    let payloads = cloudinit::render_all(&plan, &secrets)?;
     let mut w = RootWriter::new(&args.out);
     seed::write_all(&mut w, &plan, &payloads, timefmt::build_time()?)?;
     println!(
@@ -687,7 +687,12 @@ fn cmd_repo_build(args: &RepoBuildArgs) -> Result<Status> {
     if let Some(k) = &args.disc_keyring {
         inputs.push(("disc keyring", k.as_path()));
     }
-    crate::outdir::check(&args.out, crate::outdir::Kind::Repository, &inputs, &[])?;
+    crate::build::outdir::check(
+        &args.out,
+        crate::build::outdir::Kind::Repository,
+        &inputs,
+        &[],
+    )?;
     let previous = args.out.is_dir().then(|| args.out.clone());
     let opts = repo::Options {
         previous_cache: previous.as_ref().map(|p| p.join(repo::CACHE_FILE)),

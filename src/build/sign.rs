@@ -19,7 +19,7 @@ use pgp::composed::{
 };
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::crypto::sym::SymmetricKeyAlgorithm;
-use pgp::packet::{Signature, SignatureConfig, SignatureType, Subpacket, SubpacketData};
+use pgp::packet::{SignatureConfig, SignatureType, Subpacket, SubpacketData};
 use pgp::ser::Serialize;
 use pgp::types::{KeyDetails, Password, Tag, Timestamp};
 use rand::SeedableRng;
@@ -27,10 +27,7 @@ use rand_chacha::ChaCha20Rng;
 
 /// The secret key file `keygen` writes (mode 0600).
 pub const SECRET_KEY_FILE: &str = "signing-key.asc";
-/// The public key, armored.
-pub const PUBLIC_ASC_FILE: &str = "archive-keyring.asc";
-/// The public key as a binary keyring (gpgv and apt's `signed-by=` want this).
-pub const PUBLIC_GPG_FILE: &str = "archive-keyring.gpg";
+pub use crate::shared::keyring::{Keyring, PUBLIC_ASC_FILE, PUBLIC_GPG_FILE, Verified};
 
 /// A secret key that signs.
 #[derive(Debug, Clone)]
@@ -117,6 +114,11 @@ impl SigningKey {
     }
 
     /// The public half.
+    /// A keyring of this key alone.
+    pub fn keyring(&self) -> Keyring {
+        Keyring::from_keys(vec![self.public()], &self.fingerprint())
+    }
+
     pub fn public(&self) -> SignedPublicKey {
         self.key.to_public_key()
     }
@@ -260,264 +262,10 @@ pub fn write_key_files(key: &SigningKey, dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn keygen(dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
     let mut seed = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-    let created = crate::timefmt::build_time()?;
+    let created = crate::shared::timefmt::build_time()?;
     let user_id = format!("{name} <airlock@localhost>");
     let key = SigningKey::generate(&user_id, created, seed)?;
     write_key_files(&key, dir)
-}
-
-/// CRC-24 of OpenPGP's ASCII armor (RFC 4880, 6.1).
-fn crc24(data: &[u8]) -> u32 {
-    let mut crc: u32 = 0x00B7_04CE;
-    for &b in data {
-        crc ^= u32::from(b) << 16;
-        for _ in 0..8 {
-            crc <<= 1;
-            if crc & 0x0100_0000 != 0 {
-                crc ^= 0x0186_4CFB;
-            }
-        }
-    }
-    crc & 0x00FF_FFFF
-}
-
-/// Checks an armored block's `=XXXX` checksum line, as gpgv does (rpgp's own
-/// check is off by default and, when asked for, compares against an empty
-/// sum). A block without one is accepted, as gpgv accepts it.
-fn armor_checksum(armored: &[u8]) -> Result<()> {
-    use base64::Engine;
-    let text = std::str::from_utf8(armored).context("the armored signature is not text")?;
-    // Nothing before the armor and only line ends after it: whatever else
-    // is there, no reader agrees on.
-    let trimmed = text.trim_end_matches(['\n', '\r']);
-    if !text.starts_with("-----BEGIN ")
-        || !trimmed
-            .lines()
-            .last()
-            .is_some_and(|l| l.starts_with("-----END ") && l.ends_with("-----"))
-    {
-        bail!("the armored signature has text before its BEGIN or after its END line");
-    }
-    let mut lines = text.lines().map(str::trim_end);
-    lines
-        .by_ref()
-        .find(|l| l.starts_with("-----BEGIN "))
-        .context("no armor header")?;
-    // Armor headers end with an empty line.
-    let mut body = String::new();
-    let mut in_headers = true;
-    let mut footer_crc = None;
-    for l in lines {
-        if l.starts_with("-----END ") {
-            break;
-        }
-        if in_headers {
-            if l.is_empty() {
-                in_headers = false;
-            } else if !l.contains(": ") {
-                in_headers = false;
-                body.push_str(l);
-            }
-            continue;
-        }
-        if let Some(c) = l.strip_prefix('=') {
-            footer_crc = Some(c.to_string());
-        } else {
-            body.push_str(l);
-        }
-    }
-    let Some(c) = footer_crc else {
-        return Ok(());
-    };
-    let engine = base64::engine::general_purpose::STANDARD;
-    let data = engine
-        .decode(body.as_bytes())
-        .context("the armored signature is not valid base64")?;
-    let want = engine
-        .decode(c.as_bytes())
-        .ok()
-        .filter(|b| b.len() == 3)
-        .context("the armor checksum line is malformed")?;
-    let want = u32::from(want[0]) << 16 | u32::from(want[1]) << 8 | u32::from(want[2]);
-    if crc24(&data) != want {
-        bail!("the armor checksum does not match: the signature was altered or damaged");
-    }
-    Ok(())
-}
-
-/// A good signature: who made it and when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
-    pub fingerprint: String,
-    /// Seconds since the epoch.
-    pub created: i64,
-}
-
-/// Public keys to verify against.
-#[derive(Debug, Clone)]
-pub struct Keyring {
-    keys: Vec<SignedPublicKey>,
-    label: String,
-}
-
-impl Keyring {
-    /// Reads a keyring: binary (`.gpg`, several keys concatenated) or armored
-    /// (`.asc`, one or more blocks).
-    pub fn load(path: &Path) -> Result<Keyring> {
-        let data =
-            fs::read(path).with_context(|| format!("reading the keyring {}", path.display()))?;
-        Keyring::from_bytes(&data, &path.display().to_string())
-    }
-
-    /// Parses keyring bytes; `label` names them in errors.
-    pub fn from_bytes(data: &[u8], label: &str) -> Result<Keyring> {
-        const BEGIN: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
-        let mut keys = Vec::new();
-        match std::str::from_utf8(data) {
-            Ok(text) if text.trim_start().starts_with("-----BEGIN ") => {
-                // rpgp's armored readers stop after the first block.
-                for block in text.split(BEGIN).skip(1) {
-                    let armored = format!("{BEGIN}{block}");
-                    let (iter, _) = SignedPublicKey::from_string_many(&armored)?;
-                    for k in iter {
-                        keys.push(k?);
-                    }
-                }
-            }
-            _ => {
-                for k in SignedPublicKey::from_bytes_many(data)? {
-                    keys.push(k?);
-                }
-            }
-        }
-        if keys.is_empty() {
-            bail!("{label} holds no OpenPGP public key");
-        }
-        Ok(Keyring {
-            keys,
-            label: label.to_string(),
-        })
-    }
-
-    /// A keyring of one key.
-    pub fn of(key: &SigningKey) -> Keyring {
-        Keyring {
-            keys: vec![key.public()],
-            label: key.fingerprint(),
-        }
-    }
-
-    /// Which key makes `sig` a good signature of `data`; refused, as gpgv
-    /// refuses them, when the signature or the key has expired or the key
-    /// is revoked.
-    fn check(&self, sig: &Signature, data: &[u8]) -> Result<Verified> {
-        let now = i64::from(Timestamp::now().as_secs());
-        let created = sig
-            .created()
-            .map(|t| i64::from(t.as_secs()))
-            .context("the signature has no creation time")?;
-        if let Some(d) = sig
-            .signature_expiration_time()
-            .map(|d| i64::from(d.as_secs()))
-            && d > 0
-            && created + d <= now
-        {
-            bail!(
-                "the signature expired on {} (made {})",
-                crate::timefmt::rfc2822_utc(created + d),
-                crate::timefmt::rfc2822_utc(created)
-            );
-        }
-        for k in &self.keys {
-            let mut signer = None;
-            if sig.verify(&k.primary_key, data).is_ok() {
-                signer = Some(format!("{:X}", k.fingerprint()));
-            }
-            for sk in &k.public_subkeys {
-                if signer.is_none()
-                    && sk.verify_bindings(&k.primary_key).is_ok()
-                    && sig.verify(&sk.key, data).is_ok()
-                {
-                    signer = Some(format!("{:X}", sk.key.fingerprint()));
-                }
-            }
-            let Some(fingerprint) = signer else {
-                continue;
-            };
-            if !k.details.revocation_signatures.is_empty() {
-                bail!("the key {fingerprint} that made it is revoked");
-            }
-            let key_created = i64::from(k.primary_key.created_at().as_secs());
-            let expiry = k
-                .details
-                .users
-                .iter()
-                .flat_map(|u| &u.signatures)
-                .filter_map(|s| s.key_expiration_time())
-                .map(|d| i64::from(d.as_secs()))
-                .filter(|d| *d > 0)
-                .map(|d| key_created + d)
-                .max();
-            if let Some(t) = expiry.filter(|t| *t <= now) {
-                bail!(
-                    "the key {fingerprint} that made it expired on {}",
-                    crate::timefmt::rfc2822_utc(t)
-                );
-            }
-            return Ok(Verified {
-                fingerprint,
-                created,
-            });
-        }
-        bail!("no key in {} makes a good signature of it", self.label)
-    }
-
-    /// Checks a detached signature (binary, or armored with its CRC24
-    /// checked as gpgv does) of `data`.
-    pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> Result<Verified> {
-        let armored = signature.trim_ascii_start().starts_with(b"-----BEGIN ");
-        let sig = if armored {
-            armor_checksum(signature)?;
-            DetachedSignature::from_armor_single_buf(signature)
-                .map(|(s, _)| s)
-                .context("reading the armored signature")?
-        } else {
-            DetachedSignature::from_reader_single(signature)
-                .map(|(s, _)| s)
-                .context("reading the signature: not an OpenPGP signature")?
-        };
-        self.check(&sig.signature, data)
-    }
-
-    /// Checks a cleartext-signed message; returns the signed text (dash
-    /// escaping undone, ending in a newline).
-    pub fn verify_cleartext(&self, signed: &str) -> Result<String> {
-        let (msg, _) = CleartextSignedMessage::from_armor(signed.as_bytes())
-            .context("reading the cleartext signature")?;
-        let hashed = msg.signed_text();
-        let mut why = None;
-        let good = msg
-            .signatures()
-            .iter()
-            .any(|s| match self.check(s, hashed.as_bytes()) {
-                Ok(_) => true,
-                Err(e) => {
-                    why = Some(e);
-                    false
-                }
-            });
-        if !good {
-            return Err(why.unwrap_or_else(|| anyhow!("no signature")))
-                .with_context(|| format!("no good signature by a key in {}", self.label));
-        }
-        let mut text: String = msg
-            .text()
-            .split_inclusive('\n')
-            .map(|l| l.strip_prefix("- ").unwrap_or(l))
-            .collect();
-        text.push('\n');
-        Ok(text)
-    }
 }
 
 #[cfg(test)]
@@ -545,7 +293,7 @@ mod tests {
     #[test]
     fn signatures_round_trip_and_tampering_fails() {
         let k = key();
-        let ring = Keyring::of(&k);
+        let ring = k.keyring();
         let text = "Origin: x\n-dash line\ntrailing blank \nSHA256:\n abc 1 main\n";
         let signed = k.clearsign(text, 1).unwrap();
         assert_eq!(ring.verify_cleartext(&signed).unwrap(), text);
@@ -574,7 +322,7 @@ mod tests {
         let other = SigningKey::generate("Other <o@localhost>", 1_700_000_000, [8; 32]).unwrap();
         let sig = k.detached_armored(b"payload", 1).unwrap();
         assert!(
-            Keyring::of(&other)
+            crate::build::sign::SigningKey::keyring(&other)
                 .verify_detached(b"payload", sig.as_bytes())
                 .is_err()
         );
@@ -590,7 +338,7 @@ mod tests {
             k.public_armored().unwrap()
         );
         let from_asc = Keyring::from_bytes(both.as_bytes(), "asc").unwrap();
-        assert_eq!(from_asc.keys.len(), 2);
+        assert_eq!(from_asc.key_count(), 2);
         let sig = k.detached_armored(b"d", 1).unwrap();
         from_bin.verify_detached(b"d", sig.as_bytes()).unwrap();
         assert!(Keyring::from_bytes(b"garbage", "g").is_err());
@@ -620,7 +368,8 @@ mod tests {
         .unwrap()
         .to_armored_string(ArmorOptions::default())
         .unwrap();
-        let e = Keyring::of(&k)
+        let e = k
+            .keyring()
             .verify_detached(b"payload", sig.as_bytes())
             .unwrap_err();
         assert!(format!("{e:#}").contains("expired"), "{e:#}");
@@ -640,7 +389,8 @@ mod tests {
         }
         // The same without the expiry verifies.
         let good = k.detached_armored(b"payload", made).unwrap();
-        let v = Keyring::of(&k)
+        let v = k
+            .keyring()
             .verify_detached(b"payload", good.as_bytes())
             .unwrap();
         assert_eq!((v.fingerprint, v.created), (k.fingerprint(), made));

@@ -1,23 +1,12 @@
-//! The deliverable: one directory (and optionally one tar) holding the signed
-//! repository, the vendor disc, every VM's seed and payload, the runner and a
-//! signed `SHA256SUMS` that `sha256sum -c` and `gpgv` check on their own.
-//!
-//! ```text
-//! SHA256SUMS            every other file, sorted, "<hex>  <path>"
-//! SHA256SUMS.gpg        detached OpenPGP signature of SHA256SUMS
-//! archive-keyring.gpg   the public key (and .asc)
-//! repo/                 the signed apt repository
-//! vendor/               the vendor disc's files
-//! seeds/ payloads/ inventory.toml
-//! bin/airlock-firstboot
-//! recipe.toml           the resolved recipe
-//! README.txt            what to do at the site
-//! ```
+//! The manifest of a bundle and its verification, the same for `airlock
+//! verify` at the secure site and `airlock-firstboot prepare` on the VM:
+//! `SHA256SUMS` and its detached signature, `MODES`, the directory form and
+//! the one tar form ([`crate::shared::tarform`]). Anything another reader
+//! (GNU tar, gzip, sha256sum, gpgv) could read differently is refused.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -25,18 +14,10 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sha2::Digest;
 
-use crate::media::Medium;
-use crate::par::progress_bar;
-use crate::payload;
-use crate::plan::{MediaCheck, Plan};
-use crate::recipe::{self, Recipe, Role};
-use crate::repo;
-use crate::repo::hex;
-use crate::secrets::Secrets;
-use crate::seed;
-use crate::sign::{self, Keyring, SigningKey};
-use crate::tarform;
-use crate::writer::{RootWriter, Writer};
+use crate::shared::hex;
+use crate::shared::keyring::{self, Keyring};
+use crate::shared::par::progress_bar;
+use crate::shared::tarform;
 
 /// The manifest.
 pub const SUMS: &str = "SHA256SUMS";
@@ -45,46 +26,6 @@ pub const SUMS: &str = "SHA256SUMS";
 pub const MODES: &str = "MODES";
 /// Its signature.
 pub const SUMS_SIG: &str = "SHA256SUMS.gpg";
-
-/// What `airlock build` needs besides the recipe.
-pub struct BuildOptions {
-    pub recipe: PathBuf,
-    pub out: PathBuf,
-    pub key: SigningKey,
-    /// Where the key was read from (never inside `out`).
-    pub key_path: Option<PathBuf>,
-    /// Where the secrets are kept between builds (outside the bundle).
-    pub secrets: PathBuf,
-    /// Pre-made secrets (the demo's); otherwise read or created at `secrets`.
-    pub fixed_secrets: Option<Secrets>,
-    /// The `airlock-firstboot` binary to ship.
-    pub runner: PathBuf,
-    pub tar: Option<PathBuf>,
-    pub time: i64,
-    pub progress: bool,
-    /// Refuse a runner that needs a newer glibc than Astra SE 1.7's 2.28.
-    pub check_glibc: bool,
-    /// airlock's own source with its vendored crates (`just vendor`), shipped
-    /// as `source/airlock-src.tar` so the site can audit and rebuild it.
-    pub source_tar: Option<PathBuf>,
-}
-
-/// What a build made.
-#[derive(Debug, Clone, Serialize)]
-pub struct BuildSummary {
-    pub out: PathBuf,
-    pub tar: Option<PathBuf>,
-    pub cluster: String,
-    pub hosts: usize,
-    pub files: usize,
-    pub bytes: u64,
-    pub repository: repo::Summary,
-    /// The secrets file, or None for the demo's fixed secrets.
-    pub secrets: Option<PathBuf>,
-    pub secrets_created: bool,
-    pub fingerprint: String,
-    pub seconds: f64,
-}
 
 /// SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path, buf: &mut [u8]) -> Result<(String, u64)> {
@@ -112,415 +53,17 @@ pub type HashResult = Result<(String, u64)>;
 pub fn hash_parallel(files: &[(PathBuf, u64)], progress: bool, what: &str) -> Vec<HashResult> {
     let total = files.iter().map(|f| f.1).sum();
     let bar = progress_bar(progress, total, what);
-    let out = crate::par::map_buffered(files, crate::par::threads(0), |(path, size), buf| {
-        let r = sha256_file(path, buf);
-        bar.inc(*size);
-        r
-    });
+    let out = crate::shared::par::map_buffered(
+        files,
+        crate::shared::par::threads(0),
+        |(path, size), buf| {
+            let r = sha256_file(path, buf);
+            bar.inc(*size);
+            r
+        },
+    );
     bar.finish_and_clear();
     out
-}
-
-/// Every regular file under `dir`, as sorted `/`-separated relative paths.
-/// Symbolic links and other non-regular files are errors: a bundle has none.
-pub fn list_tree(dir: &Path) -> Result<Vec<(String, u64)>> {
-    let mut out = Vec::new();
-    for e in walkdir::WalkDir::new(dir)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
-        let e = e.with_context(|| format!("listing {}", dir.display()))?;
-        let rel = e
-            .path()
-            .strip_prefix(dir)
-            .expect("under the root")
-            .to_string_lossy()
-            .into_owned();
-        if rel.is_empty() || e.file_type().is_dir() {
-            continue;
-        }
-        if !e.file_type().is_file() {
-            bail!("{rel}: not a regular file (a bundle holds no links or devices)");
-        }
-        out.push((rel, e.metadata()?.len()));
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// `SHA256SUMS` text for `(path, hash)` pairs (sorted by path).
-pub fn render_sums(entries: &BTreeMap<String, String>) -> String {
-    let mut s = String::new();
-    for (path, hash) in entries {
-        let _ = writeln!(s, "{hash}  {path}");
-    }
-    s
-}
-
-/// The recipe as the bundle keeps it: defaults filled in, media reduced to
-/// their file names (the build machine's paths mean nothing at the site).
-pub fn resolved_recipe(recipe: &Recipe) -> Result<String> {
-    let mut r = recipe.clone();
-    let name_only = |p: &Option<PathBuf>| p.as_ref().and_then(|p| p.file_name()).map(PathBuf::from);
-    r.media.main = name_only(&r.media.main);
-    r.media.devel = name_only(&r.media.devel);
-    r.media.vendor = name_only(&r.media.vendor);
-    r.database.password_file = None;
-    Ok(format!(
-        "# The recipe this bundle was built from, with every default filled in.\n# Media are named by file only; the DB password is in the payloads, not here.\n{}",
-        toml::to_string(&r)?
-    ))
-}
-
-/// README.txt: the site procedure for this recipe.
-pub fn site_readme(plan: &Plan, fingerprint: &str) -> String {
-    let mut s = String::new();
-    let db = &plan.database;
-    let _ = writeln!(
-        s,
-        "airlock bundle for cluster {} ({})\n{}\n",
-        plan.cluster,
-        plan.domain,
-        "=".repeat(40)
-    );
-    let _ = writeln!(
-        s,
-        "1. Check the bundle before you use it (stock tools only; run in this directory):\n\n    sha256sum -c --quiet SHA256SUMS && echo all files intact\n    gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS\n\n   Or: airlock verify . --keyring /path/to/independently/delivered/archive-keyring.gpg\n   The keyring inside the bundle only proves the bundle is consistent; compare\n   its fingerprint with the one you were given separately:\n\n    {fingerprint}\n"
-    );
-    let _ = writeln!(
-        s,
-        "2. Prepare the reference VM once (Astra Linux SE 1.7, 2 vCPU, 4 GiB, 30 GiB,\n   one virtio NIC), with this bundle mounted or copied at /media/airlock:\n\n    sudo /media/airlock/bin/airlock-firstboot prepare --bundle /media/airlock\n\n   It copies the repository to /opt/airlock/repo (also /opt/main and /opt/devel\n   for the vendor installer) and the inventory with every VM's payload to\n   /opt/airlock, trusts the archive key, installs the runner and its service\n   (it runs at every boot), and seals the VM for cloning: the image's machine\n   id and SSH host keys are recorded so that no clone keeps them. Then shut it\n   down and clone it {} times; do not boot it again before cloning (if you do,\n   the clones still replace its ids, but cloud-init sees it as an instance).\n",
-        plan.hosts.len()
-    );
-    let _ = writeln!(
-        s,
-        "   With the closed software environment on (DIGSIG_ELF_MODE=1 in\n   /etc/digsig/digsig_initramfs.conf), the one ELF file airlock adds must be\n   signed with the site's key after `prepare`, before the VM is shut down to be cloned:\n\n    sudo bsign --sign /usr/local/sbin/airlock-firstboot\n\n   (airlock-firstboot prints this hint when it finds ZPS on and no signature.)\n"
-    );
-    let _ = writeln!(
-        s,
-        "3. Give each clone its seed as a CD-ROM (label cidata), and boot them in this\n   order (each waits for what it needs, so the order only saves time):\n"
-    );
-    let order = [Role::DbMaster, Role::DbReplica, Role::Leader, Role::Manager];
-    for role in order {
-        for h in plan.hosts.iter().filter(|h| h.role == role) {
-            let _ = writeln!(
-                s,
-                "    seeds/{}.iso  ->  {:<12} {:<10} {}/{}{}",
-                h.name,
-                h.name,
-                h.role.as_str(),
-                h.ip,
-                h.prefix,
-                h.mac
-                    .as_ref()
-                    .map(|m| format!("  MAC {m}"))
-                    .unwrap_or_default()
-            );
-        }
-    }
-    let _ = writeln!(
-        s,
-        "\n   A clone without a seed disc finds itself in the inventory (copied to\n   /opt/airlock by prepare) by the MAC or SMBIOS UUID the recipe gives it,\n   and sets its address itself. The clones' clocks need not be right: apt\n   accepts this repository even when a clone's clock is behind the build\n   machine's (/etc/apt/apt.conf.d/50airlock).\n"
-    );
-    let _ = writeln!(
-        s,
-        "4. Watch each VM (nobody needs to type anything):\n\n    airlock-firstboot status          # steps done, running, waiting, failed\n    journalctl -u airlock-firstboot   # the log, with every command run\n"
-    );
-    match db.vip {
-        Some(vip) => {
-            let _ = writeln!(
-                s,
-                "   The database answers on the VIP {vip}:{} (VRRP router id {}).",
-                db.port,
-                db.virtual_router_id.unwrap_or_default()
-            );
-        }
-        None => {
-            let _ = writeln!(
-                s,
-                "   The database answers on {}:{} (single server).",
-                db.endpoint, db.port
-            );
-        }
-    }
-    let _ = writeln!(
-        s,
-        "   The web interface is on any dispatcher (https://{}/), login vdiadmin.\n",
-        plan.swarm.leader_ip
-    );
-    let _ = writeln!(
-        s,
-        "5. When a step fails: `airlock-firstboot status` names the step and the\n   command; fix the cause and run `airlock-firstboot run` again (or reboot):\n   finished steps are skipped, an interrupted one is redone safely. A wait\n   that runs out is retried by the service on its own.\n\n6. After a failover the replica is the primary. When the old master comes\n   back it starts read-only (`status` says NOT A PRIMARY and why); nothing\n   is deleted. Make it a replica of the new primary before it serves again.\n"
-    );
-    s
-}
-
-/// Refuses an `--out` that would delete an input or something else.
-fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
-    let mut inputs: Vec<(&str, &Path)> = vec![
-        ("recipe", opts.recipe.as_path()),
-        ("secrets file", opts.secrets.as_path()),
-        ("runner", opts.runner.as_path()),
-    ];
-    for (what, p) in [
-        ("main disc", &plan.media.main),
-        ("devel disc", &plan.media.devel),
-        ("vendor disc", &plan.media.vendor),
-        ("password file", &plan.database.password_file),
-    ] {
-        if let Some(p) = p {
-            inputs.push((what, p.as_path()));
-        }
-    }
-    if let Some(s) = &opts.source_tar {
-        inputs.push(("source tarball", s.as_path()));
-    }
-    if let Some(k) = &opts.key_path {
-        inputs.push(("signing key", k.as_path()));
-    }
-    let also: Vec<(&str, &Path)> = opts.tar.iter().map(|t| ("--tar", t.as_path())).collect();
-    crate::outdir::check(&opts.out, crate::outdir::Kind::Bundle, &inputs, &also)
-}
-
-/// `airlock build`.
-pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
-    let started = std::time::Instant::now();
-    let (recipe, source) = recipe::load(&opts.recipe)?;
-    let outcome = crate::plan::resolve(&recipe, &source, MediaCheck::Require);
-    let errors: Vec<String> = outcome.errors().map(|p| p.to_string()).collect();
-    if !errors.is_empty() {
-        bail!(
-            "the recipe is not ready for a build:\n  {}",
-            errors.join("\n  ")
-        );
-    }
-    let plan = outcome.plan.expect("no errors, so a plan");
-    check_output(opts, &plan)?;
-    let runner_meta = fs::metadata(&opts.runner).with_context(|| {
-        format!(
-            "the runner {} is missing: build it (cargo build --release) or pass --runner",
-            opts.runner.display()
-        )
-    })?;
-    if !runner_meta.is_file() {
-        bail!("the runner {} is not a file", opts.runner.display());
-    }
-    let runner =
-        fs::read(&opts.runner).with_context(|| format!("reading {}", opts.runner.display()))?;
-    if opts.check_glibc {
-        crate::elfcheck::check_runner(&opts.runner, &runner)?;
-    }
-    let (secrets, secrets_created) = match &opts.fixed_secrets {
-        Some(s) => (s.clone(), false),
-        None => Secrets::load_or_create(&opts.secrets, &plan.cluster)?,
-    };
-    let secrets = match &plan.database.password_file {
-        Some(f) => secrets.with_password_file(f)?,
-        None => secrets,
-    };
-
-    // Build beside the target; rename into place at the end.
-    let name = opts
-        .out
-        .file_name()
-        .with_context(|| format!("{}: the output must name a directory", opts.out.display()))?
-        .to_string_lossy()
-        .into_owned();
-    let parent = match opts.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&parent)?;
-    let tmp = parent.join(format!(".{name}.airlock-build-{}", std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp)?;
-    }
-    fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    struct Cleanup(Option<PathBuf>);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            if let Some(p) = self.0.take() {
-                let _ = fs::remove_dir_all(p);
-            }
-        }
-    }
-    let mut cleanup = Cleanup(Some(tmp.clone()));
-
-    // --- repository (reusing the previous bundle's pool files) ------------------
-    // The cache names build-machine inodes and times, so it lives beside the
-    // bundle, not in it (the bundle must be reproducible).
-    let cache_beside = parent.join(format!(".{name}.airlock-repo-cache.json"));
-    let old_repo = opts.out.join("repo");
-    let mut discs = vec![(
-        "main".to_string(),
-        plan.media
-            .main
-            .clone()
-            .expect("checked by MediaCheck::Require"),
-    )];
-    if let Some(d) = &plan.media.devel {
-        discs.push(("devel".to_string(), d.clone()));
-    }
-    let mut repo_summary = repo::build(
-        &repo::Options {
-            discs,
-            out: tmp.join("repo"),
-            suite: plan.repository.suite.clone(),
-            components: plan.repository.components.clone(),
-            architectures: plan.repository.architectures.clone(),
-            allow_unlisted: false,
-            disc_keyring: None,
-            time: opts.time,
-            progress: opts.progress,
-            jobs: 0,
-            previous: old_repo.is_dir().then(|| old_repo.clone()),
-            previous_cache: Some(cache_beside.clone()),
-        },
-        &opts.key,
-    )?;
-
-    repo_summary.out = opts.out.join("repo");
-    let cache_tmp = parent.join(format!(".{name}.airlock-repo-cache.json.new"));
-    fs::rename(tmp.join("repo").join(repo::CACHE_FILE), &cache_tmp)
-        .context("moving the repository cache out of the bundle")?;
-
-    // --- payloads, seeds, inventory -------------------------------------------------
-    let payloads = payload::render_all(&plan, &secrets)?;
-    let mut w = RootWriter::new(&tmp);
-    seed::write_all(&mut w, &plan, &payloads, opts.time)?;
-
-    // --- vendor disc ------------------------------------------------------------------
-    let vendor_path = plan
-        .media
-        .vendor
-        .clone()
-        .expect("checked by MediaCheck::Require");
-    let vendor = Medium::open_any(&vendor_path).context("reading the vendor disc")?;
-    if vendor.find("install.sh").is_none() {
-        bail!(
-            "{}: no install.sh at the top of the vendor disc; is media.vendor the Space Dispatcher disc?",
-            vendor.label
-        );
-    }
-    let mut buf = vec![0u8; 1 << 20];
-    for f in vendor.files() {
-        let dest = tmp.join("vendor").join(&f.path);
-        fs::create_dir_all(dest.parent().expect("has a parent"))?;
-        let mut out =
-            fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
-        vendor.stream(f, &mut buf, |chunk| Ok(out.write_all(chunk)?))?;
-        let mode = if f.path.ends_with(".sh") {
-            0o755
-        } else {
-            0o644
-        };
-        fs::set_permissions(&dest, fs::Permissions::from_mode(mode))?;
-    }
-
-    // --- runner, key, recipe, README ------------------------------------------------------
-    w.write("bin/airlock-firstboot", &runner, 0o755)?;
-    w.write(sign::PUBLIC_GPG_FILE, &opts.key.public_binary()?, 0o644)?;
-    w.write(
-        sign::PUBLIC_ASC_FILE,
-        opts.key.public_armored()?.as_bytes(),
-        0o644,
-    )?;
-    w.write("recipe.toml", resolved_recipe(&recipe)?.as_bytes(), 0o644)?;
-    w.write(
-        "README.txt",
-        site_readme(&plan, &opts.key.fingerprint()).as_bytes(),
-        0o644,
-    )?;
-
-    if let Some(src) = &opts.source_tar {
-        let dest = tmp.join("source/airlock-src.tar");
-        fs::create_dir_all(dest.parent().expect("has a parent"))?;
-        fs::copy(src, &dest).with_context(|| {
-            format!(
-                "copying the source tarball {} (make it with `just vendor`)",
-                src.display()
-            )
-        })?;
-        fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))?;
-    }
-
-    // --- MODES: every file's mode, set exactly ------------------------------------------
-    let mut modes = BTreeMap::new();
-    for (p, _) in list_tree(&tmp)? {
-        if !safe_path(&p) {
-            bail!(
-                "{p:?}: a file name with a control character or an odd component; it would forge lines in SHA256SUMS (rename it on the disc it comes from)"
-            );
-        }
-        let path = tmp.join(&p);
-        let have = fs::metadata(&path)?.permissions().mode() & 0o7777;
-        let mode = policy_mode(have);
-        if have != mode {
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
-        }
-        modes.insert(p, mode);
-    }
-    modes.insert(MODES.to_string(), 0o644);
-    w.write(MODES, render_modes(&modes).as_bytes(), 0o644)?;
-
-    // --- SHA256SUMS: pool files were hashed while the repository was built -----------
-    let known: BTreeMap<String, String> = repo_summary
-        .pool_hashes
-        .iter()
-        .map(|(p, h)| (format!("repo/{p}"), h.clone()))
-        .collect();
-    let tree = list_tree(&tmp)?;
-    let todo: Vec<(PathBuf, u64)> = tree
-        .iter()
-        .filter(|(p, _)| !known.contains_key(p))
-        .map(|(p, n)| (tmp.join(p), *n))
-        .collect();
-    let hashed = hash_parallel(&todo, opts.progress, "hashing the bundle");
-    let mut sums = BTreeMap::new();
-    let mut todo_iter = todo.iter().zip(hashed);
-    let mut bytes = 0;
-    for (p, n) in &tree {
-        bytes += n;
-        let h = match known.get(p) {
-            Some(h) => h.clone(),
-            None => {
-                let (_, r) = todo_iter.next().expect("one result per file");
-                r?.0
-            }
-        };
-        sums.insert(p.clone(), h);
-    }
-    let sums_text = render_sums(&sums);
-    w.write(SUMS, sums_text.as_bytes(), 0o644)?;
-    w.write(
-        SUMS_SIG,
-        opts.key
-            .detached_armored(sums_text.as_bytes(), opts.time)?
-            .as_bytes(),
-        0o644,
-    )?;
-
-    repo::replace_dir(&tmp, &opts.out)?;
-    cleanup.0 = None;
-    fs::rename(&cache_tmp, &cache_beside).context("keeping the repository cache")?;
-    repo::refresh_cache(&opts.out.join("repo"), &cache_beside, &opts.key)?;
-
-    if let Some(tar) = &opts.tar {
-        write_tar(&opts.out, tar, opts.time, opts.progress)?;
-    }
-    Ok(BuildSummary {
-        out: opts.out.clone(),
-        tar: opts.tar.clone(),
-        cluster: plan.cluster.clone(),
-        hosts: plan.hosts.len(),
-        files: tree.len() + 2,
-        bytes,
-        repository: repo_summary,
-        secrets: opts.fixed_secrets.is_none().then(|| opts.secrets.clone()),
-        secrets_created,
-        fingerprint: opts.key.fingerprint(),
-        seconds: started.elapsed().as_secs_f64(),
-    })
 }
 
 /// The mode a file gets in a bundle: executables 0755, private files
@@ -535,22 +78,13 @@ pub fn policy_mode(mode: u32) -> u32 {
     }
 }
 
-/// `MODES` text: `<octal mode>  <path>` per file, sorted like SHA256SUMS.
-pub fn render_modes(modes: &BTreeMap<String, u32>) -> String {
-    let mut s = String::new();
-    for (path, mode) in modes {
-        let _ = writeln!(s, "{mode:04o}  {path}");
-    }
-    s
-}
-
 /// The files a bundle tar starts with, in this order: what verify needs
 /// before it can judge the rest.
 pub const HEAD: [&str; 5] = [
     SUMS,
     SUMS_SIG,
-    sign::PUBLIC_GPG_FILE,
-    sign::PUBLIC_ASC_FILE,
+    keyring::PUBLIC_GPG_FILE,
+    keyring::PUBLIC_ASC_FILE,
     MODES,
 ];
 
@@ -582,70 +116,6 @@ pub fn canonical_order(files: &BTreeSet<String>) -> Vec<(String, tarform::Kind)>
         out.push((path, tarform::Kind::File));
     }
     out
-}
-
-/// Writes the bundle directory as one tar in [`tarform`]'s form (entries in
-/// [`canonical_order`], mtime `time`, modes from `MODES`), gzip compressed
-/// (one member) when `file` ends in `.gz`. Written beside and renamed.
-pub fn write_tar(dir: &Path, file: &Path, time: i64, progress: bool) -> Result<()> {
-    let tree = list_tree(dir)?;
-    let modes_text = fs::read_to_string(dir.join(MODES))
-        .with_context(|| format!("reading {}", dir.join(MODES).display()))?;
-    let mut problems = Vec::new();
-    let modes = parse_modes(&modes_text, &mut problems);
-    if let Some(p) = problems.first() {
-        bail!("{}: {}: {}", dir.display(), p.path, p.detail);
-    }
-    let sizes: BTreeMap<String, u64> = tree.iter().cloned().collect();
-    let total = tree.iter().map(|t| t.1).sum();
-    let bar = progress_bar(progress, total, "writing the tar");
-    let tmp = file.with_file_name(format!(
-        ".{}.airlock-tmp",
-        file.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let out = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let out = std::io::BufWriter::with_capacity(1 << 20, out);
-    let gz = file.extension().is_some_and(|e| e == "gz" || e == "tgz");
-    let sink: Box<dyn Write> = if gz {
-        Box::new(
-            flate2::GzBuilder::new()
-                .mtime(0)
-                .write(out, flate2::Compression::fast()),
-        )
-    } else {
-        Box::new(out)
-    };
-    let mut tw = tarform::TarWriter::new(sink, time.max(0) as u64);
-    let files: BTreeSet<String> = sizes.keys().cloned().collect();
-    let result = (|| -> Result<()> {
-        for (rel, kind) in canonical_order(&files) {
-            if kind == tarform::Kind::Dir {
-                tw.dir(&rel)?;
-                continue;
-            }
-            let mode = match rel.as_str() {
-                SUMS | SUMS_SIG => 0o644,
-                _ => *modes
-                    .get(&rel)
-                    .with_context(|| format!("{rel} is not in {MODES}"))?,
-            };
-            let path = dir.join(&rel);
-            let f = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-            tw.file(&rel, mode, sizes[&rel], bar.wrap_read(f))
-                .with_context(|| format!("adding {rel}"))?;
-        }
-        let mut sink = tw.finish()?;
-        sink.flush()?;
-        drop(sink);
-        Ok(())
-    })();
-    bar.finish_and_clear();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", file.display()));
-    }
-    fs::rename(&tmp, file).with_context(|| format!("renaming {} into place", file.display()))?;
-    Ok(())
 }
 
 /// One thing wrong with a bundle.
@@ -756,7 +226,7 @@ fn parse_sums(text: &str, problems: &mut Vec<Finding>) -> BTreeMap<String, Strin
 }
 
 /// Parses MODES.
-fn parse_modes(text: &str, problems: &mut Vec<Finding>) -> BTreeMap<String, u32> {
+pub(crate) fn parse_modes(text: &str, problems: &mut Vec<Finding>) -> BTreeMap<String, u32> {
     parse_listing(
         MODES,
         text,
@@ -776,7 +246,7 @@ fn check_signature(
     sig: Option<&[u8]>,
     keyring: &Keyring,
     problems: &mut Vec<Finding>,
-) -> (String, Option<sign::Verified>) {
+) -> (String, Option<keyring::Verified>) {
     match sig {
         None => {
             problems.push(finding(
@@ -835,7 +305,7 @@ struct Listing {
     manifest: BTreeMap<String, String>,
     modes: BTreeMap<String, u32>,
     signature: String,
-    verified: Option<sign::Verified>,
+    verified: Option<keyring::Verified>,
 }
 
 impl Listing {
@@ -951,8 +421,8 @@ pub fn verify_dir(dir: &Path, keyring: Option<&Path>, progress: bool) -> Result<
     let sig = fs::read(dir.join(SUMS_SIG)).ok();
     let modes = fs::read(dir.join(MODES)).ok();
     let own = keyring.is_none();
-    let own_key = fs::read(dir.join(sign::PUBLIC_GPG_FILE)).ok();
-    let keyring = keyring_for(keyring, own_key.as_deref(), sign::PUBLIC_GPG_FILE)?;
+    let own_key = fs::read(dir.join(keyring::PUBLIC_GPG_FILE)).ok();
+    let keyring = keyring_for(keyring, own_key.as_deref(), keyring::PUBLIC_GPG_FILE)?;
     let mut problems = Vec::new();
     let listing = read_listing(
         &sums,
@@ -1201,8 +671,8 @@ fn read_bundle_tar<R: Read>(
         None => {
             own_keyring = keyring_for(
                 None,
-                head.get(sign::PUBLIC_GPG_FILE).map(Vec::as_slice),
-                &format!("{label}:{}", sign::PUBLIC_GPG_FILE),
+                head.get(keyring::PUBLIC_GPG_FILE).map(Vec::as_slice),
+                &format!("{label}:{}", keyring::PUBLIC_GPG_FILE),
             )?;
             &own_keyring
         }
@@ -1340,7 +810,7 @@ mod tests {
     }
 
     #[test]
-    fn tar_modes_are_fixed() {
+    fn modes_follow_the_policy() {
         assert_eq!(policy_mode(0o100755), 0o755);
         assert_eq!(policy_mode(0o100600), 0o600);
         assert_eq!(policy_mode(0o100664), 0o644);

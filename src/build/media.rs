@@ -11,35 +11,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use crate::iso;
-
-/// Where a file's bytes are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
-    /// A file in a directory medium.
-    Path(PathBuf),
-    /// Byte ranges `(offset, length)` in the image, in order.
-    Extents(Vec<(u64, u64)>),
-}
-
-/// One regular file of a medium.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaFile {
-    /// Relative, `/`-separated, checked: no `..`, no empty or absolute parts.
-    pub path: String,
-    pub size: u64,
-    /// Modification time (Rock Ridge or file system), seconds since the epoch.
-    pub mtime: i64,
-    /// Identity of the bytes on the medium: the file's inode for
-    /// directories, 0 for images. Part of the incremental key.
-    pub ident: u64,
-    /// Status change time of a directory medium's file, in nanoseconds (any
-    /// change to its bytes moves it, whatever mtime says); 0 for images, whose files a
-    /// rebuild never reads again: it reuses its own earlier copy, which the
-    /// disc's index re-checks.
-    pub ctime: i64,
-    pub location: Location,
-}
+use crate::shared::iso;
+pub use crate::shared::iso::{Location, MediaFile, checked_relative};
 
 #[derive(Debug)]
 enum Kind {
@@ -55,25 +28,6 @@ pub struct Medium {
     kind: Kind,
     /// Every regular file, sorted by path.
     files: Vec<MediaFile>,
-}
-
-/// Checks a path read from a medium and returns it `/`-joined.
-pub fn checked_relative(parts: &[&str], medium: &str) -> Result<String> {
-    for p in parts {
-        if p.is_empty()
-            || *p == "."
-            || *p == ".."
-            || p.contains(['/', '\\'])
-            || p.chars().any(char::is_control)
-        {
-            bail!(
-                "{medium}: refusing the file name {:?} in {:?}: names must not be empty, '.' or '..', nor contain '/', '\\' or control characters (a newline would forge index and manifest lines)",
-                p,
-                parts.join("/")
-            );
-        }
-    }
-    Ok(parts.join("/"))
 }
 
 impl Medium {

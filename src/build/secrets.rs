@@ -63,7 +63,10 @@ impl Secrets {
         Ok(Secrets {
             db_password: new_password(),
             leader_host_key: new_ssh_key(&format!("leader host key, cluster {cluster}"))?,
-            token_client_key: new_ssh_key(&format!("{}@{cluster}", crate::plan::TOKEN_USER))?,
+            token_client_key: new_ssh_key(&format!(
+                "{}@{cluster}",
+                crate::shared::paths::TOKEN_USER
+            ))?,
         })
     }
 
@@ -116,7 +119,7 @@ impl Secrets {
                     fs::create_dir_all(dir)
                         .with_context(|| format!("creating {}", dir.display()))?;
                 }
-                crate::sign::write_secret(path, text.as_bytes())?;
+                crate::build::sign::write_secret(path, text.as_bytes())?;
                 Ok((s, true))
             }
             Err(e) => {

@@ -28,12 +28,12 @@ impl Kind {
     fn recognises(self, dir: &Path) -> bool {
         match self {
             Kind::Repository => {
-                dir.join(crate::repo::CACHE_FILE).is_file()
+                dir.join(crate::build::repo::CACHE_FILE).is_file()
                     || (dir.join("dists").is_dir() && dir.join("pool").is_dir())
             }
             Kind::Bundle => {
-                dir.join(crate::bundle::SUMS).is_file()
-                    && dir.join(crate::bundle::SUMS_SIG).is_file()
+                dir.join(crate::build::bundle::SUMS).is_file()
+                    && dir.join(crate::build::bundle::SUMS_SIG).is_file()
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use crate::control::Paragraph;
+use crate::build::repo::control::Paragraph;
 
 const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
 const AR_HEADER: usize = 60;

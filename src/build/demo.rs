@@ -15,11 +15,11 @@ use anyhow::{Context, Result};
 use rand::SeedableRng;
 use sha2::Digest;
 
-use crate::control::Paragraph;
-use crate::deb::{DataFile, build_deb};
-use crate::repo::hex;
-use crate::secrets::Secrets;
-use crate::sign::SigningKey;
+use crate::build::repo::control::Paragraph;
+use crate::build::repo::deb::{DataFile, build_deb};
+use crate::build::secrets::Secrets;
+use crate::build::sign::SigningKey;
+use crate::shared::hex;
 
 /// The demo's time when `SOURCE_DATE_EPOCH` is not set (2026-01-01).
 pub const DEMO_TIME: i64 = 1_767_225_600;
@@ -28,7 +28,7 @@ pub const DEMO_KEY_UID: &str =
     "airlock DEMO key - INSECURE, fixed seed, never use at a site <demo@airlock.invalid>";
 
 /// The vendor installer stand-in (the one stand-in of the tests).
-pub const VENDOR_INSTALL_SH: &str = include_str!("../tests/fixtures/vendor-media/install.sh");
+pub const VENDOR_INSTALL_SH: &str = include_str!("../../tests/fixtures/vendor-media/install.sh");
 
 /// The demo signing key (fixed seed).
 pub fn demo_key() -> Result<SigningKey> {
@@ -166,7 +166,7 @@ fn write_disc(dir: &Path, pkgs: &[DemoPkg], time: i64) -> Result<()> {
 
 /// The demo recipe: the article's stand, with the demo media.
 pub fn demo_recipe() -> String {
-    include_str!("../recipes/space-vdi-5.4-ha.toml")
+    include_str!("../../recipes/space-vdi-5.4-ha.toml")
         .replace("../media/1.7.0-main.iso", "media/main")
         .replace("../media/1.7.0-devel.iso", "media/devel")
         .replace("../media/space-dispatcher-5.4.iso", "media/vendor")

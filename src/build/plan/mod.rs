@@ -14,25 +14,16 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::recipe::{Failover, KeyPath, Location, Recipe, Role, Source, VrrpMode};
+use crate::build::recipe::{KeyPath, Location, Recipe, Source};
+pub use crate::shared::role::{DatabaseMode, Failover, Role, VrrpMode, VrrpState};
 
-/// Where the merged, signed repository lives on every VM.
-pub const REPO_ROOT: &str = "/opt/airlock/repo";
-/// The paths the vendor installer writes into sources.list and insists on.
-pub const VENDOR_REPO_PATHS: [&str; 2] = ["/opt/main", "/opt/devel"];
-/// The archive key, trusted system-wide (the vendor's sources.list lines carry
-/// no `signed-by`).
-pub const TRUSTED_KEYRING: &str = "/etc/apt/trusted.gpg.d/airlock-archive.gpg";
-/// The `Label` of the repository's Release; apt settings name it.
-pub const REPO_LABEL: &str = "airlock";
-/// Where the vendor disc's content is put on a VM.
-pub const VENDOR_DIR: &str = "/opt/airlock/vendor";
-/// The dedicated user on the leader whose only command prints the join token.
-pub const TOKEN_USER: &str = "airlock-token";
+pub use crate::shared::paths::{
+    REPLICATION_SLOT, REPO_LABEL, REPO_ROOT, TOKEN_USER, TRUSTED_KEYRING, VENDOR_DIR,
+    VENDOR_REPO_PATHS,
+};
+
 /// Docker Swarm's cluster management port.
 pub const SWARM_PORT: u16 = 2377;
-/// The replication slot the replica creates on the master.
-pub const REPLICATION_SLOT: &str = "replica";
 /// PostgreSQL majors airlock knows how to drive (Astra SE 1.7 ships 11).
 pub const KNOWN_POSTGRESQL: [i64; 7] = [11, 12, 13, 14, 15, 16, 17];
 /// Swarm's Raft needs a majority; the vendor supports at most 7 dispatchers.
@@ -138,16 +129,6 @@ pub struct RepositoryPlan {
     pub trusted_keyring: String,
 }
 
-/// One PostgreSQL server (pair mode) or the only one (single mode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DatabaseMode {
-    /// Master + replica behind a keepalived virtual IP.
-    Pair,
-    /// One master, no replica, no VIP: dispatchers use the master's address.
-    Single,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatabasePlan {
     pub mode: DatabaseMode,
@@ -210,22 +191,6 @@ pub struct HostPlan {
     pub vrrp: Option<VrrpPlan>,
     pub postgres: Option<PostgresPlan>,
     pub dispatcher: Option<DispatcherPlan>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum VrrpState {
-    Master,
-    Backup,
-}
-
-impl fmt::Display for VrrpState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            VrrpState::Master => "MASTER",
-            VrrpState::Backup => "BACKUP",
-        })
-    }
 }
 
 /// This host's keepalived instance.
@@ -858,7 +823,7 @@ fn build_plan(
     let db = &recipe.database;
     let net = recipe.network.cidr;
     let find = |role: Role| recipe.hosts.iter().find(|h| h.role == role);
-    let peer = |h: &crate::recipe::Host| PeerRef {
+    let peer = |h: &crate::build::recipe::Host| PeerRef {
         name: h.name.clone(),
         ip: h.ip,
     };

@@ -1,0 +1,372 @@
+//! The deliverable: one directory (and optionally one tar) holding the signed
+//! repository, the vendor disc, every VM's seed and payload, the runner and a
+//! signed `SHA256SUMS` that `sha256sum -c` and `gpgv` check on their own.
+//!
+//! ```text
+//! SHA256SUMS            every other file, sorted, "<hex>  <path>"
+//! SHA256SUMS.gpg        detached OpenPGP signature of SHA256SUMS
+//! archive-keyring.gpg   the public key (and .asc)
+//! repo/                 the signed apt repository
+//! vendor/               the vendor disc's files
+//! seeds/ payloads/ inventory.toml
+//! bin/airlock-firstboot
+//! recipe.toml           the resolved recipe
+//! README.txt            what to do at the site
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::build::cloudinit;
+use crate::build::media::Medium;
+use crate::build::plan::{MediaCheck, Plan};
+use crate::build::recipe::{self, Recipe};
+use crate::build::repo;
+use crate::build::secrets::Secrets;
+use crate::build::seed;
+use crate::build::sign::{self, SigningKey};
+use crate::shared::writer::{RootWriter, Writer};
+
+mod readme;
+mod tar;
+
+pub use crate::shared::manifest::{
+    Finding, MODES, Report, SUMS, SUMS_SIG, hash_parallel, parse_manifest, policy_mode, safe_path,
+    verify_dir, verify_tar, verify_tar_stream,
+};
+pub use readme::site_readme;
+pub use tar::{list_tree, render_modes, render_sums, write_tar};
+
+/// What `airlock build` needs besides the recipe.
+pub struct BuildOptions {
+    pub recipe: PathBuf,
+    pub out: PathBuf,
+    pub key: SigningKey,
+    /// Where the key was read from (never inside `out`).
+    pub key_path: Option<PathBuf>,
+    /// Where the secrets are kept between builds (outside the bundle).
+    pub secrets: PathBuf,
+    /// Pre-made secrets (the demo's); otherwise read or created at `secrets`.
+    pub fixed_secrets: Option<Secrets>,
+    /// The `airlock-firstboot` binary to ship.
+    pub runner: PathBuf,
+    pub tar: Option<PathBuf>,
+    pub time: i64,
+    pub progress: bool,
+    /// Refuse a runner that needs a newer glibc than Astra SE 1.7's 2.28.
+    pub check_glibc: bool,
+    /// airlock's own source with its vendored crates (`just vendor`), shipped
+    /// as `source/airlock-src.tar` so the site can audit and rebuild it.
+    pub source_tar: Option<PathBuf>,
+}
+
+/// What a build made.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildSummary {
+    pub out: PathBuf,
+    pub tar: Option<PathBuf>,
+    pub cluster: String,
+    pub hosts: usize,
+    pub files: usize,
+    pub bytes: u64,
+    pub repository: repo::Summary,
+    /// The secrets file, or None for the demo's fixed secrets.
+    pub secrets: Option<PathBuf>,
+    pub secrets_created: bool,
+    pub fingerprint: String,
+    pub seconds: f64,
+}
+
+/// The recipe as the bundle keeps it: defaults filled in, media reduced to
+/// their file names (the build machine's paths mean nothing at the site).
+pub fn resolved_recipe(recipe: &Recipe) -> Result<String> {
+    let mut r = recipe.clone();
+    let name_only = |p: &Option<PathBuf>| p.as_ref().and_then(|p| p.file_name()).map(PathBuf::from);
+    r.media.main = name_only(&r.media.main);
+    r.media.devel = name_only(&r.media.devel);
+    r.media.vendor = name_only(&r.media.vendor);
+    r.database.password_file = None;
+    Ok(format!(
+        "# The recipe this bundle was built from, with every default filled in.\n# Media are named by file only; the DB password is in the payloads, not here.\n{}",
+        toml::to_string(&r)?
+    ))
+}
+
+/// Refuses an `--out` that would delete an input or something else.
+fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
+    let mut inputs: Vec<(&str, &Path)> = vec![
+        ("recipe", opts.recipe.as_path()),
+        ("secrets file", opts.secrets.as_path()),
+        ("runner", opts.runner.as_path()),
+    ];
+    for (what, p) in [
+        ("main disc", &plan.media.main),
+        ("devel disc", &plan.media.devel),
+        ("vendor disc", &plan.media.vendor),
+        ("password file", &plan.database.password_file),
+    ] {
+        if let Some(p) = p {
+            inputs.push((what, p.as_path()));
+        }
+    }
+    if let Some(s) = &opts.source_tar {
+        inputs.push(("source tarball", s.as_path()));
+    }
+    if let Some(k) = &opts.key_path {
+        inputs.push(("signing key", k.as_path()));
+    }
+    let also: Vec<(&str, &Path)> = opts.tar.iter().map(|t| ("--tar", t.as_path())).collect();
+    crate::build::outdir::check(
+        &opts.out,
+        crate::build::outdir::Kind::Bundle,
+        &inputs,
+        &also,
+    )
+}
+
+/// `airlock build`.
+pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
+    let started = std::time::Instant::now();
+    let (recipe, source) = recipe::load(&opts.recipe)?;
+    let outcome = crate::build::plan::resolve(&recipe, &source, MediaCheck::Require);
+    let errors: Vec<String> = outcome.errors().map(|p| p.to_string()).collect();
+    if !errors.is_empty() {
+        bail!(
+            "the recipe is not ready for a build:\n  {}",
+            errors.join("\n  ")
+        );
+    }
+    let plan = outcome.plan.expect("no errors, so a plan");
+    check_output(opts, &plan)?;
+    let runner_meta = fs::metadata(&opts.runner).with_context(|| {
+        format!(
+            "the runner {} is missing: build it (cargo build --release) or pass --runner",
+            opts.runner.display()
+        )
+    })?;
+    if !runner_meta.is_file() {
+        bail!("the runner {} is not a file", opts.runner.display());
+    }
+    let runner =
+        fs::read(&opts.runner).with_context(|| format!("reading {}", opts.runner.display()))?;
+    if opts.check_glibc {
+        crate::build::elfcheck::check_runner(&opts.runner, &runner)?;
+    }
+    let (secrets, secrets_created) = match &opts.fixed_secrets {
+        Some(s) => (s.clone(), false),
+        None => Secrets::load_or_create(&opts.secrets, &plan.cluster)?,
+    };
+    let secrets = match &plan.database.password_file {
+        Some(f) => secrets.with_password_file(f)?,
+        None => secrets,
+    };
+
+    // Build beside the target; rename into place at the end.
+    let name = opts
+        .out
+        .file_name()
+        .with_context(|| format!("{}: the output must name a directory", opts.out.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match opts.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent)?;
+    let tmp = parent.join(format!(".{name}.airlock-build-{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    struct Cleanup(Option<PathBuf>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Some(p) = self.0.take() {
+                let _ = fs::remove_dir_all(p);
+            }
+        }
+    }
+    let mut cleanup = Cleanup(Some(tmp.clone()));
+
+    // --- repository (reusing the previous bundle's pool files) ------------------
+    // The cache names build-machine inodes and times, so it lives beside the
+    // bundle, not in it (the bundle must be reproducible).
+    let cache_beside = parent.join(format!(".{name}.airlock-repo-cache.json"));
+    let old_repo = opts.out.join("repo");
+    let mut discs = vec![(
+        "main".to_string(),
+        plan.media
+            .main
+            .clone()
+            .expect("checked by MediaCheck::Require"),
+    )];
+    if let Some(d) = &plan.media.devel {
+        discs.push(("devel".to_string(), d.clone()));
+    }
+    let mut repo_summary = repo::build(
+        &repo::Options {
+            discs,
+            out: tmp.join("repo"),
+            suite: plan.repository.suite.clone(),
+            components: plan.repository.components.clone(),
+            architectures: plan.repository.architectures.clone(),
+            allow_unlisted: false,
+            disc_keyring: None,
+            time: opts.time,
+            progress: opts.progress,
+            jobs: 0,
+            previous: old_repo.is_dir().then(|| old_repo.clone()),
+            previous_cache: Some(cache_beside.clone()),
+        },
+        &opts.key,
+    )?;
+
+    repo_summary.out = opts.out.join("repo");
+    let cache_tmp = parent.join(format!(".{name}.airlock-repo-cache.json.new"));
+    fs::rename(tmp.join("repo").join(repo::CACHE_FILE), &cache_tmp)
+        .context("moving the repository cache out of the bundle")?;
+
+    // --- payloads, seeds, inventory -------------------------------------------------
+    let payloads = cloudinit::render_all(&plan, &secrets)?;
+    let mut w = RootWriter::new(&tmp);
+    seed::write_all(&mut w, &plan, &payloads, opts.time)?;
+
+    // --- vendor disc ------------------------------------------------------------------
+    let vendor_path = plan
+        .media
+        .vendor
+        .clone()
+        .expect("checked by MediaCheck::Require");
+    let vendor = Medium::open_any(&vendor_path).context("reading the vendor disc")?;
+    if vendor.find("install.sh").is_none() {
+        bail!(
+            "{}: no install.sh at the top of the vendor disc; is media.vendor the Space Dispatcher disc?",
+            vendor.label
+        );
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    for f in vendor.files() {
+        let dest = tmp.join("vendor").join(&f.path);
+        fs::create_dir_all(dest.parent().expect("has a parent"))?;
+        let mut out =
+            fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
+        vendor.stream(f, &mut buf, |chunk| Ok(out.write_all(chunk)?))?;
+        let mode = if f.path.ends_with(".sh") {
+            0o755
+        } else {
+            0o644
+        };
+        fs::set_permissions(&dest, fs::Permissions::from_mode(mode))?;
+    }
+
+    // --- runner, key, recipe, README ------------------------------------------------------
+    w.write("bin/airlock-firstboot", &runner, 0o755)?;
+    w.write(sign::PUBLIC_GPG_FILE, &opts.key.public_binary()?, 0o644)?;
+    w.write(
+        sign::PUBLIC_ASC_FILE,
+        opts.key.public_armored()?.as_bytes(),
+        0o644,
+    )?;
+    w.write("recipe.toml", resolved_recipe(&recipe)?.as_bytes(), 0o644)?;
+    w.write(
+        "README.txt",
+        site_readme(&plan, &opts.key.fingerprint()).as_bytes(),
+        0o644,
+    )?;
+
+    if let Some(src) = &opts.source_tar {
+        let dest = tmp.join("source/airlock-src.tar");
+        fs::create_dir_all(dest.parent().expect("has a parent"))?;
+        fs::copy(src, &dest).with_context(|| {
+            format!(
+                "copying the source tarball {} (make it with `just vendor`)",
+                src.display()
+            )
+        })?;
+        fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))?;
+    }
+
+    // --- MODES: every file's mode, set exactly ------------------------------------------
+    let mut modes = BTreeMap::new();
+    for (p, _) in list_tree(&tmp)? {
+        if !safe_path(&p) {
+            bail!(
+                "{p:?}: a file name with a control character or an odd component; it would forge lines in SHA256SUMS (rename it on the disc it comes from)"
+            );
+        }
+        let path = tmp.join(&p);
+        let have = fs::metadata(&path)?.permissions().mode() & 0o7777;
+        let mode = policy_mode(have);
+        if have != mode {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+        }
+        modes.insert(p, mode);
+    }
+    modes.insert(MODES.to_string(), 0o644);
+    w.write(MODES, render_modes(&modes).as_bytes(), 0o644)?;
+
+    // --- SHA256SUMS: pool files were hashed while the repository was built -----------
+    let known: BTreeMap<String, String> = repo_summary
+        .pool_hashes
+        .iter()
+        .map(|(p, h)| (format!("repo/{p}"), h.clone()))
+        .collect();
+    let tree = list_tree(&tmp)?;
+    let todo: Vec<(PathBuf, u64)> = tree
+        .iter()
+        .filter(|(p, _)| !known.contains_key(p))
+        .map(|(p, n)| (tmp.join(p), *n))
+        .collect();
+    let hashed = hash_parallel(&todo, opts.progress, "hashing the bundle");
+    let mut sums = BTreeMap::new();
+    let mut todo_iter = todo.iter().zip(hashed);
+    let mut bytes = 0;
+    for (p, n) in &tree {
+        bytes += n;
+        let h = match known.get(p) {
+            Some(h) => h.clone(),
+            None => {
+                let (_, r) = todo_iter.next().expect("one result per file");
+                r?.0
+            }
+        };
+        sums.insert(p.clone(), h);
+    }
+    let sums_text = render_sums(&sums);
+    w.write(SUMS, sums_text.as_bytes(), 0o644)?;
+    w.write(
+        SUMS_SIG,
+        opts.key
+            .detached_armored(sums_text.as_bytes(), opts.time)?
+            .as_bytes(),
+        0o644,
+    )?;
+
+    repo::replace_dir(&tmp, &opts.out)?;
+    cleanup.0 = None;
+    fs::rename(&cache_tmp, &cache_beside).context("keeping the repository cache")?;
+    repo::refresh_cache(&opts.out.join("repo"), &cache_beside, &opts.key)?;
+
+    if let Some(tar) = &opts.tar {
+        write_tar(&opts.out, tar, opts.time, opts.progress)?;
+    }
+    Ok(BuildSummary {
+        out: opts.out.clone(),
+        tar: opts.tar.clone(),
+        cluster: plan.cluster.clone(),
+        hosts: plan.hosts.len(),
+        files: tree.len() + 2,
+        bytes,
+        repository: repo_summary,
+        secrets: opts.fixed_secrets.is_none().then(|| opts.secrets.clone()),
+        secrets_created,
+        fingerprint: opts.key.fingerprint(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
