@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -16,7 +16,7 @@ pub use crate::shared::iso::{Location, MediaFile, checked_relative};
 
 #[derive(Debug)]
 enum Kind {
-    Dir(PathBuf),
+    Dir,
     Image { file: Arc<File>, len: u64 },
 }
 
@@ -58,7 +58,7 @@ impl Medium {
             let files = list_dir(path, tops, &label)?;
             Medium {
                 label,
-                kind: Kind::Dir(path.to_path_buf()),
+                kind: Kind::Dir,
                 files,
             }
         } else {
@@ -89,14 +89,6 @@ impl Medium {
     /// Every regular file, sorted by path.
     pub fn files(&self) -> &[MediaFile] {
         &self.files
-    }
-
-    /// Whether this medium is a directory.
-    pub fn dir_root(&self) -> Option<&Path> {
-        match &self.kind {
-            Kind::Dir(p) => Some(p),
-            Kind::Image { .. } => None,
-        }
     }
 
     /// A truncated image lists files whose data lies past its end.
@@ -175,7 +167,7 @@ impl Medium {
                 }
                 Ok(())
             }
-            (Location::Extents(_), Kind::Dir(_)) => unreachable!("extents only come from images"),
+            (Location::Extents(_), Kind::Dir) => unreachable!("extents only come from images"),
         }
     }
 

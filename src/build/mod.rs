@@ -2,15 +2,15 @@
 
 pub mod bundle;
 pub mod cli;
-pub mod cloudinit;
+pub(crate) mod cloudinit;
 pub mod demo;
 pub mod elfcheck;
-pub mod isowrite;
-pub mod media;
-pub mod outdir;
+pub(crate) mod isowrite;
+pub(crate) mod media;
+pub(crate) mod outdir;
 pub mod plan;
 pub mod recipe;
 pub mod repo;
-pub mod secrets;
-pub mod seed;
+pub(crate) mod secrets;
+pub(crate) mod seed;
 pub mod sign;

@@ -1,18 +1,19 @@
 //! The contract between the builder and the runner: what both read and
 //! write. Imports nothing from `build` or `vm`.
 
-pub mod inventory;
+pub(crate) mod inventory;
 pub mod iso;
-pub mod journal;
+pub(crate) mod journal;
 pub mod keyring;
-pub mod manifest;
-pub mod par;
-pub mod paths;
+pub(crate) mod manifest;
+pub(crate) mod par;
+pub(crate) mod paths;
 pub mod render;
 pub mod role;
+pub(crate) mod staging;
 pub mod tarform;
-pub mod timefmt;
-pub mod writer;
+pub(crate) mod timefmt;
+pub(crate) mod writer;
 
 /// Lower-case hex of `bytes` (hashes in indexes, manifests, ids).
 pub fn hex(bytes: &[u8]) -> String {

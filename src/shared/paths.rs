@@ -4,12 +4,8 @@
 pub const ROLE_FILE: &str = "/etc/airlock/role.toml";
 /// The DB password, one line, 0600 (db hosts and the leader).
 pub const DB_PASSWORD: &str = "/etc/airlock/db-password";
-/// keepalived.conf as rendered; the runner installs it into /etc/keepalived.
-pub const KEEPALIVED_CONF: &str = "/etc/airlock/keepalived.conf";
 /// keepalived's scripts (root-owned directory, for enable_script_security).
 pub const KEEPALIVED_SCRIPTS: &str = "/etc/airlock/keepalived";
-/// The replication lines to add to pg_hba.conf.
-pub const PG_HBA_LINES: &str = "/etc/airlock/pg_hba.airlock";
 /// apt sources for the local repository (with signed-by).
 pub const APT_SOURCES: &str = "/etc/apt/sources.list.d/airlock.list";
 /// The runner's journal of steps.

@@ -5,7 +5,6 @@
 //! owner; directories it creates are 0755 whatever the umask.
 //! [`MemWriter`] captures writes for tests.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -108,10 +107,12 @@ pub fn mode_of(path: &Path) -> Option<u32> {
 
 /// Captures writes in memory (for tests).
 #[derive(Debug, Default, Clone)]
+#[cfg(test)]
 pub struct MemWriter {
-    pub files: BTreeMap<String, (Vec<u8>, u32)>,
+    pub files: std::collections::BTreeMap<String, (Vec<u8>, u32)>,
 }
 
+#[cfg(test)]
 impl Writer for MemWriter {
     fn write(&mut self, rel: &str, bytes: &[u8], mode: u32) -> Result<bool> {
         check_rel(rel)?;

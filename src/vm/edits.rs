@@ -63,7 +63,7 @@ pub fn pg_conf_get(text: &str, key: &str) -> Option<String> {
 pub fn find_swarm_token(output: &str) -> Option<String> {
     output
         .split(|c: char| c.is_whitespace() || c == '"' || c == '\'')
-        .find(|w| w.starts_with("SWMTKN-1-") && w.len() > 20)
+        .find(|w| w.starts_with(crate::shared::paths::SWARM_TOKEN_PREFIX) && w.len() > 20)
         .map(str::to_string)
 }
 

@@ -12,13 +12,13 @@
 
 pub mod cli;
 pub mod discovery;
-pub mod edits;
-pub mod engine;
-pub mod exec;
-pub mod guard;
-pub mod prepare;
+pub(crate) mod edits;
+pub(crate) mod engine;
+pub(crate) mod exec;
+pub(crate) mod guard;
+pub(crate) mod prepare;
 pub mod roles;
-pub mod zps;
+pub(crate) mod zps;
 
 #[cfg(test)]
 pub(crate) mod testing;

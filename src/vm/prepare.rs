@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::shared::paths;
+use crate::shared::staging::Staging;
 use crate::shared::writer::{RootWriter, Writer, create_dirs};
 use crate::vm::engine::under;
 
@@ -174,11 +175,9 @@ enum Modes {
 /// Copies a tree to `to`, replacing what is there only once the copy is
 /// complete. Returns the number of files.
 fn copy_tree(from: &Path, to: &Path, modes: Modes) -> Result<u64> {
-    let staging = to.with_extension("airlock-new");
-    if staging.exists() {
-        fs::remove_dir_all(&staging)?;
-    }
     create_dirs(to.parent().expect("an absolute path has a parent"))?;
+    let stage = Staging::beside(to)?;
+    let staging = stage.path().to_path_buf();
     let mut n = 0;
     for e in walkdir::WalkDir::new(from).follow_links(false) {
         let e = e.with_context(|| format!("reading {}", from.display()))?;
@@ -186,7 +185,9 @@ fn copy_tree(from: &Path, to: &Path, modes: Modes) -> Result<u64> {
         let dest = staging.join(rel);
         let src_mode = e.metadata()?.permissions().mode();
         if e.file_type().is_dir() {
-            fs::create_dir(&dest).with_context(|| format!("creating {}", dest.display()))?;
+            if !rel.as_os_str().is_empty() {
+                fs::create_dir(&dest).with_context(|| format!("creating {}", dest.display()))?;
+            }
             let mode = if modes == Modes::Kept && rel.as_os_str().is_empty() {
                 0o700
             } else {
@@ -210,10 +211,7 @@ fn copy_tree(from: &Path, to: &Path, modes: Modes) -> Result<u64> {
             );
         }
     }
-    if to.exists() {
-        fs::remove_dir_all(to).with_context(|| format!("removing the old {}", to.display()))?;
-    }
-    fs::rename(&staging, to).with_context(|| format!("moving {} into place", to.display()))?;
+    stage.replace(to)?;
     Ok(n)
 }
 

@@ -31,6 +31,7 @@ use crate::build::repo;
 use crate::build::secrets::Secrets;
 use crate::build::seed;
 use crate::build::sign::{self, SigningKey};
+use crate::shared::staging::Staging;
 use crate::shared::writer::{RootWriter, Writer};
 
 mod readme;
@@ -130,10 +131,53 @@ fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
     )
 }
 
-/// `airlock build`.
+/// `airlock build`: the recipe checked, the bundle assembled in a staging
+/// directory beside `--out`, signed, and moved into place.
 pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     let started = std::time::Instant::now();
-    let (recipe, source) = recipe::load(&opts.recipe)?;
+    let (recipe, plan) = load_plan(&opts.recipe)?;
+    check_output(opts, &plan)?;
+    let runner = read_runner(opts)?;
+    let (secrets, secrets_created) = load_secrets(opts, &plan)?;
+    let staging = Staging::beside(&opts.out)?;
+    let cache = RepoCache::beside(&opts.out)?;
+    let mut repository = build_repository(opts, &plan, staging.path(), &cache)?;
+    let mut w = RootWriter::new(staging.path());
+    seed::write_all(
+        &mut w,
+        &plan,
+        &cloudinit::render_all(&plan, &secrets)?,
+        opts.time,
+    )?;
+    copy_vendor_disc(&plan, staging.path())?;
+    write_fixed_files(&mut w, opts, &recipe, &plan, &runner)?;
+    copy_source_tar(opts, staging.path())?;
+    write_modes(&mut w, staging.path())?;
+    let (files, bytes) = write_manifest(&mut w, staging.path(), &repository, opts)?;
+    staging.replace(&opts.out)?;
+    cache.keep(&opts.out, &opts.key)?;
+    if let Some(tar) = &opts.tar {
+        write_tar(&opts.out, tar, opts.time, opts.progress)?;
+    }
+    repository.out = opts.out.join("repo");
+    Ok(BuildSummary {
+        out: opts.out.clone(),
+        tar: opts.tar.clone(),
+        cluster: plan.cluster.clone(),
+        hosts: plan.hosts.len(),
+        files,
+        bytes,
+        repository,
+        secrets: opts.fixed_secrets.is_none().then(|| opts.secrets.clone()),
+        secrets_created,
+        fingerprint: opts.key.fingerprint(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The recipe and its plan; every error of the plan refuses the build.
+fn load_plan(path: &Path) -> Result<(Recipe, Plan)> {
+    let (recipe, source) = recipe::load(path)?;
     let outcome = crate::build::plan::resolve(&recipe, &source, MediaCheck::Require);
     let errors: Vec<String> = outcome.errors().map(|p| p.to_string()).collect();
     if !errors.is_empty() {
@@ -142,15 +186,18 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
             errors.join("\n  ")
         );
     }
-    let plan = outcome.plan.expect("no errors, so a plan");
-    check_output(opts, &plan)?;
-    let runner_meta = fs::metadata(&opts.runner).with_context(|| {
+    Ok((recipe, outcome.plan.expect("no errors, so a plan")))
+}
+
+/// The runner's bytes, checked for Astra's glibc when asked.
+fn read_runner(opts: &BuildOptions) -> Result<Vec<u8>> {
+    let meta = fs::metadata(&opts.runner).with_context(|| {
         format!(
             "the runner {} is missing: build it (cargo build --release) or pass --runner",
             opts.runner.display()
         )
     })?;
-    if !runner_meta.is_file() {
+    if !meta.is_file() {
         bail!("the runner {} is not a file", opts.runner.display());
     }
     let runner =
@@ -158,7 +205,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     if opts.check_glibc {
         crate::build::elfcheck::check_runner(&opts.runner, &runner)?;
     }
-    let (secrets, secrets_created) = match &opts.fixed_secrets {
+    Ok(runner)
+}
+
+/// The site's secrets (created on the first build), with the DB password
+/// from `password_file` when the recipe names one.
+fn load_secrets(opts: &BuildOptions, plan: &Plan) -> Result<(Secrets, bool)> {
+    let (secrets, created) = match &opts.fixed_secrets {
         Some(s) => (s.clone(), false),
         None => Secrets::load_or_create(&opts.secrets, &plan.cluster)?,
     };
@@ -166,53 +219,54 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         Some(f) => secrets.with_password_file(f)?,
         None => secrets,
     };
+    Ok((secrets, created))
+}
 
-    // Build beside the target; rename into place at the end.
-    let name = opts
-        .out
-        .file_name()
-        .with_context(|| format!("{}: the output must name a directory", opts.out.display()))?
-        .to_string_lossy()
-        .into_owned();
-    let parent = match opts.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&parent)?;
-    let tmp = parent.join(format!(".{name}.airlock-build-{}", std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp)?;
-    }
-    fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    struct Cleanup(Option<PathBuf>);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            if let Some(p) = self.0.take() {
-                let _ = fs::remove_dir_all(p);
-            }
-        }
-    }
-    let mut cleanup = Cleanup(Some(tmp.clone()));
+/// The repository's rebuild cache. It names build-machine inodes and times,
+/// so it lives beside the bundle, not in it (the bundle must be
+/// reproducible); the new one waits in `fresh` until the bundle is in place.
+struct RepoCache {
+    kept: PathBuf,
+    fresh: PathBuf,
+}
 
-    // --- repository (reusing the previous bundle's pool files) ------------------
-    // The cache names build-machine inodes and times, so it lives beside the
-    // bundle, not in it (the bundle must be reproducible).
-    let cache_beside = parent.join(format!(".{name}.airlock-repo-cache.json"));
-    let old_repo = opts.out.join("repo");
-    let mut discs = vec![(
-        "main".to_string(),
-        plan.media
-            .main
-            .clone()
-            .expect("checked by MediaCheck::Require"),
-    )];
+impl RepoCache {
+    fn beside(out: &Path) -> Result<RepoCache> {
+        let name = out
+            .file_name()
+            .with_context(|| format!("{}: the output must name a directory", out.display()))?
+            .to_string_lossy();
+        let kept = out.with_file_name(format!(".{name}.airlock-repo-cache.json"));
+        let fresh = kept.with_extension("json.new");
+        Ok(RepoCache { kept, fresh })
+    }
+
+    /// Moves the new cache into place and seals it for the repository at
+    /// its final path.
+    fn keep(&self, out: &Path, key: &SigningKey) -> Result<()> {
+        fs::rename(&self.fresh, &self.kept).context("keeping the repository cache")?;
+        repo::refresh_cache(&out.join("repo"), &self.kept, key)
+    }
+}
+
+/// The signed repository from the main and devel discs, reusing the
+/// previous bundle's pool files where the cache vouches for them.
+fn build_repository(
+    opts: &BuildOptions,
+    plan: &Plan,
+    staging: &Path,
+    cache: &RepoCache,
+) -> Result<repo::Summary> {
+    let required = "checked by MediaCheck::Require";
+    let mut discs = vec![("main".to_string(), plan.media.main.clone().expect(required))];
     if let Some(d) = &plan.media.devel {
         discs.push(("devel".to_string(), d.clone()));
     }
-    let mut repo_summary = repo::build(
+    let old_repo = opts.out.join("repo");
+    let summary = repo::build(
         &repo::Options {
             discs,
-            out: tmp.join("repo"),
+            out: staging.join("repo"),
             suite: plan.repository.suite.clone(),
             components: plan.repository.components.clone(),
             architectures: plan.repository.architectures.clone(),
@@ -221,29 +275,24 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
             time: opts.time,
             progress: opts.progress,
             jobs: 0,
-            previous: old_repo.is_dir().then(|| old_repo.clone()),
-            previous_cache: Some(cache_beside.clone()),
+            previous: old_repo.is_dir().then_some(old_repo),
+            previous_cache: Some(cache.kept.clone()),
         },
         &opts.key,
     )?;
-
-    repo_summary.out = opts.out.join("repo");
-    let cache_tmp = parent.join(format!(".{name}.airlock-repo-cache.json.new"));
-    fs::rename(tmp.join("repo").join(repo::CACHE_FILE), &cache_tmp)
+    fs::rename(staging.join("repo").join(repo::CACHE_FILE), &cache.fresh)
         .context("moving the repository cache out of the bundle")?;
+    Ok(summary)
+}
 
-    // --- payloads, seeds, inventory -------------------------------------------------
-    let payloads = cloudinit::render_all(&plan, &secrets)?;
-    let mut w = RootWriter::new(&tmp);
-    seed::write_all(&mut w, &plan, &payloads, opts.time)?;
-
-    // --- vendor disc ------------------------------------------------------------------
-    let vendor_path = plan
+/// The vendor disc's files under `vendor/`, scripts executable.
+fn copy_vendor_disc(plan: &Plan, staging: &Path) -> Result<()> {
+    let path = plan
         .media
         .vendor
-        .clone()
+        .as_ref()
         .expect("checked by MediaCheck::Require");
-    let vendor = Medium::open_any(&vendor_path).context("reading the vendor disc")?;
+    let vendor = Medium::open_any(path).context("reading the vendor disc")?;
     if vendor.find("install.sh").is_none() {
         bail!(
             "{}: no install.sh at the top of the vendor disc; is media.vendor the Space Dispatcher disc?",
@@ -252,7 +301,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     }
     let mut buf = vec![0u8; 1 << 20];
     for f in vendor.files() {
-        let dest = tmp.join("vendor").join(&f.path);
+        let dest = staging.join("vendor").join(&f.path);
         fs::create_dir_all(dest.parent().expect("has a parent"))?;
         let mut out =
             fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
@@ -264,43 +313,57 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         };
         fs::set_permissions(&dest, fs::Permissions::from_mode(mode))?;
     }
+    Ok(())
+}
 
-    // --- runner, key, recipe, README ------------------------------------------------------
-    w.write("bin/airlock-firstboot", &runner, 0o755)?;
+/// The runner, the public key, the resolved recipe and the site README.
+fn write_fixed_files(
+    w: &mut RootWriter,
+    opts: &BuildOptions,
+    recipe: &Recipe,
+    plan: &Plan,
+    runner: &[u8],
+) -> Result<()> {
+    w.write("bin/airlock-firstboot", runner, 0o755)?;
     w.write(sign::PUBLIC_GPG_FILE, &opts.key.public_binary()?, 0o644)?;
     w.write(
         sign::PUBLIC_ASC_FILE,
         opts.key.public_armored()?.as_bytes(),
         0o644,
     )?;
-    w.write("recipe.toml", resolved_recipe(&recipe)?.as_bytes(), 0o644)?;
-    w.write(
-        "README.txt",
-        site_readme(&plan, &opts.key.fingerprint()).as_bytes(),
-        0o644,
-    )?;
+    w.write("recipe.toml", resolved_recipe(recipe)?.as_bytes(), 0o644)?;
+    let readme = site_readme(plan, &opts.key.fingerprint());
+    w.write("README.txt", readme.as_bytes(), 0o644)?;
+    Ok(())
+}
 
-    if let Some(src) = &opts.source_tar {
-        let dest = tmp.join("source/airlock-src.tar");
-        fs::create_dir_all(dest.parent().expect("has a parent"))?;
-        fs::copy(src, &dest).with_context(|| {
-            format!(
-                "copying the source tarball {} (make it with `just vendor`)",
-                src.display()
-            )
-        })?;
-        fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))?;
-    }
+/// airlock's own source with its vendored crates, when given.
+fn copy_source_tar(opts: &BuildOptions, staging: &Path) -> Result<()> {
+    let Some(src) = &opts.source_tar else {
+        return Ok(());
+    };
+    let dest = staging.join("source/airlock-src.tar");
+    fs::create_dir_all(dest.parent().expect("has a parent"))?;
+    fs::copy(src, &dest).with_context(|| {
+        format!(
+            "copying the source tarball {} (make it with `just vendor`)",
+            src.display()
+        )
+    })?;
+    fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))?;
+    Ok(())
+}
 
-    // --- MODES: every file's mode, set exactly ------------------------------------------
+/// MODES: every file's mode, set exactly to the policy.
+fn write_modes(w: &mut RootWriter, staging: &Path) -> Result<()> {
     let mut modes = BTreeMap::new();
-    for (p, _) in list_tree(&tmp)? {
+    for (p, _) in list_tree(staging)? {
         if !safe_path(&p) {
             bail!(
                 "{p:?}: a file name with a control character or an odd component; it would forge lines in SHA256SUMS (rename it on the disc it comes from)"
             );
         }
-        let path = tmp.join(&p);
+        let path = staging.join(&p);
         let have = fs::metadata(&path)?.permissions().mode() & 0o7777;
         let mode = policy_mode(have);
         if have != mode {
@@ -310,63 +373,42 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     }
     modes.insert(MODES.to_string(), 0o644);
     w.write(MODES, render_modes(&modes).as_bytes(), 0o644)?;
+    Ok(())
+}
 
-    // --- SHA256SUMS: pool files were hashed while the repository was built -----------
-    let known: BTreeMap<String, String> = repo_summary
+/// SHA256SUMS and its signature. Pool files were hashed while the
+/// repository was built; the rest is hashed here. Returns the number of
+/// files in the bundle and the bytes the manifest covers.
+fn write_manifest(
+    w: &mut RootWriter,
+    staging: &Path,
+    repository: &repo::Summary,
+    opts: &BuildOptions,
+) -> Result<(usize, u64)> {
+    let known: BTreeMap<String, String> = repository
         .pool_hashes
         .iter()
         .map(|(p, h)| (format!("repo/{p}"), h.clone()))
         .collect();
-    let tree = list_tree(&tmp)?;
+    let tree = list_tree(staging)?;
     let todo: Vec<(PathBuf, u64)> = tree
         .iter()
         .filter(|(p, _)| !known.contains_key(p))
-        .map(|(p, n)| (tmp.join(p), *n))
+        .map(|(p, n)| (staging.join(p), *n))
         .collect();
-    let hashed = hash_parallel(&todo, opts.progress, "hashing the bundle");
+    let mut hashed = hash_parallel(&todo, opts.progress, "hashing the bundle").into_iter();
     let mut sums = BTreeMap::new();
-    let mut todo_iter = todo.iter().zip(hashed);
-    let mut bytes = 0;
-    for (p, n) in &tree {
-        bytes += n;
+    for (p, _) in &tree {
         let h = match known.get(p) {
             Some(h) => h.clone(),
-            None => {
-                let (_, r) = todo_iter.next().expect("one result per file");
-                r?.0
-            }
+            None => hashed.next().expect("one result per file")?.0,
         };
         sums.insert(p.clone(), h);
     }
     let sums_text = render_sums(&sums);
     w.write(SUMS, sums_text.as_bytes(), 0o644)?;
-    w.write(
-        SUMS_SIG,
-        opts.key
-            .detached_armored(sums_text.as_bytes(), opts.time)?
-            .as_bytes(),
-        0o644,
-    )?;
-
-    repo::replace_dir(&tmp, &opts.out)?;
-    cleanup.0 = None;
-    fs::rename(&cache_tmp, &cache_beside).context("keeping the repository cache")?;
-    repo::refresh_cache(&opts.out.join("repo"), &cache_beside, &opts.key)?;
-
-    if let Some(tar) = &opts.tar {
-        write_tar(&opts.out, tar, opts.time, opts.progress)?;
-    }
-    Ok(BuildSummary {
-        out: opts.out.clone(),
-        tar: opts.tar.clone(),
-        cluster: plan.cluster.clone(),
-        hosts: plan.hosts.len(),
-        files: tree.len() + 2,
-        bytes,
-        repository: repo_summary,
-        secrets: opts.fixed_secrets.is_none().then(|| opts.secrets.clone()),
-        secrets_created,
-        fingerprint: opts.key.fingerprint(),
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    let signature = opts.key.detached_armored(sums_text.as_bytes(), opts.time)?;
+    w.write(SUMS_SIG, signature.as_bytes(), 0o644)?;
+    let bytes = tree.iter().map(|(_, n)| n).sum();
+    Ok((tree.len() + 2, bytes))
 }

@@ -28,6 +28,7 @@ use sha2::Digest;
 
 use crate::build::media::{MediaFile, Medium};
 use crate::build::sign::{Keyring, SigningKey};
+use crate::shared::staging::Staging;
 use crate::shared::timefmt;
 use control::Paragraph;
 use deb::DebScanner;
@@ -229,17 +230,6 @@ struct Scanned {
 
 pub use crate::shared::hex;
 
-/// Removes a directory when dropped, unless disarmed.
-struct TempDir(Option<PathBuf>);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_dir_all(p);
-        }
-    }
-}
-
 /// HMAC-SHA256 (RFC 2104).
 fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
     let mut k = [0u8; 64];
@@ -303,7 +293,7 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
         cache: cache_note,
         ..Summary::default()
     };
-    let jobs = plan_jobs(opts, &media, &indexes, &cache, &staging.path, &mut summary);
+    let jobs = plan_jobs(opts, &media, &indexes, &cache, staging.path(), &mut summary);
     check_index_is_complete(&media, &indexes)?;
     let results = scan_all(&media, &jobs, opts)?;
     summary.hashed_bytes = jobs
@@ -318,7 +308,7 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
     write_indexes(
         opts,
         key,
-        &staging.path,
+        staging.path(),
         &jobs,
         &results,
         &merged,
@@ -329,45 +319,6 @@ pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
     write_cache(opts, &seal, &jobs, &results)?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
-}
-
-/// The output being built, beside its target; removed unless it replaced
-/// the target.
-struct Staging {
-    path: PathBuf,
-    guard: TempDir,
-}
-
-impl Staging {
-    fn beside(out: &Path) -> Result<Staging> {
-        let name = out
-            .file_name()
-            .with_context(|| format!("{}: the output must name a directory", out.display()))?
-            .to_string_lossy()
-            .into_owned();
-        let parent = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_dir_all(&parent)
-            .with_context(|| format!("creating the output's parent {}", parent.display()))?;
-        let path = parent.join(format!(".{name}.airlock-tmp-{}", std::process::id()));
-        if path.exists() {
-            fs::remove_dir_all(&path)
-                .with_context(|| format!("removing a stale {}", path.display()))?;
-        }
-        fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Staging {
-            guard: TempDir(Some(path.clone())),
-            path,
-        })
-    }
-
-    fn replace(mut self, target: &Path) -> Result<()> {
-        replace_dir(&self.path, target)?;
-        self.guard.0 = None;
-        Ok(())
-    }
 }
 
 /// Opens every disc and reads what its own index vouches for.
@@ -854,30 +805,6 @@ pub fn refresh_cache(repo: &Path, cache: &Path, key: &SigningKey) -> Result<()> 
 }
 
 const CACHE_VERSION: u32 = 2;
-
-/// Puts `new` where `target` is, atomically as far as rename allows: the old
-/// directory is moved aside first and removed after.
-pub fn replace_dir(new: &Path, target: &Path) -> Result<()> {
-    if target.exists() {
-        let aside = target.with_file_name(format!(
-            ".{}.airlock-old-{}",
-            target.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
-        ));
-        fs::rename(target, &aside)
-            .with_context(|| format!("moving the old {} aside", target.display()))?;
-        if let Err(e) = fs::rename(new, target) {
-            let _ = fs::rename(&aside, target);
-            return Err(e).with_context(|| format!("moving the new build to {}", target.display()));
-        }
-        fs::remove_dir_all(&aside)
-            .with_context(|| format!("removing the old build {}", aside.display()))?;
-    } else {
-        fs::rename(new, target)
-            .with_context(|| format!("moving the new build to {}", target.display()))?;
-    }
-    Ok(())
-}
 
 fn report(what: &str, errors: &[String]) -> String {
     let mut s = format!("{what}: {} problem(s)", errors.len());

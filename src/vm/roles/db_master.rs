@@ -48,3 +48,70 @@ fn vip_apply(c: &Ctx) -> Result<()> {
         || db::pg_ready(c, &vip.to_string()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::exec::Recording;
+    use crate::vm::testing::{fixture_role, journal_for, put};
+
+    #[test]
+    fn vip_ready_waits_for_postgresql_on_the_vip_and_names_it_when_the_bound_runs_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let role = fixture_role("db1");
+        let fake = Recording::new();
+        fake.on_seq("pg_isready -q -h 192.0.2.10", &[(2, ""), (2, ""), (0, "")]);
+        let c = Ctx::new(dir.path(), &role, &fake, 60, None, journal_for(&role));
+        assert!(!vip_check(&c).unwrap());
+        vip_apply(&c).unwrap();
+        assert_eq!(
+            fake.log(),
+            [
+                "+ pg_isready -q -h 192.0.2.10 -p 5432 -t 2",
+                "+ pg_isready -q -h 192.0.2.10 -p 5432 -t 2",
+                "sleep 1s",
+                "+ pg_isready -q -h 192.0.2.10 -p 5432 -t 2",
+            ]
+        );
+        assert_eq!(c.journal.borrow().waiting_for, None);
+
+        let never = Recording::new();
+        never.on("pg_isready", 2, "");
+        let c = Ctx::new(dir.path(), &role, &never, 10, None, journal_for(&role));
+        let e = format!("{:#}", vip_apply(&c).unwrap_err());
+        assert!(
+            e.contains("PostgreSQL to answer on the VIP 192.0.2.10:5432"),
+            "{e}"
+        );
+        assert_eq!(
+            c.journal.borrow().waiting_for.as_deref(),
+            Some("PostgreSQL to answer on the VIP 192.0.2.10:5432")
+        );
+    }
+
+    #[test]
+    fn single_primary_holds_until_the_guard_fences_this_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let role = fixture_role("db1");
+        let fake = Recording::new();
+        let c = Ctx::new(root, &role, &fake, 0, None, journal_for(&role));
+        assert!(db::single_primary_check(&c).unwrap());
+        put(
+            root,
+            crate::shared::paths::FENCED,
+            r#"{"since":1800000000,"peer":"db2","peer_ip":"192.0.2.12","reason":"it answers as a primary"}"#,
+        );
+        assert!(!db::single_primary_check(&c).unwrap());
+        let e = db::single_primary_apply(&c).unwrap_err().to_string();
+        assert!(
+            e.starts_with("NOT A PRIMARY") && e.contains("its peer db2 (192.0.2.12)"),
+            "{e}"
+        );
+        assert!(
+            fake.log().is_empty(),
+            "the step only reports: {:?}",
+            fake.log()
+        );
+    }
+}

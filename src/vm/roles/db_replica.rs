@@ -241,4 +241,50 @@ mod tests {
         assert!(!fake.ran("systemctl stop"));
         assert!(root.join("var/lib/postgresql/15/main/PG_VERSION").exists());
     }
+
+    #[test]
+    fn wait_master_asks_the_master_until_it_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let role = fixture_role("db2");
+        let fake = Recording::new();
+        fake.on_seq("pg_isready -q -h 192.0.2.11", &[(2, ""), (0, "")]);
+        let c = Ctx::new(dir.path(), &role, &fake, 60, None, journal_for(&role));
+        master_apply(&c).unwrap();
+        assert_eq!(
+            fake.log(),
+            [
+                "+ pg_isready -q -h 192.0.2.11 -p 5432 -t 2",
+                "sleep 1s",
+                "+ pg_isready -q -h 192.0.2.11 -p 5432 -t 2",
+            ]
+        );
+        assert!(master_check(&c).unwrap());
+    }
+
+    #[test]
+    fn streaming_waits_for_the_wal_receiver_and_says_what_it_is_doing() {
+        let dir = tempfile::tempdir().unwrap();
+        let role = fixture_role("db2");
+        let fake = Recording::new();
+        fake.on_seq(
+            "pg_stat_wal_receiver",
+            &[(0, ""), (0, "startup\n"), (0, "streaming\n")],
+        );
+        let c = Ctx::new(dir.path(), &role, &fake, 60, None, journal_for(&role));
+        streaming_apply(&c).unwrap();
+        let psql = "runuser -u postgres -- psql -X -A -t -q -h /var/run/postgresql -p 5432 -c 'SELECT status FROM pg_stat_wal_receiver'";
+        assert_eq!(fake.commands(), [psql, psql, psql]);
+        assert!(streaming_check(&c).unwrap());
+
+        let stuck = Recording::new();
+        stuck.on("pg_stat_wal_receiver", 0, "waiting\n");
+        let c = Ctx::new(dir.path(), &role, &stuck, 5, None, journal_for(&role));
+        let e = format!("{:#}", streaming_apply(&c).unwrap_err());
+        assert!(
+            e.contains("streaming replication from db1 (192.0.2.11)")
+                && e.contains("the WAL receiver is waiting"),
+            "{e}"
+        );
+        assert!(!streaming_check(&c).unwrap());
+    }
 }

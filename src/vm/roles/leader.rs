@@ -232,4 +232,53 @@ mod tests {
             fake.commands()
         );
     }
+
+    #[test]
+    fn wait_db_logs_in_through_the_endpoint_with_a_password_file_not_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let role = fixture_role("disp1");
+        put(root, paths::DB_PASSWORD, "pw\n");
+        let fake = Recording::new();
+        fake.on_stderr(
+            "psql -X -q -h 192.0.2.10",
+            2,
+            "psql: error: connection to server at \"192.0.2.10\", port 5432 failed: Connection refused",
+        );
+        let c = Ctx::new(root, &role, &fake, 3, None, journal_for(&role));
+        assert!(!db_check(&c).unwrap());
+        let e = format!("{:#}", db_apply(&c).unwrap_err());
+        assert!(
+            e.contains("the database at 192.0.2.10:5432 to accept dbuser's login")
+                && e.contains("Connection refused"),
+            "{e}"
+        );
+        assert_eq!(
+            c.journal.borrow().last_attempt.as_deref(),
+            Some(
+                "psql: error: connection to server at \"192.0.2.10\", port 5432 failed: Connection refused"
+            )
+        );
+        assert_eq!(c.read("/var/lib/airlock/pgpass"), "*:*:*:dbuser:pw\n");
+        assert_eq!(
+            crate::shared::writer::mode_of(&c.path("/var/lib/airlock/pgpass")),
+            Some(0o600)
+        );
+        assert!(
+            fake.commands().iter().all(|l| !l.contains("pw")),
+            "{:?}",
+            fake.commands()
+        );
+
+        let ok = Recording::new();
+        let c = Ctx::new(root, &role, &ok, 3, None, journal_for(&role));
+        db_apply(&c).unwrap();
+        assert_eq!(
+            ok.commands(),
+            [format!(
+                "PGPASSFILE={}/var/lib/airlock/pgpass PGCONNECT_TIMEOUT=3 psql -X -q -h 192.0.2.10 -p 5432 -U dbuser -d postgres -c 'SELECT 1'",
+                root.display()
+            )]
+        );
+    }
 }

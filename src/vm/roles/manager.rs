@@ -169,4 +169,36 @@ mod tests {
         );
         assert!(!log.concat().contains("SWMTKN-1-abc"));
     }
+
+    #[test]
+    fn wait_leader_probes_the_swarm_port_until_it_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let role = fixture_role("disp2");
+        let closed = Recording::new();
+        let c = Ctx::new(dir.path(), &role, &closed, 4, None, journal_for(&role));
+        assert!(!leader_port_check(&c).unwrap());
+        let e = format!("{:#}", leader_port_apply(&c).unwrap_err());
+        assert!(
+            e.contains("the swarm leader disp1 at 192.0.2.21:2377"),
+            "{e}"
+        );
+        assert_eq!(
+            closed.log(),
+            [
+                "connect 192.0.2.21:2377",
+                "connect 192.0.2.21:2377",
+                "sleep 1s",
+                "connect 192.0.2.21:2377",
+                "sleep 2s",
+                "connect 192.0.2.21:2377",
+                "sleep 4s",
+                "connect 192.0.2.21:2377",
+            ]
+        );
+        let open = Recording::new();
+        open.open("192.0.2.21:2377".parse().unwrap());
+        let c = Ctx::new(dir.path(), &role, &open, 4, None, journal_for(&role));
+        assert!(leader_port_check(&c).unwrap());
+        leader_port_apply(&c).unwrap();
+    }
 }
