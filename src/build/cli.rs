@@ -7,6 +7,8 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::shared::exit;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
@@ -29,9 +31,6 @@ pub enum Status {
     /// Exit 1: the check failed; the reasons were printed.
     CheckFailed,
 }
-
-/// Exit code for usage and I/O errors.
-pub const EXIT_USAGE_OR_IO: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -270,7 +269,7 @@ pub struct RepoBuildArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// apt suite (and codename) of the repository
-    #[arg(long, default_value = "1.7_x86-64")]
+    #[arg(long, default_value = repo::ASTRA_SUITE)]
     pub suite: String,
     /// Accept .deb files that a disc's own index does not list (they are reported)
     #[arg(long)]
@@ -301,10 +300,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(Status::Ok) => ExitCode::SUCCESS,
-        Ok(Status::CheckFailed) => ExitCode::from(1),
+        Ok(Status::CheckFailed) => ExitCode::from(exit::FAILED),
         Err(e) => {
             eprintln!("airlock: error: {e:#}");
-            ExitCode::from(EXIT_USAGE_OR_IO)
+            ExitCode::from(exit::ERROR)
         }
     }
 }
@@ -323,7 +322,10 @@ pub fn run(cli: Cli) -> Result<Status> {
 }
 
 /// Loads and resolves a recipe; on problems prints them and returns None.
-fn plan_or_report(path: &std::path::Path, media: MediaCheck) -> Result<Option<plan::Plan>> {
+fn plan_or_report(
+    path: &std::path::Path,
+    media: MediaCheck,
+) -> Result<Option<(recipe::Recipe, plan::Plan)>> {
     let (recipe, source) = match recipe::load(path) {
         Ok(loaded) => loaded,
         Err(e) if e.is_io() => return Err(e.into()),
@@ -336,7 +338,7 @@ fn plan_or_report(path: &std::path::Path, media: MediaCheck) -> Result<Option<pl
     for p in &outcome.problems {
         eprintln!("{p}");
     }
-    Ok(outcome.plan)
+    Ok(outcome.plan.map(|plan| (recipe, plan)))
 }
 
 /// The runner shipped by default: the one `just runner` built for Astra's
@@ -376,14 +378,14 @@ fn cmd_build(args: &BuildArgs) -> Result<Status> {
         args.recipe.with_file_name(format!("{stem}.secrets.toml"))
     });
     // Problems in the recipe are a failed check (exit 1), not an I/O error.
-    if plan_or_report(&args.recipe, MediaCheck::Require)?.is_none() {
+    let Some((recipe, plan)) = plan_or_report(&args.recipe, MediaCheck::Require)? else {
         eprintln!(
             "{}: fix the recipe first; nothing was built",
             args.recipe.display()
         );
         return Ok(Status::CheckFailed);
-    }
-    let summary = bundle::build(&bundle::BuildOptions {
+    };
+    let opts = bundle::BuildOptions {
         recipe: args.recipe.clone(),
         out: args.out.clone(),
         key,
@@ -399,7 +401,8 @@ fn cmd_build(args: &BuildArgs) -> Result<Status> {
         progress: !args.json && std::io::stderr().is_terminal(),
         check_glibc: !args.allow_new_glibc,
         source_tar: args.with_source.clone(),
-    })?;
+    };
+    let summary = bundle::build_planned(&opts, &recipe, &plan)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -548,7 +551,7 @@ fn cmd_demo(args: &DemoArgs) -> Result<Status> {
 }
 
 fn cmd_bake(args: &BakeArgs) -> Result<Status> {
-    let Some(plan) = plan_or_report(&args.recipe, MediaCheck::Ignore)? else {
+    let Some((_, plan)) = plan_or_report(&args.recipe, MediaCheck::Ignore)? else {
         eprintln!(
             "{}: fix the recipe first; nothing was baked",
             args.recipe.display()

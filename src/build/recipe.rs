@@ -110,11 +110,13 @@ impl Default for Repository {
 
 /// The suite name Astra SE 1.7 discs use and the vendor installer writes.
 pub fn default_suite() -> String {
-    "1.7_x86-64".to_string()
+    crate::build::repo::ASTRA_SUITE.to_string()
 }
 
 fn default_components() -> Vec<String> {
-    ["main", "contrib", "non-free"].map(String::from).to_vec()
+    crate::build::repo::ASTRA_COMPONENTS
+        .map(String::from)
+        .to_vec()
 }
 
 fn default_architectures() -> Vec<String> {

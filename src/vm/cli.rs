@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::shared::exit;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
@@ -167,13 +169,10 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("airlock-firstboot: error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(exit::ERROR)
         }
     }
 }
-
-/// Exit status: a wait ran out, the service will run us again.
-pub const EXIT_RETRY: u8 = 75;
 
 fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
     let root = Path::new("/");
@@ -203,12 +202,12 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
             eprintln!("airlock-firstboot: {e:#}");
             if e.downcast_ref::<WaitTimeout>().is_some() {
                 eprintln!("airlock-firstboot: will retry");
-                Ok(ExitCode::from(EXIT_RETRY))
+                Ok(ExitCode::from(exit::RETRY))
             } else {
                 eprintln!(
                     "airlock-firstboot: failed; fix the cause and run again (finished steps are skipped)"
                 );
-                Ok(ExitCode::from(1))
+                Ok(ExitCode::from(exit::FAILED))
             }
         }
     }
@@ -304,12 +303,12 @@ fn cmd_token(root: &Path) -> Result<ExitCode> {
             }
             None => {
                 eprintln!("{} does not hold a swarm join token", path.display());
-                Ok(ExitCode::from(1))
+                Ok(ExitCode::from(exit::FAILED))
             }
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!("no join token yet: the leader has not finished `swarm init`");
-            Ok(ExitCode::from(1))
+            Ok(ExitCode::from(exit::FAILED))
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -327,7 +326,7 @@ fn cmd_pg_guard(args: &PgGuardArgs) -> ExitCode {
             eprintln!(
                 "airlock-firstboot pg-guard {what}: cannot decide whether this server may start as a primary, so it does not start: {e:#}"
             );
-            ExitCode::from(1)
+            ExitCode::from(exit::FAILED)
         }
     }
 }

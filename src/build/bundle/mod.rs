@@ -134,23 +134,25 @@ fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
 /// `airlock build`: the recipe checked, the bundle assembled in a staging
 /// directory beside `--out`, signed, and moved into place.
 pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
-    let started = std::time::Instant::now();
     let (recipe, plan) = load_plan(&opts.recipe)?;
-    check_output(opts, &plan)?;
+    build_planned(opts, &recipe, &plan)
+}
+
+/// [`build`] from the recipe at `opts.recipe` already resolved to `plan`
+/// (with every media file required).
+pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Result<BuildSummary> {
+    let started = std::time::Instant::now();
+    check_output(opts, plan)?;
     let runner = read_runner(opts)?;
-    let (secrets, secrets_created) = load_secrets(opts, &plan)?;
+    let (secrets, secrets_created) = load_secrets(opts, plan)?;
     let staging = Staging::beside(&opts.out)?;
     let cache = RepoCache::beside(&opts.out)?;
-    let mut repository = build_repository(opts, &plan, staging.path(), &cache)?;
+    let mut repository = build_repository(opts, plan, staging.path(), &cache)?;
     let mut w = RootWriter::new(staging.path());
-    seed::write_all(
-        &mut w,
-        &plan,
-        &cloudinit::render_all(&plan, &secrets)?,
-        opts.time,
-    )?;
-    copy_vendor_disc(&plan, staging.path())?;
-    write_fixed_files(&mut w, opts, &recipe, &plan, &runner)?;
+    let payloads = cloudinit::render_all(plan, &secrets)?;
+    seed::write_all(&mut w, plan, &payloads, opts.time)?;
+    copy_vendor_disc(plan, staging.path())?;
+    write_fixed_files(&mut w, opts, recipe, plan, &runner)?;
     copy_source_tar(opts, staging.path())?;
     write_modes(&mut w, staging.path())?;
     let (files, bytes) = write_manifest(&mut w, staging.path(), &repository, opts)?;

@@ -35,6 +35,9 @@ use deb::DebScanner;
 
 /// The name of the incremental-build cache inside the output directory.
 pub const CACHE_FILE: &str = ".airlock-cache.json";
+/// The suite (and codename) Astra SE 1.7 discs use and the vendor
+/// installer's sources.list names.
+pub const ASTRA_SUITE: &str = "1.7_x86-64";
 /// Components the vendor installer's sources.list names; always present so
 /// `apt-get update` finds an index for each.
 pub const ASTRA_COMPONENTS: [&str; 3] = ["main", "contrib", "non-free"];
