@@ -146,19 +146,27 @@ pub fn link_vendor_paths(root: &Path, links: &[String], target: &str) -> Result<
         if fs::read_link(&link).is_ok_and(|t| t == want) {
             continue;
         }
-        match fs::symlink_metadata(&link) {
-            Ok(m) if m.is_dir() => bail!(
+        if fs::symlink_metadata(&link).is_ok_and(|m| m.is_dir()) {
+            bail!(
                 "{p} is a directory, not airlock's link to {target}: move it away (the vendor installer reads {p})"
-            ),
-            Ok(_) => fs::remove_file(&link).with_context(|| format!("replacing {p}"))?,
-            Err(_) => {}
+            );
         }
         create_dirs(link.parent().expect("an absolute path has a parent"))?;
-        std::os::unix::fs::symlink(&want, &link)
-            .with_context(|| format!("linking {p} to {target}"))?;
+        replace_with_symlink(&link, &want).with_context(|| format!("linking {p} to {target}"))?;
         made.push(format!("{p} -> {}", want.display()));
     }
     Ok(made)
+}
+
+/// Makes `link` a symbolic link to `want`, replacing a file or link there
+/// in one rename, so a power cut leaves the old one or the new one.
+fn replace_with_symlink(link: &Path, want: &Path) -> Result<()> {
+    let name = link.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = link.with_file_name(format!(".{name}.airlock-new"));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(want, &tmp)?;
+    fs::rename(&tmp, link)?;
+    Ok(())
 }
 
 /// How copied files get their modes.
@@ -429,5 +437,39 @@ mod tests {
                 ssh_host_keys: vec!["AAAAone".into()]
             }
         );
+    }
+
+    #[test]
+    fn vendor_paths_become_links_replacing_old_ones_but_never_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::os::unix::fs::symlink("elsewhere", root.join("main")).unwrap();
+        fs::write(root.join("devel"), "a stray file").unwrap();
+        let links = ["/main".to_string(), "/devel".to_string()];
+        let made = link_vendor_paths(root, &links, "/opt/airlock/repo").unwrap();
+        assert_eq!(made.len(), 2);
+        for l in ["main", "devel"] {
+            assert_eq!(
+                fs::read_link(root.join(l)).unwrap(),
+                PathBuf::from("opt/airlock/repo")
+            );
+        }
+        assert!(
+            link_vendor_paths(root, &links, "/opt/airlock/repo")
+                .unwrap()
+                .is_empty()
+        );
+        let names: Vec<_> = fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no temporary link left: {names:?}");
+
+        fs::create_dir(root.join("copy")).unwrap();
+        let e = link_vendor_paths(root, &["/copy".to_string()], "/opt/airlock/repo")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/copy is a directory"), "{e}");
+        assert!(root.join("copy").is_dir());
     }
 }
