@@ -599,71 +599,18 @@ fn read_bundle_tar<R: Read>(
     label: &str,
     problems: &mut Vec<Finding>,
 ) -> Result<(Listing, bool, usize, u64)> {
-    let mut found: BTreeMap<String, Result<String, String>> = BTreeMap::new();
-    let mut head: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
-    let mut bytes = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    let form = |problems: &mut Vec<Finding>, e: tarform::FormError| {
-        problems.push(finding("form", label, e.to_string()));
+    let mut walk = TarWalk {
+        tr,
+        label,
+        problems,
+        found: BTreeMap::new(),
+        bytes: 0,
+        buf: vec![0u8; 1 << 20],
     };
-    // The head, in order.
-    for want in HEAD {
-        let stop = |problems: &mut Vec<Finding>, f: Finding| {
-            problems.push(f);
-            Ok((Listing::empty(), keyring.is_none(), 0, 0))
-        };
-        let entry = match tr.next_entry() {
-            Ok(Some(e)) => e,
-            Ok(None) => {
-                return stop(
-                    problems,
-                    finding("form", label, format!("the tar ends before {want}")),
-                );
-            }
-            Err(e) => return stop(problems, finding("form", label, e.to_string())),
-        };
-        if entry.path != want || entry.kind != tarform::Kind::File {
-            return stop(
-                problems,
-                finding(
-                    "form",
-                    &entry.path,
-                    format!(
-                        "at byte {}: a bundle tar starts with {}; this entry is not {want}",
-                        entry.offset,
-                        HEAD.join(", ")
-                    ),
-                ),
-            );
-        }
-        if entry.mode != 0o644 || entry.size > HEAD_LIMIT {
-            return stop(
-                problems,
-                finding(
-                    "form",
-                    want,
-                    format!(
-                        "at byte {}: mode {:04o} and {} bytes; the head files are 0644 and small",
-                        entry.offset, entry.mode, entry.size
-                    ),
-                ),
-            );
-        }
-        let mut data = Vec::with_capacity(entry.size as usize);
-        loop {
-            match tr.read_data(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => data.extend_from_slice(&buf[..n]),
-                Err(e) => {
-                    form(problems, e);
-                    return Ok((Listing::empty(), keyring.is_none(), found.len(), bytes));
-                }
-            }
-        }
-        bytes += data.len() as u64;
-        found.insert(want.to_string(), Ok(hex(&sha2::Sha256::digest(&data))));
-        head.insert(want, data);
-    }
+    let head = match walk.read_head() {
+        Ok(head) => head,
+        Err(s) => return Ok((Listing::empty(), keyring.is_none(), s.files, s.bytes)),
+    };
     let own = keyring.is_none();
     let own_keyring;
     let keyring = match keyring {
@@ -678,47 +625,183 @@ fn read_bundle_tar<R: Read>(
         }
     };
     let Some(sums) = head.get(SUMS) else {
-        problems.push(finding("missing", SUMS, "the tar holds no manifest"));
-        return Ok((Listing::empty(), own, found.len(), bytes));
+        walk.problems
+            .push(finding("missing", SUMS, "the tar holds no manifest"));
+        return Ok((Listing::empty(), own, walk.found.len(), walk.bytes));
     };
     let listing = read_listing(
         sums,
         head.get(SUMS_SIG).map(Vec::as_slice),
         head.get(MODES).map(Vec::as_slice),
         keyring,
-        problems,
+        walk.problems,
     );
-    if problems.iter().any(|p| p.kind == "form") {
-        return Ok((listing, own, found.len(), bytes));
+    if walk.problems.iter().any(|p| p.kind == "form") {
+        return Ok((listing, own, walk.found.len(), walk.bytes));
     }
-    // The rest, in the one order the manifest gives.
-    let mut files: BTreeSet<String> = listing.manifest.keys().cloned().collect();
-    files.insert(SUMS.into());
-    files.insert(SUMS_SIG.into());
-    let expected = canonical_order(&files);
-    let skip = expected
-        .iter()
-        .position(|(p, _)| p == MODES)
-        .map_or(HEAD.len(), |i| i + 1);
-    for (want, kind) in &expected[skip..] {
-        let entry = match tr.next_entry() {
+    if let Err(s) = walk.read_rest(&listing) {
+        return Ok((listing, own, s.files, s.bytes));
+    }
+    walk.check_end();
+    compare(&listing.manifest, &walk.found, walk.problems);
+    Ok((listing, own, walk.found.len(), walk.bytes))
+}
+
+/// A walk through a bundle tar stopped at a finding (nothing after it is
+/// read), and what the report counts: the files and bytes read.
+struct Stopped {
+    files: usize,
+    bytes: u64,
+}
+
+/// The state of a walk through a bundle tar: what each path read hashed to,
+/// and the bytes of file data read.
+struct TarWalk<'a, R: Read> {
+    tr: &'a mut tarform::TarReader<R>,
+    /// Names the tar in findings about the tar as a whole.
+    label: &'a str,
+    problems: &'a mut Vec<Finding>,
+    found: BTreeMap<String, Result<String, String>>,
+    bytes: u64,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> TarWalk<'_, R> {
+    /// A finding that the tar is not in the form.
+    fn form(&mut self, e: tarform::FormError) {
+        self.problems
+            .push(finding("form", self.label, e.to_string()));
+    }
+
+    /// Stops here, counting what was read.
+    fn stop(&self) -> Stopped {
+        Stopped {
+            files: self.found.len(),
+            bytes: self.bytes,
+        }
+    }
+
+    /// The head, in order: the files of [`HEAD`], each kept whole. A head
+    /// entry out of place, of another mode or too large stops the walk
+    /// counting nothing read.
+    fn read_head(&mut self) -> Result<BTreeMap<&'static str, Vec<u8>>, Stopped> {
+        let mut head = BTreeMap::new();
+        for want in HEAD {
+            let size = match self.head_entry(want) {
+                Ok(size) => size,
+                Err(f) => {
+                    self.problems.push(f);
+                    return Err(Stopped { files: 0, bytes: 0 });
+                }
+            };
+            let data = self.read_whole(size)?;
+            self.bytes += data.len() as u64;
+            self.found
+                .insert(want.to_string(), Ok(hex(&sha2::Sha256::digest(&data))));
+            head.insert(want, data);
+        }
+        Ok(head)
+    }
+
+    /// The next entry, which must be the head file `want`, 0644 and at most
+    /// [`HEAD_LIMIT`] bytes: its size, or why not.
+    fn head_entry(&mut self, want: &str) -> Result<u64, Finding> {
+        let entry = match self.tr.next_entry() {
             Ok(Some(e)) => e,
             Ok(None) => {
-                problems.push(finding("missing", want, "the tar ends before it"));
-                return Ok((listing, own, found.len(), bytes));
+                return Err(finding(
+                    "form",
+                    self.label,
+                    format!("the tar ends before {want}"),
+                ));
+            }
+            Err(e) => return Err(finding("form", self.label, e.to_string())),
+        };
+        if entry.path != want || entry.kind != tarform::Kind::File {
+            return Err(finding(
+                "form",
+                &entry.path,
+                format!(
+                    "at byte {}: a bundle tar starts with {}; this entry is not {want}",
+                    entry.offset,
+                    HEAD.join(", ")
+                ),
+            ));
+        }
+        if entry.mode != 0o644 || entry.size > HEAD_LIMIT {
+            return Err(finding(
+                "form",
+                want,
+                format!(
+                    "at byte {}: mode {:04o} and {} bytes; the head files are 0644 and small",
+                    entry.offset, entry.mode, entry.size
+                ),
+            ));
+        }
+        Ok(entry.size)
+    }
+
+    /// The current entry's data (`size` bytes), whole.
+    fn read_whole(&mut self, size: u64) -> Result<Vec<u8>, Stopped> {
+        let mut data = Vec::with_capacity(size as usize);
+        loop {
+            match self.tr.read_data(&mut self.buf) {
+                Ok(0) => return Ok(data),
+                Ok(n) => data.extend_from_slice(&self.buf[..n]),
+                Err(e) => {
+                    self.form(e);
+                    return Err(self.stop());
+                }
+            }
+        }
+    }
+
+    /// The rest, in the one order the manifest gives: each entry the one
+    /// expected there, with the mode MODES gives it, its data hashed.
+    fn read_rest(&mut self, listing: &Listing) -> Result<(), Stopped> {
+        let mut files: BTreeSet<String> = listing.manifest.keys().cloned().collect();
+        files.insert(SUMS.into());
+        files.insert(SUMS_SIG.into());
+        let expected = canonical_order(&files);
+        let skip = expected
+            .iter()
+            .position(|(p, _)| p == MODES)
+            .map_or(HEAD.len(), |i| i + 1);
+        for (want, kind) in &expected[skip..] {
+            let entry = self.rest_entry(want, *kind)?;
+            if let Some(f) = tar_mode_problem(&entry, want, *kind, &listing.modes) {
+                self.problems.push(f);
+            }
+            if *kind == tarform::Kind::Dir {
+                continue;
+            }
+            let hash = self.hash_data()?;
+            self.found.insert(want.clone(), Ok(hash));
+        }
+        Ok(())
+    }
+
+    /// The next entry, which must be `want`, of kind `kind`.
+    fn rest_entry(&mut self, want: &str, kind: tarform::Kind) -> Result<tarform::Entry, Stopped> {
+        let entry = match self.tr.next_entry() {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                self.problems
+                    .push(finding("missing", want, "the tar ends before it"));
+                return Err(self.stop());
             }
             Err(e) => {
-                form(problems, e);
-                return Ok((listing, own, found.len(), bytes));
+                self.form(e);
+                return Err(self.stop());
             }
         };
-        if &entry.path != want || entry.kind != *kind {
-            let what = if found.contains_key(&entry.path) {
+        if entry.path != want || entry.kind != kind {
+            let what = if self.found.contains_key(&entry.path) {
                 "a second entry for a path already read"
             } else {
                 "not the entry the manifest puts here"
             };
-            problems.push(finding(
+            self.problems.push(finding(
                 "form",
                 &entry.path,
                 format!(
@@ -726,63 +809,77 @@ fn read_bundle_tar<R: Read>(
                     entry.offset
                 ),
             ));
-            return Ok((listing, own, found.len(), bytes));
+            return Err(self.stop());
         }
-        let allowed = match kind {
-            tarform::Kind::Dir => 0o755,
-            tarform::Kind::File => listing.modes.get(want).copied().unwrap_or(0o644),
-        };
-        if entry.mode != allowed {
-            problems.push(finding(
-                "mode",
-                want,
-                format!(
-                    "at byte {}: mode {:04o} in the tar, MODES says {allowed:04o}",
-                    entry.offset, entry.mode
-                ),
-            ));
-        }
-        if *kind == tarform::Kind::Dir {
-            continue;
-        }
+        Ok(entry)
+    }
+
+    /// Hashes the current entry's data, counting its bytes as they are read.
+    fn hash_data(&mut self) -> Result<String, Stopped> {
         let mut h = sha2::Sha256::new();
-        let res = loop {
-            match tr.read_data(&mut buf) {
-                Ok(0) => break Ok(hex(&h.finalize())),
+        loop {
+            match self.tr.read_data(&mut self.buf) {
+                Ok(0) => return Ok(hex(&h.finalize())),
                 Ok(n) => {
-                    h.update(&buf[..n]);
-                    bytes += n as u64;
+                    h.update(&self.buf[..n]);
+                    self.bytes += n as u64;
                 }
                 Err(e) => {
-                    form(problems, e);
-                    return Ok((listing, own, found.len(), bytes));
+                    self.form(e);
+                    return Err(self.stop());
                 }
             }
-        };
-        found.insert(want.clone(), res);
+        }
     }
-    match tr.next_entry() {
-        Ok(None) => {}
-        Ok(Some(e)) if found.contains_key(&e.path) => problems.push(finding(
-            "form",
-            &e.path,
-            format!(
-                "at byte {}: a second entry for a path already read (GNU tar would keep this one)",
-                e.offset
-            ),
-        )),
-        Ok(Some(e)) => problems.push(finding(
-            "extra",
-            &e.path,
-            format!(
-                "at byte {}: an entry after the last file SHA256SUMS lists",
-                e.offset
-            ),
-        )),
-        Err(e) => form(problems, e),
+
+    /// After the last file SHA256SUMS lists: the end of the tar, and no
+    /// other entry.
+    fn check_end(&mut self) {
+        match self.tr.next_entry() {
+            Ok(None) => {}
+            Ok(Some(e)) if self.found.contains_key(&e.path) => self.problems.push(finding(
+                "form",
+                &e.path,
+                format!(
+                    "at byte {}: a second entry for a path already read (GNU tar would keep this one)",
+                    e.offset
+                ),
+            )),
+            Ok(Some(e)) => self.problems.push(finding(
+                "extra",
+                &e.path,
+                format!(
+                    "at byte {}: an entry after the last file SHA256SUMS lists",
+                    e.offset
+                ),
+            )),
+            Err(e) => self.form(e),
+        }
     }
-    compare(&listing.manifest, &found, problems);
-    Ok((listing, own, found.len(), bytes))
+}
+
+/// A tar entry's mode (the entry at `want`, of kind `kind`) against what
+/// MODES gives it; a directory's is 0755.
+fn tar_mode_problem(
+    entry: &tarform::Entry,
+    want: &str,
+    kind: tarform::Kind,
+    modes: &BTreeMap<String, u32>,
+) -> Option<Finding> {
+    let allowed = match kind {
+        tarform::Kind::Dir => 0o755,
+        tarform::Kind::File => modes.get(want).copied().unwrap_or(0o644),
+    };
+    (entry.mode != allowed).then(|| {
+        finding(
+            "mode",
+            want,
+            format!(
+                "at byte {}: mode {:04o} in the tar, MODES says {allowed:04o}",
+                entry.offset, entry.mode
+            ),
+        )
+    })
 }
 
 #[cfg(test)]
