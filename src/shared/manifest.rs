@@ -431,9 +431,22 @@ pub fn verify_dir(dir: &Path, keyring: Option<&Path>, progress: bool) -> Result<
         &keyring,
         &mut problems,
     );
-    let dirs = implied_dirs(listing.manifest.keys());
+    let present = walk_bundle_dir(dir, &listing, &mut problems);
+    let (found, bytes) = hash_present(dir, &present, progress);
+    compare(&listing.manifest, &found, &mut problems);
+    let files = found.len();
+    Ok(report(listing, own, files, bytes, problems))
+}
 
-    // Everything present; links and oddities reported, never followed.
+/// Everything present in a bundle directory, in file name order: the
+/// regular files with their sizes. Links and oddities are reported, never
+/// followed; directories are checked against what the manifest implies.
+fn walk_bundle_dir(
+    dir: &Path,
+    listing: &Listing,
+    problems: &mut Vec<Finding>,
+) -> Vec<(String, u64)> {
+    let dirs = implied_dirs(listing.manifest.keys());
     let mut present: Vec<(String, u64)> = Vec::new();
     for e in walkdir::WalkDir::new(dir)
         .follow_links(false)
@@ -459,49 +472,80 @@ pub fn verify_dir(dir: &Path, keyring: Option<&Path>, progress: bool) -> Result<
             .into_owned();
         let mode = e.metadata().map(|m| m.permissions().mode()).unwrap_or(0);
         if e.file_type().is_dir() {
-            if mode & 0o7022 != 0 {
-                let shown = if rel.is_empty() { "." } else { rel.as_str() };
-                problems.push(finding(
-                    "mode",
-                    shown,
-                    format!(
-                        "directory mode {:04o}: writable by others or with special bits",
-                        mode & 0o7777
-                    ),
-                ));
-            }
-            if !rel.is_empty() && !dirs.contains(&rel) {
-                problems.push(finding(
-                    "extra",
-                    &rel,
-                    "a directory no file of SHA256SUMS is in",
-                ));
-            }
+            check_present_dir(&rel, mode, &dirs, problems);
             continue;
         }
-        if e.file_type().is_symlink() {
-            problems.push(finding(
-                "unsafe",
-                &rel,
-                "a symbolic link; bundles hold none (not followed)",
-            ));
-            continue;
+        if check_present_file(&e, &rel, mode, &listing.modes, problems) {
+            present.push((rel, e.metadata().map(|m| m.len()).unwrap_or(0)));
         }
-        if !e.file_type().is_file() {
-            problems.push(finding("unsafe", &rel, "not a regular file"));
-            continue;
-        }
-        let allowed = match rel.as_str() {
-            SUMS | SUMS_SIG => Some(0o644),
-            _ => listing.modes.get(&rel).copied(),
-        };
-        if let Some(allowed) = allowed
-            && let Some(f) = mode_problem(&rel, mode, allowed)
-        {
-            problems.push(f);
-        }
-        present.push((rel, e.metadata().map(|m| m.len()).unwrap_or(0)));
     }
+    present
+}
+
+/// A directory of the directory form (`rel`, empty for the bundle itself):
+/// not writable by others, no special bits, and one the manifest implies.
+fn check_present_dir(rel: &str, mode: u32, dirs: &BTreeSet<String>, problems: &mut Vec<Finding>) {
+    if mode & 0o7022 != 0 {
+        let shown = if rel.is_empty() { "." } else { rel };
+        problems.push(finding(
+            "mode",
+            shown,
+            format!(
+                "directory mode {:04o}: writable by others or with special bits",
+                mode & 0o7777
+            ),
+        ));
+    }
+    if !rel.is_empty() && !dirs.contains(rel) {
+        problems.push(finding(
+            "extra",
+            rel,
+            "a directory no file of SHA256SUMS is in",
+        ));
+    }
+}
+
+/// Anything else in the directory form: true for a regular file (to be
+/// hashed), its mode checked against MODES; a link or anything odd is a
+/// finding.
+fn check_present_file(
+    e: &walkdir::DirEntry,
+    rel: &str,
+    mode: u32,
+    modes: &BTreeMap<String, u32>,
+    problems: &mut Vec<Finding>,
+) -> bool {
+    if e.file_type().is_symlink() {
+        problems.push(finding(
+            "unsafe",
+            rel,
+            "a symbolic link; bundles hold none (not followed)",
+        ));
+        return false;
+    }
+    if !e.file_type().is_file() {
+        problems.push(finding("unsafe", rel, "not a regular file"));
+        return false;
+    }
+    let allowed = match rel {
+        SUMS | SUMS_SIG => Some(0o644),
+        _ => modes.get(rel).copied(),
+    };
+    if let Some(allowed) = allowed
+        && let Some(f) = mode_problem(rel, mode, allowed)
+    {
+        problems.push(f);
+    }
+    true
+}
+
+/// Hashes the files present (paths relative to `dir`) on all cores: what
+/// each hashed to, or why it could not be read, and the bytes read.
+fn hash_present(
+    dir: &Path,
+    present: &[(String, u64)],
+    progress: bool,
+) -> (BTreeMap<String, Result<String, String>>, u64) {
     let todo: Vec<(PathBuf, u64)> = present.iter().map(|(p, n)| (dir.join(p), *n)).collect();
     let hashed = hash_parallel(&todo, progress, "verifying");
     let mut found = BTreeMap::new();
@@ -516,9 +560,7 @@ pub fn verify_dir(dir: &Path, keyring: Option<&Path>, progress: bool) -> Result<
             .map_err(|e| format!("{e:#}")),
         );
     }
-    compare(&listing.manifest, &found, &mut problems);
-    let files = found.len();
-    Ok(report(listing, own, files, bytes, problems))
+    (found, bytes)
 }
 
 /// The most bytes verify keeps of a head file (the manifest, its signature,
