@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow, bail};
 use hadris_iso::directory::DirectoryRef;
 use hadris_iso::file::EntryType;
-use hadris_iso::read::{DirEntry, IsoImage};
+use hadris_iso::read::{DirEntry, IsoImage, RootDir};
 
 /// Where a file's bytes are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,46 +124,14 @@ pub fn list_files(file: &File, len: u64) -> Result<Vec<MediaFile>> {
     let image = IsoImage::open(file.try_clone()?).map_err(|e| {
         anyhow!("not a valid ISO 9660 image ({e}); is the file complete? compare its size and checksum with the original disc")
     })?;
-    let roots = image.root_dirs();
-    let primary = roots
-        .iter()
-        .find(|r| !matches!(r.entry_type(), EntryType::Joliet { .. }))
-        .copied();
-    let joliet = roots
-        .iter()
-        .find(|r| matches!(r.entry_type(), EntryType::Joliet { .. }))
-        .copied();
-    let (naming, root) = match (image.supports_rrip(), primary, joliet) {
-        (true, Some(p), _) => (Naming::RockRidge, p),
-        (_, _, Some(j)) => (Naming::Joliet, j),
-        (_, Some(p), None) => (Naming::Plain, p),
-        _ => bail!("the image has no directory tree"),
-    };
+    let (naming, root) = pick_tree(&image)?;
 
     let mut files = Vec::new();
     let mut visited: HashSet<usize> = HashSet::new();
     let mut stack: Vec<(DirectoryRef, Vec<String>, usize)> = vec![(root.dir_ref(), Vec::new(), 0)];
     while let Some((dref, prefix, depth)) = stack.pop() {
         let at = prefix.join("/");
-        if depth > MAX_DEPTH {
-            bail!("directory tree deeper than {MAX_DEPTH} levels at {at:?}; the image is corrupt");
-        }
-        if dref.size > MAX_DIR_BYTES {
-            bail!(
-                "directory {at:?} claims {} bytes; the image is corrupt",
-                dref.size
-            );
-        }
-        let start = dref.extent.0 as u64 * SECTOR;
-        if start.saturating_add(dref.size as u64) > len {
-            bail!(
-                "directory {at:?} lies at bytes {start}..{} but the image has {len}: the image is truncated",
-                start + dref.size as u64
-            );
-        }
-        if !visited.insert(dref.extent.0) {
-            bail!("directory {at:?} loops back to a parent; the image is corrupt");
-        }
+        check_dir(&dref, &at, depth, len, &mut visited)?;
         let entries = image
             .open_dir(dref)
             .read_entries()
@@ -183,62 +151,129 @@ pub fn list_files(file: &File, len: u64) -> Result<Vec<MediaFile>> {
                 stack.push((child, parts, depth + 1));
                 continue;
             }
-            let rr = e.rrip.as_ref();
-            if rr.and_then(|r| r.symlink_target.as_ref()).is_some() {
-                continue;
-            }
-            let mode = rr
-                .and_then(|r| r.posix_attributes.as_ref())
-                .map(|px| px.file_mode.read());
-            if mode.is_some_and(|m| m & 0o170000 != 0o100000) {
-                continue;
-            }
-            let mtime = match rr
-                .and_then(|r| r.timestamps.as_ref())
-                .and_then(|t| t.modify)
-            {
-                Some(t) => unix_time(
-                    i64::from(t.year),
-                    t.month,
-                    t.day,
-                    t.hour,
-                    t.minute,
-                    t.second,
-                    t.gmt_offset,
-                ),
-                None => {
-                    let b = e.record.to_bytes();
-                    b.get(18..25).and_then(|b| {
-                        unix_time(
-                            1900 + i64::from(b[0]),
-                            b[1],
-                            b[2],
-                            b[3],
-                            b[4],
-                            b[5],
-                            b[6] as i8,
-                        )
-                    })
-                }
-            };
-            let extents: Vec<(u64, u64)> = e
-                .extents()
-                .map(|x| (x.sector.0 as u64 * SECTOR, u64::from(x.length)))
-                .filter(|&(_, n)| n > 0)
-                .collect();
-            let size = extents.iter().map(|&(_, n)| n).sum();
-            files.push(MediaFile {
-                path,
-                size,
-                mtime: mtime.unwrap_or(0),
-                ident: 0,
-                ctime: 0,
-                location: Location::Extents(extents),
-            });
+            files.extend(regular_file(&e, path));
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
+}
+
+/// The directory tree to read and how its names are read: the primary
+/// tree with Rock Ridge names, else the Joliet tree, else the primary tree
+/// with plain names.
+fn pick_tree(image: &IsoImage<File>) -> Result<(Naming, RootDir)> {
+    let roots = image.root_dirs();
+    let primary = roots
+        .iter()
+        .find(|r| !matches!(r.entry_type(), EntryType::Joliet { .. }))
+        .copied();
+    let joliet = roots
+        .iter()
+        .find(|r| matches!(r.entry_type(), EntryType::Joliet { .. }))
+        .copied();
+    Ok(match (image.supports_rrip(), primary, joliet) {
+        (true, Some(p), _) => (Naming::RockRidge, p),
+        (_, _, Some(j)) => (Naming::Joliet, j),
+        (_, Some(p), None) => (Naming::Plain, p),
+        _ => bail!("the image has no directory tree"),
+    })
+}
+
+/// Bounds a directory (`at`, `depth` levels down) before it is read: not
+/// too deep, not too large, inside the image's `len` bytes, and not one
+/// already read (a loop).
+fn check_dir(
+    dref: &DirectoryRef,
+    at: &str,
+    depth: usize,
+    len: u64,
+    visited: &mut HashSet<usize>,
+) -> Result<()> {
+    if depth > MAX_DEPTH {
+        bail!("directory tree deeper than {MAX_DEPTH} levels at {at:?}; the image is corrupt");
+    }
+    if dref.size > MAX_DIR_BYTES {
+        bail!(
+            "directory {at:?} claims {} bytes; the image is corrupt",
+            dref.size
+        );
+    }
+    let start = dref.extent.0 as u64 * SECTOR;
+    if start.saturating_add(dref.size as u64) > len {
+        bail!(
+            "directory {at:?} lies at bytes {start}..{} but the image has {len}: the image is truncated",
+            start + dref.size as u64
+        );
+    }
+    if !visited.insert(dref.extent.0) {
+        bail!("directory {at:?} loops back to a parent; the image is corrupt");
+    }
+    Ok(())
+}
+
+/// A file entry at `path` as a [`MediaFile`]; `None` for a symbolic link
+/// or anything else Rock Ridge says is not a regular file.
+fn regular_file(e: &DirEntry, path: String) -> Option<MediaFile> {
+    let rr = e.rrip.as_ref();
+    if rr.and_then(|r| r.symlink_target.as_ref()).is_some() {
+        return None;
+    }
+    let mode = rr
+        .and_then(|r| r.posix_attributes.as_ref())
+        .map(|px| px.file_mode.read());
+    if mode.is_some_and(|m| m & 0o170000 != 0o100000) {
+        return None;
+    }
+    let mtime = entry_mtime(e);
+    let extents: Vec<(u64, u64)> = e
+        .extents()
+        .map(|x| (x.sector.0 as u64 * SECTOR, u64::from(x.length)))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    let size = extents.iter().map(|&(_, n)| n).sum();
+    Some(MediaFile {
+        path,
+        size,
+        mtime: mtime.unwrap_or(0),
+        ident: 0,
+        ctime: 0,
+        location: Location::Extents(extents),
+    })
+}
+
+/// An entry's modification time: Rock Ridge's, else the directory
+/// record's; `None` when neither is a date.
+fn entry_mtime(e: &DirEntry) -> Option<i64> {
+    match e
+        .rrip
+        .as_ref()
+        .and_then(|r| r.timestamps.as_ref())
+        .and_then(|t| t.modify)
+    {
+        Some(t) => unix_time(
+            i64::from(t.year),
+            t.month,
+            t.day,
+            t.hour,
+            t.minute,
+            t.second,
+            t.gmt_offset,
+        ),
+        None => {
+            let b = e.record.to_bytes();
+            b.get(18..25).and_then(|b| {
+                unix_time(
+                    1900 + i64::from(b[0]),
+                    b[1],
+                    b[2],
+                    b[3],
+                    b[4],
+                    b[5],
+                    b[6] as i8,
+                )
+            })
+        }
+    }
 }
 
 #[cfg(test)]
