@@ -221,11 +221,7 @@ impl<R: Read> TarReader<R> {
     /// The next entry, or `None` after the end marker (and the zeros after
     /// it). What is left of the previous entry's data is skipped.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, FormError> {
-        let mut sink = [0u8; 8192];
-        while self.left > 0 {
-            self.read_data(&mut sink)?;
-        }
-        self.skip_padding()?;
+        self.finish_entry()?;
         if self.ended {
             return Ok(None);
         }
@@ -237,44 +233,87 @@ impl<R: Read> TarReader<R> {
             self.end(at)?;
             return Ok(None);
         }
-        let (name, head, head_at) = if first[156] == b'L' {
-            let long = self.long_name(at, &first)?;
-            let head_at = self.offset;
-            let Some(head) = self.block()? else {
-                return self.fail(head_at, "a long name with no entry after it (truncated)");
-            };
-            if head[156] == b'L' {
-                return self.fail(head_at, "two long names in a row");
-            }
-            if name_of(&head[..100]) != &long[..100] {
-                return self.fail(
-                    head_at,
-                    "the header's name is not the start of the long name before it",
-                );
-            }
-            (long, head, head_at)
-        } else {
-            (name_of(&first[..100]).to_vec(), first, at)
+        let (name, head, head_at) = self.name_and_header(at, first)?;
+        let kind = self.kind_of(head_at, head[156])?;
+        let (mode, size) = self.check_header(head_at, &name, &head)?;
+        let path = self.entry_path(head_at, name, kind, size)?;
+        self.left = size;
+        self.pad = (BLOCK - (size as usize % BLOCK)) % BLOCK;
+        Ok(Some(Entry {
+            offset: at,
+            path,
+            kind,
+            mode: mode as u32,
+            size,
+        }))
+    }
+
+    /// Skips what is left of the current entry's data, and its padding.
+    fn finish_entry(&mut self) -> Result<(), FormError> {
+        let mut sink = [0u8; 8192];
+        while self.left > 0 {
+            self.read_data(&mut sink)?;
+        }
+        self.skip_padding()
+    }
+
+    /// An entry's full name, its header and where the header starts, from
+    /// its `first` block at `at`: that header itself, or a long-name entry
+    /// and the header right after it, whose name field is the long name's
+    /// first 100 bytes.
+    fn name_and_header(
+        &mut self,
+        at: u64,
+        first: [u8; BLOCK],
+    ) -> Result<(Vec<u8>, [u8; BLOCK], u64), FormError> {
+        if first[156] != b'L' {
+            return Ok((name_of(&first[..100]).to_vec(), first, at));
+        }
+        let long = self.long_name(at, &first)?;
+        let head_at = self.offset;
+        let Some(head) = self.block()? else {
+            return self.fail(head_at, "a long name with no entry after it (truncated)");
         };
-        let kind = match head[156] {
-            b'0' => Kind::File,
-            b'5' => Kind::Dir,
-            b'x' | b'g' => {
-                return self.fail(head_at, "a pax extended header; bundle tars have none");
-            }
-            b'S' => return self.fail(head_at, "a GNU sparse file; bundle tars have none"),
-            b'1' | b'2' => return self.fail(head_at, "a link; bundle tars hold none"),
-            b'K' => return self.fail(head_at, "a GNU long link name; bundle tars have none"),
-            other => {
-                return self.fail(
-                    head_at,
-                    format!(
-                        "an entry of type {:?}; bundle tars hold regular files and directories only",
-                        char::from(other)
-                    ),
-                );
-            }
-        };
+        if head[156] == b'L' {
+            return self.fail(head_at, "two long names in a row");
+        }
+        if name_of(&head[..100]) != &long[..100] {
+            return self.fail(
+                head_at,
+                "the header's name is not the start of the long name before it",
+            );
+        }
+        Ok((long, head, head_at))
+    }
+
+    /// The kind a header's type flag gives: regular files and directories
+    /// only.
+    fn kind_of(&self, head_at: u64, typeflag: u8) -> Result<Kind, FormError> {
+        match typeflag {
+            b'0' => Ok(Kind::File),
+            b'5' => Ok(Kind::Dir),
+            b'x' | b'g' => self.fail(head_at, "a pax extended header; bundle tars have none"),
+            b'S' => self.fail(head_at, "a GNU sparse file; bundle tars have none"),
+            b'1' | b'2' => self.fail(head_at, "a link; bundle tars hold none"),
+            b'K' => self.fail(head_at, "a GNU long link name; bundle tars have none"),
+            other => self.fail(
+                head_at,
+                format!(
+                    "an entry of type {:?}; bundle tars hold regular files and directories only",
+                    char::from(other)
+                ),
+            ),
+        }
+    }
+
+    /// A header's mode and size, once the header rendered again from its
+    /// name, type, mode, size and time is byte for byte the one read.
+    fn check_header(
+        &self,
+        head_at: u64,
+        name: &[u8],
+        head: &[u8; BLOCK],
+    ) -> Result<(u64, u64), FormError> {
         let (Some(mode), Some(size), Some(mtime)) = (
             parse_octal(&head[100..108]),
             parse_octal(&head[124..136]),
@@ -290,36 +329,37 @@ impl<R: Read> TarReader<R> {
             size,
             mtime,
         );
-        if canonical != head {
+        if canonical != *head {
             return self.fail(
                 head_at,
                 "a header not in airlock's form (owner, magic, checksum, names or padding differ)",
             );
         }
+        Ok((mode, size))
+    }
+
+    /// The entry's path: UTF-8; a directory's ends in `/` (dropped here)
+    /// and has no data, a file's does not.
+    fn entry_path(
+        &self,
+        head_at: u64,
+        name: Vec<u8>,
+        kind: Kind,
+        size: u64,
+    ) -> Result<String, FormError> {
         let path = match String::from_utf8(name) {
             Ok(p) => p,
             Err(_) => return self.fail(head_at, "a name that is not UTF-8"),
         };
-        let path = match (kind, path.strip_suffix('/')) {
-            (Kind::Dir, Some(p)) if size == 0 => p.to_string(),
-            (Kind::Dir, _) => {
-                return self.fail(
-                    head_at,
-                    "a directory whose name does not end in / or with data",
-                );
-            }
-            (Kind::File, Some(_)) => return self.fail(head_at, "a file whose name ends in /"),
-            (Kind::File, None) => path,
-        };
-        self.left = size;
-        self.pad = (BLOCK - (size as usize % BLOCK)) % BLOCK;
-        Ok(Some(Entry {
-            offset: at,
-            path,
-            kind,
-            mode: mode as u32,
-            size,
-        }))
+        match (kind, path.strip_suffix('/')) {
+            (Kind::Dir, Some(p)) if size == 0 => Ok(p.to_string()),
+            (Kind::Dir, _) => self.fail(
+                head_at,
+                "a directory whose name does not end in / or with data",
+            ),
+            (Kind::File, Some(_)) => self.fail(head_at, "a file whose name ends in /"),
+            (Kind::File, None) => Ok(path),
+        }
     }
 
     /// Reads a long-name entry (header already read): its data.
