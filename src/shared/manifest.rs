@@ -801,15 +801,12 @@ impl<R: Read> TarWalk<'_, R> {
     /// The rest, in the one order the manifest gives: each entry the one
     /// expected there, with the mode MODES gives it, its data hashed.
     fn read_rest(&mut self, listing: &Listing) -> Result<(), Stopped> {
+        // The head was read whatever the manifest lists (a manifest that
+        // leaves out a head file is reported when the files are compared).
         let mut files: BTreeSet<String> = listing.manifest.keys().cloned().collect();
-        files.insert(SUMS.into());
-        files.insert(SUMS_SIG.into());
+        files.extend(HEAD.iter().map(|h| h.to_string()));
         let expected = canonical_order(&files);
-        let skip = expected
-            .iter()
-            .position(|(p, _)| p == MODES)
-            .map_or(HEAD.len(), |i| i + 1);
-        for (want, kind) in &expected[skip..] {
+        for (want, kind) in &expected[HEAD.len()..] {
             let entry = self.rest_entry(want, *kind)?;
             if let Some(f) = tar_mode_problem(&entry, want, *kind, &listing.modes) {
                 self.problems.push(f);

@@ -414,3 +414,38 @@ fn write_manifest(
     let bytes = tree.iter().map(|(_, n)| n).sum();
     Ok((tree.len() + 2, bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::keyring::{PUBLIC_ASC_FILE, PUBLIC_GPG_FILE};
+    use crate::shared::tarform::TarWriter;
+
+    /// A tar in the form with the head files only, `sums` as SHA256SUMS.
+    fn head_only_tar(sums: &str) -> Vec<u8> {
+        let mut w = TarWriter::new(Vec::new(), 1_800_000_000);
+        for (name, body) in [
+            (SUMS, sums),
+            (SUMS_SIG, "sig"),
+            (PUBLIC_GPG_FILE, "key"),
+            (PUBLIC_ASC_FILE, "key"),
+            (MODES, ""),
+        ] {
+            w.file(name, 0o644, body.len() as u64, body.as_bytes())
+                .unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn a_manifest_that_leaves_out_a_head_file_is_refused_not_a_panic() {
+        // Found while splitting read_bundle_tar: a manifest without MODES
+        // made verify index past the end of its list of expected entries.
+        let keyring = crate::build::demo::demo_key().unwrap().keyring();
+        let sig_only = format!("{}  {SUMS_SIG}\n", "a".repeat(64));
+        for sums in ["", sig_only.as_str()] {
+            let r = verify_tar_stream(&head_only_tar(sums)[..], Some(&keyring), "t.tar").unwrap();
+            assert!(!r.ok, "{sums:?}: {r:?}");
+        }
+    }
+}
