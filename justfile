@@ -37,12 +37,13 @@ bench:
 failover:
     bench/failover
 
-# The runner for Astra SE 1.7 (glibc 2.28): cargo-zigbuild from PyPI; `airlock
-# build` picks it up from target/x86_64-unknown-linux-gnu/release/
+# The runner for Astra SE 1.7 (glibc 2.28), without the builder's
+# dependencies, size-optimised (profile `runner`): cargo-zigbuild from PyPI;
+# `airlock build` picks it up from target/x86_64-unknown-linux-gnu/runner/
 runner:
     command -v cargo-zigbuild >/dev/null || test -x target/tools/bin/cargo-zigbuild || (python3 -m venv target/tools && target/tools/bin/pip install -q ziglang cargo-zigbuild)
-    PATH="$PWD/target/tools/bin:$PATH" cargo zigbuild --release --no-default-features --target x86_64-unknown-linux-gnu.2.28 --bin airlock-firstboot
-    @echo "runner: target/x86_64-unknown-linux-gnu/release/airlock-firstboot (needs at most glibc 2.28)"
+    PATH="$PWD/target/tools/bin:$PATH" cargo zigbuild --profile runner --no-default-features --target x86_64-unknown-linux-gnu.2.28 --bin airlock-firstboot
+    @echo "runner: target/x86_64-unknown-linux-gnu/runner/airlock-firstboot (needs at most glibc 2.28)"
 
 # Regenerate the man pages and shell completions in docs/ (CI checks drift)
 docs:

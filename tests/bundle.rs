@@ -468,7 +468,7 @@ fn a_runner_that_needs_a_newer_glibc_is_refused() {
 fn the_runner_for_astra_needs_at_most_glibc_2_28() {
     // Built by `just runner` (scripts/test-all builds it before the tests).
     let runner =
-        crate::common::repo_dir().join("target/x86_64-unknown-linux-gnu/release/airlock-firstboot");
+        crate::common::repo_dir().join("target/x86_64-unknown-linux-gnu/runner/airlock-firstboot");
     let Ok(bytes) = fs::read(&runner) else {
         assert!(
             std::env::var_os("CI").is_none(),

@@ -342,8 +342,8 @@ fn plan_or_report(
 }
 
 /// The runner shipped by default: the one `just runner` built for Astra's
-/// glibc 2.28 (zigbuild or musl, in the target directory beside this
-/// airlock), else `airlock-firstboot` beside this binary.
+/// glibc 2.28 (zigbuild or musl, profile `runner`, in the target directory
+/// beside this airlock), else `airlock-firstboot` beside this binary.
 fn default_runner() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("finding this program's path")?;
     let beside = exe.with_file_name("airlock-firstboot");
@@ -353,7 +353,11 @@ fn default_runner() -> Result<PathBuf> {
     let profile = dir.file_name().unwrap_or_default().to_owned();
     let mut candidates = Vec::new();
     for t in ["x86_64-unknown-linux-gnu", "x86_64-unknown-linux-musl"] {
-        for p in [profile.as_os_str(), std::ffi::OsStr::new("release")] {
+        for p in [
+            std::ffi::OsStr::new("runner"),
+            profile.as_os_str(),
+            std::ffi::OsStr::new("release"),
+        ] {
             candidates.push(dir.join("..").join(t).join(p).join("airlock-firstboot"));
         }
     }
