@@ -21,7 +21,10 @@
 //! - the master's postmaster is killed: a write through the VIP succeeds
 //!   again (the time is printed, see BENCHMARKS.md);
 //! - the old master is rebooted: it comes back read-only, and `status` says
-//!   why.
+//!   why;
+//! - `airlock-firstboot rejoin` on it: it rewinds with pg_rewind, streams
+//!   from the new primary, has what was written through the VIP meanwhile,
+//!   and its runner completes again.
 //!
 //! Everything it makes (namespaces, mounts, containers) is removed at the
 //! end, also when it fails (and what a killed run left is swept at the next
@@ -769,6 +772,7 @@ fn five_clones_under_systemd_become_the_cluster() {
         took.as_secs_f64()
     );
     the_old_master_comes_back_read_only(&mut lab, &client, &password);
+    the_old_master_rejoins_as_a_standby(&mut lab, &client, &password);
 }
 
 /// The DB pair and the managers first; the leader later, so the first
@@ -991,4 +995,68 @@ fn the_old_master_comes_back_read_only(lab: &mut Lab, client: &str, password: &s
             .status
             .success()
     );
+}
+
+/// `airlock-firstboot rejoin` on the old master: pg_rewind (wal_log_hints is
+/// on from the pg-config step), a standby of db2, the rows written through
+/// the VIP after the failover, its data kept aside, its runner done again.
+fn the_old_master_rejoins_as_a_standby(lab: &mut Lab, client: &str, password: &str) {
+    let started = Instant::now();
+    let said = clone(lab, "db1").exec_ok(&[
+        "/usr/local/sbin/airlock-firstboot",
+        "rejoin",
+        "--wait",
+        "120",
+    ]);
+    eprintln!(
+        "clones: rejoin of the old master took {:.1} s: {said}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        said.contains("streams from db2") && said.contains("rejoined with pg_rewind"),
+        "{said}"
+    );
+    let db1 = clone(lab, "db1");
+    assert_eq!(local(db1, "SELECT pg_is_in_recovery()"), "t");
+    assert_eq!(
+        local(db1, "SELECT status FROM pg_stat_wal_receiver"),
+        "streaming"
+    );
+    assert!(
+        psql(client, VIP, password, "INSERT INTO clones VALUES (5)")
+            .status
+            .success()
+    );
+    wait_until(
+        lab,
+        "the row written after the rejoin on db1",
+        BOUND,
+        |lab| {
+            local(
+                clone(lab, "db1"),
+                "SELECT count(*) FROM clones WHERE n IN (4, 5)",
+            ) == "2"
+        },
+    );
+    let db1 = clone(lab, "db1");
+    assert!(db1.status()["fenced"].is_null(), "the fence record is gone");
+    let kept = db1.exec_ok(&[
+        "sh",
+        "-c",
+        &format!("ls -d /var/lib/postgresql/{PG_MAJOR}/main.airlock-old-*"),
+    ]);
+    assert_eq!(
+        kept.lines().count(),
+        1,
+        "the old data is kept aside: {kept}"
+    );
+    db1.exec_ok(&[
+        "/usr/local/sbin/airlock-firstboot",
+        "run",
+        "--wait",
+        "60",
+        "--quiet",
+    ]);
+    assert_eq!(state(db1), "done", "{}", db1.status());
+    assert!(has_vip(clone(lab, "db2")), "the VIP stays with db2");
 }

@@ -25,6 +25,9 @@ _airlock__firstboot() {
             airlock__firstboot,prepare)
                 cmd="airlock__firstboot__subcmd__prepare"
                 ;;
+            airlock__firstboot,rejoin)
+                cmd="airlock__firstboot__subcmd__rejoin"
+                ;;
             airlock__firstboot,role)
                 cmd="airlock__firstboot__subcmd__role"
                 ;;
@@ -46,6 +49,9 @@ _airlock__firstboot() {
             airlock__firstboot__subcmd__help,prepare)
                 cmd="airlock__firstboot__subcmd__help__subcmd__prepare"
                 ;;
+            airlock__firstboot__subcmd__help,rejoin)
+                cmd="airlock__firstboot__subcmd__help__subcmd__rejoin"
+                ;;
             airlock__firstboot__subcmd__help,role)
                 cmd="airlock__firstboot__subcmd__help__subcmd__role"
                 ;;
@@ -65,7 +71,7 @@ _airlock__firstboot() {
 
     case "${cmd}" in
         airlock__firstboot)
-            opts="-h -V --help --version run status prepare role token pg-guard help"
+            opts="-h -V --help --version run status prepare role token pg-guard rejoin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -79,7 +85,7 @@ _airlock__firstboot() {
             return 0
             ;;
         airlock__subcmd__firstboot__subcmd__help)
-            opts="run status prepare role token pg-guard help"
+            opts="run status prepare role token pg-guard rejoin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -121,6 +127,20 @@ _airlock__firstboot() {
             return 0
             ;;
         airlock__subcmd__firstboot__subcmd__help__subcmd__prepare)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__firstboot__subcmd__help__subcmd__rejoin)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -216,6 +236,24 @@ _airlock__firstboot() {
                     return 0
                     ;;
                 --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__firstboot__subcmd__rejoin)
+            opts="-h --wait --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

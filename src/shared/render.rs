@@ -103,7 +103,7 @@ pub fn keepalived_conf(role: &RoleFile) -> Option<String> {
     );
     let _ = writeln!(
         s,
-        "global_defs {{\n    router_id {}\n    enable_script_security\n    script_user root\n}}\n",
+        "global_defs {{\n    router_id {}\n    enable_script_security\n    script_user root\n    # After a partition heals, switches may still send the VIP's traffic\n    # to the other side: the master repeats its gratuitous ARP.\n    vrrp_garp_master_refresh 60\n    vrrp_garp_master_refresh_repeat 2\n}}\n",
         role.host.name
     );
     if v.promote {

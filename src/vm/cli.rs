@@ -106,6 +106,32 @@ pub enum Command {
         after_help = "Example:\n  systemctl cat postgresql@11-main   # shows ExecStartPre=/usr/local/sbin/airlock-firstboot pg-guard %i"
     )]
     PgGuard(PgGuardArgs),
+    /// Make this former primary a streaming standby of its peer, the primary now
+    #[command(
+        long_about = "Make this DB server, a former primary, a streaming standby of its peer.\n\n\
+            After a failover the old master comes back read-only (`status` says NOT A \
+            PRIMARY). Its writes after the failover exist only here; when you have decided \
+            they may go, run this on it. The peer must answer as the primary, else nothing \
+            is changed. PostgreSQL is stopped; the data directory is copied aside \
+            (DATA.airlock-old-SECONDS, never deleted: remove it yourself once you are \
+            sure); pg_rewind rewinds the cluster to the peer's timeline (wal_log_hints is \
+            on from the pg-config step), or, when it cannot, a base backup replaces it; the \
+            replication slot is made on the peer; the fence record goes; PostgreSQL starts \
+            as a standby, and this waits until it streams. Exits 0 when it streams, 1 when a \
+            check refused, 75 when the wait ran out.",
+        after_help = "Example (on the old master, as root):\n  airlock-firstboot status     # NOT A PRIMARY: its peer db2 is the primary now\n  airlock-firstboot rejoin\n  airlock-firstboot status     # streaming from db2"
+    )]
+    Rejoin(RejoinArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RejoinArgs {
+    /// Upper bound of the wait for streaming, in seconds
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub wait: u64,
+    /// Do not print the `+ command` lines
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -360,6 +386,47 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Role(args) => cmd_role(&args),
         Command::Token(r) => cmd_token(&r.root),
         Command::PgGuard(args) => Ok(cmd_pg_guard(&args)),
+        Command::Rejoin(args) => cmd_rejoin(&args),
+    }
+}
+
+fn cmd_rejoin(args: &RejoinArgs) -> Result<ExitCode> {
+    let root = Path::new("/");
+    let role = RoleFile::load(&under(root, paths::ROLE_FILE))?;
+    let journal = Journal::load(&under(root, paths::JOURNAL))?.unwrap_or_else(|| {
+        let names: Vec<&str> = crate::vm::roles::steps_for(&role)
+            .iter()
+            .map(|s| s.name)
+            .collect();
+        Journal::new(&role.host.name, role.host.role, &role.instance_id, &names)
+    });
+    let exec = System { quiet: args.quiet };
+    let ctx = Ctx::new(root, &role, &exec, args.wait, None, journal);
+    match crate::vm::rejoin::rejoin(&ctx) {
+        Ok(r) => {
+            let how = match &r.method {
+                crate::vm::rejoin::Method::Rewind => "pg_rewind".to_string(),
+                crate::vm::rejoin::Method::BaseBackup(why) => {
+                    format!("a base backup (pg_rewind could not: {why})")
+                }
+            };
+            println!(
+                "{} streams from {} ({}) now, rejoined with {how}.\nThe old data directory is kept at {}: remove it once you are sure nothing in it is needed.",
+                role.host.name,
+                r.peer.name,
+                r.peer.ip,
+                r.old_data.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if e.downcast_ref::<WaitTimeout>().is_some() => {
+            eprintln!("airlock-firstboot rejoin: {e:#}");
+            Ok(ExitCode::from(exit::RETRY))
+        }
+        Err(e) => {
+            eprintln!("airlock-firstboot rejoin: {e:#}");
+            Ok(ExitCode::from(exit::FAILED))
+        }
     }
 }
 

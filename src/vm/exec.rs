@@ -260,42 +260,42 @@ impl Recording {
     /// Like [`Recording::on`], answering each call with the next of
     /// `answers` (the last one repeats).
     pub fn on_seq(&self, pattern: &str, answers: &[(i32, &str)]) -> &Recording {
-        let outputs = answers
-            .iter()
-            .map(|(code, out)| Output {
-                code: Some(*code),
-                stdout: out.to_string(),
-                stderr: if *code == 0 {
-                    String::new()
-                } else {
-                    format!("{pattern}: failed")
-                },
-            })
-            .collect();
-        // Later rules win: a test refines the defaults it set first.
-        self.rules.lock().unwrap().insert(
-            0,
-            Rule {
-                pattern: pattern.to_string(),
-                outputs,
+        let failed = format!("{pattern}: failed");
+        let outputs = answers.iter().map(|(code, out)| Output {
+            code: Some(*code),
+            stdout: out.to_string(),
+            stderr: if *code == 0 {
+                String::new()
+            } else {
+                failed.clone()
             },
-        );
-        self
+        });
+        self.rule(pattern, outputs.collect())
     }
 
     /// Commands whose line contains `pattern` exit `code` saying `stderr`.
     pub fn on_stderr(&self, pattern: &str, code: i32, stderr: &str) -> &Recording {
-        self.rules.lock().unwrap().insert(
-            0,
-            Rule {
-                pattern: pattern.to_string(),
-                outputs: vec![Output {
-                    code: Some(code),
-                    stdout: String::new(),
-                    stderr: stderr.to_string(),
-                }],
-            },
-        );
+        self.on_stderr_seq(pattern, &[(code, stderr)])
+    }
+
+    /// Like [`Recording::on_stderr`], answering each call with the next of
+    /// `answers` (the last one repeats).
+    pub fn on_stderr_seq(&self, pattern: &str, answers: &[(i32, &str)]) -> &Recording {
+        let outputs = answers.iter().map(|(code, err)| Output {
+            code: Some(*code),
+            stdout: String::new(),
+            stderr: err.to_string(),
+        });
+        self.rule(pattern, outputs.collect())
+    }
+
+    /// Later rules win: a test refines the defaults it set first.
+    fn rule(&self, pattern: &str, outputs: Vec<Output>) -> &Recording {
+        let rule = Rule {
+            pattern: pattern.to_string(),
+            outputs,
+        };
+        self.rules.lock().unwrap().insert(0, rule);
         self
     }
 

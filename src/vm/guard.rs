@@ -58,7 +58,7 @@ impl Fence {
     /// What a person reads: what happened and what to do.
     pub fn explain(&self, data_dir: &Path) -> String {
         format!(
-            "NOT A PRIMARY: this DB server was a primary, but its peer {} ({}) is the primary now ({}). To keep the cluster from two writable primaries, its PostgreSQL was started read-only (standby mode) at {}. Its data ({}) may hold writes the new primary never saw; nothing was deleted. To make it a replica of {}: take a base backup from it into {} (after moving the old directory aside), then remove {}",
+            "NOT A PRIMARY: this DB server was a primary, but its peer {} ({}) is the primary now ({}). To keep the cluster from two writable primaries, its PostgreSQL was started read-only (standby mode) at {}. Its data ({}) may hold writes the new primary never saw; nothing was deleted. To make it a standby of {} once you have decided those writes may go: `airlock-firstboot rejoin` (it keeps a copy of {} and removes {})",
             self.peer,
             self.peer_ip,
             self.reason,
@@ -86,26 +86,14 @@ pub enum PeerState {
 }
 
 /// Asks the peer's PostgreSQL, as the DB user, whether it is in recovery.
-fn ask_peer(exec: &dyn Exec, role: &RoleFile, peer_ip: &str, passfile: &Path) -> PeerState {
-    let cmd = Cmd::new("psql")
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-q",
-            "-h",
-            peer_ip,
-            "-p",
-            &role.database.port.to_string(),
-            "-U",
-            &role.database.user,
-            "-d",
-            "postgres",
-            "-c",
-            "SELECT pg_is_in_recovery()",
-        ])
-        .env("PGPASSFILE", passfile.display().to_string())
-        .env("PGCONNECT_TIMEOUT", "2");
+pub fn ask_peer(exec: &dyn Exec, role: &RoleFile, peer_ip: &str, passfile: &Path) -> PeerState {
+    let cmd = crate::vm::roles::db::psql_as_user(
+        role,
+        peer_ip,
+        passfile,
+        2,
+        "SELECT pg_is_in_recovery()",
+    );
     match exec.output(&cmd) {
         Ok(o) if o.success() && o.stdout.trim() == "f" => PeerState::Primary,
         Ok(o) if o.success() && o.stdout.trim() == "t" => PeerState::Standby,

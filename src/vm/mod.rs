@@ -17,6 +17,7 @@ pub(crate) mod engine;
 pub(crate) mod exec;
 pub(crate) mod guard;
 pub(crate) mod prepare;
+pub(crate) mod rejoin;
 pub mod roles;
 pub(crate) mod zps;
 

@@ -5,13 +5,14 @@
 
 use std::fs;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
 use crate::shared::paths;
 use crate::shared::render;
-use crate::shared::role::{DatabaseMode, Postgres};
+use crate::shared::role::{DatabaseMode, Peer, Postgres, RoleFile};
 use crate::vm::edits;
 use crate::vm::engine::Ctx;
 use crate::vm::exec::Cmd;
@@ -65,6 +66,19 @@ pub fn psql_local(c: &Ctx, sql: &str) -> Cmd {
         "-c",
         sql,
     ])
+}
+
+/// psql as the DB user on another server (`host`), the password from
+/// `passfile`, giving up a connection after `timeout` seconds; unaligned
+/// tuples only, so the answer is the bare value.
+pub fn psql_as_user(role: &RoleFile, host: &str, passfile: &Path, timeout: u32, sql: &str) -> Cmd {
+    let db = &role.database;
+    Cmd::new("psql")
+        .args(["-X", "-A", "-t", "-q", "-h", host, "-p"])
+        .arg(db.port.to_string())
+        .args(["-U", &db.user, "-d", "postgres", "-c", sql])
+        .env("PGPASSFILE", passfile.display().to_string())
+        .env("PGCONNECT_TIMEOUT", timeout.to_string())
 }
 
 /// A libpq password file for the DB user, 0600, owned by `owner`.
@@ -150,6 +164,116 @@ pub fn is_standby_of(dir: &Path, master: Ipv4Addr) -> bool {
     is_standby(dir) && conninfo
 }
 
+/// Replaces the data directory (the fresh cluster the vendor installer made
+/// on this clone) with a base backup of the master.
+pub fn replace_with_base_backup(c: &Ctx, src: &Peer) -> Result<()> {
+    let pg = pg(c)?;
+    let dir = data_dir(c)?;
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    let dir_s = dir.display().to_string();
+    c.exec
+        .run(&Cmd::new("chown").args(["postgres:postgres", &dir_s]))?;
+    let slot = pg
+        .slot
+        .clone()
+        .unwrap_or_else(|| crate::shared::paths::REPLICATION_SLOT.into());
+    let passfile = passfile(c, Some("postgres"))?;
+    let base = Cmd::new("runuser").args([
+        "-u",
+        "postgres",
+        "--",
+        "env",
+        &format!("PGPASSFILE={}", passfile.display()),
+        "pg_basebackup",
+        "-h",
+        &src.ip.to_string(),
+        "-p",
+        &pg.port.to_string(),
+        "-U",
+        &pg.user,
+        "--checkpoint=fast",
+        "-D",
+        &dir_s,
+        "-R",
+        &format!("--slot={slot}"),
+    ]);
+    // The source may be restarting (its own pg-config step restarts it
+    // once): a refused connection is waited out, anything else is an error.
+    let mut failed = None;
+    c.wait_for(
+        &format!("a base backup from {} ({})", src.name, src.ip),
+        || match base_backup(c, &base) {
+            Ok(()) => Ok(()),
+            Err(why) if source_not_up(&why) => Err(why),
+            Err(why) => {
+                failed = Some(why);
+                Ok(())
+            }
+        },
+    )?;
+    match failed {
+        Some(why) => bail!("{why}"),
+        None => Ok(()),
+    }
+}
+
+/// One `pg_basebackup`: with -C to create the slot; when it exists already
+/// (an earlier attempt), pg_basebackup refuses, cleans up, and runs again
+/// without -C.
+fn base_backup(c: &Ctx, base: &Cmd) -> std::result::Result<(), String> {
+    let with_slot = base.clone().arg("-C");
+    let failed = |cmd: &Cmd, stderr: &str| format!("`{}` failed: {}", cmd.line(), stderr.trim());
+    let first = c.exec.output(&with_slot).map_err(|e| format!("{e:#}"))?;
+    if first.success() {
+        return Ok(());
+    }
+    if !first.stderr.contains("already exists") {
+        return Err(failed(&with_slot, &first.stderr));
+    }
+    let second = c.exec.output(base).map_err(|e| format!("{e:#}"))?;
+    if second.success() {
+        Ok(())
+    } else {
+        Err(failed(base, &second.stderr))
+    }
+}
+
+/// libpq's words for a server that is not accepting connections (yet).
+fn source_not_up(why: &str) -> bool {
+    [
+        "Connection refused",
+        "the database system is starting up",
+        "the database system is shutting down",
+        "No route to host",
+    ]
+    .iter()
+    .any(|w| why.contains(w))
+}
+
+/// What the local WAL receiver says (`streaming` when it streams).
+pub fn streaming_status(c: &Ctx) -> String {
+    c.exec
+        .output(&psql_local(c, "SELECT status FROM pg_stat_wal_receiver"))
+        .map(|o| o.stdout.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Waits until the local server streams from `src`.
+pub fn wait_streaming(c: &Ctx, src: &Peer) -> Result<()> {
+    c.wait_for(
+        &format!("streaming replication from {} ({})", src.name, src.ip),
+        || match streaming_status(c) {
+            s if s == "streaming" => Ok(()),
+            s if s.is_empty() => Err("no WAL receiver yet".into()),
+            s => Err(format!("the WAL receiver is {s}")),
+        },
+    )
+}
+
 // --- install-db ----------------------------------------------------------------
 
 /// The PostgreSQL majors installed (`/usr/lib/postgresql/MAJOR`).
@@ -228,8 +352,24 @@ pub fn pg_config_check(c: &Ctx) -> Result<bool> {
     let guard_ok = !pair(c) || c.read(paths::PG_GUARD_DROPIN) == render::pg_guard_dropin();
     Ok(!hba.is_empty()
         && edits::pg_hba_with(&hba, &hba_lines(c)) == hba
-        && edits::pg_conf_get(&conf, "listen_addresses").as_deref() == Some("*")
+        && conf_settings(c).iter().all(|(k, v)| conf_has(&conf, k, v))
         && guard_ok)
+}
+
+/// What postgresql.conf must say, as (key, value as written). In a pair,
+/// `wal_log_hints` lets `airlock-firstboot rejoin` rewind a former primary
+/// with pg_rewind instead of copying the whole cluster again.
+fn conf_settings(c: &Ctx) -> Vec<(&'static str, &'static str)> {
+    let mut v = vec![("listen_addresses", "'*'")];
+    if pair(c) {
+        v.push(("wal_log_hints", "on"));
+    }
+    v
+}
+
+/// `key` is set to `value` (quotes aside).
+fn conf_has(conf: &str, key: &str, value: &str) -> bool {
+    edits::pg_conf_get(conf, key).as_deref() == Some(value.trim_matches('\''))
 }
 
 pub fn pg_config_apply(c: &Ctx) -> Result<()> {
@@ -242,18 +382,25 @@ pub fn pg_config_apply(c: &Ctx) -> Result<()> {
     if new_hba != hba {
         c.rewrite(&hba_path, &new_hba)?;
     }
-    let listen_ok = edits::pg_conf_get(&conf, "listen_addresses").as_deref() == Some("*");
-    if !listen_ok {
-        c.rewrite(
-            &conf_path,
-            &edits::pg_conf_with(&conf, "listen_addresses", "'*'"),
-        )?;
+    // Both settings take effect only at a restart.
+    let mut new_conf = conf.clone();
+    for (key, value) in conf_settings(c) {
+        if !conf_has(&new_conf, key, value) {
+            new_conf = edits::pg_conf_with(&new_conf, key, value);
+        }
     }
+    let restart = new_conf != conf;
+    if restart {
+        c.rewrite(&conf_path, &new_conf)?;
+    }
+    let action = if restart { "restart" } else { "reload" };
+    c.exec.run(&systemctl(action, "postgresql"))?;
+    // The start guard comes after this step's own restart: at the first
+    // installation there is no failover to guard against, and a guard
+    // would wait its full bound for a peer that has no PostgreSQL yet.
     if pair(c) && c.write(paths::PG_GUARD_DROPIN, &render::pg_guard_dropin(), 0o644)? {
         c.exec.run(&Cmd::new("systemctl").arg("daemon-reload"))?;
     }
-    let action = if listen_ok { "reload" } else { "restart" };
-    c.exec.run(&systemctl(action, "postgresql"))?;
     Ok(())
 }
 
@@ -381,9 +528,20 @@ mod tests {
         assert!(hba.contains("host replication dbuser 192.0.2.11/32 md5"));
         assert_eq!(
             fake.commands(),
-            ["systemctl daemon-reload", "systemctl restart postgresql"]
+            ["systemctl restart postgresql", "systemctl daemon-reload"]
         );
         assert!(c.read(paths::PG_GUARD_DROPIN).contains("pg-guard %i"));
+        let conf = c.read("/etc/postgresql/15/main/postgresql.conf");
+        assert_eq!(
+            conf,
+            "#listen_addresses = 'localhost'\nport = 5432\nlisten_addresses = '*'\t# airlock\nwal_log_hints = on\t# airlock\n"
+        );
+        // Done again, nothing changes and nothing restarts.
+        let again = Recording::new();
+        let c = Ctx::new(root, &role, &again, 0, None, journal_for(&role));
+        pg_config_apply(&c).unwrap();
+        assert_eq!(again.commands(), ["systemctl reload postgresql"]);
+        assert_eq!(c.read("/etc/postgresql/15/main/postgresql.conf"), conf);
     }
 
     #[test]

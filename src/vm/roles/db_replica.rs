@@ -3,9 +3,6 @@
 //! runs keepalived as the standby that takes the VIP (and is promoted) when
 //! the master dies.
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-
 use anyhow::{Context, Result, bail};
 
 use super::db::{self, is_standby, is_standby_of, local_pg_ready, pg, systemctl};
@@ -13,7 +10,6 @@ use super::step;
 use crate::shared::role::Peer;
 use crate::shared::role::RoleFile;
 use crate::vm::engine::{Ctx, Step};
-use crate::vm::exec::Cmd;
 use crate::vm::guard;
 
 pub fn steps(_role: &RoleFile) -> Vec<Step> {
@@ -85,7 +81,7 @@ fn basebackup_apply(c: &Ctx) -> Result<()> {
     let _ = c.exec.output(&systemctl("stop", "keepalived"));
     c.exec.run(&systemctl("stop", "postgresql"))?;
     if !standby {
-        replace_with_base_backup(c, src)?;
+        db::replace_with_base_backup(c, src)?;
     }
     c.exec.run(&systemctl("start", "postgresql"))?;
     c.wait_until("the local PostgreSQL to start as a standby", || {
@@ -93,84 +89,12 @@ fn basebackup_apply(c: &Ctx) -> Result<()> {
     })
 }
 
-/// Replaces the data directory (the fresh cluster the vendor installer made
-/// on this clone) with a base backup of the master.
-fn replace_with_base_backup(c: &Ctx, src: &Peer) -> Result<()> {
-    let pg = pg(c)?;
-    let dir = db::data_dir(c)?;
-    if dir.exists() {
-        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
-    let dir_s = dir.display().to_string();
-    c.exec
-        .run(&Cmd::new("chown").args(["postgres:postgres", &dir_s]))?;
-    let slot = pg
-        .slot
-        .clone()
-        .unwrap_or_else(|| crate::shared::paths::REPLICATION_SLOT.into());
-    let passfile = db::passfile(c, Some("postgres"))?;
-    let base = Cmd::new("runuser").args([
-        "-u",
-        "postgres",
-        "--",
-        "env",
-        &format!("PGPASSFILE={}", passfile.display()),
-        "pg_basebackup",
-        "-h",
-        &src.ip.to_string(),
-        "-p",
-        &pg.port.to_string(),
-        "-U",
-        &pg.user,
-        "--checkpoint=fast",
-        "-D",
-        &dir_s,
-        "-R",
-        &format!("--slot={slot}"),
-    ]);
-    // -C creates the slot; when it exists already (an earlier attempt),
-    // pg_basebackup refuses, cleans up, and runs again without -C.
-    let first = c.exec.output(&base.clone().arg("-C"))?;
-    if !first.success() {
-        if first.stderr.contains("already exists") {
-            c.exec.run(&base)?;
-        } else {
-            bail!(
-                "`{}` failed: {}",
-                base.clone().arg("-C").line(),
-                first.stderr.trim()
-            );
-        }
-    }
-    Ok(())
-}
-
-fn streaming_status(c: &Ctx) -> String {
-    c.exec
-        .output(&db::psql_local(
-            c,
-            "SELECT status FROM pg_stat_wal_receiver",
-        ))
-        .map(|o| o.stdout.trim().to_string())
-        .unwrap_or_default()
-}
-
 fn streaming_check(c: &Ctx) -> Result<bool> {
-    Ok(promoted(c) || streaming_status(c) == "streaming")
+    Ok(promoted(c) || db::streaming_status(c) == "streaming")
 }
 
 fn streaming_apply(c: &Ctx) -> Result<()> {
-    let src = source(c)?;
-    c.wait_for(
-        &format!("streaming replication from {} ({})", src.name, src.ip),
-        || match streaming_status(c) {
-            s if s == "streaming" => Ok(()),
-            s if s.is_empty() => Err("no WAL receiver yet".into()),
-            s => Err(format!("the WAL receiver is {s}")),
-        },
-    )
+    db::wait_streaming(c, source(c)?)
 }
 
 #[cfg(test)]
@@ -286,5 +210,48 @@ mod tests {
             "{e}"
         );
         assert!(!streaming_check(&c).unwrap());
+    }
+
+    #[test]
+    fn a_master_that_is_restarting_is_waited_for_and_another_error_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let role = fixture_role("db2");
+        put(root, crate::shared::paths::DB_PASSWORD, "pw\n");
+        put(root, "/var/lib/postgresql/15/main/PG_VERSION", "15\n");
+        let fake = Recording::new();
+        fake.on_stderr_seq(
+            "pg_basebackup",
+            &[
+                (1, "pg_basebackup: error: connection to server at \"192.0.2.11\", port 5432 failed: Connection refused"),
+                (1, "pg_basebackup: error: FATAL:  the database system is starting up"),
+                (0, ""),
+            ],
+        );
+        let c = Ctx::new(root, &role, &fake, 60, None, journal_for(&role));
+        db::replace_with_base_backup(&c, &source(&c).unwrap().clone()).unwrap();
+        let tries = fake
+            .commands()
+            .iter()
+            .filter(|l| l.contains("pg_basebackup"))
+            .count();
+        assert_eq!(tries, 3);
+        assert!(fake.log().contains(&"sleep 1s".to_string()));
+
+        let fake = Recording::new();
+        fake.on_stderr(
+            "pg_basebackup",
+            1,
+            "pg_basebackup: error: FATAL:  password authentication failed for user \"dbuser\"",
+        );
+        let c = Ctx::new(root, &role, &fake, 60, None, journal_for(&role));
+        let e = db::replace_with_base_backup(&c, &source(&c).unwrap().clone())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("password authentication failed"), "{e}");
+        assert!(
+            !fake.log().iter().any(|l| l.starts_with("sleep")),
+            "no wait for that"
+        );
     }
 }

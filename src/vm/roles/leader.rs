@@ -6,7 +6,7 @@ use std::fs;
 
 use anyhow::{Context, Result, bail};
 
-use super::db::{db_password, passfile, vendor_install};
+use super::db::{db_password, passfile, psql_as_user, vendor_install};
 use super::step;
 use crate::shared::paths;
 use crate::shared::paths::TOKEN_USER;
@@ -30,25 +30,13 @@ fn db_login(c: &Ctx) -> std::result::Result<(), String> {
     let passfile = passfile(c, None).map_err(|e| format!("{e:#}"))?;
     let out = c
         .exec
-        .output(
-            &Cmd::new("psql")
-                .args([
-                    "-X",
-                    "-q",
-                    "-h",
-                    &db.endpoint.to_string(),
-                    "-p",
-                    &db.port.to_string(),
-                    "-U",
-                    &db.user,
-                    "-d",
-                    "postgres",
-                    "-c",
-                    "SELECT 1",
-                ])
-                .env("PGPASSFILE", passfile.display().to_string())
-                .env("PGCONNECT_TIMEOUT", "3"),
-        )
+        .output(&psql_as_user(
+            c.role,
+            &db.endpoint.to_string(),
+            &passfile,
+            3,
+            "SELECT 1",
+        ))
         .map_err(|e| format!("{e:#}"))?;
     if out.success() {
         Ok(())
@@ -241,7 +229,7 @@ mod tests {
         put(root, paths::DB_PASSWORD, "pw\n");
         let fake = Recording::new();
         fake.on_stderr(
-            "psql -X -q -h 192.0.2.10",
+            "psql -X -A -t -q -h 192.0.2.10",
             2,
             "psql: error: connection to server at \"192.0.2.10\", port 5432 failed: Connection refused",
         );
@@ -276,7 +264,7 @@ mod tests {
         assert_eq!(
             ok.commands(),
             [format!(
-                "PGPASSFILE={}/var/lib/airlock/pgpass PGCONNECT_TIMEOUT=3 psql -X -q -h 192.0.2.10 -p 5432 -U dbuser -d postgres -c 'SELECT 1'",
+                "PGPASSFILE={}/var/lib/airlock/pgpass PGCONNECT_TIMEOUT=3 psql -X -A -t -q -h 192.0.2.10 -p 5432 -U dbuser -d postgres -c 'SELECT 1'",
                 root.display()
             )]
         );
