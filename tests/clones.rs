@@ -24,7 +24,9 @@
 //!   why;
 //! - `airlock-firstboot rejoin` on it: it rewinds with pg_rewind, streams
 //!   from the new primary, has what was written through the VIP meanwhile,
-//!   and its runner completes again.
+//!   and its runner completes again;
+//! - the new primary's postmaster is killed: the VIP and the writes go back
+//!   to the rejoined db1.
 //!
 //! Everything it makes (namespaces, mounts, containers) is removed at the
 //! end, also when it fails (and what a killed run left is swept at the next
@@ -766,13 +768,26 @@ fn five_clones_under_systemd_become_the_cluster() {
     if !db_only() {
         the_swarm_has_three_managers(&lab);
     }
-    let took = the_vip_follows_a_dead_master(&lab, &client, &password);
+    let took = the_vip_follows_a_dead_primary(&lab, &client, &password, ("db1", "db2", 2));
     eprintln!(
         "clones: failover: a write through the VIP succeeded {:.2} s after the master's postmaster was killed",
         took.as_secs_f64()
     );
     the_old_master_comes_back_read_only(&mut lab, &client, &password);
     the_old_master_rejoins_as_a_standby(&mut lab, &client, &password);
+    let back = the_vip_follows_a_dead_primary(&lab, &client, &password, ("db2", "db1", 6));
+    eprintln!(
+        "clones: failover back to the rejoined db1: a write through the VIP {:.2} s after db2's postmaster was killed",
+        back.as_secs_f64()
+    );
+    assert_eq!(
+        local(
+            clone(&lab, "db1"),
+            "SELECT count(*) FROM clones WHERE n IN (4, 5, 6)"
+        ),
+        "3",
+        "nothing written through the VIP is missing on db1"
+    );
 }
 
 /// The DB pair and the managers first; the leader later, so the first
@@ -911,11 +926,16 @@ fn the_swarm_has_three_managers(lab: &Lab) {
     assert_eq!(reachable, 3, "docker node ls:\n{managers}");
 }
 
-/// Kills the master's postmaster; returns how long until a write through
-/// the VIP succeeds again.
-fn the_vip_follows_a_dead_master(lab: &Lab, client: &str, password: &str) -> Duration {
-    let db1 = clone(lab, "db1");
-    let pidfile = db1
+/// Kills the primary's postmaster on `dead`; returns how long until a write
+/// (of `n`) through the VIP succeeds again, on `next`.
+fn the_vip_follows_a_dead_primary(
+    lab: &Lab,
+    client: &str,
+    password: &str,
+    (dead, next, n): (&str, &str, u32),
+) -> Duration {
+    let primary = clone(lab, dead);
+    let pidfile = primary
         .merged
         .join(format!("var/lib/postgresql/{PG_MAJOR}/main/postmaster.pid"));
     let postmaster = fs::read_to_string(pidfile)
@@ -925,12 +945,17 @@ fn the_vip_follows_a_dead_master(lab: &Lab, client: &str, password: &str) -> Dur
         .unwrap()
         .to_string();
     let killed = Instant::now();
-    db1.exec_ok(&["kill", "-KILL", &postmaster]);
+    primary.exec_ok(&["kill", "-KILL", &postmaster]);
     let mut wrote = None;
     while killed.elapsed() < Duration::from_secs(60) {
-        if psql(client, VIP, password, "INSERT INTO clones VALUES (2)")
-            .status
-            .success()
+        if psql(
+            client,
+            VIP,
+            password,
+            &format!("INSERT INTO clones VALUES ({n})"),
+        )
+        .status
+        .success()
         {
             wrote = Some(killed.elapsed());
             break;
@@ -943,9 +968,9 @@ fn the_vip_follows_a_dead_master(lab: &Lab, client: &str, password: &str) -> Dur
             lab.diagnose()
         )
     });
-    let db2 = clone(lab, "db2");
-    assert!(has_vip(db2));
-    assert_eq!(local(db2, "SELECT pg_is_in_recovery()"), "f");
+    let successor = clone(lab, next);
+    assert!(has_vip(successor), "the VIP is on {next}");
+    assert_eq!(local(successor, "SELECT pg_is_in_recovery()"), "f");
     wrote
 }
 
