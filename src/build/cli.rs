@@ -122,8 +122,9 @@ pub enum Command {
     #[command(
         long_about = "Render every VM's payload and cloud-init seed from a recipe.\n\n\
             Writes, for each host, DIR/payloads/HOST/ (user-data, meta-data, network-config \
-            and rootfs/ with every file the VM gets: role file, keepalived.conf, pg_hba \
-            lines, apt sources, SSH keys of the swarm token rendezvous) and \
+            and rootfs/ with every file cloud-init writes on the VM: role file, /etc/hosts, \
+            apt sources, the DB password, SSH keys of the swarm token rendezvous; the runner \
+            renders keepalived.conf and the pg_hba lines from the role file) and \
             DIR/seeds/HOST.iso (ISO 9660, volume label cidata: attach it to the VM as a \
             CD-ROM), plus DIR/inventory.toml (host, MAC, SMBIOS UUID, seed).\n\n\
             Secrets (the DB password, SSH keys) are generated on the first run and kept \
@@ -545,7 +546,7 @@ fn cmd_demo(args: &DemoArgs) -> Result<Status> {
         ok &= report.ok;
     }
     println!(
-        "\nLook at:\n  {}/README.txt       the site procedure for this recipe\n  {}/seeds/           one cidata seed per VM\n  {}/payloads/spdb2/   what the replica gets (role.toml, keepalived.conf, pg_hba)\n  {}/repo/dists/       the signed repository",
+        "\nLook at:\n  {}/README.txt       the site procedure for this recipe\n  {}/seeds/           one cidata seed per VM\n  {}/payloads/spdb2/   what the replica gets (role.toml, the DB password, /etc/hosts, apt sources)\n  {}/repo/dists/       the signed repository",
         bundle_dir.display(),
         bundle_dir.display(),
         bundle_dir.display(),
