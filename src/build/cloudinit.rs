@@ -407,6 +407,7 @@ ip = "192.0.2.20"
         assert!(conf.contains("weight 0"));
         assert!(conf.contains("notify_master \"/etc/airlock/keepalived/promote.sh\""));
         assert!(conf.contains("enable_script_security"));
+        assert!(conf.contains("vrrp_garp_master_refresh 60\n"));
         assert!(!conf.contains("unicast"));
         let conf2 = keepalived_conf(&role(PAIR, "db2")).unwrap();
         assert!(conf2.contains("priority 100\n    nopreempt"));

@@ -45,10 +45,11 @@ pub fn rejoin(c: &Ctx) -> Result<Rejoined> {
     let peer = peer_that_is_primary(c)?;
     stop_postgresql(c)?;
     let old_data = keep_old_data(c)?;
-    let method = match rewind(c, &peer) {
+    let passfile = db::passfile(c, Some("postgres"))?;
+    let method = match rewind(c, &peer, &passfile) {
         Ok(()) => {
             make_slot_on(c, &peer)?;
-            follow(c, &peer)?;
+            follow(c, &peer, &passfile)?;
             Method::Rewind
         }
         Err(why) => {
@@ -126,9 +127,8 @@ fn keep_old_data(c: &Ctx) -> Result<PathBuf> {
 }
 
 /// `pg_rewind` from the peer, as the postgres user.
-fn rewind(c: &Ctx, peer: &Peer) -> Result<()> {
+fn rewind(c: &Ctx, peer: &Peer, passfile: &Path) -> Result<()> {
     let pg = pg(c)?;
-    let passfile = db::passfile(c, Some("postgres"))?;
     let source = format!(
         "host={} port={} user={} dbname=postgres",
         peer.ip, pg.port, pg.user
@@ -169,10 +169,8 @@ fn slot_name(c: &Ctx) -> Result<String> {
 
 /// The rewound cluster's standby settings: it came from the peer, whose own
 /// `primary_conninfo` (if any) names this server.
-fn follow(c: &Ctx, peer: &Peer) -> Result<()> {
+fn follow(c: &Ctx, peer: &Peer, passfile: &Path) -> Result<()> {
     let pg = pg(c)?;
-    let dir = db::data_dir(c)?;
-    let passfile = c.path("/var/lib/airlock/pgpass-postgres");
     let conninfo = format!(
         "'user={} passfile={} host={} port={} application_name={}'",
         pg.user,
@@ -183,27 +181,27 @@ fn follow(c: &Ctx, peer: &Peer) -> Result<()> {
     );
     let slot = format!("'{}'", slot_name(c)?);
     if c.role.database.postgresql >= 12 {
-        let auto = dir.join("postgresql.auto.conf");
-        let text = fs::read_to_string(&auto).unwrap_or_default();
-        let text = edits::pg_conf_with(&text, "primary_conninfo", &conninfo);
-        let text = edits::pg_conf_with(&text, "primary_slot_name", &slot);
-        write_for_postgres(c, &auto, &text)?;
-        write_for_postgres(c, &dir.join("standby.signal"), "")?;
+        let auto = c.read(&format!("{}/postgresql.auto.conf", pg.data_dir));
+        let auto = edits::pg_conf_with(&auto, "primary_conninfo", &conninfo);
+        let auto = edits::pg_conf_with(&auto, "primary_slot_name", &slot);
+        write_data_file(c, "postgresql.auto.conf", &auto)?;
+        write_data_file(c, "standby.signal", "")?;
     } else {
         let text = format!(
             "standby_mode = 'on'\nprimary_conninfo = {conninfo}\nprimary_slot_name = {slot}\nrecovery_target_timeline = 'latest'\n"
         );
-        write_for_postgres(c, &dir.join("recovery.conf"), &text)?;
+        write_data_file(c, "recovery.conf", &text)?;
     }
     Ok(())
 }
 
-/// Writes a file of the data directory atomically, owned by postgres.
-fn write_for_postgres(c: &Ctx, path: &Path, text: &str) -> Result<()> {
-    let rel = path.strip_prefix(c.root).unwrap_or(path);
-    c.write(&format!("/{}", rel.display()), text, 0o600)?;
+/// Writes `name` in the data directory atomically, owned by postgres.
+fn write_data_file(c: &Ctx, name: &str, text: &str) -> Result<()> {
+    let vm_path = format!("{}/{name}", pg(c)?.data_dir);
+    c.write(&vm_path, text, 0o600)?;
+    let path = c.path(&vm_path).display().to_string();
     c.exec
-        .run(&Cmd::new("chown").args(["postgres:postgres", &path.display().to_string()]))?;
+        .run(&Cmd::new("chown").args(["postgres:postgres", &path]))?;
     Ok(())
 }
 
@@ -387,5 +385,19 @@ mod tests {
         let e = rejoin(&c).unwrap_err().to_string();
         assert!(e.contains("disp1 is not a DB server of a pair"), "{e}");
         assert!(fake.commands().is_empty());
+    }
+
+    #[test]
+    fn nothing_is_copied_while_the_postmaster_still_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let role = fixture_role("db1");
+        old_master(root, &role);
+        put(root, "/var/lib/postgresql/15/main/postmaster.pid", "4242\n");
+        let fake = a_primary_peer();
+        let c = Ctx::new(root, &role, &fake, 3, None, journal_for(&role));
+        let e = format!("{:#}", rejoin(&c).unwrap_err());
+        assert!(e.contains("the local PostgreSQL to stop"), "{e}");
+        assert!(!fake.ran("cp -a"), "{:?}", fake.commands());
     }
 }

@@ -103,13 +103,18 @@ mod tests {
     use crate::vm::exec::Recording;
     use crate::vm::testing::{fixture_role, journal_for, put};
 
+    /// db2 with the DB password and the fresh cluster the installer made.
+    fn fresh_replica() -> (tempfile::TempDir, RoleFile) {
+        let dir = tempfile::tempdir().unwrap();
+        put(dir.path(), crate::shared::paths::DB_PASSWORD, "pw\n");
+        put(dir.path(), "/var/lib/postgresql/15/main/PG_VERSION", "15\n");
+        (dir, fixture_role("db2"))
+    }
+
     #[test]
     fn the_fresh_cluster_is_replaced_by_a_base_backup_with_a_slot() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, role) = fresh_replica();
         let root = dir.path();
-        let role = fixture_role("db2");
-        put(root, crate::shared::paths::DB_PASSWORD, "pw\n");
-        put(root, "/var/lib/postgresql/15/main/PG_VERSION", "15\n");
         let fake = Recording::new();
         // The slot exists from an earlier attempt: the second try has no -C.
         fake.on_stderr(
@@ -214,11 +219,8 @@ mod tests {
 
     #[test]
     fn a_master_that_is_restarting_is_waited_for_and_another_error_is_not() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, role) = fresh_replica();
         let root = dir.path();
-        let role = fixture_role("db2");
-        put(root, crate::shared::paths::DB_PASSWORD, "pw\n");
-        put(root, "/var/lib/postgresql/15/main/PG_VERSION", "15\n");
         let fake = Recording::new();
         fake.on_stderr_seq(
             "pg_basebackup",
