@@ -156,7 +156,7 @@ fn unknown_key_names_line_path_and_spelling() {
     assert_rejected(
         text,
         &[
-            "site.toml:56:1: host[2].rol: unknown field `rol`",
+            "site.toml:63:1: host[2].rol: unknown field `rol`",
             "did you mean `role`?",
         ],
     );
@@ -256,7 +256,7 @@ fn host_outside_cidr() {
     let text = replace_once(&stand(), "10.10.143.174", "10.10.144.174");
     assert_rejected(
         text,
-        &["site.toml:57:6: error: host[2].ip: 10.10.144.174 (spleader) is outside 10.10.143.0/24"],
+        &["site.toml:64:6: error: host[2].ip: 10.10.144.174 (spleader) is outside 10.10.143.0/24"],
     );
 }
 
@@ -572,5 +572,45 @@ fn a_huge_recipe_is_checked_whole_and_quickly() {
             n + 4
         )),
         "the last host's line is named"
+    );
+}
+
+#[test]
+fn rejoin_and_synchronous_need_a_pair_that_promotes() {
+    let vip_only = replace_once(
+        &stand(),
+        "failover = \"promote\"",
+        "failover = \"vip-only\"",
+    );
+    assert_rejected(
+        replace_once(&vip_only, "rejoin = \"manual\"", "rejoin = \"auto\""),
+        &["database.rejoin", "nothing is ever promoted"],
+    );
+    let single =
+        fs::read_to_string(repo_dir().join("recipes/single-db-one-dispatcher.toml")).unwrap();
+    let edited = single.replacen(
+        "[database]\n",
+        "[database]\nsynchronous = true\nrejoin = \"auto\"\n",
+        1,
+    );
+    assert_rejected(
+        edited,
+        &[
+            "database.synchronous",
+            "no db-replica to wait for",
+            "database.rejoin",
+        ],
+    );
+    let both = replace_once(
+        &replace_once(&stand(), "synchronous = false", "synchronous = true"),
+        "rejoin = \"manual\"",
+        "rejoin = \"auto\"",
+    );
+    let run = plan_text(&both, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("synchronous replication, re-join auto"),
+        "{}",
+        run.stdout
     );
 }

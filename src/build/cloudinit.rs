@@ -143,6 +143,8 @@ pub fn role_file(plan: &Plan, host: &HostPlan, instance_id: String) -> RoleFile 
             vrrp: db.vrrp,
             master: db.master.clone(),
             replica: db.replica.clone(),
+            rejoin: db.rejoin,
+            synchronous: db.synchronous,
         },
         swarm: role::Swarm {
             leader: plan.swarm.leader.clone(),
@@ -513,15 +515,18 @@ ip = "192.0.2.20"
     }
 
     #[test]
-    fn the_plan_converts_to_the_pinned_version_1_role_file() {
+    fn the_plan_converts_to_the_pinned_version_2_role_file() {
         // Renaming a plan field must not change the on-VM format: the demo
-        // stand's replica is pinned as it was when version 1 was defined.
-        let plan = plan_of(&crate::build::demo::demo_recipe());
+        // stand's replica is pinned as it was when version 2 was defined.
+        let recipe = crate::build::demo::demo_recipe()
+            .replace("rejoin = \"manual\"", "rejoin = \"auto\"")
+            .replace("synchronous = false", "synchronous = true");
+        let plan = plan_of(&recipe);
         let h = plan.host("spdb2").unwrap();
         let rf = role_file(&plan, h, instance_id(&plan, h).unwrap());
         assert_eq!(
             rf.to_toml().unwrap(),
-            include_str!("../../tests/fixtures/role-v1.toml")
+            include_str!("../../tests/fixtures/role-v2.toml")
         );
     }
 }

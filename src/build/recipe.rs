@@ -146,6 +146,16 @@ pub struct Database {
     /// How the VRRP peers find each other.
     #[serde(default)]
     pub vrrp: VrrpMode,
+    /// What a former primary does when it finds its peer promoted:
+    /// "manual" (stays read-only until a person runs `airlock-firstboot
+    /// rejoin`) or "auto" (re-joins as a standby by itself).
+    #[serde(default)]
+    pub rejoin: Rejoin,
+    /// Commits wait until the standby has them, so a failover loses no
+    /// acknowledged commit; while the standby is gone the primary serves
+    /// alone and says it is unprotected.
+    #[serde(default)]
+    pub synchronous: bool,
     /// File holding the DB password (one line). Without it, the password is
     /// generated at build time. The password itself never goes in the recipe.
     pub password_file: Option<PathBuf>,
@@ -159,7 +169,7 @@ fn default_postgresql() -> i64 {
     11
 }
 
-pub use crate::shared::role::{Failover, Role, VrrpMode};
+pub use crate::shared::role::{Failover, Rejoin, Role, VrrpMode};
 
 /// One `[[host]]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -3,7 +3,8 @@
 //! The builder writes it into each seed and payload; `airlock-firstboot`
 //! reads it on the VM. Its types are its own (not the plan's), so renaming
 //! a field of the builder's plan cannot change the on-VM format; a change
-//! here is a new `version`. `tests/fixtures/role-v1.toml` pins version 1.
+//! here is a new `version`. `tests/fixtures/role-v2.toml` pins version 2 and
+//! `role-v1.toml` that version 1 still reads.
 //! It holds no secret: the DB password and private keys are separate 0600
 //! files whose paths are in [`crate::shared::paths`].
 
@@ -14,8 +15,9 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-/// Version of the role file format.
-pub const ROLE_FILE_VERSION: u32 = 1;
+/// Version of the role file format. Version 2 added `database.rejoin` and
+/// `database.synchronous`; a version 1 file reads with their defaults.
+pub const ROLE_FILE_VERSION: u32 = 2;
 
 /// What a VM becomes (`host[].role` in the recipe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
@@ -65,6 +67,20 @@ pub enum Failover {
     /// The article's behaviour: the VIP moves to a read-only standby
     /// (MASTER 255 / BACKUP 200), nothing is promoted.
     VipOnly,
+}
+
+/// `database.rejoin`: what a former primary does when it finds its peer
+/// promoted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rejoin {
+    /// It stays read-only and says so; a person runs `airlock-firstboot
+    /// rejoin` once they have decided its unreplicated writes may go.
+    #[default]
+    Manual,
+    /// It re-joins by itself as a standby of the new primary (its old data
+    /// directory is kept aside).
+    Auto,
 }
 
 /// `database.vrrp`
@@ -221,6 +237,13 @@ pub struct Database {
     pub vrrp: VrrpMode,
     pub master: String,
     pub replica: Option<String>,
+    /// What a former primary does when its peer was promoted (version 2).
+    #[serde(default)]
+    pub rejoin: Rejoin,
+    /// Commits wait for the standby (version 2); the primary degrades to
+    /// asynchronous while the standby is gone.
+    #[serde(default)]
+    pub synchronous: bool,
 }
 
 /// The swarm, as every host sees it.
@@ -269,10 +292,15 @@ impl RoleFile {
     pub fn parse(text: &str, origin: &str) -> Result<RoleFile> {
         let rf: RoleFile =
             toml::from_str(text).with_context(|| format!("reading the role file {origin}"))?;
-        if rf.version != ROLE_FILE_VERSION {
+        if !(1..=ROLE_FILE_VERSION).contains(&rf.version) {
             bail!(
-                "{origin}: role file version {} is not {ROLE_FILE_VERSION}; use the airlock-firstboot from the same bundle",
+                "{origin}: role file version {} is newer than this runner reads (1 to {ROLE_FILE_VERSION}); use the airlock-firstboot from the same bundle",
                 rf.version
+            );
+        }
+        if rf.version == 1 && (rf.database.rejoin != Rejoin::Manual || rf.database.synchronous) {
+            bail!(
+                "{origin}: database.rejoin and database.synchronous need role file version 2; the file says version 1"
             );
         }
         Ok(rf)
@@ -291,21 +319,38 @@ mod tests {
     use super::*;
 
     const V1: &str = include_str!("../../tests/fixtures/role-v1.toml");
+    const V2: &str = include_str!("../../tests/fixtures/role-v2.toml");
 
     #[test]
-    fn version_1_reads_and_writes_back_byte_for_byte() {
-        let rf = RoleFile::parse(V1, "role-v1.toml").unwrap();
+    fn version_2_reads_and_writes_back_byte_for_byte() {
+        let rf = RoleFile::parse(V2, "role-v2.toml").unwrap();
         assert_eq!(rf.host.role, Role::DbReplica);
         assert_eq!(rf.database.failover, Failover::Promote);
-        assert_eq!(rf.to_toml().unwrap(), V1);
+        assert_eq!(rf.database.rejoin, Rejoin::Auto);
+        assert!(rf.database.synchronous);
+        assert_eq!(rf.to_toml().unwrap(), V2);
     }
 
     #[test]
-    fn another_version_or_an_unknown_key_is_refused() {
-        let v2 = V1.replace("\nversion = 1\n", "\nversion = 2\n");
-        let e = RoleFile::parse(&v2, "r.toml").unwrap_err().to_string();
-        assert!(e.contains("role file version 2 is not 1"), "{e}");
-        let extra = V1.replace("\nversion = 1\n", "\nversion = 1\ncolour = \"red\"\n");
+    fn version_1_still_reads_with_the_version_2_defaults() {
+        let rf = RoleFile::parse(V1, "role-v1.toml").unwrap();
+        assert_eq!(rf.version, 1);
+        assert_eq!(rf.database.rejoin, Rejoin::Manual);
+        assert!(!rf.database.synchronous);
+        let v2 = RoleFile::parse(V2, "role-v2.toml").unwrap();
+        assert_eq!(rf.host, v2.host);
+        assert_eq!(rf.hosts, v2.hosts);
+        let bad = V2.replace("\nversion = 2\n", "\nversion = 1\n");
+        let e = RoleFile::parse(&bad, "r.toml").unwrap_err().to_string();
+        assert!(e.contains("need role file version 2"), "{e}");
+    }
+
+    #[test]
+    fn a_newer_version_or_an_unknown_key_is_refused() {
+        let v3 = V2.replace("\nversion = 2\n", "\nversion = 3\n");
+        let e = RoleFile::parse(&v3, "r.toml").unwrap_err().to_string();
+        assert!(e.contains("role file version 3 is newer"), "{e}");
+        let extra = V2.replace("\nversion = 2\n", "\nversion = 2\ncolour = \"red\"\n");
         let e = format!("{:#}", RoleFile::parse(&extra, "r.toml").unwrap_err());
         assert!(e.contains("unknown field `colour`"), "{e}");
     }

@@ -129,6 +129,8 @@ fn database_plan(cl: &Cluster<'_>, password_file: Option<PathBuf>) -> DatabasePl
         vrrp: db.vrrp,
         master: cl.master.name.clone(),
         replica: cl.replica.map(|r| r.name.clone()),
+        rejoin: db.rejoin,
+        synchronous: db.synchronous,
         password_file,
     }
 }

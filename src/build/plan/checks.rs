@@ -553,6 +553,7 @@ pub(crate) fn database(
     if !roles.replicas.is_empty() {
         let vrid = router_id(c, db);
         vip(c, recipe, subnet, ips);
+        pair_options(c, db);
         vrid
     } else {
         if !roles.masters.is_empty() {
@@ -649,6 +650,31 @@ fn no_vrrp(c: &mut Checker<'_>, db: &Database) {
         c.error(
             "database.virtual_router_id",
             "set, but there is no db-replica, so no keepalived; remove it or add a db-replica host",
+        );
+    }
+    if db.synchronous {
+        c.error(
+            "database.synchronous",
+            "true, but there is no db-replica to wait for; remove it or add a db-replica host",
+        );
+    }
+    if db.rejoin == crate::build::recipe::Rejoin::Auto {
+        c.error(
+            "database.rejoin",
+            "\"auto\", but there is no db-replica, so no failover to re-join after; remove it or add a db-replica host",
+        );
+    }
+}
+
+/// `rejoin` and `synchronous` need the standby to be promoted.
+fn pair_options(c: &mut Checker<'_>, db: &Database) {
+    if db.failover != crate::build::recipe::Failover::VipOnly {
+        return;
+    }
+    if db.rejoin == crate::build::recipe::Rejoin::Auto {
+        c.error(
+            "database.rejoin",
+            "\"auto\" with failover = \"vip-only\": nothing is ever promoted, so there is nothing to re-join; use failover = \"promote\" or remove rejoin",
         );
     }
 }

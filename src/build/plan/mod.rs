@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::build::recipe::{Location, Recipe, Source};
-pub use crate::shared::role::{DatabaseMode, Failover, Role, VrrpMode, VrrpState};
+pub use crate::shared::role::{DatabaseMode, Failover, Rejoin, Role, VrrpMode, VrrpState};
 
 pub use crate::shared::paths::{
     REPLICATION_SLOT, REPO_LABEL, REPO_ROOT, TOKEN_USER, TRUSTED_KEYRING, VENDOR_DIR,
@@ -151,6 +151,8 @@ pub struct DatabasePlan {
     pub vrrp: VrrpMode,
     pub master: String,
     pub replica: Option<String>,
+    pub rejoin: Rejoin,
+    pub synchronous: bool,
     /// Given by the recipe; otherwise the password is generated at build time.
     pub password_file: Option<PathBuf>,
 }

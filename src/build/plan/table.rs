@@ -3,7 +3,7 @@
 
 use std::fmt::{self, Write as _};
 
-use super::{DatabaseMode, DatabasePlan, Failover, HostPlan, Plan, VrrpMode};
+use super::{DatabaseMode, DatabasePlan, Failover, HostPlan, Plan, Rejoin, VrrpMode};
 
 impl Plan {
     /// The plan as a table a person reads (what `airlock plan` prints).
@@ -64,7 +64,7 @@ fn write_database(out: &mut String, db: &DatabasePlan) {
         DatabaseMode::Pair => {
             let _ = writeln!(
                 out,
-                "Database pair {} + {}, VIP {}:{} (VRRP router id {}, {}), PostgreSQL {}, user {}, failover {}",
+                "Database pair {} + {}, VIP {}:{} (VRRP router id {}, {}), PostgreSQL {}, user {}, failover {}, {} replication, re-join {}",
                 db.master,
                 db.replica.as_deref().unwrap_or("-"),
                 db.endpoint,
@@ -82,6 +82,15 @@ fn write_database(out: &mut String, db: &DatabasePlan) {
                     Failover::Promote =>
                         "promote (the standby is promoted; the old master does not take the VIP back)",
                     Failover::VipOnly => "vip-only (the VIP moves to a read-only standby)",
+                },
+                if db.synchronous {
+                    "synchronous"
+                } else {
+                    "asynchronous"
+                },
+                match db.rejoin {
+                    Rejoin::Manual => "manual",
+                    Rejoin::Auto => "auto",
                 }
             );
         }
