@@ -567,7 +567,8 @@ fn cmd_bake(args: &BakeArgs) -> Result<Status> {
         .secrets
         .clone()
         .unwrap_or_else(|| args.out.join("secrets.toml"));
-    let (mut secrets, created) = Secrets::load_or_create(&secrets_path, &plan.cluster)?;
+    let (mut secrets, created) =
+        Secrets::load_or_create(&secrets_path, &plan.cluster, &plan.ssh_hosts())?;
     if let Some(file) = &plan.database.password_file {
         secrets = secrets.with_password_file(file)?;
     }

@@ -190,7 +190,7 @@ pub fn render(plan: &Plan, host: &HostPlan, secrets: &Secrets) -> Result<Payload
             format!("{}\n", secrets.db_password),
         ));
     }
-    let mut ssh_keys = None;
+    let ssh_keys = ssh_files(plan, host, secrets, &mut files)?;
     match host.role {
         Role::Leader => {
             let client_pub = secrets.token_client_public()?;
@@ -202,17 +202,6 @@ pub fn render(plan: &Plan, host: &HostPlan, secrets: &Secrets) -> Result<Payload
                     paths::RUNNER
                 ),
             ));
-            let host_pub = secrets.leader_host_public()?;
-            files.push(VmFile::secret(
-                "/etc/ssh/ssh_host_ed25519_key",
-                secrets.leader_host_key.clone(),
-            ));
-            files.push(VmFile::new(
-                "/etc/ssh/ssh_host_ed25519_key.pub",
-                0o644,
-                format!("{host_pub}\n"),
-            ));
-            ssh_keys = Some((secrets.leader_host_key.clone(), host_pub));
         }
         Role::Manager => {
             files.push(VmFile::secret(
@@ -231,7 +220,7 @@ pub fn render(plan: &Plan, host: &HostPlan, secrets: &Secrets) -> Result<Payload
         }
         _ => {}
     }
-    let user_data = user_data(&role, &files, ssh_keys.as_ref());
+    let user_data = user_data(&role, &files, Some(&ssh_keys));
     Ok(Payload {
         host: host.name.clone(),
         meta_data: meta_data(&role),
@@ -240,6 +229,51 @@ pub fn render(plan: &Plan, host: &HostPlan, secrets: &Secrets) -> Result<Payload
         role,
         files,
     })
+}
+
+/// Every host's SSH files: its own host key (pinned by the others, so
+/// cloud-init must install it rather than generate one), the cluster's
+/// known hosts, the peer key and the peer user's authorized_keys, whose
+/// forced command answers only `airlock-firstboot answer`'s questions.
+/// Returns the host key pair for cloud-init.
+fn ssh_files(
+    plan: &Plan,
+    host: &HostPlan,
+    secrets: &Secrets,
+    files: &mut Vec<VmFile>,
+) -> Result<(String, String)> {
+    let is_leader = host.role == Role::Leader;
+    let private = secrets.host_key(&host.name, is_leader)?.to_string();
+    let public = secrets.host_public(&host.name, is_leader)?;
+    files.push(VmFile::secret(
+        "/etc/ssh/ssh_host_ed25519_key",
+        private.clone(),
+    ));
+    files.push(VmFile::new(
+        "/etc/ssh/ssh_host_ed25519_key.pub",
+        0o644,
+        format!("{public}\n"),
+    ));
+    let mut known = String::new();
+    for h in &plan.hosts {
+        let key = secrets.host_public(&h.name, h.role == Role::Leader)?;
+        let _ = writeln!(known, "{},{} {key}", h.ip, h.name);
+    }
+    files.push(VmFile::new(paths::CLUSTER_KNOWN_HOSTS, 0o644, known));
+    files.push(VmFile::secret(
+        paths::PEER_CLIENT_KEY,
+        secrets.peer_client_key.clone(),
+    ));
+    files.push(VmFile::new(
+        paths::PEER_AUTHORIZED_KEYS,
+        0o644,
+        format!(
+            "restrict,command=\"{} answer\" {}\n",
+            paths::RUNNER,
+            secrets.peer_client_public()?
+        ),
+    ));
+    Ok((private, public))
 }
 
 /// `meta-data`: the instance id and the hostname.
@@ -331,7 +365,7 @@ pub fn user_data(role: &RoleFile, files: &[VmFile], ssh_keys: Option<&(String, S
     // sources.list belongs to the vendor installer (file:///opt/main, …).
     let _ = writeln!(s, "apt:\n  preserve_sources_list: true");
     if let Some((private, public)) = ssh_keys {
-        // The leader's host key is pinned on the managers: cloud-init must
+        // Every host key is pinned on the other hosts: cloud-init must
         // install it, not generate a new one.
         let _ = writeln!(s, "ssh_deletekeys: true");
         let _ = writeln!(s, "ssh_keys:");

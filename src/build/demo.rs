@@ -51,6 +51,9 @@ pub fn demo_secrets() -> Result<Secrets> {
         db_password: "demo-INSECURE-password".into(),
         leader_host_key: ssh("demo leader host key (INSECURE)")?,
         token_client_key: ssh("demo token client key (INSECURE)")?,
+        // Filled for the plan's hosts by the build, from a fixed seed too.
+        host_keys: Default::default(),
+        peer_client_key: String::new(),
     })
 }
 

@@ -1,7 +1,9 @@
-//! Build-time secrets: the DB password and the SSH keys of the swarm token
-//! rendezvous. Generated once, kept in a 0600 TOML file for the next build,
+//! Build-time secrets: the DB password, the SSH keys of the swarm token
+//! rendezvous, every host's SSH host key and the cluster's peer key (the
+//! witness questions and the cluster-wide status). Generated once, kept in a 0600 TOML file for the next build,
 //! written only into the payloads that need them, never printed or logged.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::path::Path;
@@ -21,6 +23,15 @@ pub struct Secrets {
     pub leader_host_key: String,
     /// The managers' key for fetching the join token from the leader.
     pub token_client_key: String,
+    /// Every other host's SSH host key, by host name; each host pins all of
+    /// them. Added to an older secrets file by the first build that needs
+    /// them.
+    #[serde(default)]
+    pub host_keys: BTreeMap<String, String>,
+    /// The key every host uses to ask another one a question (its forced
+    /// command answers only those).
+    #[serde(default)]
+    pub peer_client_key: String,
 }
 
 impl fmt::Debug for Secrets {
@@ -30,8 +41,15 @@ impl fmt::Debug for Secrets {
 }
 
 fn new_ssh_key(comment: &str) -> Result<String> {
-    let mut key = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519)
-        .context("generating an SSH key")?;
+    new_ssh_key_from(&mut rand::rngs::OsRng, comment)
+}
+
+/// An Ed25519 key in OpenSSH format from `rng` (the demo's is seeded).
+pub fn new_ssh_key_from(
+    rng: &mut (impl rand::CryptoRng + RngCore),
+    comment: &str,
+) -> Result<String> {
+    let mut key = PrivateKey::random(rng, Algorithm::Ed25519).context("generating an SSH key")?;
     key.set_comment(comment);
     Ok(key.to_openssh(LineEnding::LF)?.to_string())
 }
@@ -67,7 +85,56 @@ impl Secrets {
                 "{}@{cluster}",
                 crate::shared::paths::TOKEN_USER
             ))?,
+            host_keys: BTreeMap::new(),
+            peer_client_key: String::new(),
         })
+    }
+
+    /// Adds what `hosts` need and the secrets lack (a host key for every
+    /// host but the leader, the peer key), from `rng`. True when it added.
+    pub fn complete(
+        &mut self,
+        cluster: &str,
+        hosts: &[(&str, bool)],
+        rng: &mut (impl rand::CryptoRng + RngCore),
+    ) -> Result<bool> {
+        let mut added = false;
+        if self.peer_client_key.is_empty() {
+            self.peer_client_key = new_ssh_key_from(
+                rng,
+                &format!("{}@{cluster}", crate::shared::paths::PEER_USER),
+            )?;
+            added = true;
+        }
+        for (name, is_leader) in hosts {
+            if !is_leader && !self.host_keys.contains_key(*name) {
+                let key = new_ssh_key_from(rng, &format!("{name} host key, cluster {cluster}"))?;
+                self.host_keys.insert(name.to_string(), key);
+                added = true;
+            }
+        }
+        Ok(added)
+    }
+
+    /// The private host key of `host` (the leader's is `leader_host_key`).
+    pub fn host_key(&self, host: &str, is_leader: bool) -> Result<&str> {
+        if is_leader {
+            return Ok(&self.leader_host_key);
+        }
+        self.host_keys
+            .get(host)
+            .map(String::as_str)
+            .with_context(|| format!("the secrets hold no SSH host key for {host}"))
+    }
+
+    /// The public half of `host`'s host key.
+    pub fn host_public(&self, host: &str, is_leader: bool) -> Result<String> {
+        public_of(self.host_key(host, is_leader)?, &format!("{host} host key"))
+    }
+
+    /// The peer key's public half.
+    pub fn peer_client_public(&self) -> Result<String> {
+        public_of(&self.peer_client_key, "peer client key")
     }
 
     /// The leader's public host key (`ssh-ed25519 AAAA… comment`).
@@ -81,8 +148,39 @@ impl Secrets {
     }
 
     /// Reads `path` if it exists, else generates secrets and writes them
-    /// there (mode 0600). Returns them and whether they were new.
-    pub fn load_or_create(path: &Path, cluster: &str) -> Result<(Secrets, bool)> {
+    /// there (mode 0600); adds what `hosts` (name, is the leader) need and
+    /// the file lacks, and writes it back. Returns them and whether they
+    /// were new.
+    pub fn load_or_create(
+        path: &Path,
+        cluster: &str,
+        hosts: &[(&str, bool)],
+    ) -> Result<(Secrets, bool)> {
+        let (mut s, new) = Secrets::read_or_generate(path, cluster)?;
+        if s.complete(cluster, hosts, &mut rand::rngs::OsRng)? || new {
+            s.save(path, cluster)?;
+        }
+        Ok((s, new))
+    }
+
+    fn save(&self, path: &Path, cluster: &str) -> Result<()> {
+        let text = format!(
+            "# airlock secrets of cluster {cluster}: keep this file private (mode 0600).\n# Re-used by every build, so payloads stay the same; delete it to rotate.\n{}",
+            toml::to_string(self)?
+        );
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        // A new file beside it, then one rename: never a half-written
+        // secrets file, never one readable by others.
+        let tmp = path.with_extension("toml.airlock-new");
+        let _ = fs::remove_file(&tmp);
+        crate::build::sign::write_secret(&tmp, text.as_bytes())?;
+        fs::rename(&tmp, path)
+            .with_context(|| format!("replacing {} with {}", path.display(), tmp.display()))
+    }
+
+    fn read_or_generate(path: &Path, cluster: &str) -> Result<(Secrets, bool)> {
         match fs::read_to_string(path) {
             Ok(text) => {
                 // The parser's own message quotes the line: it may hold the
@@ -110,17 +208,7 @@ impl Secrets {
                 Ok((s, false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let s = Secrets::generate(cluster)?;
-                let text = format!(
-                    "# airlock secrets of cluster {cluster}: keep this file private (mode 0600).\n# Re-used by every build, so payloads stay the same; delete it to rotate.\n{}",
-                    toml::to_string(&s)?
-                );
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    fs::create_dir_all(dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
-                }
-                crate::build::sign::write_secret(path, text.as_bytes())?;
-                Ok((s, true))
+                Ok((Secrets::generate(cluster)?, true))
             }
             Err(e) => {
                 Err(e).with_context(|| format!("reading the secrets file {}", path.display()))
@@ -146,11 +234,15 @@ impl Secrets {
 
     /// Every secret string, to check that nothing printed contains one.
     pub fn all(&self) -> Vec<&str> {
-        vec![
-            &self.db_password,
+        let mut all = vec![
+            self.db_password.as_str(),
             &self.leader_host_key,
             &self.token_client_key,
-        ]
+            &self.peer_client_key,
+        ];
+        all.extend(self.host_keys.values().map(String::as_str));
+        all.retain(|s| !s.is_empty());
+        all
     }
 }
 
@@ -171,16 +263,49 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s/secrets.toml");
-        let (a, new) = Secrets::load_or_create(&p, "lab").unwrap();
+        let hosts = [("db1", false), ("lead", true)];
+        let (a, new) = Secrets::load_or_create(&p, "lab", &hosts).unwrap();
         assert!(new);
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let (b, new) = Secrets::load_or_create(&p, "lab").unwrap();
+        let (b, new) = Secrets::load_or_create(&p, "lab", &hosts).unwrap();
         assert!(!new);
         assert_eq!(a, b);
+        assert!(
+            a.host_public("db1", false)
+                .unwrap()
+                .starts_with("ssh-ed25519 ")
+        );
+        assert_eq!(a.host_keys.len(), 1, "the leader keeps leader_host_key");
+        assert!(a.peer_client_public().is_ok());
         assert!(a.leader_host_public().unwrap().starts_with("ssh-ed25519 "));
         assert!(format!("{a:?}").find(&a.db_password).is_none());
+    }
+
+    #[test]
+    fn an_older_secrets_file_gains_the_new_keys_and_keeps_the_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secrets.toml");
+        let mut old = Secrets::generate("lab").unwrap();
+        old.host_keys.clear();
+        let text = toml::to_string(&old).unwrap();
+        let legacy: String = text
+            .lines()
+            .filter(|l| !l.starts_with("peer_client_key"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(&p, legacy).unwrap();
+        let (s, new) = Secrets::load_or_create(&p, "lab", &[("db1", false)]).unwrap();
+        assert!(!new);
+        assert_eq!(s.db_password, old.db_password);
+        assert_eq!(s.leader_host_key, old.leader_host_key);
+        assert!(s.host_keys.contains_key("db1") && !s.peer_client_key.is_empty());
+        let (again, _) = Secrets::load_or_create(&p, "lab", &[("db1", false)]).unwrap();
+        assert_eq!(
+            again, s,
+            "written back, so the next build uses the same keys"
+        );
     }
 }

@@ -18,6 +18,12 @@ pub const TOKEN_AUTHORIZED_KEYS: &str = "/etc/airlock/ssh/token_authorized_keys"
 pub const TOKEN_CLIENT_KEY: &str = "/etc/airlock/ssh/token_client_key";
 /// The leader's host key, pinned on managers.
 pub const LEADER_KNOWN_HOSTS: &str = "/etc/airlock/ssh/leader_known_hosts";
+/// The key every host uses to ask another a question (0600).
+pub const PEER_CLIENT_KEY: &str = "/etc/airlock/ssh/peer_client_key";
+/// authorized_keys of the peer user: the key, forced to `answer`.
+pub const PEER_AUTHORIZED_KEYS: &str = "/etc/airlock/ssh/peer_authorized_keys";
+/// Every host's SSH host key, pinned.
+pub const CLUSTER_KNOWN_HOSTS: &str = "/etc/airlock/ssh/cluster_known_hosts";
 /// The runner binary on the VM.
 pub const RUNNER: &str = "/usr/local/sbin/airlock-firstboot";
 /// Its systemd unit.
@@ -64,6 +70,9 @@ pub const VENDOR_DIR: &str = "/opt/airlock/vendor";
 pub const REPO_LABEL: &str = "airlock";
 /// The dedicated user on the leader whose only command prints the join token.
 pub const TOKEN_USER: &str = "airlock-token";
+/// The user on every host whose only command answers another host's
+/// questions (`airlock-firstboot answer`).
+pub const PEER_USER: &str = "airlock-peer";
 /// How every Docker Swarm join token starts.
 pub const SWARM_TOKEN_PREFIX: &str = "SWMTKN-1-";
 /// The replication slot the replica creates on the master.

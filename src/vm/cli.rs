@@ -122,6 +122,29 @@ pub enum Command {
         after_help = "Example (on the old master, as root):\n  airlock-firstboot status     # NOT A PRIMARY: its peer db2 is the primary now\n  airlock-firstboot rejoin\n  airlock-firstboot status     # streaming from db2"
     )]
     Rejoin(RejoinArgs),
+    /// Answer another cluster host's question (the peer user's forced SSH command)
+    #[command(
+        long_about = "Answer another cluster host's question.\n\n\
+            The forced command of the peer user's SSH key on every host \
+            (restrict,command=\"airlock-firstboot answer\"): the question is what the \
+            client asked (SSH_ORIGINAL_COMMAND), or QUESTION when a person runs it. It \
+            answers one line and never a secret. Questions:\n\n  \
+            reach DBHOST   can this host reach DBHOST's PostgreSQL port? up, down (the \
+            host refused) or unreachable, with the reason. The dispatchers answer it as \
+            the DB pair's witnesses.\n\n\
+            Exits 2 for any other question.",
+        after_help = "Example (on a DB server, as root):\n  ssh -i /etc/airlock/ssh/peer_client_key -o UserKnownHostsFile=/etc/airlock/ssh/cluster_known_hosts airlock-peer@DISPATCHER reach db1"
+    )]
+    Answer(AnswerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AnswerArgs {
+    #[command(flatten)]
+    pub root: RootArg,
+    /// The question (default: $SSH_ORIGINAL_COMMAND)
+    #[arg(value_name = "QUESTION")]
+    pub question: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -387,6 +410,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Token(r) => cmd_token(&r.root),
         Command::PgGuard(args) => Ok(cmd_pg_guard(&args)),
         Command::Rejoin(args) => cmd_rejoin(&args),
+        Command::Answer(args) => cmd_answer(&args),
+    }
+}
+
+fn cmd_answer(args: &AnswerArgs) -> Result<ExitCode> {
+    let question = if args.question.is_empty() {
+        std::env::var("SSH_ORIGINAL_COMMAND").unwrap_or_default()
+    } else {
+        args.question.join(" ")
+    };
+    let role = RoleFile::load(&under(&args.root.root, paths::ROLE_FILE))?;
+    match crate::vm::peer::answer(&System { quiet: true }, &role, &question) {
+        Ok(said) => {
+            println!("{said}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("airlock-firstboot answer: {e:#}");
+            Ok(ExitCode::from(exit::ERROR))
+        }
     }
 }
 

@@ -132,8 +132,48 @@ fn tail(s: &str, lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
+/// What a TCP connection attempt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// It opened: something listens there.
+    Up,
+    /// Refused: the host answered, nothing listens on the port.
+    Down(String),
+    /// No answer (timed out, no route): the host or the path is gone.
+    Unreachable(String),
+}
+
+impl Probe {
+    /// Whether the host itself answered (up or refused).
+    pub fn host_answered(&self) -> bool {
+        !matches!(self, Probe::Unreachable(_))
+    }
+
+    /// One word and the reason, for answers and logs.
+    pub fn say(&self) -> String {
+        match self {
+            Probe::Up => "up".into(),
+            Probe::Down(why) => format!("down {why}"),
+            Probe::Unreachable(why) => format!("unreachable {why}"),
+        }
+    }
+
+    /// Reads what [`Probe::say`] wrote.
+    pub fn parse(text: &str) -> Option<Probe> {
+        let text = text.trim();
+        let (word, why) = text.split_once(' ').unwrap_or((text, ""));
+        match word {
+            "up" => Some(Probe::Up),
+            "down" => Some(Probe::Down(why.into())),
+            "unreachable" => Some(Probe::Unreachable(why.into())),
+            _ => None,
+        }
+    }
+}
+
 /// What the runner does to the world besides writing files under its root.
-pub trait Exec {
+/// `Sync`, so the questions to several hosts can be asked at once.
+pub trait Exec: Sync {
     /// Runs `cmd` and returns its output whatever its exit status.
     fn output(&self, cmd: &Cmd) -> Result<Output>;
 
@@ -143,8 +183,13 @@ pub trait Exec {
     /// A monotonic clock for the bounds of waits.
     fn now(&self) -> Duration;
 
+    /// Tries a TCP connection to `addr` for at most `timeout`.
+    fn probe(&self, addr: SocketAddr, timeout: Duration) -> Probe;
+
     /// Whether a TCP connection to `addr` opens within `timeout`.
-    fn connects(&self, addr: SocketAddr, timeout: Duration) -> bool;
+    fn connects(&self, addr: SocketAddr, timeout: Duration) -> bool {
+        self.probe(addr, timeout) == Probe::Up
+    }
 
     /// Runs `cmd`; a non-zero exit is an error naming the command line and
     /// the end of what it printed.
@@ -221,8 +266,13 @@ impl Exec for System {
         ORIGIN.get_or_init(std::time::Instant::now).elapsed()
     }
 
-    fn connects(&self, addr: SocketAddr, timeout: Duration) -> bool {
-        TcpStream::connect_timeout(&addr, timeout).is_ok()
+    fn probe(&self, addr: SocketAddr, timeout: Duration) -> Probe {
+        use std::io::ErrorKind::ConnectionRefused;
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(_) => Probe::Up,
+            Err(e) if e.kind() == ConnectionRefused => Probe::Down(format!("({e})")),
+            Err(e) => Probe::Unreachable(format!("({e})")),
+        }
     }
 }
 
@@ -235,6 +285,7 @@ pub struct Recording {
     rules: std::sync::Mutex<Vec<Rule>>,
     log: std::sync::Mutex<Vec<String>>,
     open_ports: std::sync::Mutex<Vec<SocketAddr>>,
+    refused_ports: std::sync::Mutex<Vec<SocketAddr>>,
     /// Time advances only when the fake sleeps.
     clock: std::sync::Mutex<Duration>,
 }
@@ -299,6 +350,12 @@ impl Recording {
         self
     }
 
+    /// TCP connections to `addr` are refused (the host is there).
+    pub fn refuse(&self, addr: SocketAddr) -> &Recording {
+        self.refused_ports.lock().unwrap().push(addr);
+        self
+    }
+
     /// TCP connections to `addr` open.
     pub fn open(&self, addr: SocketAddr) -> &Recording {
         self.open_ports.lock().unwrap().push(addr);
@@ -356,9 +413,15 @@ impl Exec for Recording {
         *self.clock.lock().unwrap()
     }
 
-    fn connects(&self, addr: SocketAddr, _timeout: Duration) -> bool {
+    fn probe(&self, addr: SocketAddr, _timeout: Duration) -> Probe {
         self.log.lock().unwrap().push(format!("connect {addr}"));
-        self.open_ports.lock().unwrap().contains(&addr)
+        if self.open_ports.lock().unwrap().contains(&addr) {
+            Probe::Up
+        } else if self.refused_ports.lock().unwrap().contains(&addr) {
+            Probe::Down("(Connection refused)".into())
+        } else {
+            Probe::Unreachable("(timed out)".into())
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub(crate) mod edits;
 pub(crate) mod engine;
 pub(crate) mod exec;
 pub(crate) mod guard;
+pub(crate) mod peer;
 pub(crate) mod prepare;
 pub(crate) mod rejoin;
 pub mod roles;

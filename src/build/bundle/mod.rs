@@ -213,9 +213,17 @@ fn read_runner(opts: &BuildOptions) -> Result<Vec<u8>> {
 /// The site's secrets (created on the first build), with the DB password
 /// from `password_file` when the recipe names one.
 fn load_secrets(opts: &BuildOptions, plan: &Plan) -> Result<(Secrets, bool)> {
+    let hosts = plan.ssh_hosts();
     let (secrets, created) = match &opts.fixed_secrets {
-        Some(s) => (s.clone(), false),
-        None => Secrets::load_or_create(&opts.secrets, &plan.cluster)?,
+        Some(s) => {
+            // Fixed secrets (the demo) get fixed keys for what they lack.
+            use rand::SeedableRng as _;
+            let mut s = s.clone();
+            let mut rng = rand_chacha::ChaCha20Rng::from_seed(*b"airlock-fixed-secrets-INSECURE-0");
+            s.complete(&plan.cluster, &hosts, &mut rng)?;
+            (s, false)
+        }
+        None => Secrets::load_or_create(&opts.secrets, &plan.cluster, &hosts)?,
     };
     let secrets = match &plan.database.password_file {
         Some(f) => secrets.with_password_file(f)?,

@@ -266,6 +266,15 @@ pub fn resolve(recipe: &Recipe, source: &Source, media: MediaCheck) -> Outcome {
 }
 
 impl Plan {
+    /// Every host by name, and whether it is the swarm leader (whose SSH
+    /// host key the secrets keep apart).
+    pub fn ssh_hosts(&self) -> Vec<(&str, bool)> {
+        self.hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.role == Role::Leader))
+            .collect()
+    }
+
     /// The host named `name`.
     pub fn host(&self, name: &str) -> Option<&HostPlan> {
         self.hosts.iter().find(|h| h.name == name)

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use super::step;
 use crate::shared::paths;
@@ -20,7 +20,86 @@ pub fn steps() -> Vec<Step> {
         step("identity", identity_check, identity_apply),
         step("repository", repository_check, repository_apply),
         step("clone-hygiene", hygiene_check, hygiene_apply),
+        step("peer-user", peer_user_check, peer_user_apply),
     ]
+}
+
+// --- forced-command users -------------------------------------------------------
+
+fn home_keys(user: &str) -> String {
+    format!("/home/{user}/.ssh/authorized_keys")
+}
+
+/// Does `user` exist with the authorized_keys the payload gives (`src`)?
+pub fn forced_command_user_check(c: &Ctx, user: &str, src: &str) -> Result<bool> {
+    let want = c.read(src);
+    Ok(
+        !want.is_empty()
+            && want == c.read(&home_keys(user))
+            && c.exec.ok(&Cmd::new("id").arg(user)),
+    )
+}
+
+/// A system user whose only SSH login is the key in `src`, whose
+/// `command=` the key line forces.
+pub fn forced_command_user(c: &Ctx, user: &str, comment: &str, src: &str) -> Result<()> {
+    if !c.exec.ok(&Cmd::new("id").arg(user)) {
+        // useradd refuses a colon in the comment (it separates passwd fields).
+        c.exec.run(&Cmd::new("useradd").args([
+            "--system",
+            "--create-home",
+            "--shell",
+            "/bin/sh",
+            "--comment",
+            comment,
+            user,
+        ]))?;
+        // No password, but not "locked" ('!'): sshd refuses locked accounts
+        // even for keys when PAM is off.
+        c.exec.run(&Cmd::new("usermod").args(["-p", "*", user]))?;
+    }
+    let want = fs::read_to_string(c.path(src)).with_context(|| format!("reading {src}"))?;
+    // Public keys only: readable, as sshd reads it with the user's rights.
+    c.write(&home_keys(user), &want, 0o644)?;
+    let ssh_dir = c.path(&format!("/home/{user}/.ssh"));
+    c.exec.run(&Cmd::new("chown").args([
+        "-R",
+        &format!("{user}:{user}"),
+        &ssh_dir.display().to_string(),
+    ]))?;
+    Ok(())
+}
+
+// --- peer-user ------------------------------------------------------------------
+
+/// The peer user answers the other hosts' questions (`airlock-firstboot
+/// answer`); it reads the role file (no secret in it) through its group.
+fn peer_user_check(c: &Ctx) -> Result<bool> {
+    Ok(
+        forced_command_user_check(c, paths::PEER_USER, paths::PEER_AUTHORIZED_KEYS)?
+            && c.exec.ok(&Cmd::new("runuser").args([
+                "-u",
+                paths::PEER_USER,
+                "--",
+                "test",
+                "-r",
+                &c.path(paths::ROLE_FILE).display().to_string(),
+            ])),
+    )
+}
+
+fn peer_user_apply(c: &Ctx) -> Result<()> {
+    forced_command_user(
+        c,
+        paths::PEER_USER,
+        "airlock answers for the other cluster hosts",
+        paths::PEER_AUTHORIZED_KEYS,
+    )?;
+    let role = c.path(paths::ROLE_FILE).display().to_string();
+    c.exec
+        .run(&Cmd::new("chgrp").args([paths::PEER_USER, &role]))?;
+    c.exec.run(&Cmd::new("chmod").args(["0640", &role]))?;
+    Ok(())
 }
 
 // --- identity -----------------------------------------------------------------

@@ -2,10 +2,9 @@
 //! `multi leader` (swarm init) and keeps the join token it prints, and
 //! serves that token to the managers through a restricted SSH key.
 
-use std::fs;
+use anyhow::{Result, bail};
 
-use anyhow::{Context, Result, bail};
-
+use super::common::{forced_command_user, forced_command_user_check};
 use super::db::{db_password, passfile, psql_as_user, vendor_install};
 use super::step;
 use crate::shared::paths;
@@ -105,47 +104,20 @@ fn leader_apply(c: &Ctx) -> Result<()> {
     Ok(())
 }
 
-fn token_home(user: &str) -> String {
-    format!("/home/{user}/.ssh/authorized_keys")
-}
-
 fn token_user_check(c: &Ctx) -> Result<bool> {
-    let want = c.read(paths::TOKEN_AUTHORIZED_KEYS);
-    Ok(!want.is_empty()
-        && want == c.read(&token_home(TOKEN_USER))
-        && c.exec.ok(&Cmd::new("id").arg(TOKEN_USER)))
+    forced_command_user_check(c, TOKEN_USER, paths::TOKEN_AUTHORIZED_KEYS)
 }
 
 fn token_user_apply(c: &Ctx) -> Result<()> {
-    let user = TOKEN_USER;
-    if !c.exec.ok(&Cmd::new("id").arg(user)) {
-        // useradd refuses a colon in the comment (it separates passwd fields).
-        c.exec.run(&Cmd::new("useradd").args([
-            "--system",
-            "--create-home",
-            "--shell",
-            "/bin/sh",
-            "--comment",
-            "airlock swarm join token for managers",
-            user,
-        ]))?;
-        // No password, but not "locked" ('!'): sshd refuses locked accounts
-        // even for keys when PAM is off.
-        c.exec.run(&Cmd::new("usermod").args(["-p", "*", user]))?;
-    }
-    let want = fs::read_to_string(c.path(paths::TOKEN_AUTHORIZED_KEYS))
-        .with_context(|| format!("reading {}", paths::TOKEN_AUTHORIZED_KEYS))?;
-    // Public keys only: readable, as sshd reads it with the user's rights.
-    c.write(&token_home(user), &want, 0o644)?;
-    let ssh_dir = c.path(&format!("/home/{user}/.ssh"));
-    c.exec.run(&Cmd::new("chown").args([
-        "-R",
-        &format!("{user}:{user}"),
-        &ssh_dir.display().to_string(),
-    ]))?;
+    forced_command_user(
+        c,
+        TOKEN_USER,
+        "airlock swarm join token for managers",
+        paths::TOKEN_AUTHORIZED_KEYS,
+    )?;
     // The forced command runs as the token user: it may read the token (0640).
     let token = c.path(paths::TOKEN_FILE).display().to_string();
-    c.exec.run(&Cmd::new("chgrp").args([user, &token]))?;
+    c.exec.run(&Cmd::new("chgrp").args([TOKEN_USER, &token]))?;
     Ok(())
 }
 

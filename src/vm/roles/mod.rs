@@ -48,7 +48,7 @@ mod tests {
 
     #[test]
     fn each_role_has_its_steps_after_the_common_ones() {
-        let common = ["identity", "repository", "clone-hygiene"];
+        let common = ["identity", "repository", "clone-hygiene", "peer-user"];
         let with = |rest: &[&'static str]| [&common[..], rest].concat();
         assert_eq!(
             names("db1"),

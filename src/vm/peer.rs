@@ -1,0 +1,184 @@
+//! Questions between the cluster's hosts.
+//!
+//! Every host has the user [`paths::PEER_USER`], whose one SSH key (the
+//! cluster's peer key, on every host) is forced to `airlock-firstboot
+//! answer`: whatever the client asks for, sshd runs that, and it answers
+//! only the questions below, from the role file, never with a secret.
+//! Every host's SSH host key comes from the bundle and is pinned in
+//! [`paths::CLUSTER_KNOWN_HOSTS`], so an answer comes from that host or
+//! not at all.
+//!
+//! Questions:
+//! - `reach DBHOST`: can this host reach DBHOST's PostgreSQL port? `up`,
+//!   `down (why)` (the host refused: nothing listens) or `unreachable
+//!   (why)`. The dispatchers are the DB pair's witnesses (see [`crate::vm::quorum`]).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::shared::paths;
+use crate::shared::role::RoleFile;
+use crate::vm::engine::under;
+use crate::vm::exec::{Cmd, Exec, Probe};
+
+/// How long a witness tries the DB host's port.
+pub const REACH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The whole question, SSH included, is bounded by this (seconds).
+pub const ASK_BOUND_SECS: u64 = 3;
+
+/// What `answer` knows how to answer, for its error message.
+const QUESTIONS: &str = "reach DBHOST";
+
+/// Asks the host at `ip` one question over SSH, as the peer user, with the
+/// host key pinned. The answer is the first line it printed.
+pub fn ask(exec: &dyn Exec, root: &Path, ip: Ipv4Addr, question: &str) -> Result<String> {
+    let key = under(root, paths::PEER_CLIENT_KEY);
+    let known = under(root, paths::CLUSTER_KNOWN_HOSTS);
+    let out = exec.run(&Cmd::new("timeout").args([
+        &ASK_BOUND_SECS.to_string(),
+        "ssh",
+        "-i",
+        &key.display().to_string(),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        &format!("UserKnownHostsFile={}", known.display()),
+        "-o",
+        "HostKeyAlgorithms=ssh-ed25519",
+        "-o",
+        "ConnectTimeout=1",
+        "-o",
+        "LogLevel=ERROR",
+        &format!("{}@{ip}", paths::PEER_USER),
+        question,
+    ]))?;
+    out.stdout
+        .lines()
+        .next()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("{ip} answered nothing to `{question}`"))
+}
+
+/// Asks every `(name, ip)` at once; answers in the same order.
+pub fn ask_all(
+    exec: &dyn Exec,
+    root: &Path,
+    hosts: &[(String, Ipv4Addr)],
+    question: &str,
+) -> Vec<(String, Result<String>)> {
+    std::thread::scope(|s| {
+        let asked: Vec<_> = hosts
+            .iter()
+            .map(|(name, ip)| (name, s.spawn(move || ask(exec, root, *ip, question))))
+            .collect();
+        asked
+            .into_iter()
+            .map(|(name, h)| {
+                let answer = h
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow!("asking {name} panicked")));
+                (name.clone(), answer)
+            })
+            .collect()
+    })
+}
+
+/// `airlock-firstboot answer`: the peer user's forced command. `question`
+/// is what the client asked (sshd's `SSH_ORIGINAL_COMMAND`).
+pub fn answer(exec: &dyn Exec, role: &RoleFile, question: &str) -> Result<String> {
+    let words: Vec<&str> = question.split_whitespace().collect();
+    match words.as_slice() {
+        ["reach", name] => Ok(reach(exec, role, name)?.say()),
+        _ => bail!(
+            "cannot answer {:?}: this host answers only `{QUESTIONS}`",
+            question.chars().take(80).collect::<String>()
+        ),
+    }
+}
+
+/// Tries the PostgreSQL port of the DB host `name` (only a DB host of this
+/// cluster: the answer is never a port scan).
+fn reach(exec: &dyn Exec, role: &RoleFile, name: &str) -> Result<Probe> {
+    let host = role
+        .hosts
+        .iter()
+        .find(|h| h.name == name && matches!(h.role.as_str(), "db-master" | "db-replica"))
+        .with_context(|| format!("{name:?} is not a DB server of cluster {}", role.cluster))?;
+    let addr = SocketAddr::from((host.ip, role.database.port));
+    Ok(exec.probe(addr, REACH_TIMEOUT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::exec::Recording;
+    use crate::vm::testing::fixture_role;
+
+    #[test]
+    fn a_witness_says_whether_a_db_server_answers_and_nothing_else() {
+        let role = fixture_role("disp1");
+        let db1 = role.hosts.iter().find(|h| h.name == "db1").unwrap().ip;
+        let db2 = role.hosts.iter().find(|h| h.name == "db2").unwrap().ip;
+        let fake = Recording::new();
+        fake.open(SocketAddr::from((db1, 5432)));
+        fake.refuse(SocketAddr::from((db2, 5432)));
+        assert_eq!(answer(&fake, &role, "reach db1").unwrap(), "up");
+        assert_eq!(
+            answer(&fake, &role, "reach db2").unwrap(),
+            "down (Connection refused)"
+        );
+        for bad in [
+            "reach disp2",
+            "reach 10.0.0.1",
+            "cat /etc/shadow",
+            "",
+            "reach",
+        ] {
+            let e = answer(&fake, &role, bad).unwrap_err().to_string();
+            assert!(
+                e.contains("not a DB server") || e.contains("answers only"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(
+            Probe::parse("unreachable (No route to host)"),
+            Some(Probe::Unreachable("(No route to host)".into()))
+        );
+        assert_eq!(Probe::parse("Permission denied"), None);
+    }
+
+    #[test]
+    fn questions_go_over_ssh_with_the_host_key_pinned_and_a_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Recording::new();
+        fake.on("airlock-peer@192.0.2.21 'reach db1'", 0, "up\n");
+        fake.on("airlock-peer@192.0.2.22 'reach db1'", 255, "");
+        let hosts = [
+            ("disp1".to_string(), "192.0.2.21".parse().unwrap()),
+            ("disp2".to_string(), "192.0.2.22".parse().unwrap()),
+        ];
+        let answers = ask_all(&fake, dir.path(), &hosts, "reach db1");
+        assert_eq!(answers[0].1.as_deref().unwrap(), "up");
+        assert!(answers[1].1.is_err());
+        let line = fake
+            .commands()
+            .into_iter()
+            .find(|c| c.contains("192.0.2.21"))
+            .unwrap();
+        assert!(line.starts_with("timeout 3 ssh -i "), "{line}");
+        for o in [
+            "StrictHostKeyChecking=yes",
+            "HostKeyAlgorithms=ssh-ed25519",
+            "BatchMode=yes",
+            "cluster_known_hosts",
+        ] {
+            assert!(line.contains(o), "{o} in {line}");
+        }
+    }
+}
