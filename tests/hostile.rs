@@ -540,6 +540,34 @@ fn a_flipped_armor_checksum_is_refused_by_airlock_and_gpgv() {
     assert!(!gpgv.status.success(), "gpgv accepted it too?");
 }
 
+/// Found by the random alterations below: rpgp's reader looked for the
+/// armor past leading bytes that are not OpenPGP; gpgv refuses those. (It
+/// skips lines of text before the armor; airlock refuses them too.)
+#[test]
+fn junk_before_the_armor_is_refused_by_airlock_and_gpgv() {
+    let (_dir, bundle, _) = demo();
+    let sig = fs::read(bundle.join("SHA256SUMS.gpg")).unwrap();
+    for text in [&b"hello\n"[..], b"\n\n-- \n"] {
+        fs::write(bundle.join("SHA256SUMS.gpg"), [text, &sig].concat()).unwrap();
+        refused(&bundle, "neither armored", "text before the armor");
+    }
+    for junk in [&b"/\x9e\x12h3J"[..]] {
+        fs::write(bundle.join("SHA256SUMS.gpg"), [junk, &sig].concat()).unwrap();
+        refused(&bundle, "neither armored", "junk before the armor");
+        let gpgv = Command::new("gpgv")
+            .args([
+                "--keyring",
+                "./archive-keyring.gpg",
+                "SHA256SUMS.gpg",
+                "SHA256SUMS",
+            ])
+            .current_dir(&bundle)
+            .output()
+            .unwrap();
+        assert!(!gpgv.status.success(), "gpgv accepted {junk:?} too?");
+    }
+}
+
 #[test]
 fn verify_says_who_signed_and_when() {
     let (_dir, bundle, _) = demo();

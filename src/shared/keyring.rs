@@ -236,6 +236,16 @@ impl Keyring {
                 .map(|(s, _)| s)
                 .context("reading the armored signature")?
         } else {
+            // rpgp's reader looks for armor past leading junk; gpgv does
+            // not. Binary means a packet header first and no armor inside.
+            let is_armor_inside = signature
+                .windows(b"-----BEGIN ".len())
+                .any(|w| w == b"-----BEGIN ");
+            if signature.first().is_none_or(|b| b & 0x80 == 0) || is_armor_inside {
+                bail!(
+                    "the signature is neither armored (its BEGIN line first) nor binary OpenPGP (a packet header first)"
+                );
+            }
             DetachedSignature::from_reader_single(signature)
                 .map(|(s, _)| s)
                 .context("reading the signature: not an OpenPGP signature")?
