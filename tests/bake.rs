@@ -207,7 +207,16 @@ fn keepalived_check(role: &RoleFile, conf: &str, scratch: &Path) -> (i32, String
     fs::create_dir_all(&scripts).unwrap();
     fs::write(scripts.join("pg-ready.sh"), render::pg_ready_script(role)).unwrap();
     fs::write(scripts.join("promote.sh"), render::promote_script(role)).unwrap();
-    let conf = conf.replace("/etc/airlock/keepalived", scripts.to_str().unwrap());
+    // The quorum check is the runner itself: an executable stands in.
+    let runner = scripts.join("airlock-firstboot");
+    fs::write(&runner, "#!/bin/sh\n").unwrap();
+    fs::set_permissions(&runner, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let conf = conf
+        .replace("/etc/airlock/keepalived", scripts.to_str().unwrap())
+        .replace(
+            "/usr/local/sbin/airlock-firstboot",
+            runner.to_str().unwrap(),
+        );
     let file = scratch.join("keepalived.conf");
     fs::write(&file, conf).unwrap();
     run_tool(Command::new("keepalived").arg("-t").arg("-f").arg(&file))
@@ -307,13 +316,63 @@ fn the_token_rendezvous_pins_the_leader_and_restricts_the_key() {
     assert_eq!(code, 0, "{derived}");
     let derived_key: Vec<&str> = derived.split_whitespace().take(2).collect();
     assert!(auth.contains(&derived_key.join(" ")));
-    // Managers get no DB password, no leader private key.
+    // Managers get no DB password, and a host key of their own.
     assert!(!root("spmanager1").join("etc/airlock/db-password").exists());
-    assert!(
-        !root("spmanager1")
-            .join("etc/ssh/ssh_host_ed25519_key")
-            .exists()
-    );
+    let own =
+        fs::read_to_string(root("spmanager1").join("etc/ssh/ssh_host_ed25519_key.pub")).unwrap();
+    assert_ne!(own, host_pub);
+}
+
+#[test]
+fn every_host_pins_every_host_key_and_answers_only_through_its_forced_command() {
+    let (dir, _) = baked(|t| t);
+    let root = |h: &str| dir.path().join("out/payloads").join(h).join("rootfs");
+    let mut publics = Vec::new();
+    for h in HOSTS {
+        let public = fs::read_to_string(root(h).join("etc/ssh/ssh_host_ed25519_key.pub")).unwrap();
+        // The private half derives the public one (ssh-keygen -y).
+        let (code, derived) = run_tool(
+            Command::new("ssh-keygen")
+                .arg("-y")
+                .arg("-f")
+                .arg(root(h).join("etc/ssh/ssh_host_ed25519_key")),
+        );
+        assert_eq!(code, 0, "{derived}");
+        assert!(public.starts_with(derived.trim()), "{h}");
+        publics.push(public);
+        let auth =
+            fs::read_to_string(root(h).join("etc/airlock/ssh/peer_authorized_keys")).unwrap();
+        assert!(
+            auth.starts_with(
+                "restrict,command=\"/usr/local/sbin/airlock-firstboot answer\" ssh-ed25519 "
+            ),
+            "{auth}"
+        );
+        let (code, client) = run_tool(
+            Command::new("ssh-keygen")
+                .arg("-y")
+                .arg("-f")
+                .arg(root(h).join("etc/airlock/ssh/peer_client_key")),
+        );
+        assert_eq!(code, 0, "{client}");
+        assert!(auth.contains(client.split_whitespace().nth(1).unwrap()));
+    }
+    let mut distinct = publics.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), HOSTS.len(), "one host key per host");
+    let known =
+        fs::read_to_string(root("spdb2").join("etc/airlock/ssh/cluster_known_hosts")).unwrap();
+    assert_eq!(known.lines().count(), HOSTS.len());
+    for (h, public) in HOSTS.iter().zip(&publics) {
+        let key: Vec<&str> = public.split_whitespace().take(2).collect();
+        assert!(
+            known
+                .lines()
+                .any(|l| l.contains(&format!(",{h} {}", key.join(" ")))),
+            "{h} in {known}"
+        );
+    }
 }
 
 #[test]

@@ -551,7 +551,8 @@ fn junk_before_the_armor_is_refused_by_airlock_and_gpgv() {
         fs::write(bundle.join("SHA256SUMS.gpg"), [text, &sig].concat()).unwrap();
         refused(&bundle, "neither armored", "text before the armor");
     }
-    for junk in [&b"/\x9e\x12h3J"[..]] {
+    {
+        let junk = &b"/\x9e\x12h3J"[..];
         fs::write(bundle.join("SHA256SUMS.gpg"), [junk, &sig].concat()).unwrap();
         refused(&bundle, "neither armored", "junk before the armor");
         let gpgv = Command::new("gpgv")

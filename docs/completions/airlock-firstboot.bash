@@ -16,6 +16,9 @@ _airlock__firstboot() {
             ",$1")
                 cmd="airlock__firstboot"
                 ;;
+            airlock__firstboot,answer)
+                cmd="airlock__firstboot__subcmd__answer"
+                ;;
             airlock__firstboot,help)
                 cmd="airlock__firstboot__subcmd__help"
                 ;;
@@ -24,6 +27,12 @@ _airlock__firstboot() {
                 ;;
             airlock__firstboot,prepare)
                 cmd="airlock__firstboot__subcmd__prepare"
+                ;;
+            airlock__firstboot,promote)
+                cmd="airlock__firstboot__subcmd__promote"
+                ;;
+            airlock__firstboot,quorum)
+                cmd="airlock__firstboot__subcmd__quorum"
                 ;;
             airlock__firstboot,rejoin)
                 cmd="airlock__firstboot__subcmd__rejoin"
@@ -40,6 +49,9 @@ _airlock__firstboot() {
             airlock__firstboot,token)
                 cmd="airlock__firstboot__subcmd__token"
                 ;;
+            airlock__firstboot__subcmd__help,answer)
+                cmd="airlock__firstboot__subcmd__help__subcmd__answer"
+                ;;
             airlock__firstboot__subcmd__help,help)
                 cmd="airlock__firstboot__subcmd__help__subcmd__help"
                 ;;
@@ -48,6 +60,12 @@ _airlock__firstboot() {
                 ;;
             airlock__firstboot__subcmd__help,prepare)
                 cmd="airlock__firstboot__subcmd__help__subcmd__prepare"
+                ;;
+            airlock__firstboot__subcmd__help,promote)
+                cmd="airlock__firstboot__subcmd__help__subcmd__promote"
+                ;;
+            airlock__firstboot__subcmd__help,quorum)
+                cmd="airlock__firstboot__subcmd__help__subcmd__quorum"
                 ;;
             airlock__firstboot__subcmd__help,rejoin)
                 cmd="airlock__firstboot__subcmd__help__subcmd__rejoin"
@@ -71,7 +89,7 @@ _airlock__firstboot() {
 
     case "${cmd}" in
         airlock__firstboot)
-            opts="-h -V --help --version run status prepare role token pg-guard rejoin help"
+            opts="-h -V --help --version run status prepare role token pg-guard rejoin answer quorum promote help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -84,9 +102,41 @@ _airlock__firstboot() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        airlock__subcmd__firstboot__subcmd__help)
-            opts="run status prepare role token pg-guard rejoin help"
+        airlock__subcmd__firstboot__subcmd__answer)
+            opts="-h --root --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__firstboot__subcmd__help)
+            opts="run status prepare role token pg-guard rejoin answer quorum promote help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__firstboot__subcmd__help__subcmd__answer)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -127,6 +177,34 @@ _airlock__firstboot() {
             return 0
             ;;
         airlock__subcmd__firstboot__subcmd__help__subcmd__prepare)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__firstboot__subcmd__help__subcmd__promote)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__firstboot__subcmd__help__subcmd__quorum)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -235,6 +313,42 @@ _airlock__firstboot() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__firstboot__subcmd__promote)
+            opts="-h --root --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__firstboot__subcmd__quorum)
+            opts="-h --root --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -497,11 +497,17 @@ ip = "192.0.2.20"
     }
 
     #[test]
-    fn promote_follows_the_postgresql_major() {
-        assert!(promote_script(&role(PAIR, "db2")).contains("pg_ctlcluster 11 main promote"));
-        let text = PAIR.replace("user = \"dbuser\"", "user = \"dbuser\"\npostgresql = 15");
-        let s = promote_script(&role(&text, "db2"));
-        assert!(s.contains("SELECT pg_promote()") && !s.contains("pg_ctlcluster"));
+    fn promotion_and_the_quorum_check_are_the_runners() {
+        let s = promote_script(&role(PAIR, "db2"));
+        assert!(
+            s.ends_with("\nexec /usr/local/sbin/airlock-firstboot promote\n"),
+            "{s}"
+        );
+        let conf = keepalived_conf(&role(PAIR, "db2")).unwrap();
+        assert!(conf.contains(
+            "vrrp_script chk_quorum {\n    script \"/usr/local/sbin/airlock-firstboot quorum\"\n    interval 1\n    timeout 5\n    fall 1"
+        ));
+        assert!(conf.contains("track_script {\n        chk_postgres\n        chk_quorum\n    }"));
     }
 
     #[test]

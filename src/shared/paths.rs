@@ -54,6 +54,11 @@ pub const FENCED: &str = "/var/lib/airlock/fenced.json";
 /// its unit (the drop-in), watched by keepalived (inotify), so the VIP
 /// leaves a dead server at once instead of after a health check.
 pub const PG_DOWN: &str = "/var/lib/airlock/postgresql-down";
+/// The split-brain guard's last verdict (tmpfs: a reboot starts afresh).
+pub const QUORUM_STATE: &str = "/run/airlock/quorum.json";
+/// Written once the DB pair has run whole: from then on an isolated
+/// primary fences itself.
+pub const QUORUM_ARMED: &str = "/var/lib/airlock/quorum-armed";
 /// Written by keepalived's notify script when it promoted this server.
 pub const PROMOTED: &str = "/var/lib/airlock/promoted";
 

@@ -111,6 +111,14 @@ pub fn keepalived_conf(role: &RoleFile) -> Option<String> {
             s,
             "vrrp_script chk_postgres {{\n    script \"{scripts}/pg-ready.sh\"\n    interval 1\n    timeout 2\n    fall 2\n    rise 2\n    weight 0\n}}\n"
         );
+        // The split-brain guard (the dispatchers are the witnesses): failing,
+        // this server may not hold the VIP. Its own probes are bounded (1 s
+        // each, 3 s per SSH question), well inside the timeout.
+        let _ = writeln!(
+            s,
+            "vrrp_script chk_quorum {{\n    script \"{} quorum\"\n    interval 1\n    timeout 5\n    fall 1\n    rise 1\n    weight 0\n}}\n",
+            paths::RUNNER
+        );
         // PostgreSQL's unit writes 1 here when the server stops or dies and
         // 0 when it has started; keepalived sees the change at once.
         let _ = writeln!(
@@ -138,7 +146,10 @@ pub fn keepalived_conf(role: &RoleFile) -> Option<String> {
         v.vip, v.prefix, v.interface
     );
     if v.promote {
-        let _ = writeln!(s, "    track_script {{\n        chk_postgres\n    }}");
+        let _ = writeln!(
+            s,
+            "    track_script {{\n        chk_postgres\n        chk_quorum\n    }}"
+        );
         let _ = writeln!(s, "    track_file {{\n        pg_down\n    }}");
         let _ = writeln!(s, "    notify_master \"{scripts}/promote.sh\"");
     }
@@ -154,47 +165,15 @@ pub fn pg_ready_script(role: &RoleFile) -> String {
     )
 }
 
-/// keepalived's `notify_master`: this host took the VIP; if its PostgreSQL is
-/// a standby, promote it (PostgreSQL 11 has no `pg_promote()`).
+/// keepalived's `notify_master`: this host took the VIP; the runner
+/// promotes a local standby when the witnesses agree the primary is gone
+/// (see `airlock-firstboot promote --help`), else gives the VIP back.
 pub fn promote_script(role: &RoleFile) -> String {
-    let port = role.database.port;
-    let major = role.database.postgresql;
-    let promote = if major >= 12 {
-        "psql_as_postgres -c 'SELECT pg_promote()'".to_string()
-    } else {
-        format!("pg_ctlcluster {major} main promote")
-    };
     format!(
-        r#"#!/bin/sh
-# airlock: keepalived notify_master. This host now holds the VIP: when the
-# local PostgreSQL {major} is a standby, promote it, so the VIP never points at
-# a read-only server. Logged to syslog with the tag airlock-promote.
-set -u
-export PGHOST=/var/run/postgresql
-psql_as_postgres() {{
-    if [ "$(id -u)" -eq 0 ]; then
-        runuser -u postgres -- psql -X -A -t -q -p {port} "$@"
-    else
-        psql -X -A -t -q -p {port} "$@"
-    fi
-}}
-log() {{ logger -t airlock-promote "$*" 2>/dev/null; echo "airlock-promote: $*" >&2; }}
-if [ -e {fenced} ]; then
-    log "this server was kept read-only because its peer was the primary ({fenced}): not promoting it; see airlock-firstboot status"
-    exit 1
-fi
-state=$(psql_as_postgres -c 'SELECT pg_is_in_recovery()' 2>&1) || {{ log "cannot ask PostgreSQL whether it is a standby: $state"; exit 1; }}
-case "$state" in
-    t) log "took the VIP as a standby: promoting"
-       {promote} >/dev/null || {{ log "promotion failed"; exit 1; }}
-       mkdir -p "$(dirname {promoted})" && date +%s > {promoted}
-       log "promoted" ;;
-    f) log "took the VIP as the primary: nothing to do" ;;
-    *) log "unexpected answer from PostgreSQL: $state"; exit 1 ;;
-esac
-"#,
-        fenced = paths::FENCED,
-        promoted = paths::PROMOTED
+        "#!/bin/sh\n# airlock: keepalived notify_master for {} (PostgreSQL {}). This host took\n# the VIP: promote the local standby if the cluster agrees its primary is gone.\n# Logged to syslog with the tag airlock-promote.\nexec {} promote\n",
+        role.host.name,
+        role.database.postgresql,
+        paths::RUNNER
     )
 }
 

@@ -136,6 +136,37 @@ pub enum Command {
         after_help = "Example (on a DB server, as root):\n  ssh -i /etc/airlock/ssh/peer_client_key -o UserKnownHostsFile=/etc/airlock/ssh/cluster_known_hosts airlock-peer@DISPATCHER reach db1"
     )]
     Answer(AnswerArgs),
+    /// keepalived's check on a DB server: the split-brain guard (exit 0: may hold the VIP)
+    #[command(
+        long_about = "keepalived's check on the DB servers of a pair, every second: the \
+            split-brain guard, with the dispatchers as witnesses.\n\n\
+            On the primary: exit 0 while it reaches its peer or a majority of the \
+            dispatchers. When it reaches neither, exit 1 (keepalived gives up the VIP), and \
+            when that lasts a second more, PostgreSQL is stopped and \
+            /var/lib/airlock/fenced.json says why: an isolated old master takes no write \
+            the cluster would lose (within 5 s of the cut). Once it reaches them again, \
+            PostgreSQL starts, and its start guard decides whether as the primary.\n\n\
+            On the standby: exit 0 while the primary's PostgreSQL answers, or while a \
+            majority of the voters (this server and the dispatchers, asked over SSH) \
+            cannot reach it; else exit 1, so a cut between the DB servers alone never \
+            gives the VIP to the standby. A fenced server always exits 1.\n\n\
+            The verdict and its reason are in /run/airlock/quorum.json and in `status`; \
+            each change is logged to syslog (tag airlock-quorum).",
+        after_help = "Example:\n  airlock-firstboot quorum; echo $?\n  cat /run/airlock/quorum.json"
+    )]
+    Quorum(RootArg),
+    /// keepalived's notify_master: promote the standby if the witnesses agree
+    #[command(
+        long_about = "keepalived's notify_master on the DB servers of a pair: this host took \
+            the VIP. A standby is promoted only when its peer does not answer as a primary \
+            and a majority of the voters (this server and the dispatchers) cannot reach \
+            the peer's PostgreSQL. When some voter got no answer at all (the old primary \
+            may be isolated rather than dead), it first waits until the old primary has \
+            surely stopped itself (5 s after it was lost). Otherwise it gives the VIP back \
+            for 10 s and says why (syslog tag airlock-promote, and `status`).",
+        after_help = "Example:\n  journalctl -t airlock-promote"
+    )]
+    Promote(RootArg),
 }
 
 #[derive(Debug, clap::Args)]
@@ -411,6 +442,70 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::PgGuard(args) => Ok(cmd_pg_guard(&args)),
         Command::Rejoin(args) => cmd_rejoin(&args),
         Command::Answer(args) => cmd_answer(&args),
+        Command::Quorum(r) => cmd_quorum(&r.root),
+        Command::Promote(r) => cmd_promote(&r.root),
+    }
+}
+
+/// The role file and the journal (or a fresh one) of the host at `root`.
+fn role_and_journal(root: &Path) -> Result<(RoleFile, Journal)> {
+    let role = RoleFile::load(&under(root, paths::ROLE_FILE))?;
+    let journal = Journal::load(&under(root, paths::JOURNAL))?.unwrap_or_else(|| {
+        let names: Vec<&str> = crate::vm::roles::steps_for(&role)
+            .iter()
+            .map(|s| s.name)
+            .collect();
+        Journal::new(&role.host.name, role.host.role, &role.instance_id, &names)
+    });
+    Ok((role, journal))
+}
+
+/// Says `line` on stderr and to syslog under `tag`.
+fn log_to_syslog(exec: &dyn crate::vm::exec::Exec, tag: &str, line: &str) {
+    eprintln!("{tag}: {line}");
+    let _ = exec.output(&crate::vm::exec::Cmd::new("logger").args(["-t", tag, line]));
+}
+
+fn cmd_quorum(root: &Path) -> Result<ExitCode> {
+    let (role, journal) = role_and_journal(root)?;
+    let exec = System { quiet: true };
+    if !crate::vm::quorum::applies(&role) {
+        println!("not a DB server of a pair that promotes: nothing to guard");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let before = crate::vm::quorum::last_state(root);
+    let ctx = Ctx::new(root, &role, &exec, 0, None, journal);
+    let (code, verdict, reason) = match crate::vm::quorum::check(&ctx) {
+        Ok(crate::vm::quorum::Verdict::Ok(r)) => (ExitCode::SUCCESS, "ok", r),
+        Ok(crate::vm::quorum::Verdict::Out(r)) => (ExitCode::from(exit::FAILED), "out", r),
+        Err(e) => (ExitCode::from(exit::FAILED), "error", format!("{e:#}")),
+    };
+    let changed = before.is_none_or(|b| b.reason != reason);
+    if changed {
+        log_to_syslog(&exec, "airlock-quorum", &format!("{verdict}: {reason}"));
+    } else {
+        println!("{verdict}: {reason}");
+    }
+    Ok(code)
+}
+
+fn cmd_promote(root: &Path) -> Result<ExitCode> {
+    let (role, journal) = role_and_journal(root)?;
+    let exec = System { quiet: true };
+    let ctx = Ctx::new(root, &role, &exec, 0, None, journal);
+    match crate::vm::quorum::promote(&ctx) {
+        Ok(said) => {
+            log_to_syslog(&exec, "airlock-promote", &said);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            log_to_syslog(
+                &exec,
+                "airlock-promote",
+                &format!("promotion failed: {e:#}"),
+            );
+            Ok(ExitCode::from(exit::FAILED))
+        }
     }
 }
 
@@ -435,14 +530,7 @@ fn cmd_answer(args: &AnswerArgs) -> Result<ExitCode> {
 
 fn cmd_rejoin(args: &RejoinArgs) -> Result<ExitCode> {
     let root = Path::new("/");
-    let role = RoleFile::load(&under(root, paths::ROLE_FILE))?;
-    let journal = Journal::load(&under(root, paths::JOURNAL))?.unwrap_or_else(|| {
-        let names: Vec<&str> = crate::vm::roles::steps_for(&role)
-            .iter()
-            .map(|s| s.name)
-            .collect();
-        Journal::new(&role.host.name, role.host.role, &role.instance_id, &names)
-    });
+    let (role, journal) = role_and_journal(root)?;
     let exec = System { quiet: args.quiet };
     let ctx = Ctx::new(root, &role, &exec, args.wait, None, journal);
     match crate::vm::rejoin::rejoin(&ctx) {

@@ -20,7 +20,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::shared::journal::{Journal, StepState};
@@ -42,6 +42,10 @@ pub struct Fence {
     pub peer: String,
     pub peer_ip: String,
     pub reason: String,
+    /// It stopped itself: it reached neither its peer nor a majority of the
+    /// witnesses (see [`crate::vm::quorum`]).
+    #[serde(default)]
+    pub isolated: bool,
 }
 
 impl Fence {
@@ -52,11 +56,22 @@ impl Fence {
             peer: "?".into(),
             peer_ip: "?".into(),
             reason: format!("{} exists but cannot be read", paths::FENCED),
+            isolated: false,
         }))
     }
 
     /// What a person reads: what happened and what to do.
     pub fn explain(&self, data_dir: &Path) -> String {
+        if self.isolated {
+            return format!(
+                "ISOLATED: this DB server was the primary, but at {} it could reach neither its peer {} ({}) nor a majority of the witnesses ({}). It stopped PostgreSQL so it would take no write the cluster could lose; nothing was deleted. It starts PostgreSQL again by itself once it reaches them: as the primary if {} was not promoted meanwhile, else read-only (then see `airlock-firstboot rejoin`).",
+                crate::shared::timefmt::rfc2822_utc(self.since),
+                self.peer,
+                self.peer_ip,
+                self.reason,
+                self.peer
+            );
+        }
         format!(
             "NOT A PRIMARY: this DB server was a primary, but its peer {} ({}) is the primary now ({}). To keep the cluster from two writable primaries, its PostgreSQL was started read-only (standby mode) at {}. Its data ({}) may hold writes the new primary never saw; nothing was deleted. To make it a standby of {} once you have decided those writes may go: `airlock-firstboot rejoin` (it keeps a copy of {} and removes {})",
             self.peer,
@@ -128,6 +143,9 @@ pub fn pg_guard(root: &Path, exec: &dyn Exec, peer_wait: Duration) -> Result<Str
     }
     let passfile = write_passfile(root, &role)?;
     let peer_ip = vrrp.peer.ip.to_string();
+    // It stopped itself while isolated: it stays stopped until its peer
+    // answers (a reboot does not end an isolation).
+    let isolated = Fence::load(root).filter(|f| f.isolated);
     let start = exec.now();
     let state = loop {
         match ask_peer(exec, &role, &peer_ip, &passfile) {
@@ -138,10 +156,21 @@ pub fn pg_guard(root: &Path, exec: &dyn Exec, peer_wait: Duration) -> Result<Str
         }
     };
     match state {
-        PeerState::Standby => Ok(format!(
-            "the peer {} is a standby: starting as the primary",
+        PeerState::Standby => {
+            if isolated.is_some() {
+                fs::remove_file(under(root, paths::FENCED))
+                    .with_context(|| format!("removing {}", paths::FENCED))?;
+            }
+            Ok(format!(
+                "the peer {} is a standby: starting as the primary",
+                vrrp.peer.name
+            ))
+        }
+        PeerState::Unreachable(why) if isolated.is_some() => bail!(
+            "this server stopped itself while isolated ({}), and its peer {} ({peer_ip}) still does not answer ({why}): it stays stopped; it starts by itself once it reaches its peer",
+            paths::FENCED,
             vrrp.peer.name
-        )),
+        ),
         PeerState::Unreachable(why) => Ok(format!(
             "WARNING: the peer {} ({peer_ip}) did not answer within {} s ({why}): starting as the primary it was",
             vrrp.peer.name,
@@ -187,6 +216,7 @@ fn fence(root: &Path, exec: &dyn Exec, role: &RoleFile, data: &Path) -> Result<(
         peer: vrrp.peer.name.clone(),
         peer_ip: vrrp.peer.ip.to_string(),
         reason: "it answered as a primary when this server started".into(),
+        isolated: false,
     };
     RootWriter::new(root).write(
         paths::FENCED.trim_start_matches('/'),
@@ -307,5 +337,37 @@ mod tests {
             .count();
         assert_eq!(asked, 11, "every 2 s for 20 s");
         assert!(Fence::load(root).is_none());
+    }
+
+    #[test]
+    fn a_server_that_stopped_itself_while_isolated_starts_only_once_its_peer_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let role = fixture_role("db1");
+        lay_out(root, &role, true);
+        put(
+            root,
+            paths::FENCED,
+            r#"{"since":1,"peer":"db2","peer_ip":"192.0.2.12","reason":"ISOLATED","isolated":true}"#,
+        );
+        let fake = Recording::new();
+        fake.on_stderr("pg_is_in_recovery", 2, "timeout expired");
+        let e = pg_guard(root, &fake, Duration::from_secs(4))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("stays stopped") && e.contains("timeout expired"),
+            "{e}"
+        );
+        assert!(Fence::load(root).is_some());
+
+        let fake = Recording::new();
+        fake.on("pg_is_in_recovery", 0, "t\n");
+        assert!(
+            pg_guard(root, &fake, PEER_WAIT)
+                .unwrap()
+                .contains("starting as the primary")
+        );
+        assert!(Fence::load(root).is_none(), "the isolation is over");
     }
 }

@@ -18,6 +18,7 @@ pub(crate) mod exec;
 pub(crate) mod guard;
 pub(crate) mod peer;
 pub(crate) mod prepare;
+pub(crate) mod quorum;
 pub(crate) mod rejoin;
 pub mod roles;
 pub(crate) mod zps;

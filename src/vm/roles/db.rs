@@ -463,8 +463,23 @@ pub fn single_primary_check(c: &Ctx) -> Result<bool> {
     Ok(guard::Fence::load(c.root).is_none())
 }
 
+/// Fenced because the peer is the primary now: with `database.rejoin =
+/// "auto"` it re-joins as the peer's standby (its data kept aside), else it
+/// stays read-only and says what to do.
 pub fn single_primary_apply(c: &Ctx) -> Result<()> {
     let f = guard::Fence::load(c.root).context("the fence record vanished")?;
+    if !f.isolated && c.role.database.rejoin == crate::shared::role::Rejoin::Auto {
+        eprintln!(
+            "airlock-firstboot: {} is the primary now; re-joining it as a standby (database.rejoin = \"auto\")",
+            f.peer
+        );
+        let r = crate::vm::rejoin::rejoin(c)?;
+        eprintln!(
+            "airlock-firstboot: re-joined; the old data directory is kept at {}",
+            r.old_data.display()
+        );
+        return Ok(());
+    }
     bail!("{}", f.explain(&data_dir(c)?))
 }
 

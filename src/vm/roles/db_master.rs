@@ -114,4 +114,28 @@ mod tests {
             fake.log()
         );
     }
+
+    #[test]
+    fn with_rejoin_auto_single_primary_rejoins_the_fenced_server_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut role = fixture_role("db1");
+        role.database.rejoin = crate::shared::role::Rejoin::Auto;
+        put(root, crate::shared::paths::DB_PASSWORD, "pw\n");
+        put(root, "/var/lib/postgresql/15/main/PG_VERSION", "15\n");
+        put(root, "/var/lib/postgresql/15/main/standby.signal", "");
+        put(
+            root,
+            crate::shared::paths::FENCED,
+            r#"{"since":1800000000,"peer":"db2","peer_ip":"192.0.2.12","reason":"it answers as a primary"}"#,
+        );
+        let fake = Recording::new();
+        fake.on("SELECT pg_is_in_recovery()", 0, "f\n");
+        fake.on("pg_stat_wal_receiver", 0, "streaming\n");
+        let c = Ctx::new(root, &role, &fake, 60, None, journal_for(&role));
+        db::single_primary_apply(&c).unwrap();
+        assert!(db::single_primary_check(&c).unwrap(), "the fence is gone");
+        assert!(fake.ran("pg_rewind"));
+        assert!(fake.ran("cp -a --reflink=auto"), "the old data kept aside");
+    }
 }
