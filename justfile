@@ -33,7 +33,7 @@ bench:
     bench/run
     bench/run-bundle
 
-# Failover under systemd, five times: the DB pair of `just clones` alone
+# Failover under systemd, five times: `just clones` up to its first failover
 failover:
     bench/failover
 

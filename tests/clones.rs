@@ -725,10 +725,11 @@ fn has_vip(c: &Clone) -> bool {
     String::from_utf8_lossy(&out.stdout).contains(&format!("inet {VIP}/"))
 }
 
-/// `AIRLOCK_CLONES_ONLY=db` boots the DB pair alone (bench/failover uses
-/// it to time failovers); by default all five.
-fn db_only() -> bool {
-    std::env::var("AIRLOCK_CLONES_ONLY").is_ok_and(|v| v == "db")
+/// `AIRLOCK_CLONES_ONLY=failover` boots the five at once and stops after
+/// the first failover (bench/failover times it; the dispatchers are the
+/// witnesses, so the pair cannot fail over alone); by default every phase.
+fn failover_only() -> bool {
+    std::env::var("AIRLOCK_CLONES_ONLY").is_ok_and(|v| v == "failover")
 }
 
 #[test]
@@ -754,8 +755,7 @@ fn five_clones_under_systemd_become_the_cluster() {
     );
     let layers = format!("{}:{}", reference.display(), rootfs.display());
     make_clones(&mut lab, &sw, &layers, &bundle);
-    if db_only() {
-        lab.clones.retain(|c| c.name.starts_with("db"));
+    if failover_only() {
         for c in &mut lab.clones {
             c.boot();
         }
@@ -765,14 +765,15 @@ fn five_clones_under_systemd_become_the_cluster() {
     every_role_done_under_systemd(&mut lab);
     each_clone_is_its_own_machine(&lab);
     the_pair_replicates_through_the_vip(&lab, &client, &password);
-    if !db_only() {
-        the_swarm_has_three_managers(&lab);
-    }
+    the_swarm_has_three_managers(&lab);
     let took = the_vip_follows_a_dead_primary(&lab, &client, &password, ("db1", "db2", 2));
     eprintln!(
         "clones: failover: a write through the VIP succeeded {:.2} s after the master's postmaster was killed",
         took.as_secs_f64()
     );
+    if failover_only() {
+        return;
+    }
     the_old_master_comes_back_read_only(&mut lab, &client, &password);
     the_old_master_rejoins_as_a_standby(&mut lab, &client, &password);
     let back = the_vip_follows_a_dead_primary(&lab, &client, &password, ("db2", "db1", 6));
@@ -788,6 +789,9 @@ fn five_clones_under_systemd_become_the_cluster() {
         "3",
         "nothing written through the VIP is missing on db1"
     );
+    the_killed_primary_rejoins_by_base_backup(&mut lab);
+    a_cut_between_the_db_servers_promotes_nobody(&mut lab, &client, &password);
+    an_isolated_master_stops_and_the_standby_takes_over(&mut lab, &client, &password);
 }
 
 /// The DB pair and the managers first; the leader later, so the first
@@ -971,7 +975,254 @@ fn the_vip_follows_a_dead_primary(
     let successor = clone(lab, next);
     assert!(has_vip(successor), "the VIP is on {next}");
     assert_eq!(local(successor, "SELECT pg_is_in_recovery()"), "f");
+    eprintln!("clones: {next}: {}", last_promote_log(successor));
     wrote
+}
+
+/// What `airlock-firstboot promote` last said on `c` (syslog).
+fn last_promote_log(c: &Clone) -> String {
+    let out = c.exec(&[
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "cat",
+        "-t",
+        "airlock-promote",
+        "-n",
+        "1",
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Drops every packet `c` receives from each of `from` (both ways when both
+/// sides do it); `heal` removes it.
+fn drop_from(c: &Clone, from: &[&str]) {
+    for ip in from {
+        run_ok(&[
+            "ip", "netns", "exec", &c.ns, "iptables", "-I", "INPUT", "-s", ip, "-j", "DROP",
+        ]);
+    }
+}
+
+/// Cuts `c` off the network (its NIC drops everything; loopback works).
+fn isolate(c: &Clone) {
+    for chain in [["INPUT", "-i"], ["OUTPUT", "-o"]] {
+        run_ok(&[
+            "ip", "netns", "exec", &c.ns, "iptables", "-I", chain[0], chain[1], "eth0", "-j",
+            "DROP",
+        ]);
+    }
+}
+
+fn heal(c: &Clone) {
+    for chain in ["INPUT", "OUTPUT"] {
+        run_ok(&["ip", "netns", "exec", &c.ns, "iptables", "-F", chain]);
+    }
+}
+
+fn run_ok(args: &[&str]) {
+    let out = run(Command::new(args[0]).args(&args[1..]));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether `c`'s PostgreSQL answers as a writable primary (asked on `c`).
+fn writable(c: &Clone) -> bool {
+    let out = c.exec(&[
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+        "psql",
+        "-X",
+        "-A",
+        "-t",
+        "-q",
+        "-c",
+        "SELECT pg_is_in_recovery()",
+    ]);
+    out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "f"
+}
+
+/// Samples both DB servers for `secs` seconds; panics at the first moment
+/// both are writable primaries or `bad` says so.
+fn never_two_primaries(lab: &Lab, secs: u64, mut bad: impl FnMut(&Lab) -> Option<String>) -> u32 {
+    let start = Instant::now();
+    let mut samples = 0;
+    while start.elapsed() < Duration::from_secs(secs) {
+        let (a, b) = (writable(clone(lab, "db1")), writable(clone(lab, "db2")));
+        assert!(
+            !(a && b),
+            "TWO WRITABLE PRIMARIES {:.1} s into the cut\n{}",
+            start.elapsed().as_secs_f64(),
+            lab.diagnose()
+        );
+        if let Some(why) = bad(lab) {
+            panic!(
+                "{why} {:.1} s into the cut\n{}",
+                start.elapsed().as_secs_f64(),
+                lab.diagnose()
+            );
+        }
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    samples
+}
+
+/// db2 was the primary whose postmaster was killed: re-joined as db1's
+/// standby. pg_rewind refuses a cluster that was not shut down cleanly, so
+/// this is the base-backup fallback.
+fn the_killed_primary_rejoins_by_base_backup(lab: &mut Lab) {
+    let started = Instant::now();
+    let said = clone(lab, "db2").exec_ok(&[
+        "/usr/local/sbin/airlock-firstboot",
+        "rejoin",
+        "--wait",
+        "120",
+    ]);
+    eprintln!(
+        "clones: rejoin of the killed db2 took {:.1} s: {said}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        said.contains("streams from db1") && said.contains("a base backup (pg_rewind could not"),
+        "{said}"
+    );
+    wait_until(lab, "db2 to stream from db1", BOUND, |lab| {
+        local(clone(lab, "db2"), "SELECT status FROM pg_stat_wal_receiver") == "streaming"
+    });
+}
+
+/// Only the link between the DB servers is cut; the witnesses still see
+/// db1, so db2 is never promoted and never takes the VIP.
+fn a_cut_between_the_db_servers_promotes_nobody(lab: &mut Lab, client: &str, password: &str) {
+    let (db1, db2) = (clone(lab, "db1"), clone(lab, "db2"));
+    drop_from(db1, &[&db2.ip]);
+    drop_from(db2, &[&db1.ip]);
+    let samples = never_two_primaries(lab, 12, |lab| {
+        has_vip(clone(lab, "db2")).then(|| "db2 took the VIP".to_string())
+    });
+    let wrote = psql(client, VIP, password, "INSERT INTO clones VALUES (7)");
+    assert!(
+        wrote.status.success(),
+        "db1 still takes writes through the VIP: {}",
+        String::from_utf8_lossy(&wrote.stderr)
+    );
+    let said: serde_json::Value = serde_json::from_str(&clone(lab, "db2").exec_ok(&[
+        "/usr/local/sbin/airlock-firstboot",
+        "status",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(said["quorum"]["verdict"], "not-eligible", "{said}");
+    eprintln!(
+        "clones: DB link cut for 12 s ({samples} samples): db2 stayed a standby without the VIP; its guard said: {}",
+        said["quorum"]["reason"]
+    );
+    let (db1, db2) = (clone(lab, "db1"), clone(lab, "db2"));
+    heal(db1);
+    heal(db2);
+    wait_until(lab, "db2 to stream from db1 again", BOUND, |lab| {
+        local(clone(lab, "db2"), "SELECT status FROM pg_stat_wal_receiver") == "streaming"
+    });
+}
+
+/// db1, the primary, is cut off from everyone: db2 is promoted once db1 has
+/// surely stopped itself; db1 stops taking writes within the bound; after
+/// the cut heals db1 comes back read-only, and re-joins.
+fn an_isolated_master_stops_and_the_standby_takes_over(
+    lab: &mut Lab,
+    client: &str,
+    password: &str,
+) {
+    let cut = Instant::now();
+    isolate(clone(lab, "db1"));
+    let mut stopped = None;
+    let mut wrote = None;
+    while cut.elapsed() < Duration::from_secs(60) && (stopped.is_none() || wrote.is_none()) {
+        let (a, b) = (writable(clone(lab, "db1")), writable(clone(lab, "db2")));
+        assert!(
+            !(a && b),
+            "TWO WRITABLE PRIMARIES {:.1} s after db1 was isolated\n{}",
+            cut.elapsed().as_secs_f64(),
+            lab.diagnose()
+        );
+        if !a && stopped.is_none() {
+            stopped = Some(cut.elapsed());
+        }
+        if wrote.is_none()
+            && psql(client, VIP, password, "INSERT INTO clones VALUES (8)")
+                .status
+                .success()
+        {
+            wrote = Some(cut.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (stopped, wrote) = (
+        stopped.unwrap_or_else(|| panic!("db1 kept taking writes\n{}", lab.diagnose())),
+        wrote.unwrap_or_else(|| panic!("no write through the VIP\n{}", lab.diagnose())),
+    );
+    eprintln!(
+        "clones: db1 isolated: it stopped taking writes {:.2} s after the cut; a write through the VIP succeeded on db2 {:.2} s after the cut; db2: {}",
+        stopped.as_secs_f64(),
+        wrote.as_secs_f64(),
+        last_promote_log(clone(lab, "db2"))
+    );
+    assert!(stopped < wrote, "db1 stopped before db2 was promoted");
+    heal(clone(lab, "db1"));
+    wait_until(
+        lab,
+        "db1 to come back read-only after the cut healed",
+        BOUND,
+        |lab| {
+            let db1 = clone(lab, "db1");
+            local_try(db1, "SELECT pg_is_in_recovery()").as_deref() == Some("t")
+        },
+    );
+    never_two_primaries(lab, 5, |lab| {
+        (!has_vip(clone(lab, "db2"))).then(|| "the VIP left db2".to_string())
+    });
+    let db1 = lab.clone_named("db1");
+    let fence = db1.status()["fenced"].clone();
+    assert!(
+        fence["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("answered as a primary")),
+        "{fence}"
+    );
+    let said = clone(lab, "db1").exec_ok(&[
+        "/usr/local/sbin/airlock-firstboot",
+        "rejoin",
+        "--wait",
+        "120",
+    ]);
+    // pg_rewind, or a base backup when the fenced server's own restarts
+    // have recycled the WAL it would need.
+    assert!(said.contains("streams from db2"), "{said}");
+    eprintln!(
+        "clones: db1 re-joined after the isolation: {}",
+        said.lines().next().unwrap_or_default()
+    );
+    assert!(
+        psql(client, VIP, password, "INSERT INTO clones VALUES (9)")
+            .status
+            .success()
+    );
+}
+
+/// psql as postgres on the clone; None when it fails.
+fn local_try(c: &Clone, sql: &str) -> Option<String> {
+    let out = c.exec(&[
+        "runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-q", "-d", "space", "-c", sql,
+    ]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The old master is rebooted: it comes back read-only, says why, and the

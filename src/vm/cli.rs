@@ -311,11 +311,12 @@ fn cmd_status(args: &StatusArgs) -> Result<ExitCode> {
     let path = under(root, paths::JOURNAL);
     let fence = crate::vm::guard::Fence::load(root);
     let promoted = crate::vm::guard::promoted(root);
+    let quorum = crate::vm::quorum::last_state(root);
     let Some(j) = Journal::load(&path)? else {
         if args.json {
             println!(
                 "{}",
-                serde_json::json!({ "state": "not started", "journal": null, "fenced": fence, "promoted": promoted })
+                serde_json::json!({ "state": "not started", "journal": null, "fenced": fence, "promoted": promoted, "quorum": quorum })
             );
         } else {
             println!("not started: no journal at {}", path.display());
@@ -325,7 +326,7 @@ fn cmd_status(args: &StatusArgs) -> Result<ExitCode> {
     let state = state_of(&j);
     if args.json {
         let v = serde_json::json!({
-            "state": state, "journal": j, "fenced": fence, "promoted": promoted,
+            "state": state, "journal": j, "fenced": fence, "promoted": promoted, "quorum": quorum,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -341,6 +342,14 @@ fn cmd_status(args: &StatusArgs) -> Result<ExitCode> {
         println!(
             "This DB server was promoted to primary by keepalived at {} (a failover).\n",
             crate::shared::timefmt::rfc2822_utc(t)
+        );
+    }
+    if let Some(q) = &quorum {
+        println!(
+            "Split-brain guard ({}): {}: {}\n",
+            crate::shared::timefmt::rfc2822_utc(q.checked_at),
+            q.verdict,
+            q.reason
         );
     }
     print!("{}", j.to_text());

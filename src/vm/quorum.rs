@@ -339,15 +339,36 @@ impl Votes {
     }
 }
 
+/// Probes the primary's PostgreSQL from here while every witness is asked
+/// `reach PRIMARY`: the votes, and this host's own probe.
+fn vote(c: &Ctx, primary: &str, addr: SocketAddr) -> (Votes, Probe) {
+    let exec = c.exec;
+    let own = std::thread::scope(|s| {
+        let own = s.spawn(move || exec.probe(addr, PROBE_TIMEOUT));
+        let votes = ask_witnesses_with(c, primary, None);
+        let own = own
+            .join()
+            .unwrap_or_else(|_| Probe::Unreachable("(probe panicked)".into()));
+        (votes, own)
+    });
+    let (mut votes, probe) = own;
+    votes.unreachable |= matches!(probe, Probe::Unreachable(_));
+    (votes, probe)
+}
+
 /// Asks every witness `reach PRIMARY`; this host's own probe is its vote.
 fn ask_witnesses(c: &Ctx, primary: &str, own: &Probe) -> Votes {
+    ask_witnesses_with(c, primary, Some(own))
+}
+
+fn ask_witnesses_with(c: &Ctx, primary: &str, own: Option<&Probe>) -> Votes {
     let w = witnesses(c.role);
     let answers = peer::ask_all(c.exec, c.root, &w, &format!("reach {primary}"));
     let mut v = Votes {
         gone: vec![c.role.host.name.clone()],
         sees_it: vec![],
         silent: vec![],
-        unreachable: matches!(own, Probe::Unreachable(_)),
+        unreachable: matches!(own, Some(Probe::Unreachable(_))),
         voters: w.len() + 1,
     };
     for (name, answer) in answers {
@@ -414,6 +435,7 @@ fn fenced(c: &Ctx, state: &mut QuorumState, now: i64, f: &Fence) -> Result<Verdi
 /// local standby when the cluster agrees the primary is gone; otherwise
 /// gives the VIP back. Returns what it did, for the log.
 pub fn promote(c: &Ctx) -> Result<String> {
+    let started = c.exec.now();
     let data = db::data_dir(c)?;
     if let Some(f) = Fence::load(c.root) {
         return refuse(c, &format!("this server is fenced ({})", f.reason));
@@ -421,17 +443,21 @@ pub fn promote(c: &Ctx) -> Result<String> {
     if !db::is_standby(&data) {
         return Ok("took the VIP as the primary: nothing to do".into());
     }
-    let vrrp = c.role.host.vrrp.as_ref().context("no VRRP peer")?;
-    let passfile = db::passfile(c, None)?;
-    if guard::ask_peer(c.exec, c.role, &vrrp.peer.ip.to_string(), &passfile) == PeerState::Primary {
-        return refuse(
-            c,
-            &format!("the peer {} still answers as the primary", vrrp.peer.name),
-        );
-    }
     let (peer_name, peer) = peer_addr(c)?;
-    let own = c.exec.probe(peer, PROBE_TIMEOUT);
-    let mut votes = ask_witnesses(c, &peer_name, &own);
+    let (mut votes, own) = vote(c, &peer_name, peer);
+    if own == Probe::Up {
+        // Its port answers here: ask whether it is still the primary.
+        let vrrp = c.role.host.vrrp.as_ref().context("no VRRP peer")?;
+        let passfile = db::passfile(c, None)?;
+        if guard::ask_peer(c.exec, c.role, &vrrp.peer.ip.to_string(), &passfile)
+            == PeerState::Primary
+        {
+            return refuse(
+                c,
+                &format!("the peer {} still answers as the primary", vrrp.peer.name),
+            );
+        }
+    }
     if !votes.carried() {
         return refuse(c, &votes.explain(&peer_name));
     }
@@ -441,10 +467,16 @@ pub fn promote(c: &Ctx) -> Result<String> {
             return refuse(c, &votes.explain(&peer_name));
         }
     }
+    let asked = c.exec.now() - started;
     promote_local(c)?;
     let now = journal::now();
     c.write(paths::PROMOTED, &format!("{now}\n"), 0o644)?;
-    Ok(format!("promoted: {}", votes.explain(&peer_name)))
+    Ok(format!(
+        "promoted: {} (the vote took {} ms, the promotion {} ms)",
+        votes.explain(&peer_name),
+        asked.as_millis(),
+        (c.exec.now() - started - asked).as_millis()
+    ))
 }
 
 /// The old primary may be alive and isolated: wait until it has surely
@@ -461,8 +493,7 @@ fn wait_out_the_fence(c: &Ctx, peer_name: &str) -> Result<Votes> {
         c.exec.sleep(Duration::from_secs(left as u64));
     }
     let (_, peer) = peer_addr(c)?;
-    let own = c.exec.probe(peer, PROBE_TIMEOUT);
-    Ok(ask_witnesses(c, peer_name, &own))
+    Ok(vote(c, peer_name, peer).0)
 }
 
 /// Gives the VIP back: the check fails for [`REFUSED_FOR`] seconds.
@@ -727,6 +758,7 @@ mod tests {
         let (root, role) = (dir.path(), fixture_role("db2"));
         lay_out(root, true);
         let alive = Recording::new();
+        alive.open(addr("192.0.2.11", 5432));
         alive.on("pg_is_in_recovery", 0, "f\n");
         let c = Ctx::new(root, &role, &alive, 0, None, journal_for(&role));
         let said = promote(&c).unwrap();

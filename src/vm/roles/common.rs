@@ -260,14 +260,22 @@ fn has_sshd(c: &Ctx) -> bool {
     c.path("/usr/sbin/sshd").exists()
 }
 
+/// sshd serves: the other hosts ask this one questions over SSH.
+fn sshd_active(c: &Ctx) -> bool {
+    c.exec
+        .ok(&Cmd::new("systemctl").args(["is-active", "--quiet", "ssh.service"]))
+}
+
 fn hygiene_check(c: &Ctx) -> Result<bool> {
     let image = ImageIdentity::load(c.root);
     let id = c.read("/etc/machine-id").trim().to_string();
     let id_ok = is_machine_id(&id) && !image.machine_ids.contains(&id);
     let dbus_ok = dbus_id(c).is_none_or(|d| d == id);
     let keys = prepare::ssh_host_keys(c.root);
-    let keys_ok =
-        !has_sshd(c) || (!keys.is_empty() && keys.iter().all(|k| !image.ssh_host_keys.contains(k)));
+    let keys_ok = !has_sshd(c)
+        || (!keys.is_empty()
+            && keys.iter().all(|k| !image.ssh_host_keys.contains(k))
+            && sshd_active(c));
     Ok(id_ok && dbus_ok && keys_ok)
 }
 
@@ -296,11 +304,12 @@ fn hygiene_apply(c: &Ctx) -> Result<()> {
                 "airlock-firstboot: replaced {copies} SSH host key(s) copied from the prepared image"
             );
         }
-        // sshd did not start without host keys, or serves the copies: start
-        // it again with this clone's own.
-        // (systemd stops retrying a unit that failed fast a few times at
-        // boot: forget that first.)
-        if prepare::ssh_host_keys(c.root) != before {
+        // sshd did not start without host keys (a clone whose payload the
+        // runner put in place after sshd's start at boot), or serves the
+        // copies: start it again with this clone's own. (systemd stops
+        // retrying a unit that failed fast a few times at boot: forget
+        // that first.)
+        if prepare::ssh_host_keys(c.root) != before || !sshd_active(c) {
             let _ = c
                 .exec
                 .output(&Cmd::new("systemctl").args(["reset-failed", "ssh.service"]));
@@ -485,5 +494,33 @@ mod tests {
             "ssh-ed25519 AAAAnew root@db2\n",
         );
         assert!(hygiene_check(&c).unwrap());
+    }
+
+    #[test]
+    fn an_sshd_that_failed_at_boot_before_the_payload_gave_it_a_key_is_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        put(
+            root,
+            "/etc/machine-id",
+            "0123456789abcdef0123456789abcdef\n",
+        );
+        put(root, "/usr/sbin/sshd", "");
+        put(root, "/etc/ssh/ssh_host_ed25519_key", "private");
+        put(
+            root,
+            "/etc/ssh/ssh_host_ed25519_key.pub",
+            "ssh-ed25519 AAAApayload disp3\n",
+        );
+        let role = fixture_role("disp3");
+        let fake = Recording::new();
+        fake.on("systemctl is-active --quiet ssh.service", 3, "");
+        let c = ctx(root, &role, &fake);
+        assert!(
+            !hygiene_check(&c).unwrap(),
+            "the keys are its own, but sshd is down"
+        );
+        hygiene_apply(&c).unwrap();
+        assert!(fake.ran("systemctl restart ssh.service"));
     }
 }
