@@ -190,6 +190,13 @@ impl DebScanner {
     /// Ends the stream: checks the framing is complete and returns the
     /// control paragraph.
     pub fn finish(self) -> Result<Paragraph, DebError> {
+        self.finish_with_md5sums().map(|(control, _)| control)
+    }
+
+    /// Like [`DebScanner::finish`], and also returns the control member's
+    /// `md5sums` file, verbatim, when the package has one (dpkg copies it
+    /// as it is to `/var/lib/dpkg/info/PACKAGE.md5sums`).
+    pub fn finish_with_md5sums(self) -> Result<(Paragraph, Option<Vec<u8>>), DebError> {
         if let Some(e) = self.error {
             return err(e);
         }
@@ -219,13 +226,16 @@ impl DebScanner {
         let Some((name, bytes)) = self.control else {
             return err("no control.tar member");
         };
-        let text = control_from_tar(&name, &bytes)?;
-        Paragraph::parse(&text).map_err(|e| DebError(format!("control file: {e}")))
+        let (text, md5sums) = control_from_tar(&name, &bytes)?;
+        let control =
+            Paragraph::parse(&text).map_err(|e| DebError(format!("control file: {e}")))?;
+        Ok((control, md5sums))
     }
 }
 
-/// Extracts `./control` from a control member, by its compression.
-fn control_from_tar(name: &str, bytes: &[u8]) -> Result<String, DebError> {
+/// Extracts `./control` and, if there is one, `./md5sums` from a control
+/// member, by its compression.
+fn control_from_tar(name: &str, bytes: &[u8]) -> Result<(String, Option<Vec<u8>>), DebError> {
     let reader: Box<dyn Read + '_> = match name {
         "control.tar" => Box::new(bytes),
         "control.tar.gz" => Box::new(flate2::read::GzDecoder::new(bytes)),
@@ -242,6 +252,7 @@ fn control_from_tar(name: &str, bytes: &[u8]) -> Result<String, DebError> {
         .entries()
         .map_err(|e| DebError(format!("{name}: {e}")))?;
     let mut control = None;
+    let mut md5sums = None;
     for entry in entries {
         let mut entry = entry.map_err(|e| DebError(format!("{name}: {e}")))?;
         let path = entry
@@ -249,20 +260,27 @@ fn control_from_tar(name: &str, bytes: &[u8]) -> Result<String, DebError> {
             .map_err(|e| DebError(format!("{name}: {e}")))?
             .into_owned();
         let p = path.to_string_lossy();
-        if p == "./control" || p == "control" {
-            if control.is_some() {
-                return err(format!(
-                    "{name} holds ./control twice (dpkg would take the last)"
-                ));
-            }
-            let mut text = String::new();
-            entry
-                .read_to_string(&mut text)
-                .map_err(|e| DebError(format!("{name}: reading control: {e}")))?;
-            control = Some(text);
+        let p = p.strip_prefix("./").unwrap_or(&p);
+        let slot = match p {
+            "control" => &mut control,
+            "md5sums" => &mut md5sums,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return err(format!(
+                "{name} holds ./{p} twice (dpkg would take the last)"
+            ));
         }
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| DebError(format!("{name}: reading {p}: {e}")))?;
+        *slot = Some(bytes);
     }
-    control.ok_or_else(|| DebError(format!("{name} has no ./control file")))
+    let control = control.ok_or_else(|| DebError(format!("{name} has no ./control file")))?;
+    let control = String::from_utf8(control)
+        .map_err(|_| DebError(format!("{name}: ./control is not UTF-8")))?;
+    Ok((control, md5sums))
 }
 
 /// How far a control member may expand.
@@ -278,28 +296,47 @@ pub struct DataFile<'a> {
 
 /// Builds a real `.deb` (ar: `debian-binary`, `control.tar.gz`,
 /// `data.tar.gz`) from a control paragraph and files, byte-reproducibly:
-/// every timestamp is `mtime`. Used by the demo media and the tests.
+/// every timestamp is `mtime`. Its control member carries `md5sums` of the
+/// files, as `dh_md5sums` writes it for every Debian package. Used by the
+/// demo media and the tests.
 pub fn build_deb(
     control: &Paragraph,
     files: &[DataFile<'_>],
     mtime: u64,
 ) -> std::io::Result<Vec<u8>> {
+    let control_text = control.to_text();
+    let sums = md5sums(files);
     let control_tar = tar_gz(
-        &[DataFile {
-            path: "control",
-            mode: 0o644,
-            contents: control.to_text().as_bytes(),
-        }],
+        &[
+            DataFile {
+                path: "control",
+                mode: 0o644,
+                contents: control_text.as_bytes(),
+            },
+            DataFile {
+                path: "md5sums",
+                mode: 0o644,
+                contents: sums.as_bytes(),
+            },
+        ],
         mtime,
     )?;
     let data_tar = tar_gz(files, mtime)?;
+    Ok(ar(
+        &[
+            ("debian-binary", &b"2.0\n"[..]),
+            ("control.tar.gz", &control_tar),
+            ("data.tar.gz", &data_tar),
+        ],
+        mtime,
+    ))
+}
+
+/// An `ar` archive of `members`, in order.
+fn ar(members: &[(&str, &[u8])], mtime: u64) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(AR_MAGIC);
-    for (name, body) in [
-        ("debian-binary", &b"2.0\n"[..]),
-        ("control.tar.gz", &control_tar),
-        ("data.tar.gz", &data_tar),
-    ] {
+    for (name, body) in members {
         let header = format!(
             "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
             name,
@@ -316,7 +353,22 @@ pub fn build_deb(
             out.push(b'\n');
         }
     }
-    Ok(out)
+    out
+}
+
+/// `md5sums` as `dh_md5sums` writes it: `HASH  PATH` per file, sorted by
+/// path.
+fn md5sums(files: &[DataFile<'_>]) -> String {
+    use md5::Digest as _;
+    let mut lines: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let sum = md5::Md5::digest(f.contents);
+            format!("{}  {}\n", crate::shared::hex(&sum), f.path)
+        })
+        .collect();
+    lines.sort_by(|a, b| a[34..].cmp(&b[34..]));
+    lines.concat()
 }
 
 fn tar_gz(files: &[DataFile<'_>], mtime: u64) -> std::io::Result<Vec<u8>> {
@@ -386,6 +438,47 @@ mod tests {
             let p = scan(&deb, chunk).unwrap();
             assert_eq!(p.get("Package"), Some("hello"));
             assert_eq!(p.get("Description"), Some("greets\n and more."));
+        }
+    }
+
+    #[test]
+    fn the_md5sums_member_comes_back_verbatim() {
+        let (control, sums) = DebScanner::new()
+            .tap(&sample())
+            .finish_with_md5sums()
+            .unwrap();
+        assert_eq!(control.get("Package"), Some("hello"));
+        // md5sum of "hi\n", as `md5sum` prints it.
+        assert_eq!(
+            String::from_utf8(sums.unwrap()).unwrap(),
+            "764efa883dda1e11db47671c4a3bbd9e  usr/share/doc/hello/README\n"
+        );
+        // A package built without one (dpkg-deb without DEBIAN/md5sums).
+        let control_tar = tar_gz(
+            &[DataFile {
+                path: "control",
+                mode: 0o644,
+                contents: control.to_text().as_bytes(),
+            }],
+            0,
+        )
+        .unwrap();
+        let deb = ar(
+            &[
+                ("debian-binary", &b"2.0\n"[..]),
+                ("control.tar.gz", &control_tar),
+                ("data.tar.gz", &tar_gz(&[], 0).unwrap()),
+            ],
+            0,
+        );
+        let (_, sums) = DebScanner::new().tap(&deb).finish_with_md5sums().unwrap();
+        assert_eq!(sums, None);
+    }
+
+    impl DebScanner {
+        fn tap(mut self, bytes: &[u8]) -> DebScanner {
+            self.feed(bytes);
+            self
         }
     }
 
