@@ -103,6 +103,72 @@ pub fn pool_path(s: &str) -> Result<(), String> {
     })
 }
 
+/// Debian's version order (dpkg's `verrevcmp`): the epoch as a number,
+/// then upstream and revision compared part by part, non-digits before
+/// digits, `~` before anything, even the end; letters before other
+/// characters.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    fn split(v: &str) -> (u64, &str, &str) {
+        let (epoch, rest) = match v.split_once(':') {
+            Some((e, r)) => (e.parse().unwrap_or(0), r),
+            None => (0, v),
+        };
+        match rest.rsplit_once('-') {
+            Some((u, r)) => (epoch, u, r),
+            None => (epoch, rest, ""),
+        }
+    }
+    let (ea, ua, ra) = split(a);
+    let (eb, ub, rb) = split(b);
+    ea.cmp(&eb)
+        .then_with(|| verrevcmp(ua, ub))
+        .then_with(|| verrevcmp(ra, rb))
+}
+
+fn verrevcmp(a: &str, b: &str) -> std::cmp::Ordering {
+    // dpkg's order of one non-digit character (0 stands for "none").
+    fn order(c: Option<u8>) -> i32 {
+        match c {
+            None => 0,
+            Some(b'~') => -1,
+            Some(c) if c.is_ascii_digit() => 0,
+            Some(c) if c.is_ascii_alphabetic() => i32::from(c),
+            Some(c) => i32::from(c) + 256,
+        }
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit()) {
+            let (ca, cb) = (order(a.get(i).copied()), order(b.get(j).copied()));
+            if ca != cb {
+                return ca.cmp(&cb);
+            }
+            i += 1;
+            j += 1;
+        }
+        let digits = |s: &[u8], k: &mut usize| {
+            while *k < s.len() && s[*k] == b'0' {
+                *k += 1;
+            }
+            let start = *k;
+            while *k < s.len() && s[*k].is_ascii_digit() {
+                *k += 1;
+            }
+            start..*k
+        };
+        let (da, db) = (digits(a, &mut i), digits(b, &mut j));
+        let by_value = da
+            .len()
+            .cmp(&db.len())
+            .then_with(|| a[da.clone()].cmp(&b[db.clone()]));
+        if by_value.is_ne() {
+            return by_value;
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +234,31 @@ mod tests {
         ] {
             assert!(pool_path(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn versions_order_as_dpkg_orders_them() {
+        use std::cmp::Ordering::*;
+        // Each pair as `dpkg --compare-versions A lt B` says.
+        for (a, b) in [
+            ("1.0", "1.1"),
+            ("1.0~rc1", "1.0"),
+            ("1.0", "1.0-1"),
+            ("1.0-1", "1.0-2"),
+            ("1.0-9", "1.0-10"),
+            ("1.0a", "1.0b"),
+            ("1.0", "1.0a"),
+            ("1.0a", "1.0+"),
+            ("9.9", "1:0.1"),
+            ("2.10", "2.9.1~"),
+            ("1.2~rc1+astra3", "1.2+astra3"),
+            ("1.001", "1.2"),
+        ] {
+            let want = if a == "2.10" { Greater } else { Less };
+            assert_eq!(compare_versions(a, b), want, "{a} vs {b}");
+            assert_eq!(compare_versions(b, a), want.reverse(), "{b} vs {a}");
+        }
+        assert_eq!(compare_versions("1.01", "1.1"), Equal);
+        assert_eq!(compare_versions("0:1.0-1", "1.0-1"), Equal);
     }
 }
