@@ -10,6 +10,7 @@ pub(crate) mod manifest;
 pub(crate) mod par;
 pub(crate) mod paths;
 pub mod render;
+pub mod report;
 pub mod role;
 pub(crate) mod staging;
 pub mod tarform;

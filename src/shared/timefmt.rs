@@ -58,6 +58,12 @@ pub fn rfc2822_utc(ts: i64) -> String {
     )
 }
 
+/// `2026-11-26T08:00:00Z`, RFC 3339 in UTC.
+pub fn rfc3339_utc(ts: i64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(ts);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +74,7 @@ mod tests {
         // date -u -d @1795680000 -R
         assert_eq!(rfc2822_utc(1_795_680_000), "Thu, 26 Nov 2026 08:00:00 UTC");
         assert_eq!(rfc2822_utc(951_782_400), "Tue, 29 Feb 2000 00:00:00 UTC");
+        assert_eq!(rfc3339_utc(1_795_680_000), "2026-11-26T08:00:00Z");
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
     }
 }

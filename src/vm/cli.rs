@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::shared::journal::{Journal, StepState};
 use crate::shared::paths;
 use crate::shared::role::RoleFile;
+use crate::shared::writer::Writer as _;
 use crate::vm::engine::{Ctx, WaitTimeout, under};
 use crate::vm::exec::System;
 
@@ -167,6 +168,42 @@ pub enum Command {
         after_help = "Example:\n  journalctl -t airlock-promote"
     )]
     Promote(RootArg),
+    /// Write this host's as-built report: every installed package with its hashes, changed files, the journal
+    #[command(
+        long_about = "Write this host's as-built report: what it runs, package by package, in a \
+            form `airlock report check` holds against the bundle at the secure site.\n\n\
+            The report (JSON, versioned) names the host, its role, cluster and instance id \
+            (from the role file), this runner's version, the kernel and /etc/os-release, the \
+            runner's journal and the PostgreSQL start guard's records, and every installed \
+            package (dpkg-query; status \"install ok installed\") with its name, version and \
+            architecture, the SHA-256 of its .deb as apt's index recorded it (one apt-cache \
+            call), the SHA-256 of dpkg's copy of the package's md5sums \
+            (/var/lib/dpkg/info/PACKAGE.md5sums), and the files `dpkg --verify` reports as \
+            changed. What cannot be collected (no apt, an unreadable journal) is noted in \
+            the report, not fatal. Nothing on the host is changed.\n\n\
+            --out writes a report holding this host, atomically; --host-only prints this \
+            host's section as JSON on stdout (to put a cluster's sections together).",
+        after_help = "Examples:\n  \
+            airlock-firstboot report --out /root/spdb1-as-built.json\n  \
+            airlock-firstboot report --host-only | jq '.packages | length'\n  \
+            airlock-firstboot report --root /mnt/clone-disk --out clone.json   # a clone's disk, mounted\n\n\
+            Then, at the secure site:\n  \
+            airlock report check spdb1-as-built.json --bundle /media/airlock"
+    )]
+    Report(ReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("output").required(true).args(["out", "host_only"]))]
+pub struct ReportArgs {
+    /// Write the report (JSON) to FILE, atomically
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print only this host's section as JSON on stdout
+    #[arg(long)]
+    pub host_only: bool,
+    #[command(flatten)]
+    pub root: RootArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -453,8 +490,59 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Answer(args) => cmd_answer(&args),
         Command::Quorum(r) => cmd_quorum(&r.root),
         Command::Promote(r) => cmd_promote(&r.root),
+        Command::Report(args) => cmd_report(&args),
     }
 }
+
+fn cmd_report(args: &ReportArgs) -> Result<ExitCode> {
+    let root = &args.root.root;
+    // A query: the `+ command` lines would only clutter it.
+    let exec = System { quiet: true };
+    let now = crate::shared::journal::now();
+    let host = crate::vm::report::collect(root, &exec, now)?;
+    for note in &host.notes {
+        eprintln!("airlock-firstboot report: note: {note}");
+    }
+    let Some(out) = &args.out else {
+        println!("{}", serde_json::to_string_pretty(&host)?);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let summary = format!(
+        "{} ({} of cluster {}): {} packages, {} with the .deb's hash from apt's index, {} changed file(s){}",
+        host.host,
+        host.role,
+        host.cluster,
+        host.packages.len(),
+        host.packages
+            .iter()
+            .filter(|p| !p.deb_sha256.is_empty())
+            .count(),
+        host.packages.iter().map(|p| p.changed.len()).sum::<usize>() + host.changed_unowned.len(),
+        if host.files_verified {
+            ""
+        } else {
+            " (dpkg --verify did not run)"
+        }
+    );
+    let report =
+        crate::shared::report::Report::of_host(host, crate::shared::timefmt::rfc3339_utc(now));
+    let mut text = serde_json::to_string_pretty(&report)?;
+    text.push('\n');
+    let name = out
+        .file_name()
+        .with_context(|| format!("--out {}: name a file", out.display()))?;
+    let dir = out.parent().unwrap_or(Path::new(""));
+    crate::shared::writer::RootWriter::new(dir)
+        .write(&name.to_string_lossy(), text.as_bytes(), 0o644)
+        .with_context(|| format!("writing the report {}", out.display()))?;
+    println!("wrote {}: {summary}", out.display());
+    println!(
+        "check it at the secure site: airlock report check {} --bundle BUNDLE",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 
 /// The role file and the journal (or a fresh one) of the host at `root`.
 fn role_and_journal(root: &Path) -> Result<(RoleFile, Journal)> {

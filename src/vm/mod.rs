@@ -1,13 +1,14 @@
 //! The VM wing: `airlock-firstboot`, the runner on each cloned VM.
 //!
 //! - [`cli`]: the command line (`run`, `status`, `prepare`, `role`, `token`,
-//!   `pg-guard`) and its exit codes;
+//!   `pg-guard`, `rejoin`, `report`) and its exit codes;
 //! - [`discovery`]: who this VM is (role file, seed disc, inventory);
 //! - [`prepare`]: the reference VM, before cloning;
 //! - [`engine`]: steps, their context, waits and the journal;
 //! - [`exec`]: the one command runner (and its recording fake);
 //! - [`guard`]: PostgreSQL's start guard, so a returning old master never
 //!   comes back writable;
+//! - [`report`]: this host's section of the as-built report;
 //! - [`roles`]: one file per role.
 
 pub mod cli;
@@ -20,6 +21,7 @@ pub(crate) mod peer;
 pub(crate) mod prepare;
 pub(crate) mod quorum;
 pub(crate) mod rejoin;
+pub mod report;
 pub mod roles;
 pub(crate) mod zps;
 
