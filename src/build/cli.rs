@@ -154,6 +154,56 @@ pub enum Command {
     /// Work with the signed apt repository on its own
     #[command(subcommand)]
     Repo(RepoCommand),
+
+    /// Hold the VMs' as-built reports against the bundle
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Check an as-built report against the bundle: is every installed package from it?
+    #[command(
+        long_about = "Check an as-built report (from `airlock-firstboot report` on the VMs) \
+            against the bundle: is every package each host runs the bundle's, byte for \
+            byte, and is every file of it as dpkg installed it?\n\n\
+            First verifies the bundle exactly as `airlock verify` does, and refuses one that \
+            does not verify. Then reads every .deb of the bundle's repository (name, version, \
+            architecture, SHA-256, and the SHA-256 of its md5sums control member) and puts \
+            each installed package of each host in one class: from-bundle (same name, \
+            version and architecture, and every hash the report carries matches the \
+            bundle's), differs (a hash differs: both are named), not-in-bundle (the \
+            bundle's nearest versions are named) or unverifiable (the report carries no \
+            hash to compare). It also lists, per host, the files `dpkg --verify` found \
+            changed.\n\n\
+            FILE is a report (`report --out`) or one host's section (`report --host-only`).\n\n\
+            Exit codes: 0 every package of every host is from-bundle and no file was \
+            changed, 1 anything else (each problem is listed), 2 usage, an unreadable \
+            report or bundle, or a bundle that does not verify.",
+        after_help = "Examples:\n  \
+            airlock report check spdb1-as-built.json --bundle bundle\n  \
+            airlock report check cluster.json --bundle /media/airlock --keyring keys/archive-keyring.gpg\n  \
+            airlock report check cluster.json --bundle bundle --json | jq '.hosts[].packages[] | select(.class != \"from-bundle\")'\n\n\
+            Making the report, on a VM:\n  \
+            airlock-firstboot report --out /root/spdb1-as-built.json"
+    )]
+    Check(ReportCheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportCheckArgs {
+    /// The as-built report (JSON from `airlock-firstboot report`)
+    #[arg(value_name = "FILE")]
+    pub report: PathBuf,
+    /// The bundle directory the hosts were built from
+    #[arg(long, value_name = "DIR")]
+    pub bundle: PathBuf,
+    /// The public key to check the bundle's SHA256SUMS.gpg with (default: the bundle's own)
+    #[arg(long, value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -319,7 +369,50 @@ pub fn run(cli: Cli) -> Result<Status> {
         Command::Bake(args) => cmd_bake(&args),
         Command::Keygen(args) => cmd_keygen(&args),
         Command::Repo(RepoCommand::Build(args)) => cmd_repo_build(&args),
+        Command::Report(ReportCommand::Check(args)) => cmd_report_check(&args),
     }
+}
+
+fn cmd_report_check(args: &ReportCheckArgs) -> Result<Status> {
+    // The report first: a wrong file is named before minutes of hashing.
+    let report = crate::shared::report::Report::load(&args.report)?;
+    let meta = std::fs::metadata(&args.bundle)
+        .with_context(|| format!("reading the bundle {}", args.bundle.display()))?;
+    if !meta.is_dir() {
+        anyhow::bail!(
+            "--bundle {}: give the bundle directory (unpack a bundle tar first: mkdir b && tar -xf BUNDLE.tar -C b)",
+            args.bundle.display()
+        );
+    }
+    let progress = !args.json && std::io::stderr().is_terminal();
+    let verified = bundle::verify_dir(&args.bundle, args.keyring.as_deref(), progress)?;
+    if !verified.ok {
+        for p in &verified.problems {
+            eprintln!("{:<10} {}: {}", p.kind.to_uppercase(), p.path, p.detail);
+        }
+        anyhow::bail!(
+            "the bundle {} does not verify ({} problem(s), listed above): refusing to check a report against it; use an intact copy (`airlock verify` checks one)",
+            args.bundle.display(),
+            verified.problems.len()
+        );
+    }
+    if verified.own_keyring && !args.json {
+        eprintln!(
+            "NOTE: the bundle is checked with its OWN keyring (consistent, origin not proven); pass --keyring with the key delivered separately"
+        );
+    }
+    let index = crate::build::report::index_bundle(&args.bundle, progress)?;
+    let checked = crate::build::report::check(&report, &index, &args.report, &args.bundle);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&checked)?);
+    } else {
+        print!("{}", crate::build::report::to_text(&checked));
+    }
+    Ok(if checked.ok {
+        Status::Ok
+    } else {
+        Status::CheckFailed
+    })
 }
 
 /// Loads and resolves a recipe; on problems prints them and returns None.

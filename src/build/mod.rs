@@ -11,6 +11,7 @@ pub(crate) mod outdir;
 pub mod plan;
 pub mod recipe;
 pub mod repo;
+pub mod report;
 pub(crate) mod secrets;
 pub(crate) mod seed;
 pub mod sign;
