@@ -10,3 +10,4 @@ mod hostile_discs;
 mod offline;
 mod plan;
 mod repo;
+mod report;
