@@ -37,6 +37,9 @@ _airlock() {
             airlock,repo)
                 cmd="airlock__subcmd__repo"
                 ;;
+            airlock,report)
+                cmd="airlock__subcmd__report"
+                ;;
             airlock,verify)
                 cmd="airlock__subcmd__verify"
                 ;;
@@ -61,11 +64,17 @@ _airlock() {
             airlock__subcmd__help,repo)
                 cmd="airlock__subcmd__help__subcmd__repo"
                 ;;
+            airlock__subcmd__help,report)
+                cmd="airlock__subcmd__help__subcmd__report"
+                ;;
             airlock__subcmd__help,verify)
                 cmd="airlock__subcmd__help__subcmd__verify"
                 ;;
             airlock__subcmd__help__subcmd__repo,build)
                 cmd="airlock__subcmd__help__subcmd__repo__subcmd__build"
+                ;;
+            airlock__subcmd__help__subcmd__report,check)
+                cmd="airlock__subcmd__help__subcmd__report__subcmd__check"
                 ;;
             airlock__subcmd__repo,build)
                 cmd="airlock__subcmd__repo__subcmd__build"
@@ -79,6 +88,18 @@ _airlock() {
             airlock__subcmd__repo__subcmd__help,help)
                 cmd="airlock__subcmd__repo__subcmd__help__subcmd__help"
                 ;;
+            airlock__subcmd__report,check)
+                cmd="airlock__subcmd__report__subcmd__check"
+                ;;
+            airlock__subcmd__report,help)
+                cmd="airlock__subcmd__report__subcmd__help"
+                ;;
+            airlock__subcmd__report__subcmd__help,check)
+                cmd="airlock__subcmd__report__subcmd__help__subcmd__check"
+                ;;
+            airlock__subcmd__report__subcmd__help,help)
+                cmd="airlock__subcmd__report__subcmd__help__subcmd__help"
+                ;;
             *)
                 ;;
         esac
@@ -86,7 +107,7 @@ _airlock() {
 
     case "${cmd}" in
         airlock)
-            opts="-h -V --help --version plan build verify demo bake keygen repo help"
+            opts="-h -V --help --version plan build verify demo bake keygen repo report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -182,7 +203,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__help)
-            opts="plan build verify demo bake keygen repo help"
+            opts="plan build verify demo bake keygen repo report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -294,6 +315,34 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__help__subcmd__repo__subcmd__build)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__help__subcmd__report)
+            opts="check"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__help__subcmd__report__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -442,6 +491,84 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__repo__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__report)
+            opts="-h -V --help --version check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__report__subcmd__check)
+            opts="-h -V --bundle --keyring --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keyring)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__report__subcmd__help)
+            opts="check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__report__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__report__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
