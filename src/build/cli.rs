@@ -376,8 +376,12 @@ pub fn run(cli: Cli) -> Result<Status> {
 fn cmd_report_check(args: &ReportCheckArgs) -> Result<Status> {
     // The report first: a wrong file is named before minutes of hashing.
     let report = crate::shared::report::Report::load(&args.report)?;
-    let meta = std::fs::metadata(&args.bundle)
-        .with_context(|| format!("reading the bundle {}", args.bundle.display()))?;
+    let meta = std::fs::metadata(&args.bundle).with_context(|| {
+        format!(
+            "reading the bundle {}: give the bundle directory `airlock build` wrote",
+            args.bundle.display()
+        )
+    })?;
     if !meta.is_dir() {
         anyhow::bail!(
             "--bundle {}: give the bundle directory (unpack a bundle tar first: mkdir b && tar -xf BUNDLE.tar -C b)",
