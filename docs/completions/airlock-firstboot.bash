@@ -37,6 +37,9 @@ _airlock__firstboot() {
             airlock__firstboot,rejoin)
                 cmd="airlock__firstboot__subcmd__rejoin"
                 ;;
+            airlock__firstboot,report)
+                cmd="airlock__firstboot__subcmd__report"
+                ;;
             airlock__firstboot,role)
                 cmd="airlock__firstboot__subcmd__role"
                 ;;
@@ -70,6 +73,9 @@ _airlock__firstboot() {
             airlock__firstboot__subcmd__help,rejoin)
                 cmd="airlock__firstboot__subcmd__help__subcmd__rejoin"
                 ;;
+            airlock__firstboot__subcmd__help,report)
+                cmd="airlock__firstboot__subcmd__help__subcmd__report"
+                ;;
             airlock__firstboot__subcmd__help,role)
                 cmd="airlock__firstboot__subcmd__help__subcmd__role"
                 ;;
@@ -89,7 +95,7 @@ _airlock__firstboot() {
 
     case "${cmd}" in
         airlock__firstboot)
-            opts="-h -V --help --version run status prepare role token pg-guard rejoin answer quorum promote help"
+            opts="-h -V --help --version run status prepare role token pg-guard rejoin answer quorum promote report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -121,7 +127,7 @@ _airlock__firstboot() {
             return 0
             ;;
         airlock__subcmd__firstboot__subcmd__help)
-            opts="run status prepare role token pg-guard rejoin answer quorum promote help"
+            opts="run status prepare role token pg-guard rejoin answer quorum promote report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -219,6 +225,20 @@ _airlock__firstboot() {
             return 0
             ;;
         airlock__subcmd__firstboot__subcmd__help__subcmd__rejoin)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__firstboot__subcmd__help__subcmd__report)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -368,6 +388,28 @@ _airlock__firstboot() {
             fi
             case "${prev}" in
                 --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__firstboot__subcmd__report)
+            opts="-h --out --host-only --root --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -505,7 +505,7 @@ ip = "192.0.2.20"
         );
         let conf = keepalived_conf(&role(PAIR, "db2")).unwrap();
         assert!(conf.contains(
-            "vrrp_script chk_quorum {\n    script \"/usr/local/sbin/airlock-firstboot quorum\"\n    interval 1\n    timeout 5\n    fall 1"
+            "vrrp_script chk_quorum {\n    script \"/usr/local/sbin/airlock-firstboot quorum\"\n    interval 1\n    timeout 8\n    fall 1"
         ));
         assert!(conf.contains("track_script {\n        chk_postgres\n        chk_quorum\n    }"));
     }

@@ -112,11 +112,12 @@ pub fn keepalived_conf(role: &RoleFile) -> Option<String> {
             "vrrp_script chk_postgres {{\n    script \"{scripts}/pg-ready.sh\"\n    interval 1\n    timeout 2\n    fall 2\n    rise 2\n    weight 0\n}}\n"
         );
         // The split-brain guard (the dispatchers are the witnesses): failing,
-        // this server may not hold the VIP. Its own probes are bounded (1 s
-        // each, 3 s per SSH question), well inside the timeout.
+        // this server may not hold the VIP. Its own probe (1 s) and then the
+        // witnesses' answers (3 s, asked at once) stay inside the timeout:
+        // keepalived counts a check it had to kill as failed.
         let _ = writeln!(
             s,
-            "vrrp_script chk_quorum {{\n    script \"{} quorum\"\n    interval 1\n    timeout 5\n    fall 1\n    rise 1\n    weight 0\n}}\n",
+            "vrrp_script chk_quorum {{\n    script \"{} quorum\"\n    interval 1\n    timeout 8\n    fall 1\n    rise 1\n    weight 0\n}}\n",
             paths::RUNNER
         );
         // PostgreSQL's unit writes 1 here when the server stops or dies and

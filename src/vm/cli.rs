@@ -543,7 +543,6 @@ fn cmd_report(args: &ReportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-
 /// The role file and the journal (or a fresh one) of the host at `root`.
 fn role_and_journal(root: &Path) -> Result<(RoleFile, Journal)> {
     let role = RoleFile::load(&under(root, paths::ROLE_FILE))?;

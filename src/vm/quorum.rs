@@ -291,6 +291,8 @@ fn check_standby(c: &Ctx, state: &mut QuorumState, now: i64) -> Result<Verdict> 
         return Ok(Verdict::Ok(format!("the primary {peer_name} answers")));
     }
     state.peer_lost_since.get_or_insert(now);
+    // The witnesses are asked at once; the whole check stays well inside
+    // keepalived's timeout (a killed check counts as failed).
     let votes = ask_witnesses(c, &peer_name, &probe);
     if votes.carried() {
         Ok(Verdict::Ok(votes.explain(&peer_name)))
