@@ -404,11 +404,7 @@ fn fenced(c: &Ctx, state: &mut QuorumState, now: i64, f: &Fence) -> Result<Verdi
             // the record) if the peer is a standby, read-only if the peer
             // is the primary, still stopped while the peer does not answer.
             state.isolated_since = None;
-            c.exec
-                .run(&Cmd::new("systemctl").args(["start", "--no-block", "postgresql"]))?;
-            return Ok(Verdict::Out(
-                "no longer isolated: PostgreSQL starts again; its start guard decides whether as the primary".into(),
-            ));
+            return start_after_isolation(c);
         }
         return Ok(Verdict::Out(f.reason.clone()));
     }
@@ -430,6 +426,30 @@ fn fenced(c: &Ctx, state: &mut QuorumState, now: i64, f: &Fence) -> Result<Verdi
     }
     Ok(Verdict::Out(
         "fenced: the peer is the primary; see airlock-firstboot status".into(),
+    ))
+}
+
+/// Starts the local PostgreSQL once its unit has settled: the fence's stop
+/// can take a while (a primary's shutdown waits for its walsenders), and a
+/// start asked for every second would hit systemd's start limit.
+fn start_after_isolation(c: &Ctx) -> Result<Verdict> {
+    let unit = format!("postgresql@{}-main", pg(c)?.major);
+    let out = c
+        .exec
+        .output(&Cmd::new("systemctl").args(["is-active", &unit]))?;
+    let state = out.stdout.trim().to_string();
+    if state != "inactive" && state != "failed" {
+        return Ok(Verdict::Out(format!(
+            "no longer isolated: PostgreSQL starts again once its unit {unit} has settled (it is {state})"
+        )));
+    }
+    let _ = c
+        .exec
+        .output(&Cmd::new("systemctl").args(["reset-failed", &unit]));
+    c.exec
+        .run(&Cmd::new("systemctl").args(["start", "--no-block", &unit]))?;
+    Ok(Verdict::Out(
+        "no longer isolated: PostgreSQL starts again; its start guard decides whether as the primary".into(),
     ))
 }
 
@@ -625,9 +645,17 @@ mod tests {
         // Healed, the peer reached again: PostgreSQL starts, its guard decides.
         let healed = Recording::new();
         healed.open(addr("192.0.2.12", 5432));
+        healed.on(
+            "systemctl is-active postgresql@15-main",
+            3,
+            "deactivating\n",
+        );
         let c = Ctx::new(root, &role, &healed, 0, None, journal_for(&role));
+        assert!(matches!(check(&c).unwrap(), Verdict::Out(r) if r.contains("once its unit")));
+        assert!(!healed.ran("systemctl start"), "not while it still stops");
+        healed.on("systemctl is-active postgresql@15-main", 3, "inactive\n");
         assert!(matches!(check(&c).unwrap(), Verdict::Out(r) if r.contains("no longer isolated")));
-        assert!(healed.ran("systemctl start --no-block postgresql"));
+        assert!(healed.ran("systemctl start --no-block postgresql@15-main"));
         assert!(
             Fence::load(root).is_some_and(|f| f.isolated),
             "the guard's to remove"
