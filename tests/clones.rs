@@ -234,8 +234,10 @@ vip = "{VIP}"
 virtual_router_id = 42
 postgresql = {PG_MAJOR}
 user = "dbuser"
+synchronous = {sync}
 "#,
-        m = media.display()
+        m = media.display(),
+        sync = synchronous()
     );
     for (name, role, last, mac, seed) in HOSTS {
         s.push_str(&format!(
@@ -792,6 +794,7 @@ fn five_clones_under_systemd_become_the_cluster() {
     the_killed_primary_rejoins_by_base_backup(&mut lab);
     a_cut_between_the_db_servers_promotes_nobody(&mut lab, &client, &password);
     an_isolated_master_stops_and_the_standby_takes_over(&mut lab, &client, &password);
+    acknowledged_commits_survive_a_failover_under_load(&lab, &client, &password);
 }
 
 /// The DB pair and the managers first; the leader later, so the first
@@ -1213,6 +1216,98 @@ fn an_isolated_master_stops_and_the_standby_takes_over(
             .status
             .success()
     );
+}
+
+/// A client inserts row after row through the VIP while db2's postmaster
+/// is killed; every insert psql acknowledged must be on db1, the new
+/// primary (synchronous replication: none lost; asynchronous: counted).
+fn acknowledged_commits_survive_a_failover_under_load(lab: &Lab, client: &str, password: &str) {
+    assert!(
+        psql(
+            client,
+            VIP,
+            password,
+            "CREATE TABLE load (id int PRIMARY KEY)"
+        )
+        .status
+        .success()
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acked = std::sync::Mutex::new(Vec::new());
+    let (killed_at, back_at) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut id = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                id += 1;
+                let sql = format!("INSERT INTO load VALUES ({id})");
+                if psql(client, VIP, password, &sql).status.success() {
+                    acked.lock().unwrap().push(id);
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        let before = acked.lock().unwrap().len();
+        let t = the_postmaster_of(clone(lab, "db2"));
+        let killed = Instant::now();
+        clone(lab, "db2").exec_ok(&["kill", "-KILL", &t]);
+        // Back when acknowledgements resume, then a little more load.
+        let mut back = None;
+        while killed.elapsed() < Duration::from_secs(60) {
+            let n = acked.lock().unwrap().len();
+            if n > before + 5 && back.is_none() {
+                back = Some(killed.elapsed());
+            }
+            if back.is_some_and(|b| killed.elapsed() > b + Duration::from_secs(2)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (before, back)
+    });
+    let back = back_at.unwrap_or_else(|| panic!("no write after the failover\n{}", lab.diagnose()));
+    let acked = acked.into_inner().unwrap();
+    let present: std::collections::BTreeSet<u32> = local(clone(lab, "db1"), "SELECT id FROM load")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let lost: Vec<u32> = acked
+        .iter()
+        .copied()
+        .filter(|id| !present.contains(id))
+        .collect();
+    eprintln!(
+        "clones: under load ({} acknowledged inserts, {killed_at} before the kill), writes resumed {:.2} s after db2's postmaster was killed; acknowledged commits missing on db1: {} {lost:?} ({} replication)",
+        acked.len(),
+        back.as_secs_f64(),
+        lost.len(),
+        if synchronous() {
+            "synchronous"
+        } else {
+            "asynchronous"
+        }
+    );
+    if synchronous() {
+        assert!(lost.is_empty(), "synchronous replication lost {lost:?}");
+    }
+}
+
+/// The postmaster's pid on `c`.
+fn the_postmaster_of(c: &Clone) -> String {
+    fs::read_to_string(
+        c.merged
+            .join(format!("var/lib/postgresql/{PG_MAJOR}/main/postmaster.pid")),
+    )
+    .unwrap()
+    .lines()
+    .next()
+    .unwrap()
+    .to_string()
+}
+
+/// The stand's replication: synchronous unless `AIRLOCK_CLONES_ASYNC=1`.
+fn synchronous() -> bool {
+    std::env::var("AIRLOCK_CLONES_ASYNC").map_or(true, |v| v != "1")
 }
 
 /// psql as postgres on the clone; None when it fails.
