@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -106,15 +107,20 @@ impl Journal {
         }
     }
 
-    /// Writes atomically.
+    /// Writes atomically, mode 0644 whatever the umask: the peer user
+    /// reads it to answer `status` for the other hosts. It holds no secret
+    /// (passwords go on stdin, commands show the join token as `***`, and
+    /// a token in a command's output is masked here).
     pub fn save(&mut self, path: &Path) -> Result<()> {
         self.updated = now();
         let dir = path.parent().expect("the journal path has a directory");
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::shared::writer::create_dirs(dir)?;
         let tmp = dir.join(".journal.new");
         let mut f =
             fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
+        let text = crate::shared::status::mask_tokens(&serde_json::to_string_pretty(self)?);
+        f.write_all(text.as_bytes())?;
+        f.set_permissions(fs::Permissions::from_mode(0o644))?;
         f.sync_all()?;
         fs::rename(&tmp, path)
             .with_context(|| format!("renaming {} into place", path.display()))?;
@@ -235,5 +241,18 @@ mod tests {
         assert!(!back.complete());
         assert!(!dir.path().join("var/lib/airlock/.journal.new").exists());
         assert!(back.to_text().contains("done     a"));
+    }
+
+    #[test]
+    fn the_journal_is_world_readable_whatever_the_umask_and_holds_no_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("var/lib/airlock/journal");
+        let mut j = Journal::new("disp1", Role::Leader, "iid", &["install-leader"]);
+        j.last_error = Some("install.sh said: docker swarm join --token SWMTKN-1-abc-def x".into());
+        j.save(&p).unwrap();
+        assert_eq!(crate::shared::writer::mode_of(&p), Some(0o644));
+        let text = fs::read_to_string(&p).unwrap();
+        assert!(text.contains("--token SWMTKN-1-*** x"), "{text}");
+        assert!(!text.contains("abc-def"));
     }
 }

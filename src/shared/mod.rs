@@ -13,6 +13,7 @@ pub mod render;
 pub mod report;
 pub mod role;
 pub(crate) mod staging;
+pub mod status;
 pub mod tarform;
 pub(crate) mod timefmt;
 pub(crate) mod writer;
