@@ -61,6 +61,12 @@ pub const QUORUM_STATE: &str = "/run/airlock/quorum.json";
 pub const QUORUM_ARMED: &str = "/var/lib/airlock/quorum-armed";
 /// Written by keepalived's notify script when it promoted this server.
 pub const PROMOTED: &str = "/var/lib/airlock/promoted";
+/// On a dispatcher: lets the peer user run exactly [`PEER_SWARM_COMMAND`]
+/// as root, to answer `status` with the swarm's nodes.
+pub const PEER_SUDOERS: &str = "/etc/sudoers.d/airlock-peer";
+/// The one command the peer user may run through sudo (read-only).
+pub const PEER_SWARM_COMMAND: [&str; 5] =
+    ["/usr/bin/docker", "node", "ls", "--format", "{{json .}}"];
 
 /// Where the merged, signed repository lives on every VM.
 pub const REPO_ROOT: &str = "/opt/airlock/repo";

@@ -212,3 +212,17 @@ pub fn pg_guard_dropin() -> String {
         down = paths::PG_DOWN
     )
 }
+
+/// On a dispatcher, `/etc/sudoers.d/airlock-peer` (0440): the peer user may
+/// run exactly [`paths::PEER_SWARM_COMMAND`] as root, nothing else, so that
+/// `answer status` can list the swarm's nodes. The docker group would be
+/// root in all but name; this is one read-only command line with no
+/// argument of the caller's choosing. (In sudoers only `,` `:` `=` `\` need
+/// escaping in arguments; none occurs.)
+pub fn peer_sudoers() -> String {
+    format!(
+        "# airlock: the peer user (airlock-firstboot answer status) lists the swarm's\n# nodes: this one read-only command line, exactly, and nothing else.\n{} ALL=(root) NOPASSWD: {}\n",
+        paths::PEER_USER,
+        paths::PEER_SWARM_COMMAND.join(" ")
+    )
+}

@@ -73,20 +73,49 @@ pub fn forced_command_user(c: &Ctx, user: &str, comment: &str, src: &str) -> Res
 // --- peer-user ------------------------------------------------------------------
 
 /// The peer user answers the other hosts' questions (`airlock-firstboot
-/// answer`); it reads the role file (no secret in it) through its group.
+/// answer`). It reads the role file (no secret in it) through its group and
+/// the journal (0644, in a 0755 directory; the journal holds no secret).
+/// On a dispatcher where sudo is installed, it may run one read-only
+/// command as root, `docker node ls` ([`render::peer_sudoers`]); where sudo
+/// is not installed, `status --cluster` learns the swarm only when it runs
+/// on a dispatcher (as root) and says so otherwise.
 fn peer_user_check(c: &Ctx) -> Result<bool> {
+    let peer_reads = |p: &str| {
+        c.exec.ok(&Cmd::new("runuser").args([
+            "-u",
+            paths::PEER_USER,
+            "--",
+            "test",
+            "-r",
+            &c.path(p).display().to_string(),
+        ]))
+    };
     Ok(
         forced_command_user_check(c, paths::PEER_USER, paths::PEER_AUTHORIZED_KEYS)?
-            && c.exec.ok(&Cmd::new("runuser").args([
-                "-u",
-                paths::PEER_USER,
-                "--",
-                "test",
-                "-r",
-                &c.path(paths::ROLE_FILE).display().to_string(),
-            ])),
+            && peer_reads(paths::ROLE_FILE)
+            && peer_reads(paths::JOURNAL)
+            && (!wants_sudoers(c) || sudo_rule_holds(c)),
     )
 }
+
+/// The peer user's sudo rule is in place, and sudo itself says it is in
+/// force (an /etc/sudoers that does not include sudoers.d would leave it
+/// without effect).
+fn sudo_rule_holds(c: &Ctx) -> bool {
+    c.read(paths::PEER_SUDOERS) == render::peer_sudoers()
+        && crate::shared::writer::mode_of(&c.path(paths::PEER_SUDOERS)) == Some(0o440)
+        && c.exec.ok(&Cmd::new("sudo")
+            .args(["-n", "-l", "-U", paths::PEER_USER])
+            .args(paths::PEER_SWARM_COMMAND))
+}
+
+/// A dispatcher with sudo installed gets the peer user's one sudo rule.
+fn wants_sudoers(c: &Ctx) -> bool {
+    c.role.host.role.is_dispatcher() && c.path(VISUDO).is_file()
+}
+
+/// sudo's checker, installed with sudo.
+const VISUDO: &str = "/usr/sbin/visudo";
 
 fn peer_user_apply(c: &Ctx) -> Result<()> {
     forced_command_user(
@@ -99,6 +128,36 @@ fn peer_user_apply(c: &Ctx) -> Result<()> {
     c.exec
         .run(&Cmd::new("chgrp").args([paths::PEER_USER, &role]))?;
     c.exec.run(&Cmd::new("chmod").args(["0640", &role]))?;
+    // The journal is written 0644; one from an older runner may not be.
+    let journal = c.path(paths::JOURNAL);
+    for (mode, p) in [
+        ("0755", journal.parent()),
+        ("0644", Some(journal.as_path())),
+    ] {
+        if let Some(p) = p.filter(|p| p.exists()) {
+            c.exec
+                .run(&Cmd::new("chmod").args([mode, &p.display().to_string()]))?;
+        }
+    }
+    if wants_sudoers(c) {
+        peer_sudo_rule(c)?;
+    }
+    Ok(())
+}
+
+/// Writes the sudo rule where sudo does not read it, has visudo check it,
+/// then puts it in /etc/sudoers.d (a broken file there would break sudo for
+/// everyone).
+fn peer_sudo_rule(c: &Ctx) -> Result<()> {
+    let staged = "/etc/airlock/peer-sudoers";
+    c.write(staged, &render::peer_sudoers(), 0o440)?;
+    c.exec.run(&Cmd::new("visudo").args([
+        "-c",
+        "-q",
+        "-f",
+        &c.path(staged).display().to_string(),
+    ]))?;
+    c.write(paths::PEER_SUDOERS, &render::peer_sudoers(), 0o440)?;
     Ok(())
 }
 
@@ -393,6 +452,58 @@ mod tests {
         let again = Recording::new();
         run_steps(&ctx(dir.path(), &role, &again), &steps()[..1]).unwrap();
         assert!(again.commands().is_empty(), "{:?}", again.commands());
+    }
+
+    #[test]
+    fn the_peer_user_reads_the_role_file_and_journal_and_on_a_dispatcher_may_list_the_swarm() {
+        for (host, sudo_rule) in [("disp1", true), ("db1", false)] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            let role = fixture_role(host);
+            put(root, paths::ROLE_FILE, &role.to_toml().unwrap());
+            put(
+                root,
+                paths::PEER_AUTHORIZED_KEYS,
+                "restrict,command=\"x\" ssh-ed25519 AAAA\n",
+            );
+            put(root, VISUDO, "");
+            let fake = Recording::new();
+            run_steps(&ctx(root, &role, &fake), &steps()[3..4]).unwrap();
+            let r = root.display();
+            let mut want = vec![
+                "id airlock-peer".to_string(),
+                format!("chown -R airlock-peer:airlock-peer {r}/home/airlock-peer/.ssh"),
+                format!("chgrp airlock-peer {r}/etc/airlock/role.toml"),
+                format!("chmod 0640 {r}/etc/airlock/role.toml"),
+                format!("chmod 0755 {r}/var/lib/airlock"),
+                format!("chmod 0644 {r}/var/lib/airlock/journal"),
+            ];
+            if sudo_rule {
+                want.push(format!("visudo -c -q -f {r}/etc/airlock/peer-sudoers"));
+            }
+            want.extend([
+                "id airlock-peer".to_string(),
+                format!("runuser -u airlock-peer -- test -r {r}/etc/airlock/role.toml"),
+                format!("runuser -u airlock-peer -- test -r {r}/var/lib/airlock/journal"),
+            ]);
+            if sudo_rule {
+                want.push(
+                    "sudo -n -l -U airlock-peer /usr/bin/docker node ls --format '{{json .}}'"
+                        .into(),
+                );
+            }
+            assert_eq!(fake.commands(), want, "{host}");
+            let rule = root.join("etc/sudoers.d/airlock-peer");
+            assert_eq!(rule.exists(), sudo_rule, "{host}");
+            if sudo_rule {
+                assert_eq!(crate::shared::writer::mode_of(&rule), Some(0o440));
+                assert!(
+                    fs::read_to_string(&rule).unwrap().ends_with(
+                        "\nairlock-peer ALL=(root) NOPASSWD: /usr/bin/docker node ls --format {{json .}}\n"
+                    )
+                );
+            }
+        }
     }
 
     #[test]
