@@ -61,6 +61,9 @@ pub const QUORUM_STATE: &str = "/run/airlock/quorum.json";
 pub const QUORUM_ARMED: &str = "/var/lib/airlock/quorum-armed";
 /// Written by keepalived's notify script when it promoted this server.
 pub const PROMOTED: &str = "/var/lib/airlock/promoted";
+/// A DB server's state for the peer user (`status`): written every second
+/// by root, readable by everyone, gone at a reboot (tmpfs).
+pub const DB_STATE: &str = "/run/airlock/db-state.json";
 /// On a dispatcher: lets the peer user run exactly [`PEER_SWARM_COMMAND`]
 /// as root, to answer `status` with the swarm's nodes.
 pub const PEER_SUDOERS: &str = "/etc/sudoers.d/airlock-peer";

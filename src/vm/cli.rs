@@ -14,7 +14,7 @@ use crate::shared::paths;
 use crate::shared::role::RoleFile;
 use crate::shared::writer::Writer as _;
 use crate::vm::engine::{Ctx, WaitTimeout, under};
-use crate::vm::exec::System;
+use crate::vm::exec::{Exec, System};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,10 +55,23 @@ pub enum Command {
         airlock-firstboot run                               # what the service runs at boot\n  \
         airlock-firstboot run --bundle /media/airlock       # find this VM in another bundle's inventory")]
     Run(RunArgs),
-    /// Show the role, each step's state, what it waits for, the last error
+    /// Show the role, each step's state, what it waits for, the last error; with --cluster, every host's
     #[command(
+        long_about = "Show this host's role, each step's state, what it waits for and the last error.\n\n\
+            With --cluster (as root, on any host of the cluster): ask every other host at once \
+            over the peer channel (SSH as airlock-peer, host keys pinned, at most 3 s each) \
+            and show every host's runner state (step, wait, error), which DB server is the \
+            primary and which the standby (timeline, replication lag in bytes and seconds), \
+            who holds the VIP, the swarm's managers and whether each is reachable. A host that \
+            does not answer is named with the reason. Exit status 0 only when the whole \
+            cluster is ready (every runner done, exactly one primary, the standby streaming, \
+            the VIP on the primary only, every manager reachable), 1 otherwise, with every \
+            reason; two primaries are reported as SPLIT BRAIN. --json prints the same as one \
+            JSON document (ClusterStatus, version 1).",
         after_help = "Examples:\n  airlock-firstboot status\n  airlock-firstboot status --json\n  \
-        airlock-firstboot status --root /mnt/clone-disk     # a clone's disk, mounted elsewhere"
+        airlock-firstboot status --root /mnt/clone-disk     # a clone's disk, mounted elsewhere\n  \
+        sudo airlock-firstboot status --cluster              # the whole cluster; exit 0 when ready\n  \
+        sudo airlock-firstboot status --cluster --json | jq '.ready, .not_ready'"
     )]
     Status(StatusArgs),
     /// Prepare the reference VM from the bundle and seal it for cloning (run once, before cloning)
@@ -132,9 +145,15 @@ pub enum Command {
             answers one line and never a secret. Questions:\n\n  \
             reach DBHOST   can this host reach DBHOST's PostgreSQL port? up, down (the \
             host refused) or unreachable, with the reason. The dispatchers answer it as \
-            the DB pair's witnesses.\n\n\
+            the DB pair's witnesses.\n\n  \
+            status         this host's status as one line of JSON (HostStatus, version 1): \
+            the runner's state from its journal; on a DB server the state root writes to \
+            /run/airlock/db-state.json every second, and how old it is; on a dispatcher \
+            the swarm's nodes (`docker node ls`, through the one sudo rule of the peer \
+            user). `status --cluster` asks it.\n\n\
             Exits 2 for any other question.",
-        after_help = "Example (on a DB server, as root):\n  ssh -i /etc/airlock/ssh/peer_client_key -o UserKnownHostsFile=/etc/airlock/ssh/cluster_known_hosts airlock-peer@DISPATCHER reach db1"
+        after_help = "Examples (on a DB server, as root):\n  ssh -i /etc/airlock/ssh/peer_client_key -o UserKnownHostsFile=/etc/airlock/ssh/cluster_known_hosts airlock-peer@DISPATCHER reach db1\n  \
+            runuser -u airlock-peer -- airlock-firstboot answer status   # what the others are told"
     )]
     Answer(AnswerArgs),
     /// keepalived's check on a DB server: the split-brain guard (exit 0: may hold the VIP)
@@ -253,9 +272,12 @@ pub struct PrepareArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// Print the state and the journal as JSON
+    /// Print the state and the journal as JSON (with --cluster: the whole cluster's status)
     #[arg(long)]
     pub json: bool,
+    /// Ask every host of the cluster and judge whether the whole cluster is ready (as root)
+    #[arg(long)]
+    pub cluster: bool,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -343,7 +365,36 @@ fn state_of(j: &Journal) -> &'static str {
     }
 }
 
+/// `status --cluster`: every host's status, judged; exit 0 only when the
+/// whole cluster is ready.
+fn cmd_cluster_status(args: &StatusArgs) -> Result<ExitCode> {
+    let root = &args.root.root;
+    let exec = System { quiet: true };
+    let uid = exec.run(&crate::vm::exec::Cmd::new("id").arg("-u"))?;
+    if uid.stdout.trim() != "0" {
+        anyhow::bail!(
+            "status --cluster asks the other hosts with the peer key ({}), which only root may read: run it as root",
+            paths::PEER_CLIENT_KEY
+        );
+    }
+    let role = RoleFile::load(&under(root, paths::ROLE_FILE))?;
+    let cs = crate::vm::clusterstatus::cluster_status(root, &exec, &role);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&cs)?);
+    } else {
+        print!("{}", crate::vm::clusterstatus::to_text(&cs));
+    }
+    Ok(if cs.ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::FAILED)
+    })
+}
+
 fn cmd_status(args: &StatusArgs) -> Result<ExitCode> {
+    if args.cluster {
+        return cmd_cluster_status(args);
+    }
     let root = &args.root.root;
     let path = under(root, paths::JOURNAL);
     let fence = crate::vm::guard::Fence::load(root);
@@ -612,7 +663,7 @@ fn cmd_answer(args: &AnswerArgs) -> Result<ExitCode> {
         args.question.join(" ")
     };
     let role = RoleFile::load(&under(&args.root.root, paths::ROLE_FILE))?;
-    match crate::vm::peer::answer(&System { quiet: true }, &role, &question) {
+    match crate::vm::peer::answer(&System { quiet: true }, &args.root.root, &role, &question) {
         Ok(said) => {
             println!("{said}");
             Ok(ExitCode::SUCCESS)

@@ -1,7 +1,13 @@
 //! The VM wing: `airlock-firstboot`, the runner on each cloned VM.
 //!
 //! - [`cli`]: the command line (`run`, `status`, `prepare`, `role`, `token`,
-//!   `pg-guard`, `rejoin`, `report`) and its exit codes;
+//!   `pg-guard`, `rejoin`, `answer`, `quorum`, `promote`, `report`) and
+//!   its exit codes;
+//! - [`clusterstatus`]: one status for the whole cluster, over the peer
+//!   channel, and the DB state file root writes for it;
+//! - [`peer`]: the questions the cluster's hosts ask each other over SSH;
+//! - [`quorum`]: the DB pair's split-brain guard, the dispatchers as
+//!   witnesses;
 //! - [`discovery`]: who this VM is (role file, seed disc, inventory);
 //! - [`prepare`]: the reference VM, before cloning;
 //! - [`engine`]: steps, their context, waits and the journal;
@@ -12,6 +18,7 @@
 //! - [`roles`]: one file per role.
 
 pub mod cli;
+pub(crate) mod clusterstatus;
 pub mod discovery;
 pub(crate) mod edits;
 pub(crate) mod engine;

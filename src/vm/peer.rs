@@ -12,6 +12,11 @@
 //! - `reach DBHOST`: can this host reach DBHOST's PostgreSQL port? `up`,
 //!   `down (why)` (the host refused: nothing listens) or `unreachable
 //!   (why)`. The dispatchers are the DB pair's witnesses (see [`crate::vm::quorum`]).
+//! - `status`: this host's status as one line of JSON
+//!   ([`crate::shared::status::HostStatus`]): its runner's state, on a DB
+//!   server the DB state root writes for it, on a dispatcher the swarm's
+//!   nodes (see [`crate::vm::clusterstatus`] for how the peer user learns
+//!   those without being root).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -31,7 +36,7 @@ pub const REACH_TIMEOUT: Duration = Duration::from_secs(1);
 pub const ASK_BOUND_SECS: u64 = 3;
 
 /// What `answer` knows how to answer, for its error message.
-const QUESTIONS: &str = "reach DBHOST";
+const QUESTIONS: &str = "reach DBHOST`, `status";
 
 /// Asks the host at `ip` one question over SSH, as the peer user, with the
 /// host key pinned. The answer is the first line it printed.
@@ -90,11 +95,13 @@ pub fn ask_all(
 }
 
 /// `airlock-firstboot answer`: the peer user's forced command. `question`
-/// is what the client asked (sshd's `SSH_ORIGINAL_COMMAND`).
-pub fn answer(exec: &dyn Exec, role: &RoleFile, question: &str) -> Result<String> {
+/// is what the client asked (sshd's `SSH_ORIGINAL_COMMAND`); `root` is `/`
+/// on a VM.
+pub fn answer(exec: &dyn Exec, root: &Path, role: &RoleFile, question: &str) -> Result<String> {
     let words: Vec<&str> = question.split_whitespace().collect();
     match words.as_slice() {
         ["reach", name] => Ok(reach(exec, role, name)?.say()),
+        ["status"] => Ok(crate::vm::clusterstatus::answer_status(root, exec, role)),
         _ => bail!(
             "cannot answer {:?}: this host answers only `{QUESTIONS}`",
             question.chars().take(80).collect::<String>()
@@ -125,12 +132,14 @@ mod tests {
         let role = fixture_role("disp1");
         let db1 = role.hosts.iter().find(|h| h.name == "db1").unwrap().ip;
         let db2 = role.hosts.iter().find(|h| h.name == "db2").unwrap().ip;
+        let dir = tempfile::tempdir().unwrap();
+        let answer = |f: &Recording, q: &str| answer(f, dir.path(), &role, q);
         let fake = Recording::new();
         fake.open(SocketAddr::from((db1, 5432)));
         fake.refuse(SocketAddr::from((db2, 5432)));
-        assert_eq!(answer(&fake, &role, "reach db1").unwrap(), "up");
+        assert_eq!(answer(&fake, "reach db1").unwrap(), "up");
         assert_eq!(
-            answer(&fake, &role, "reach db2").unwrap(),
+            answer(&fake, "reach db2").unwrap(),
             "down (Connection refused)"
         );
         for bad in [
@@ -139,8 +148,10 @@ mod tests {
             "cat /etc/shadow",
             "",
             "reach",
+            "status now",
+            "status; id",
         ] {
-            let e = answer(&fake, &role, bad).unwrap_err().to_string();
+            let e = answer(&fake, bad).unwrap_err().to_string();
             assert!(
                 e.contains("not a DB server") || e.contains("answers only"),
                 "{bad}: {e}"

@@ -50,6 +50,11 @@ pub fn db_password(c: &Ctx) -> Result<String> {
 
 /// psql as the postgres superuser on the local server.
 pub fn psql_local(c: &Ctx, sql: &str) -> Cmd {
+    psql_local_cmd(c.role, sql)
+}
+
+/// [`psql_local`] outside a step.
+pub fn psql_local_cmd(role: &RoleFile, sql: &str) -> Cmd {
     Cmd::new("runuser").args([
         "-u",
         "postgres",
@@ -62,7 +67,7 @@ pub fn psql_local(c: &Ctx, sql: &str) -> Cmd {
         "-h",
         SOCKET_DIR,
         "-p",
-        &c.role.database.port.to_string(),
+        &role.database.port.to_string(),
         "-c",
         sql,
     ])
