@@ -175,15 +175,32 @@ fn holds(exec: &dyn Exec, vip: Ipv4Addr) -> std::result::Result<bool, String> {
     }))
 }
 
-/// The last non-empty line a command said (stderr first), for a reason.
+/// What a command said (stderr, else stdout), its lines joined, for a
+/// reason (psql says what failed on one line and why on the next).
 fn last_words(stderr: &str, stdout: &str) -> String {
-    [stderr, stdout]
-        .iter()
-        .flat_map(|s| s.lines().rev())
+    let said = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
+    let words: Vec<&str> = said
+        .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("it said nothing")
-        .to_string()
+        .filter(|l| !l.is_empty())
+        .collect();
+    if words.is_empty() {
+        return "it said nothing".into();
+    }
+    let mut text = words.join(" ");
+    if text.len() > 400 {
+        let cut = (0..=400)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
 }
 
 /// The DB state as the peer user reads it: the state file, with its age.
@@ -290,7 +307,11 @@ pub fn local_status(root: &Path, exec: &dyn Exec, role: &RoleFile, privileged: b
     let is_db = matches!(role.host.role, Role::DbMaster | Role::DbReplica);
     let db = is_db.then(|| {
         if privileged {
-            DbView::of(db_state(root, exec, role), at)
+            // Asked just now: as old as it can be, 0 s (its `written` may
+            // be a second past `at`).
+            let state = db_state(root, exec, role);
+            let written = state.written;
+            DbView::of(state, written)
         } else {
             db_view_from_file(root, at)
         }

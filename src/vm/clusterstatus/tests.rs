@@ -129,6 +129,8 @@ fn has(cs: &ClusterStatus, needle: &str) -> bool {
 fn a_healthy_cluster_is_ready_and_says_who_is_what() {
     let (cs, fake) = from_db1(PRIMARY, true, vec![]);
     assert!(cs.ready, "{:#?}", cs.not_ready);
+    let mine = cs.hosts[0].status.as_ref().unwrap().db.as_ref().unwrap();
+    assert_eq!((mine.age_secs, mine.stale), (Some(0), false));
     assert_eq!(cs.db.primaries, ["db1"]);
     assert_eq!(cs.db.vip_on, ["db1"]);
     assert_eq!(cs.db.standbys[0].name, "db2");
@@ -320,7 +322,7 @@ fn a_garbled_answer_is_refused_with_what_came() {
         "disp1: its answer refused: the answer is not JSON: \"Welcome to Astra Linux\"",
         "disp2: its answer refused: it answered as disp3 of cluster lab",
         "disp3: its answer refused: the answer is status format version 7; this runner reads version 1",
-        "swarm: no dispatcher could list the swarm's nodes (disp1: its answer refused",
+        "swarm: no dispatcher could list the swarm's nodes (disp1: its answer refused; disp2: its answer refused; disp3: its answer refused)",
     ] {
         assert!(has(&cs, want), "{want}: {:#?}", cs.not_ready);
     }
@@ -416,16 +418,15 @@ fn the_db_state_is_written_world_readable_also_when_postgresql_is_down() {
     fake.on_stderr(
         "pg_control_checkpoint",
         2,
-        "psql: error: connection to server on socket \"/var/run/postgresql/.s.PGSQL.5432\" failed: No such file or directory\n",
+        "psql: error: connection to server on socket \"/var/run/postgresql/.s.PGSQL.5432\" failed: No such file or directory\n\tIs the server running locally and accepting connections on that socket?\n",
     );
     fake.on("ip -o -4 addr show", 0, &ip_addrs(true));
     write_db_state(root, &fake, &role).unwrap();
     let s: DbState = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert!(s.postgres.is_none());
-    assert!(
-        s.postgres_error
-            .unwrap()
-            .contains("No such file or directory")
+    assert_eq!(
+        s.postgres_error.unwrap(),
+        "psql: error: connection to server on socket \"/var/run/postgresql/.s.PGSQL.5432\" failed: No such file or directory Is the server running locally and accepting connections on that socket?"
     );
     assert_eq!(s.holds_vip, Some(true));
 }
@@ -523,4 +524,36 @@ fn a_dispatcher_answers_with_the_swarm_through_its_one_sudo_rule() {
         s.swarm.unwrap().error.unwrap(),
         "docker did not answer within 2 s"
     );
+}
+
+#[test]
+fn db_servers_that_do_not_answer_are_not_known_and_nothing_is_claimed_of_them() {
+    let role = fixture_role("disp1");
+    let hosts = role
+        .hosts
+        .iter()
+        .map(|e| {
+            let db = matches!(e.role, Role::DbMaster | Role::DbReplica);
+            HostReport {
+                name: e.name.clone(),
+                role: e.role,
+                ip: e.ip,
+                status: (!db).then(|| healthy(&e.name)),
+                problem: db.then(|| "unreachable: no answer within 3 s".to_string()),
+            }
+        })
+        .collect();
+    let cs = verdict::summarize(&role, hosts, now());
+    assert_eq!(
+        cs.not_ready,
+        [
+            "db1: unreachable: no answer within 3 s",
+            "db2: unreachable: no answer within 3 s",
+            "no DB server answers as the primary (not known: db1, db2)",
+            "no DB server known holds the VIP 192.0.2.10 (not known: db1, db2)",
+        ]
+    );
+    assert!(to_text(&cs).contains(
+        "DB: primary none; not known: db1, db2\nVIP: 192.0.2.10 on no DB server known\n"
+    ));
 }

@@ -255,7 +255,8 @@ fn summary(s: &mut String, cs: &ClusterStatus) {
     let _ = writeln!(s, "{line}");
     if let Some(vip) = db.vip {
         let on = match db.vip_on.as_slice() {
-            [] => "nobody".to_string(),
+            [] if db.unknown.is_empty() => "nobody".to_string(),
+            [] => "no DB server known".to_string(),
             v => v.join(" and "),
         };
         let _ = writeln!(s, "VIP: {vip} on {on}");

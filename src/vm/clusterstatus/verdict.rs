@@ -254,7 +254,11 @@ fn vip_problems(s: &DbSummary, known: &[(&HostReport, &DbState)], not_ready: &mu
         ));
     }
     match s.vip_on.as_slice() {
-        [] => not_ready.push(format!("nobody holds {vip}")),
+        [] if s.unknown.is_empty() => not_ready.push(format!("nobody holds {vip}")),
+        [] => not_ready.push(format!(
+            "no DB server known holds {vip} (not known: {})",
+            s.unknown.join(", ")
+        )),
         [one] => {
             if !s.primaries.contains(one) {
                 not_ready.push(format!(
@@ -292,10 +296,13 @@ fn swarm_summary(
                 }
                 None => why_not.push(format!("{}: no swarm in its answer", h.name)),
             },
+            // Why is on its own line already: only the gist here.
             (None, p) => why_not.push(format!(
                 "{}: {}",
                 h.name,
-                p.as_deref().unwrap_or("no answer")
+                p.as_deref()
+                    .and_then(|p| p.split(':').next())
+                    .unwrap_or("no answer")
             )),
         }
     }
