@@ -60,9 +60,10 @@ const PACKAGES: &[&str] = &[
     "docker.io",
     "procps",
     "locales",
+    "sudo",
 ];
 /// Bumped when the image is made differently (the cache key).
-const IMAGE_RECIPE: u32 = 2;
+const IMAGE_RECIPE: u32 = 3;
 const PG_MAJOR: u32 = 15;
 const NET: &str = "192.0.2";
 const VIP: &str = "192.0.2.10";
@@ -768,6 +769,14 @@ fn five_clones_under_systemd_become_the_cluster() {
     each_clone_is_its_own_machine(&lab);
     the_pair_replicates_through_the_vip(&lab, &client, &password);
     the_swarm_has_three_managers(&lab);
+    wait_until(
+        &mut lab,
+        "status --cluster to say ready",
+        Duration::from_secs(60),
+        |lab| cluster_status(lab, "disp2").1 == 0,
+    );
+    status_tells_the_truth(&lab, "disp2", "db1", Some("db2"), "installed");
+    status_tells_the_truth(&lab, "db2", "db1", Some("db2"), "installed");
     let took = the_vip_follows_a_dead_primary(&lab, &client, &password, ("db1", "db2", 2));
     eprintln!(
         "clones: failover: a write through the VIP succeeded {:.2} s after the master's postmaster was killed",
@@ -1122,6 +1131,7 @@ fn a_cut_between_the_db_servers_promotes_nobody(lab: &mut Lab, client: &str, pas
     ]))
     .unwrap();
     assert_eq!(said["quorum"]["verdict"], "not-eligible", "{said}");
+    status_tells_the_truth(lab, "disp1", "db1", Some("db2"), "DB link cut");
     eprintln!(
         "clones: DB link cut for 12 s ({samples} samples): db2 stayed a standby without the VIP; its guard said: {}",
         said["quorum"]["reason"]
@@ -1177,6 +1187,18 @@ fn an_isolated_master_stops_and_the_standby_takes_over(
         last_promote_log(clone(lab, "db2"))
     );
     assert!(stopped < wrote, "db1 stopped before db2 was promoted");
+    let (v, code) = cluster_status(lab, "disp1");
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["db"]["primaries"], serde_json::json!(["db2"]), "{v:#}");
+    let db1 = v["hosts"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["host"] == "db1" || h["name"] == "db1"))
+        .cloned()
+        .unwrap_or_default();
+    eprintln!(
+        "clones: status --cluster on disp1 (db1 isolated): exit {code}, not ready: {}; db1: {}",
+        v["not_ready"], db1
+    );
     heal(clone(lab, "db1"));
     wait_until(
         lab,
@@ -1308,6 +1330,83 @@ fn the_postmaster_of(c: &Clone) -> String {
 /// The stand's replication: synchronous unless `AIRLOCK_CLONES_ASYNC=1`.
 fn synchronous() -> bool {
     std::env::var("AIRLOCK_CLONES_ASYNC").map_or(true, |v| v != "1")
+}
+
+/// `airlock-firstboot status --cluster --json` run on `on` (as root, as a
+/// person would), and its exit status.
+fn cluster_status(lab: &Lab, on: &str) -> (serde_json::Value, i32) {
+    let out = clone(lab, on).exec(&[
+        "/usr/local/sbin/airlock-firstboot",
+        "status",
+        "--cluster",
+        "--json",
+    ]);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status --cluster on {on}: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (v, out.status.code().unwrap_or(-1))
+}
+
+/// What status --cluster says matches what PostgreSQL, keepalived (the
+/// VIP's address) and Docker say, asked directly on each clone.
+fn status_tells_the_truth(lab: &Lab, on: &str, primary: &str, standby: Option<&str>, stage: &str) {
+    let (v, code) = cluster_status(lab, on);
+    let db = &v["db"];
+    assert_eq!(
+        db["primaries"],
+        serde_json::json!([primary]),
+        "{stage}: {v:#}"
+    );
+    assert_eq!(db["split_brain"], false, "{stage}");
+    assert!(
+        writable(clone(lab, primary)),
+        "{stage}: {primary} is the primary"
+    );
+    let vip_on: Vec<&str> = ["db1", "db2"]
+        .into_iter()
+        .filter(|h| has_vip(clone(lab, h)))
+        .collect();
+    assert_eq!(db["vip_on"], serde_json::json!(vip_on), "{stage}: {v:#}");
+    if let Some(sb) = standby {
+        let receiver = local(clone(lab, sb), "SELECT status FROM pg_stat_wal_receiver");
+        let said = db["standbys"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == sb))
+            .unwrap_or_else(|| panic!("{stage}: no standby {sb}: {v:#}"));
+        assert_eq!(
+            said["streaming"],
+            receiver == "streaming",
+            "{stage}: {said}"
+        );
+    }
+    let docker = clone(lab, "disp1").exec_ok(&[
+        "docker",
+        "node",
+        "ls",
+        "--format",
+        "{{.Hostname}} {{.ManagerStatus}}",
+    ]);
+    let reachable = docker
+        .lines()
+        .filter(|l| l.ends_with(" Leader") || l.ends_with(" Reachable"))
+        .count();
+    let said = v["swarm"]["managers"]
+        .as_array()
+        .map_or(0, |m| m.iter().filter(|m| m["reachable"] == true).count());
+    assert_eq!(said, reachable, "{stage}: swarm {v:#}\n{docker}");
+    eprintln!(
+        "clones: status --cluster on {on} ({stage}): exit {code}, ready {}, {}",
+        v["ready"], v["not_ready"]
+    );
+    if v["ready"] == true {
+        assert_eq!(code, 0);
+    } else {
+        assert_eq!(code, 1);
+    }
 }
 
 /// psql as postgres on the clone; None when it fails.

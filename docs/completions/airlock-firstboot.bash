@@ -469,7 +469,7 @@ _airlock__firstboot() {
             return 0
             ;;
         airlock__subcmd__firstboot__subcmd__status)
-            opts="-h --json --root --help"
+            opts="-h --json --cluster --root --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

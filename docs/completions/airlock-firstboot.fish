@@ -27,7 +27,7 @@ end
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -s V -l version -d 'Print version'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "run" -d 'Perform this VM\'s role, step by step, and join the cluster'
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "status" -d 'Show the role, each step\'s state, what it waits for, the last error'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "status" -d 'Show the role, each step\'s state, what it waits for, the last error; with --cluster, every host\'s'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "prepare" -d 'Prepare the reference VM from the bundle and seal it for cloning (run once, before cloning)'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "role" -d 'Show who this VM is: host, role, address, peers'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_needs_command" -f -a "token" -d 'Print the swarm manager join token (the leader\'s forced SSH command)'
@@ -44,8 +44,9 @@ complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run"
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -l quiet -d 'Do not print the `+ command` lines'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand run" -s h -l help -d 'Print help'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -l root -d 'Treat this directory as / (a clone\'s or the reference VM\'s disk, mounted)' -r -F
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -l json -d 'Print the state and the journal as JSON'
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -s h -l help -d 'Print help'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -l json -d 'Print the state and the journal as JSON (with --cluster: the whole cluster\'s status)'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -l cluster -d 'Ask every host of the cluster and judge whether the whole cluster is ready (as root)'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l bundle -d 'The bundle directory (as written by `airlock build`)' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l root -d 'Treat this directory as / (a clone\'s or the reference VM\'s disk, mounted)' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -70,7 +71,7 @@ complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand repo
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand report" -l host-only -d 'Print only this host\'s section as JSON on stdout'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand report" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token pg-guard rejoin answer quorum promote report help" -f -a "run" -d 'Perform this VM\'s role, step by step, and join the cluster'
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token pg-guard rejoin answer quorum promote report help" -f -a "status" -d 'Show the role, each step\'s state, what it waits for, the last error'
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token pg-guard rejoin answer quorum promote report help" -f -a "status" -d 'Show the role, each step\'s state, what it waits for, the last error; with --cluster, every host\'s'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token pg-guard rejoin answer quorum promote report help" -f -a "prepare" -d 'Prepare the reference VM from the bundle and seal it for cloning (run once, before cloning)'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token pg-guard rejoin answer quorum promote report help" -f -a "role" -d 'Show who this VM is: host, role, address, peers'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand help; and not __fish_seen_subcommand_from run status prepare role token pg-guard rejoin answer quorum promote report help" -f -a "token" -d 'Print the swarm manager join token (the leader\'s forced SSH command)'

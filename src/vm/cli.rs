@@ -633,6 +633,14 @@ fn cmd_quorum(root: &Path) -> Result<ExitCode> {
     } else {
         println!("{verdict}: {reason}");
     }
+    // After the decision: what `status --cluster` shows of this DB server.
+    if let Err(e) = crate::vm::clusterstatus::write_db_state(root, &exec, &role) {
+        log_to_syslog(
+            &exec,
+            "airlock-quorum",
+            &format!("cannot write the DB state for status --cluster: {e:#}"),
+        );
+    }
     Ok(code)
 }
 

@@ -89,7 +89,7 @@ SELECT json_build_object(\
 /// [`PSQL_BOUND_SECS`] and always writes a state, also when PostgreSQL does
 /// not answer (that is a fact too). An error only when the file cannot be
 /// written.
-#[allow(dead_code)] // until keepalived's check (crate::vm::quorum) calls it
+// until keepalived's check (crate::vm::quorum) calls it
 pub fn write_db_state(root: &Path, exec: &dyn Exec, role: &RoleFile) -> Result<()> {
     let state = db_state(root, exec, role);
     let text = serde_json::to_string(&state)?;
