@@ -1254,6 +1254,22 @@ fn acknowledged_commits_survive_a_failover_under_load(lab: &Lab, client: &str, p
         .status
         .success()
     );
+    let said: serde_json::Value = serde_json::from_str(&clone(lab, "db2").exec_ok(&[
+        "/usr/local/sbin/airlock-firstboot",
+        "status",
+        "--json",
+    ]))
+    .unwrap();
+    eprintln!(
+        "clones: before the load, db2 (the primary) says: {}",
+        said["synchronous"]
+    );
+    if synchronous() {
+        assert!(
+            said["synchronous"].is_null(),
+            "protected (no unprotected or waiting line) before the load: {said}"
+        );
+    }
     let stop = std::sync::atomic::AtomicBool::new(false);
     let acked = std::sync::Mutex::new(Vec::new());
     let (killed_at, back_at) = std::thread::scope(|s| {

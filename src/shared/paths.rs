@@ -59,6 +59,13 @@ pub const QUORUM_STATE: &str = "/run/airlock/quorum.json";
 /// Written once the DB pair has run whole: from then on an isolated
 /// primary fences itself.
 pub const QUORUM_ARMED: &str = "/var/lib/airlock/quorum-armed";
+/// Synchronous replication: since when the primary serves without waiting
+/// for a standby (it degraded).
+pub const SYNC_UNPROTECTED: &str = "/var/lib/airlock/sync-unprotected";
+/// Since when no standby streams from this primary.
+pub const SYNC_ABSENT_SINCE: &str = "/run/airlock/sync-absent-since";
+/// When this standby last streamed (the promotion rule).
+pub const SYNC_LAST_STREAMING: &str = "/run/airlock/sync-last-streaming";
 /// Written by keepalived's notify script when it promoted this server.
 pub const PROMOTED: &str = "/var/lib/airlock/promoted";
 /// A DB server's state for the peer user (`status`): written every second

@@ -415,6 +415,7 @@ fn cmd_status(args: &StatusArgs) -> Result<ExitCode> {
     if args.json {
         let v = serde_json::json!({
             "state": state, "journal": j, "fenced": fence, "promoted": promoted, "quorum": quorum,
+            "synchronous": crate::vm::sync::describe(root),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -431,6 +432,9 @@ fn cmd_status(args: &StatusArgs) -> Result<ExitCode> {
             "This DB server was promoted to primary by keepalived at {} (a failover).\n",
             crate::shared::timefmt::rfc2822_utc(t)
         );
+    }
+    if let Some(line) = crate::vm::sync::describe(root) {
+        println!("{line}\n");
     }
     if let Some(q) = &quorum {
         println!(

@@ -8,6 +8,7 @@
 //! - [`peer`]: the questions the cluster's hosts ask each other over SSH;
 //! - [`quorum`]: the DB pair's split-brain guard, the dispatchers as
 //!   witnesses;
+//! - [`sync`]: synchronous replication, its degrade and promotion rule;
 //! - [`discovery`]: who this VM is (role file, seed disc, inventory);
 //! - [`prepare`]: the reference VM, before cloning;
 //! - [`engine`]: steps, their context, waits and the journal;
@@ -30,6 +31,7 @@ pub(crate) mod quorum;
 pub(crate) mod rejoin;
 pub mod report;
 pub mod roles;
+pub(crate) mod sync;
 pub(crate) mod zps;
 
 #[cfg(test)]

@@ -135,14 +135,23 @@ fn armed(c: &Ctx, peer_seen: bool, witnesses_seen: bool) -> Result<bool> {
 pub fn check(c: &Ctx) -> Result<Verdict> {
     let mut state = QuorumState::load(c);
     let now = journal::now();
-    let verdict = if let Some(f) = Fence::load(c.root) {
+    let fence = Fence::load(c.root);
+    let primary = fence.is_none() && is_primary(c)?;
+    let verdict = if let Some(f) = &fence {
         state.verdict = "fenced".into();
-        fenced(c, &mut state, now, &f)?
-    } else if is_primary(c)? {
+        fenced(c, &mut state, now, f)?
+    } else if primary {
         check_primary(c, &mut state, now)?
     } else {
         check_standby(c, &mut state, now)?
     };
+    if c.role.database.synchronous && fence.is_none() {
+        // A primary that keeps the VIP reaches its peer or a majority.
+        let majority = matches!(verdict, Verdict::Ok(_));
+        if let Err(e) = crate::vm::sync::tick(c, primary, majority) {
+            eprintln!("airlock-firstboot quorum: synchronous replication: {e:#}");
+        }
+    }
     state.checked_at = now;
     state.reason = match &verdict {
         Verdict::Ok(r) => {
@@ -489,8 +498,16 @@ pub fn promote(c: &Ctx) -> Result<String> {
             return refuse(c, &votes.explain(&peer_name));
         }
     }
+    if let Err(why) = crate::vm::sync::may_promote(c, journal::now()) {
+        return refuse(c, &why);
+    }
     let asked = c.exec.now() - started;
     promote_local(c)?;
+    if c.role.database.synchronous {
+        // Its standby is the server that just died: serve alone until the
+        // old primary re-joins (then commits wait for it again).
+        crate::vm::sync::degrade_now(c)?;
+    }
     let now = journal::now();
     c.write(paths::PROMOTED, &format!("{now}\n"), 0o644)?;
     Ok(format!(
@@ -845,6 +862,47 @@ mod tests {
             promote(&c)
                 .unwrap()
                 .contains("NOT promoting: this server is fenced")
+        );
+    }
+
+    #[test]
+    fn in_synchronous_mode_only_a_standby_that_streamed_lately_is_promoted_and_it_then_serves_alone()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut role = fixture_role("db2");
+        role.database.synchronous = true;
+        lay_out(root, true);
+        let dead = Recording::new();
+        dead.refuse(addr("192.0.2.11", 5432));
+        witnesses_say(&dead, "db1", ["down (Connection refused)"; 3]);
+        let c = Ctx::new(root, &role, &dead, 0, None, journal_for(&role));
+        let said = promote(&c).unwrap();
+        assert!(
+            said.contains("NOT promoting: synchronous replication"),
+            "{said}"
+        );
+        assert!(!dead.ran("pg_promote"));
+
+        put(
+            root,
+            paths::SYNC_LAST_STREAMING,
+            &format!("{}\n", journal::now() - 1),
+        );
+        put(root, paths::QUORUM_STATE, "{}");
+        let c = Ctx::new(root, &role, &dead, 0, None, journal_for(&role));
+        assert!(promote(&c).unwrap().starts_with("promoted"));
+        let log = dead.commands();
+        let promoted = log.iter().position(|l| l.contains("pg_promote")).unwrap();
+        let alone = log
+            .iter()
+            .position(|l| l.contains("ALTER SYSTEM SET synchronous_standby_names"))
+            .unwrap();
+        assert!(promoted < alone, "{log:#?}");
+        assert!(
+            crate::vm::sync::describe(root)
+                .unwrap()
+                .contains("UNPROTECTED")
         );
     }
 }

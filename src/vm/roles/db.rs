@@ -363,11 +363,22 @@ pub fn pg_config_check(c: &Ctx) -> Result<bool> {
 
 /// What postgresql.conf must say, as (key, value as written). In a pair,
 /// `wal_log_hints` lets `airlock-firstboot rejoin` rewind a former primary
-/// with pg_rewind instead of copying the whole cluster again.
+/// with pg_rewind instead of copying the whole cluster again, and a
+/// walsender (a walreceiver) gives up a silent peer after 10 s, not 60,
+/// so a primary cut off from its standby stops, and both sides see the cut,
+/// in time. With `synchronous`, a
+/// commit waits for the standby (whichever server is the primary: `*`,
+/// the pair has one standby); `crate::vm::sync` degrades and restores.
 fn conf_settings(c: &Ctx) -> Vec<(&'static str, &'static str)> {
     let mut v = vec![("listen_addresses", "'*'")];
     if pair(c) {
         v.push(("wal_log_hints", "on"));
+        v.push(("wal_sender_timeout", "'10s'"));
+        v.push(("wal_receiver_timeout", "'10s'"));
+        if c.role.database.synchronous {
+            v.push(("synchronous_standby_names", "'*'"));
+            v.push(("synchronous_commit", "on"));
+        }
     }
     v
 }
@@ -554,7 +565,7 @@ mod tests {
         let conf = c.read("/etc/postgresql/15/main/postgresql.conf");
         assert_eq!(
             conf,
-            "#listen_addresses = 'localhost'\nport = 5432\nlisten_addresses = '*'\t# airlock\nwal_log_hints = on\t# airlock\n"
+            "#listen_addresses = 'localhost'\nport = 5432\nlisten_addresses = '*'\t# airlock\nwal_log_hints = on\t# airlock\nwal_sender_timeout = '10s'\t# airlock\nwal_receiver_timeout = '10s'\t# airlock\n"
         );
         // Done again, nothing changes and nothing restarts.
         let again = Recording::new();
