@@ -777,6 +777,7 @@ fn five_clones_under_systemd_become_the_cluster() {
     );
     status_tells_the_truth(&lab, "disp2", "db1", Some("db2"), "installed");
     status_tells_the_truth(&lab, "db2", "db1", Some("db2"), "installed");
+    the_as_built_report(&lab, &bundle);
     let took = the_vip_follows_a_dead_primary(&lab, &client, &password, ("db1", "db2", 2));
     eprintln!(
         "clones: failover: a write through the VIP succeeded {:.2} s after the master's postmaster was killed",
@@ -1423,6 +1424,56 @@ fn status_tells_the_truth(lab: &Lab, on: &str, primary: &str, standby: Option<&s
     } else {
         assert_eq!(code, 1);
     }
+}
+
+/// `airlock-firstboot report` on db1, then `airlock report check` against
+/// the bundle on the build side. The stand's image comes from Debian's
+/// mirror, not from the bundle's discs, so the check must fail naming
+/// those packages; the report carries the cluster's status (ready).
+fn the_as_built_report(lab: &Lab, bundle: &Path) {
+    let db1 = clone(lab, "db1");
+    let said = db1.exec_ok(&[
+        "/usr/local/sbin/airlock-firstboot",
+        "report",
+        "--out",
+        "/root/db1-as-built.json",
+    ]);
+    let file = db1.merged.join("root/db1-as-built.json");
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+    assert_eq!(
+        report["cluster_status"]["ready"], true,
+        "{}",
+        report["cluster_status"]
+    );
+    let packages = report["hosts"][0]["packages"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(packages > 100, "{packages} packages in the report");
+    let out = run(Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["report", "check"])
+        .arg(&file)
+        .arg("--bundle")
+        .arg(bundle));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("not-in-bundle") || text.contains("NOT-IN-BUNDLE"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the cluster was ready when the report was written"),
+        "{text}"
+    );
+    eprintln!(
+        "clones: as-built report of db1 ({packages} packages; {}); report check: {}",
+        said.lines().next().unwrap_or_default(),
+        text.lines().last().unwrap_or_default()
+    );
 }
 
 /// psql as postgres on the clone; None when it fails.

@@ -331,6 +331,10 @@ pub struct Check {
     /// The bundle's `.deb` files read.
     pub bundle_packages: usize,
     pub hosts: Vec<HostCheck>,
+    /// What `status --cluster` said when the report was written: ready, or
+    /// why not (not part of `ok`: the packages are what is checked).
+    pub cluster_ready: Option<bool>,
+    pub cluster_not_ready: Vec<String>,
 }
 
 /// Checks one host's section against the bundle.
@@ -382,6 +386,12 @@ pub fn check(report: &Report, index: &BundleIndex, report_path: &Path, bundle: &
         generated: report.generated.clone(),
         bundle_packages: index.debs.len(),
         hosts,
+        cluster_ready: report.cluster_status.as_ref().map(|c| c.ready),
+        cluster_not_ready: report
+            .cluster_status
+            .as_ref()
+            .map(|c| c.not_ready.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -399,6 +409,21 @@ pub fn to_text(c: &Check) -> String {
         c.bundle,
         c.bundle_packages
     );
+    let _ = match c.cluster_ready {
+        Some(true) => writeln!(
+            s,
+            "the cluster was ready when the report was written (status --cluster)"
+        ),
+        Some(false) => writeln!(
+            s,
+            "the cluster was NOT ready when the report was written: {}",
+            c.cluster_not_ready.join("; ")
+        ),
+        None => writeln!(
+            s,
+            "the report holds no cluster status (written on a mounted disk?)"
+        ),
+    };
     for h in &c.hosts {
         host_text(&mut s, h);
     }

@@ -31,6 +31,10 @@ pub struct Report {
     pub generated: String,
     pub cluster: String,
     pub hosts: Vec<HostReport>,
+    /// `status --cluster` as the reporting host saw it when it wrote the
+    /// report (absent for a mounted disk, or when it could not ask).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_status: Option<crate::shared::status::ClusterStatus>,
 }
 
 /// One host's section: everything known about it, collected on it.
@@ -133,6 +137,7 @@ impl Report {
             generated,
             cluster: host.cluster.clone(),
             hosts: vec![host],
+            cluster_status: None,
         }
     }
 
@@ -170,6 +175,7 @@ impl Report {
                 generated: h.collected.clone(),
                 cluster: h.cluster.clone(),
                 hosts: vec![h],
+                cluster_status: None,
             })
         } else {
             bail!(

@@ -579,8 +579,15 @@ fn cmd_report(args: &ReportArgs) -> Result<ExitCode> {
             " (dpkg --verify did not run)"
         }
     );
-    let report =
+    let mut report =
         crate::shared::report::Report::of_host(host, crate::shared::timefmt::rfc3339_utc(now));
+    // On the host itself (not a mounted disk): the whole cluster as it
+    // stands, asked over the peer channel.
+    if root == Path::new("/")
+        && let Ok(role) = RoleFile::load(&under(root, paths::ROLE_FILE))
+    {
+        report.cluster_status = Some(crate::vm::clusterstatus::cluster_status(root, &exec, &role));
+    }
     let mut text = serde_json::to_string_pretty(&report)?;
     text.push('\n');
     let name = out

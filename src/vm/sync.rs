@@ -78,6 +78,15 @@ fn read_time(c: &Ctx, path: &str) -> Option<i64> {
 /// the primary; `majority`: it reaches a majority of the voters.
 pub fn tick(c: &Ctx, primary: bool, majority: bool) -> Result<SyncState> {
     let now = journal::now();
+    // What the other role wrote is stale now (a failover, a re-join).
+    let stale: &[&str] = if primary {
+        &[paths::SYNC_LAST_STREAMING]
+    } else {
+        &[paths::SYNC_ABSENT_SINCE, paths::SYNC_UNPROTECTED]
+    };
+    for p in stale {
+        let _ = std::fs::remove_file(c.path(p));
+    }
     if !primary {
         // When the primary last sent something, by the receiver's own
         // clock: it says "streaming" for a while after a cut, this does not.
@@ -251,7 +260,9 @@ mod tests {
         let c = Ctx::new(root, &role, &fake, 0, None, journal_for(&role));
         let e = may_promote(&c, journal::now()).unwrap_err();
         assert!(e.contains("has not streamed since it booted"), "{e}");
+        put(root, paths::SYNC_UNPROTECTED, "1\n");
         tick(&c, false, true).unwrap();
+        assert!(!c.path(paths::SYNC_UNPROTECTED).exists(), "a standby is not unprotected");
         assert!(may_promote(&c, journal::now() + DEGRADE_AFTER - 1).is_ok());
         let e = may_promote(&c, journal::now() + DEGRADE_AFTER + 1).unwrap_err();
         assert!(
