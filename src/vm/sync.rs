@@ -262,7 +262,10 @@ mod tests {
         assert!(e.contains("has not streamed since it booted"), "{e}");
         put(root, paths::SYNC_UNPROTECTED, "1\n");
         tick(&c, false, true).unwrap();
-        assert!(!c.path(paths::SYNC_UNPROTECTED).exists(), "a standby is not unprotected");
+        assert!(
+            !c.path(paths::SYNC_UNPROTECTED).exists(),
+            "a standby is not unprotected"
+        );
         assert!(may_promote(&c, journal::now() + DEGRADE_AFTER - 1).is_ok());
         let e = may_promote(&c, journal::now() + DEGRADE_AFTER + 1).unwrap_err();
         assert!(
