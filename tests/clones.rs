@@ -1230,8 +1230,12 @@ fn an_isolated_master_stops_and_the_standby_takes_over(
     // pg_rewind, or a base backup when the fenced server's own restarts
     // have recycled the WAL it would need.
     assert!(said.contains("streams from db2"), "{said}");
+    let why: Vec<&str> = said
+        .lines()
+        .filter(|l| l.starts_with("pg_rewind:"))
+        .collect();
     eprintln!(
-        "clones: db1 re-joined after the isolation: {}",
+        "clones: db1 re-joined after the isolation: {} {why:?}",
         said.lines().next().unwrap_or_default()
     );
     assert!(
@@ -1470,8 +1474,9 @@ fn the_as_built_report(lab: &Lab, bundle: &Path) {
         "{text}"
     );
     eprintln!(
-        "clones: as-built report of db1 ({packages} packages; {}); report check: {}",
+        "clones: as-built report of db1 ({packages} packages; {}; cluster ready: {}); report check: {}",
         said.lines().next().unwrap_or_default(),
+        report["cluster_status"]["ready"],
         text.lines().last().unwrap_or_default()
     );
 }

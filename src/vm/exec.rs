@@ -171,6 +171,23 @@ impl Probe {
     }
 }
 
+/// `out` of `cmd` when it exited 0; otherwise an error naming the command
+/// line and the end of what it printed.
+pub fn succeeded(cmd: &Cmd, out: Output) -> Result<Output> {
+    if !out.success() {
+        let said = tail(&format!("{}\n{}", out.stdout, out.stderr), 12);
+        bail!(
+            "`{}` failed ({}):\n{}",
+            cmd.line(),
+            out.code
+                .map(|c| format!("exit status {c}"))
+                .unwrap_or_else(|| "killed by a signal".into()),
+            said
+        );
+    }
+    Ok(out)
+}
+
 /// What the runner does to the world besides writing files under its root.
 /// `Sync`, so the questions to several hosts can be asked at once.
 pub trait Exec: Sync {
@@ -194,19 +211,7 @@ pub trait Exec: Sync {
     /// Runs `cmd`; a non-zero exit is an error naming the command line and
     /// the end of what it printed.
     fn run(&self, cmd: &Cmd) -> Result<Output> {
-        let out = self.output(cmd)?;
-        if !out.success() {
-            let said = tail(&format!("{}\n{}", out.stdout, out.stderr), 12);
-            bail!(
-                "`{}` failed ({}):\n{}",
-                cmd.line(),
-                out.code
-                    .map(|c| format!("exit status {c}"))
-                    .unwrap_or_else(|| "killed by a signal".into()),
-                said
-            );
-        }
-        Ok(out)
+        succeeded(cmd, self.output(cmd)?)
     }
 
     /// Runs `cmd` and returns whether it exited 0 (for checks).
@@ -335,6 +340,16 @@ impl Recording {
         let outputs = answers.iter().map(|(code, err)| Output {
             code: Some(*code),
             stdout: String::new(),
+            stderr: err.to_string(),
+        });
+        self.rule(pattern, outputs.collect())
+    }
+
+    /// Answers in turn, each with its exit status, stdout and stderr.
+    pub fn on_outputs(&self, pattern: &str, answers: &[(i32, &str, &str)]) -> &Recording {
+        let outputs = answers.iter().map(|(code, out, err)| Output {
+            code: Some(*code),
+            stdout: out.to_string(),
             stderr: err.to_string(),
         });
         self.rule(pattern, outputs.collect())

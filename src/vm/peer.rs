@@ -38,13 +38,39 @@ pub const ASK_BOUND_SECS: u64 = 3;
 /// What `answer` knows how to answer, for its error message.
 const QUESTIONS: &str = "reach DBHOST`, `status";
 
+/// A question whose answer takes more work (`status`) gets this long.
+pub const STATUS_BOUND_SECS: u64 = 6;
+
 /// Asks the host at `ip` one question over SSH, as the peer user, with the
-/// host key pinned. The answer is the first line it printed.
-pub fn ask(exec: &dyn Exec, root: &Path, ip: Ipv4Addr, question: &str) -> Result<String> {
+/// host key pinned, within `bound` seconds. The answer is the first line
+/// it printed. A connection the host closed before it said anything (sshd
+/// at its `MaxStartups`, or restarting) is tried once more.
+pub fn ask_within(
+    exec: &dyn Exec,
+    root: &Path,
+    ip: Ipv4Addr,
+    question: &str,
+    bound: u64,
+) -> Result<String> {
+    let cmd = ask_cmd(root, ip, question, bound);
+    let first = exec.output(&cmd)?;
+    let out = if first.code == Some(255) && first.stderr.trim().is_empty() {
+        exec.run(&cmd)?
+    } else {
+        crate::vm::exec::succeeded(&cmd, first)?
+    };
+    out.stdout
+        .lines()
+        .next()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("{ip} answered nothing to `{question}`"))
+}
+
+fn ask_cmd(root: &Path, ip: Ipv4Addr, question: &str, bound: u64) -> Cmd {
     let key = under(root, paths::PEER_CLIENT_KEY);
     let known = under(root, paths::CLUSTER_KNOWN_HOSTS);
-    let out = exec.run(&Cmd::new("timeout").args([
-        &ASK_BOUND_SECS.to_string(),
+    Cmd::new("timeout").args([
+        &bound.to_string(),
         "ssh",
         "-i",
         &key.display().to_string(),
@@ -62,12 +88,7 @@ pub fn ask(exec: &dyn Exec, root: &Path, ip: Ipv4Addr, question: &str) -> Result
         "LogLevel=ERROR",
         &format!("{}@{ip}", paths::PEER_USER),
         question,
-    ]))?;
-    out.stdout
-        .lines()
-        .next()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("{ip} answered nothing to `{question}`"))
+    ])
 }
 
 /// Asks every `(name, ip)` at once; answers in the same order.
@@ -77,10 +98,26 @@ pub fn ask_all(
     hosts: &[(String, Ipv4Addr)],
     question: &str,
 ) -> Vec<(String, Result<String>)> {
+    ask_all_within(exec, root, hosts, question, ASK_BOUND_SECS)
+}
+
+/// [`ask_all`] within `bound` seconds each.
+pub fn ask_all_within(
+    exec: &dyn Exec,
+    root: &Path,
+    hosts: &[(String, Ipv4Addr)],
+    question: &str,
+    bound: u64,
+) -> Vec<(String, Result<String>)> {
     std::thread::scope(|s| {
         let asked: Vec<_> = hosts
             .iter()
-            .map(|(name, ip)| (name, s.spawn(move || ask(exec, root, *ip, question))))
+            .map(|(name, ip)| {
+                (
+                    name,
+                    s.spawn(move || ask_within(exec, root, *ip, question, bound)),
+                )
+            })
             .collect();
         asked
             .into_iter()
@@ -191,5 +228,29 @@ mod tests {
         ] {
             assert!(line.contains(o), "{o} in {line}");
         }
+    }
+
+    #[test]
+    fn a_connection_closed_before_a_word_is_tried_once_more_and_nothing_else_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Recording::new();
+        fake.on_outputs("192.0.2.21 status", &[(255, "", ""), (0, "{}\n", "")]);
+        fake.on_outputs(
+            "192.0.2.22 status",
+            &[(
+                255,
+                "",
+                "ssh: connect to host 192.0.2.22 port 22: No route to host\n",
+            )],
+        );
+        let ip = |s: &str| s.parse().unwrap();
+        assert_eq!(
+            ask_within(&fake, dir.path(), ip("192.0.2.21"), "status", 6).unwrap(),
+            "{}"
+        );
+        let e = ask_within(&fake, dir.path(), ip("192.0.2.22"), "status", 6).unwrap_err();
+        assert!(format!("{e:#}").contains("No route to host"), "{e:#}");
+        let tries = |host: &str| fake.commands().iter().filter(|c| c.contains(host)).count();
+        assert_eq!((tries("192.0.2.21"), tries("192.0.2.22")), (2, 1));
     }
 }

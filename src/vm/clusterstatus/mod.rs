@@ -46,12 +46,11 @@ use crate::shared::status::{
 use crate::shared::writer::{RootWriter, Writer};
 use crate::vm::engine::under;
 use crate::vm::exec::{Cmd, Exec};
-use crate::vm::peer::ASK_BOUND_SECS;
 
 pub use text::to_text;
 
 /// How long `docker node ls` may take: within the bound of a question
-/// ([`crate::vm::peer::ASK_BOUND_SECS`], SSH included), so a slow docker is
+/// ([`crate::vm::peer::STATUS_BOUND_SECS`], SSH included), so a slow docker is
 /// reported as such, not as an unreachable host.
 pub const DOCKER_BOUND_SECS: u64 = 2;
 /// How long the local PostgreSQL may take to answer (keepalived's check
@@ -340,7 +339,7 @@ pub fn answer_status(root: &Path, exec: &dyn Exec, role: &RoleFile) -> String {
 }
 
 /// `status --cluster` (as root): asks every other host at once, each
-/// bounded by [`ASK_BOUND_SECS`], takes this host's own status meanwhile,
+/// bounded by [`crate::vm::peer::STATUS_BOUND_SECS`], takes this host's own status meanwhile,
 /// and judges.
 pub fn cluster_status(root: &Path, exec: &dyn Exec, role: &RoleFile) -> ClusterStatus {
     let others: Vec<(String, Ipv4Addr)> = role
@@ -351,7 +350,13 @@ pub fn cluster_status(root: &Path, exec: &dyn Exec, role: &RoleFile) -> ClusterS
         .collect();
     let (mine, answers) = std::thread::scope(|s| {
         let mine = s.spawn(|| local_status(root, exec, role, true));
-        let answers = crate::vm::peer::ask_all(exec, root, &others, "status");
+        let answers = crate::vm::peer::ask_all_within(
+            exec,
+            root,
+            &others,
+            "status",
+            crate::vm::peer::STATUS_BOUND_SECS,
+        );
         (mine.join(), answers)
     });
     let mut mine = Some(mine.unwrap_or_else(|p| std::panic::resume_unwind(p)));
@@ -415,7 +420,10 @@ fn unanswered(e: &anyhow::Error) -> String {
         .map(|(_, s)| s.trim_end_matches(':').trim_end_matches(')').to_string());
     let said: Vec<&str> = lines.map(str::trim).filter(|l| !l.is_empty()).collect();
     match status.as_deref() {
-        Some("exit status 124") => format!("unreachable: no answer within {ASK_BOUND_SECS} s"),
+        Some("exit status 124") => format!(
+            "unreachable: no answer within {} s",
+            crate::vm::peer::STATUS_BOUND_SECS
+        ),
         Some(st) if !said.is_empty() => {
             let what = if st == "exit status 255" {
                 "unreachable"

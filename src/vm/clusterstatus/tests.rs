@@ -162,7 +162,7 @@ fn a_healthy_cluster_is_ready_and_says_who_is_what() {
         .filter(|c| c.ends_with(" status"))
         .collect();
     assert_eq!(asked.len(), 4, "{asked:?}");
-    assert!(asked.iter().all(|c| c.starts_with("timeout 3 ssh ")));
+    assert!(asked.iter().all(|c| c.starts_with("timeout 6 ssh ")));
     // The JSON for machines reads back.
     let json = serde_json::to_string_pretty(&cs).unwrap();
     assert_eq!(serde_json::from_str::<ClusterStatus>(&json).unwrap(), cs);
@@ -193,9 +193,9 @@ fn a_host_that_does_not_answer_is_named_with_the_reason() {
         "{:#?}",
         cs.not_ready
     );
-    assert!(has(&cs, "disp3: unreachable: no answer within 3 s"));
+    assert!(has(&cs, "disp3: unreachable: no answer within 6 s"));
     let text = to_text(&cs);
-    assert!(text.contains("disp3 (manager, 192.0.2.23): UNREACHABLE: no answer within 3 s"));
+    assert!(text.contains("disp3 (manager, 192.0.2.23): UNREACHABLE: no answer within 6 s"));
     assert!(text.contains("runners: 3 of 5 done"), "{text}");
     assert!(
         text.contains("\nNOT READY:\n  - disp2: unreachable"),
