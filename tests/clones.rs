@@ -1087,9 +1087,16 @@ fn never_two_primaries(lab: &Lab, secs: u64, mut bad: impl FnMut(&Lab) -> Option
 }
 
 /// db2 was the primary whose postmaster was killed: re-joined as db1's
-/// standby. pg_rewind refuses a cluster that was not shut down cleanly, so
-/// this is the base-backup fallback.
+/// standby by the base-backup fallback. (pg_rewind would now recover the
+/// crashed cluster first, with Debian's configuration file: its WAL is
+/// removed here, as when a fenced server's restarts have recycled it, so
+/// pg_rewind cannot and the fallback is what is tested.)
 fn the_killed_primary_rejoins_by_base_backup(lab: &mut Lab) {
+    clone(lab, "db2").exec_ok(&[
+        "sh",
+        "-c",
+        &format!("rm -f /var/lib/postgresql/{PG_MAJOR}/main/pg_wal/0000*"),
+    ]);
     let started = Instant::now();
     let said = clone(lab, "db2").exec_ok(&[
         "/usr/local/sbin/airlock-firstboot",

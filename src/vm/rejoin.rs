@@ -133,7 +133,7 @@ fn rewind(c: &Ctx, peer: &Peer, passfile: &Path) -> Result<()> {
         "host={} port={} user={} dbname=postgres",
         peer.ip, pg.port, pg.user
     );
-    c.exec.run(&Cmd::new("runuser").args([
+    let mut cmd = Cmd::new("runuser").args([
         "-u",
         "postgres",
         "--",
@@ -142,7 +142,15 @@ fn rewind(c: &Ctx, peer: &Peer, passfile: &Path) -> Result<()> {
         &format!("/usr/lib/postgresql/{}/bin/pg_rewind", pg.major),
         &format!("--target-pgdata={}", db::data_dir(c)?.display()),
         &format!("--source-server={source}"),
-    ]))?;
+    ]);
+    if pg.major >= 15 {
+        // A cluster that was not shut down cleanly (a killed primary) is
+        // first recovered by pg_rewind in single-user mode, which needs
+        // Debian's configuration file, outside the data directory.
+        let conf = c.path(&format!("{}/postgresql.conf", db::conf_dir(c)?));
+        cmd = cmd.arg(format!("--config-file={}", conf.display()));
+    }
+    c.exec.run(&cmd)?;
     Ok(())
 }
 
@@ -291,8 +299,9 @@ mod tests {
         ];
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{cmds:#?}");
         assert!(cmds[at("pg_rewind")].ends_with(&format!(
-            "--target-pgdata={} '--source-server=host=192.0.2.12 port=5432 user=dbuser dbname=postgres'",
-            data.display()
+            "--target-pgdata={} '--source-server=host=192.0.2.12 port=5432 user=dbuser dbname=postgres' --config-file={}/etc/postgresql/15/main/postgresql.conf",
+            data.display(),
+            root.display()
         )));
         assert!(cmds.iter().all(|l| !l.contains("pw")), "{cmds:#?}");
         let auto = fs::read_to_string(data.join("postgresql.auto.conf")).unwrap();
