@@ -86,6 +86,16 @@ fn ask_cmd(root: &Path, ip: Ipv4Addr, question: &str, bound: u64) -> Cmd {
         "ConnectTimeout=1",
         "-o",
         "LogLevel=ERROR",
+        // The one key, nothing else tried first (Debian's ssh_config turns
+        // GSSAPI on: a round trip per question in a failover).
+        "-o",
+        "PreferredAuthentications=publickey",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "GSSAPIAuthentication=no",
+        "-o",
+        "CheckHostIP=no",
         &format!("{}@{ip}", paths::PEER_USER),
         question,
     ])
