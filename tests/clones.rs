@@ -769,12 +769,20 @@ fn five_clones_under_systemd_become_the_cluster() {
     each_clone_is_its_own_machine(&lab);
     the_pair_replicates_through_the_vip(&lab, &client, &password);
     the_swarm_has_three_managers(&lab);
-    wait_until(
-        &mut lab,
-        "status --cluster to say ready",
-        Duration::from_secs(60),
-        |lab| cluster_status(lab, "disp2").1 == 0,
-    );
+    let started = Instant::now();
+    loop {
+        let (v, code) = cluster_status(&lab, "disp2");
+        if code == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "status --cluster did not say ready within 90 s: {}\n{}",
+            v["not_ready"],
+            lab.diagnose()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
     status_tells_the_truth(&lab, "disp2", "db1", Some("db2"), "installed");
     status_tells_the_truth(&lab, "db2", "db1", Some("db2"), "installed");
     the_as_built_report(&lab, &bundle);

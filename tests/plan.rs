@@ -614,3 +614,29 @@ fn rejoin_and_synchronous_need_a_pair_that_promotes() {
         run.stdout
     );
 }
+
+/// keepalived's `nopreempt` holds only when every peer starts as BACKUP: in
+/// promote mode both DB servers are BACKUP with nopreempt (the master by
+/// its higher priority), and nothing in a recipe can make one MASTER.
+#[test]
+fn promote_mode_starts_both_peers_as_backup_with_nopreempt() {
+    let run = plan_text(&stand(), &["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let hosts = v["plan"]["hosts"].as_array().unwrap();
+    let vrrp: Vec<&serde_json::Value> = hosts
+        .iter()
+        .filter_map(|h| h.get("vrrp").filter(|v| !v.is_null()))
+        .collect();
+    assert_eq!(vrrp.len(), 2);
+    for v in &vrrp {
+        assert_eq!(v["state"], "BACKUP", "{v}");
+        assert_eq!(v["nopreempt"], true, "{v}");
+    }
+    assert!(vrrp[0]["priority"].as_u64() > vrrp[1]["priority"].as_u64());
+    let forced = replace_once(
+        &stand(),
+        "failover = \"promote\"",
+        "failover = \"promote\"\nstate = \"MASTER\"",
+    );
+    assert_rejected(forced, &["database.state: unknown field `state`"]);
+}
