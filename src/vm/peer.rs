@@ -101,17 +101,8 @@ fn ask_cmd(root: &Path, ip: Ipv4Addr, question: &str, bound: u64) -> Cmd {
     ])
 }
 
-/// Asks every `(name, ip)` at once; answers in the same order.
-pub fn ask_all(
-    exec: &dyn Exec,
-    root: &Path,
-    hosts: &[(String, Ipv4Addr)],
-    question: &str,
-) -> Vec<(String, Result<String>)> {
-    ask_all_within(exec, root, hosts, question, ASK_BOUND_SECS)
-}
-
-/// [`ask_all`] within `bound` seconds each.
+/// Asks every `(name, ip)` at once, within `bound` seconds each; answers in
+/// the same order.
 pub fn ask_all_within(
     exec: &dyn Exec,
     root: &Path,
@@ -221,7 +212,7 @@ mod tests {
             ("disp1".to_string(), "192.0.2.21".parse().unwrap()),
             ("disp2".to_string(), "192.0.2.22".parse().unwrap()),
         ];
-        let answers = ask_all(&fake, dir.path(), &hosts, "reach db1");
+        let answers = ask_all_within(&fake, dir.path(), &hosts, "reach db1", ASK_BOUND_SECS);
         assert_eq!(answers[0].1.as_deref().unwrap(), "up");
         assert!(answers[1].1.is_err());
         let line = fake

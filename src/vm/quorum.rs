@@ -302,7 +302,7 @@ fn check_standby(c: &Ctx, state: &mut QuorumState, now: i64) -> Result<Verdict> 
     state.peer_lost_since.get_or_insert(now);
     // The witnesses are asked at once; the whole check stays well inside
     // keepalived's timeout (a killed check counts as failed).
-    let votes = ask_witnesses(c, &peer_name, &probe);
+    let votes = ask_witnesses(c, &peer_name, &probe)?;
     if votes.carried() {
         Ok(Verdict::Ok(votes.explain(&peer_name)))
     } else {
@@ -314,6 +314,8 @@ fn check_standby(c: &Ctx, state: &mut QuorumState, now: i64) -> Result<Verdict> 
 /// The cluster's votes on "the primary's PostgreSQL is gone".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Votes {
+    /// Witnesses whose answer was not waited for (the outcome was decided).
+    pub pending: Vec<String>,
     /// This host and the witnesses that cannot reach it.
     pub gone: Vec<String>,
     /// Witnesses that reach it.
@@ -332,6 +334,31 @@ impl Votes {
         self.gone.len() >= majority(self.voters)
     }
 
+    /// Carried, or lost whatever the witnesses still to answer say.
+    fn decided(&self) -> bool {
+        self.pending.is_empty()
+            || self.carried()
+            || self.gone.len() + self.pending.len() < majority(self.voters)
+    }
+
+    fn count(&mut self, name: String, answer: Result<String>) {
+        self.pending.retain(|p| *p != name);
+        match answer.as_deref().map(Probe::parse) {
+            Ok(Some(Probe::Up)) => self.sees_it.push(name),
+            Ok(Some(p)) => {
+                self.unreachable |= matches!(p, Probe::Unreachable(_));
+                self.gone.push(name);
+            }
+            Ok(None) => self.silent.push((
+                name,
+                format!("unexpected answer {:?}", answer.unwrap_or_default()),
+            )),
+            Err(e) => self
+                .silent
+                .push((name, format!("{e:#}").replace('\n', " "))),
+        }
+    }
+
     pub fn explain(&self, primary: &str) -> String {
         let mut s = format!(
             "{} of {} voters cannot reach {primary}'s PostgreSQL ({}; a majority is {})",
@@ -346,57 +373,59 @@ impl Votes {
         for (name, why) in &self.silent {
             s += &format!("; {name} did not answer ({why})");
         }
+        if !self.pending.is_empty() {
+            s += &format!("; not waited for: {}", self.pending.join(", "));
+        }
         s
     }
 }
 
-/// Probes the primary's PostgreSQL from here while every witness is asked
-/// `reach PRIMARY`: the votes, and this host's own probe.
-fn vote(c: &Ctx, primary: &str, addr: SocketAddr) -> (Votes, Probe) {
-    let exec = c.exec;
-    let own = std::thread::scope(|s| {
-        let own = s.spawn(move || exec.probe(addr, PROBE_TIMEOUT));
-        let votes = ask_witnesses_with(c, primary, None);
-        let own = own
-            .join()
-            .unwrap_or_else(|_| Probe::Unreachable("(probe panicked)".into()));
-        (votes, own)
-    });
-    let (mut votes, probe) = own;
-    votes.unreachable |= matches!(probe, Probe::Unreachable(_));
-    (votes, probe)
-}
-
-/// Asks every witness `reach PRIMARY`; this host's own probe is its vote.
-fn ask_witnesses(c: &Ctx, primary: &str, own: &Probe) -> Votes {
-    ask_witnesses_with(c, primary, Some(own))
-}
-
-fn ask_witnesses_with(c: &Ctx, primary: &str, own: Option<&Probe>) -> Votes {
+/// Probes the primary's PostgreSQL from here (unless `own` is that
+/// probe already) while every witness is asked `reach PRIMARY`, and calls
+/// `decide` with the votes and this host's probe as soon as the outcome
+/// can no longer change: a failover does not wait for the slowest SSH
+/// answer, which finishes meanwhile (each is bounded).
+fn vote_then<T>(
+    c: &Ctx,
+    primary: &str,
+    addr: SocketAddr,
+    own: Option<Probe>,
+    decide: impl FnOnce(Votes, Probe) -> T,
+) -> T {
     let w = witnesses(c.role);
-    let answers = peer::ask_all(c.exec, c.root, &w, &format!("reach {primary}"));
-    let mut v = Votes {
-        gone: vec![c.role.host.name.clone()],
-        sees_it: vec![],
-        silent: vec![],
-        unreachable: matches!(own, Some(Probe::Unreachable(_))),
-        voters: w.len() + 1,
-    };
-    for (name, answer) in answers {
-        match answer.as_deref().map(Probe::parse) {
-            Ok(Some(Probe::Up)) => v.sees_it.push(name),
-            Ok(Some(p)) => {
-                v.unreachable |= matches!(p, Probe::Unreachable(_));
-                v.gone.push(name);
-            }
-            Ok(None) => v.silent.push((
-                name,
-                format!("unexpected answer {:?}", answer.unwrap_or_default()),
-            )),
-            Err(e) => v.silent.push((name, format!("{e:#}").replace('\n', " "))),
+    let (exec, root) = (c.exec, c.root);
+    let question = format!("reach {primary}");
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (name, ip) in &w {
+            let (tx, question) = (tx.clone(), &question);
+            s.spawn(move || {
+                let answer = peer::ask_within(exec, root, *ip, question, peer::ASK_BOUND_SECS);
+                let _ = tx.send((name.clone(), answer));
+            });
         }
-    }
-    v
+        drop(tx);
+        let own = own.unwrap_or_else(|| exec.probe(addr, PROBE_TIMEOUT));
+        let mut v = Votes {
+            gone: vec![c.role.host.name.clone()],
+            sees_it: vec![],
+            silent: vec![],
+            pending: w.iter().map(|(n, _)| n.clone()).collect(),
+            unreachable: matches!(own, Probe::Unreachable(_)),
+            voters: w.len() + 1,
+        };
+        while !v.decided() {
+            let Ok((name, answer)) = rx.recv() else { break };
+            v.count(name, answer);
+        }
+        decide(v, own)
+    })
+}
+
+/// Asks every witness `reach PRIMARY`; `own` (this host's probe) is its vote.
+fn ask_witnesses(c: &Ctx, primary: &str, own: &Probe) -> Result<Votes> {
+    let (_, addr) = peer_addr(c)?;
+    Ok(vote_then(c, primary, addr, Some(own.clone()), |v, _| v))
 }
 
 /// A fenced server never holds the VIP (its check fails). Isolated: once it
@@ -475,7 +504,20 @@ pub fn promote(c: &Ctx) -> Result<String> {
         return Ok("took the VIP as the primary: nothing to do".into());
     }
     let (peer_name, peer) = peer_addr(c)?;
-    let (mut votes, own) = vote(c, &peer_name, peer);
+    // The promotion happens as soon as the vote is decided; slower
+    // witnesses finish their answer meanwhile.
+    vote_then(c, &peer_name, peer, None, |votes, own| {
+        promote_if_carried(c, &peer_name, votes, own, started)
+    })
+}
+
+fn promote_if_carried(
+    c: &Ctx,
+    peer_name: &str,
+    mut votes: Votes,
+    own: Probe,
+    started: Duration,
+) -> Result<String> {
     if own == Probe::Up {
         // Its port answers here: ask whether it is still the primary.
         let vrrp = c.role.host.vrrp.as_ref().context("no VRRP peer")?;
@@ -490,12 +532,12 @@ pub fn promote(c: &Ctx) -> Result<String> {
         }
     }
     if !votes.carried() {
-        return refuse(c, &votes.explain(&peer_name));
+        return refuse(c, &votes.explain(peer_name));
     }
     if votes.unreachable {
-        votes = wait_out_the_fence(c, &peer_name)?;
+        votes = wait_out_the_fence(c, peer_name)?;
         if !votes.carried() {
-            return refuse(c, &votes.explain(&peer_name));
+            return refuse(c, &votes.explain(peer_name));
         }
     }
     if let Err(why) = crate::vm::sync::may_promote(c, journal::now()) {
@@ -512,7 +554,7 @@ pub fn promote(c: &Ctx) -> Result<String> {
     c.write(paths::PROMOTED, &format!("{now}\n"), 0o644)?;
     Ok(format!(
         "promoted: {} (the vote took {} ms, the promotion {} ms)",
-        votes.explain(&peer_name),
+        votes.explain(peer_name),
         asked.as_millis(),
         (c.exec.now() - started - asked).as_millis()
     ))
@@ -532,7 +574,7 @@ fn wait_out_the_fence(c: &Ctx, peer_name: &str) -> Result<Votes> {
         c.exec.sleep(Duration::from_secs(left as u64));
     }
     let (_, peer) = peer_addr(c)?;
-    Ok(vote(c, peer_name, peer).0)
+    Ok(vote_then(c, peer_name, peer, None, |v, _| v))
 }
 
 /// Gives the VIP back: the check fails for [`REFUSED_FOR`] seconds.
@@ -722,8 +764,7 @@ mod tests {
             panic!("eligible although the witnesses see the primary")
         };
         assert!(
-            why.contains("2 of 4 voters cannot reach db1")
-                && why.contains("disp1, disp2 still reach it"),
+            why.contains("of 4 voters cannot reach db1") && why.contains("still reach it"),
             "{why}"
         );
         assert_eq!(state(root).verdict, "not-eligible");
@@ -740,7 +781,8 @@ mod tests {
             panic!("not eligible although a majority lost the primary")
         };
         assert!(
-            why.contains("3 of 4 voters") && why.contains("disp2 did not answer"),
+            why.contains("3 of 4 voters")
+                && (why.contains("disp2 did not answer") || why.contains("not waited for: disp2")),
             "{why}"
         );
     }
@@ -761,7 +803,12 @@ mod tests {
         witnesses_say(&dead, "db1", ["down (Connection refused)"; 3]);
         let c = Ctx::new(root, &role, &dead, 0, None, journal_for(&role));
         let said = promote(&c).unwrap();
-        assert!(said.starts_with("promoted: 4 of 4 voters"), "{said}");
+        // Decided once three of the four agree: the last answer may not be
+        // waited for.
+        assert!(
+            said.starts_with("promoted: ") && said.contains(" of 4 voters"),
+            "{said}"
+        );
         assert!(dead.ran("SELECT pg_promote()"));
         assert!(!dead.log().iter().any(|l| l.starts_with("sleep")));
         assert!(c.path(paths::PROMOTED).is_file());
@@ -821,10 +868,7 @@ mod tests {
         witnesses_say(&cut, "db1", ["up", "up", "up"]);
         let c = Ctx::new(root, &role, &cut, 0, None, journal_for(&role));
         let said = promote(&c).unwrap();
-        assert!(
-            said.contains("disp1, disp2, disp3 still reach it"),
-            "{said}"
-        );
+        assert!(said.contains("still reach it"), "{said}");
         assert!(!cut.ran("pg_promote"));
         assert_eq!(state(root).verdict, "refused");
     }
@@ -904,5 +948,39 @@ mod tests {
                 .unwrap()
                 .contains("UNPROTECTED")
         );
+    }
+
+    #[test]
+    fn the_vote_is_decided_as_soon_as_the_rest_cannot_change_it() {
+        let mut v = Votes {
+            gone: vec!["db2".into()],
+            sees_it: vec![],
+            silent: vec![],
+            pending: vec!["disp1".into(), "disp2".into(), "disp3".into()],
+            unreachable: false,
+            voters: 4,
+        };
+        assert!(!v.decided());
+        v.count("disp2".into(), Ok("down (Connection refused)".into()));
+        assert!(!v.decided(), "2 of 4 so far, 2 to come");
+        v.count("disp1".into(), Ok("down (Connection refused)".into()));
+        assert!(
+            v.decided() && v.carried(),
+            "3 of 4: disp3 need not be waited for"
+        );
+        assert!(v.explain("db1").ends_with("not waited for: disp3"));
+
+        let mut lost = Votes {
+            gone: vec!["db2".into()],
+            pending: vec!["disp1".into(), "disp2".into(), "disp3".into()],
+            sees_it: vec![],
+            silent: vec![],
+            unreachable: true,
+            voters: 4,
+        };
+        lost.count("disp3".into(), Ok("up".into()));
+        assert!(!lost.decided());
+        lost.count("disp1".into(), Err(anyhow::anyhow!("timed out")));
+        assert!(lost.decided() && !lost.carried(), "at most 2 of 4 now");
     }
 }

@@ -253,7 +253,8 @@ mod tests {
     /// db1, the old master, fenced after a failover to db2.
     fn old_master(root: &Path, role: &crate::shared::role::RoleFile) {
         let data = &role.host.postgres.as_ref().unwrap().data_dir;
-        put(root, paths::DB_PASSWORD, "pw\n");
+        // A password no temporary directory's name can contain.
+        put(root, paths::DB_PASSWORD, "Secret-Pw-7\n");
         put(root, &format!("{data}/PG_VERSION"), "15\n");
         put(root, &format!("{data}/standby.signal"), "");
         put(
@@ -303,7 +304,7 @@ mod tests {
             data.display(),
             root.display()
         )));
-        assert!(cmds.iter().all(|l| !l.contains("pw")), "{cmds:#?}");
+        assert!(cmds.iter().all(|l| !l.contains("Secret-Pw-7")), "{cmds:#?}");
         let auto = fs::read_to_string(data.join("postgresql.auto.conf")).unwrap();
         assert!(
             auto.contains(&format!(

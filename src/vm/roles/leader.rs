@@ -198,7 +198,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let role = fixture_role("disp1");
-        put(root, paths::DB_PASSWORD, "pw\n");
+        // A password no temporary directory's name can contain.
+        put(root, paths::DB_PASSWORD, "Secret-Pw-7\n");
         let fake = Recording::new();
         fake.on_stderr(
             "psql -X -A -t -q -h 192.0.2.10",
@@ -219,13 +220,16 @@ mod tests {
                 "psql: error: connection to server at \"192.0.2.10\", port 5432 failed: Connection refused"
             )
         );
-        assert_eq!(c.read("/var/lib/airlock/pgpass"), "*:*:*:dbuser:pw\n");
+        assert_eq!(
+            c.read("/var/lib/airlock/pgpass"),
+            "*:*:*:dbuser:Secret-Pw-7\n"
+        );
         assert_eq!(
             crate::shared::writer::mode_of(&c.path("/var/lib/airlock/pgpass")),
             Some(0o600)
         );
         assert!(
-            fake.commands().iter().all(|l| !l.contains("pw")),
+            fake.commands().iter().all(|l| !l.contains("Secret-Pw-7")),
             "{:?}",
             fake.commands()
         );
