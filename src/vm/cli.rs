@@ -164,7 +164,7 @@ pub enum Command {
             dispatchers. When it reaches neither, exit 1 (keepalived gives up the VIP), and \
             when that lasts a second more, PostgreSQL is stopped and \
             /var/lib/airlock/fenced.json says why: an isolated old master takes no write \
-            the cluster would lose (within 5 s of the cut). Once it reaches them again, \
+            the cluster would lose (within 6 s of the cut). Once it reaches them again, \
             PostgreSQL starts, and its start guard decides whether as the primary.\n\n\
             On the standby: exit 0 while the primary's PostgreSQL answers, or while a \
             majority of the voters (this server and the dispatchers, asked over SSH) \
@@ -182,7 +182,7 @@ pub enum Command {
             and a majority of the voters (this server and the dispatchers) cannot reach \
             the peer's PostgreSQL. When some voter got no answer at all (the old primary \
             may be isolated rather than dead), it first waits until the old primary has \
-            surely stopped itself (5 s after it was lost). Otherwise it gives the VIP back \
+            surely stopped itself (6 s after it was lost). Otherwise it gives the VIP back \
             for 10 s and says why (syslog tag airlock-promote, and `status`).",
         after_help = "Example:\n  journalctl -t airlock-promote"
     )]
