@@ -78,7 +78,10 @@ pub fn forced_command_user(c: &Ctx, user: &str, comment: &str, src: &str) -> Res
 /// On a dispatcher where sudo is installed, it may run one read-only
 /// command as root, `docker node ls` ([`render::peer_sudoers`]); where sudo
 /// is not installed, `status --cluster` learns the swarm only when it runs
-/// on a dispatcher (as root) and says so otherwise.
+/// on a dispatcher (as root) and says so otherwise. It lingers: without
+/// that, a question after a quiet spell starts (and later stops) the
+/// user's whole systemd instance through pam_systemd, hundreds of
+/// milliseconds of a failover's vote.
 fn peer_user_check(c: &Ctx) -> Result<bool> {
     let peer_reads = |p: &str| {
         c.exec.ok(&Cmd::new("runuser").args([
@@ -90,12 +93,12 @@ fn peer_user_check(c: &Ctx) -> Result<bool> {
             &c.path(p).display().to_string(),
         ]))
     };
-    Ok(
-        forced_command_user_check(c, paths::PEER_USER, paths::PEER_AUTHORIZED_KEYS)?
-            && peer_reads(paths::ROLE_FILE)
-            && peer_reads(paths::JOURNAL)
-            && (!wants_sudoers(c) || sudo_rule_holds(c)),
-    )
+    let lingers = !c.path("/usr/bin/loginctl").exists() || c.path(&linger_file()).exists();
+    Ok(lingers
+        && forced_command_user_check(c, paths::PEER_USER, paths::PEER_AUTHORIZED_KEYS)?
+        && peer_reads(paths::ROLE_FILE)
+        && peer_reads(paths::JOURNAL)
+        && (!wants_sudoers(c) || sudo_rule_holds(c)))
 }
 
 /// The peer user's sudo rule is in place, and sudo itself says it is in
@@ -117,6 +120,11 @@ fn wants_sudoers(c: &Ctx) -> bool {
 /// sudo's checker, installed with sudo.
 const VISUDO: &str = "/usr/sbin/visudo";
 
+/// logind's marker that a user's systemd instance stays up between logins.
+fn linger_file() -> String {
+    format!("/var/lib/systemd/linger/{}", paths::PEER_USER)
+}
+
 fn peer_user_apply(c: &Ctx) -> Result<()> {
     forced_command_user(
         c,
@@ -124,6 +132,10 @@ fn peer_user_apply(c: &Ctx) -> Result<()> {
         "airlock answers for the other cluster hosts",
         paths::PEER_AUTHORIZED_KEYS,
     )?;
+    if c.path("/usr/bin/loginctl").exists() {
+        c.exec
+            .run(&Cmd::new("loginctl").args(["enable-linger", paths::PEER_USER]))?;
+    }
     let role = c.path(paths::ROLE_FILE).display().to_string();
     c.exec
         .run(&Cmd::new("chgrp").args([paths::PEER_USER, &role]))?;
@@ -504,6 +516,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn with_logind_the_peer_user_lingers_so_a_question_starts_no_user_manager() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let role = fixture_role("db2");
+        put(root, paths::ROLE_FILE, &role.to_toml().unwrap());
+        put(
+            root,
+            paths::PEER_AUTHORIZED_KEYS,
+            "restrict ssh-ed25519 AAAA\n",
+        );
+        put(root, "/usr/bin/loginctl", "");
+        put(
+            root,
+            "/home/airlock-peer/.ssh/authorized_keys",
+            "restrict ssh-ed25519 AAAA\n",
+        );
+        let fake = Recording::new();
+        let c = ctx(root, &role, &fake);
+        assert!(!peer_user_check(&c).unwrap(), "no linger yet");
+        peer_user_apply(&c).unwrap();
+        assert!(fake.ran("loginctl enable-linger airlock-peer"));
+        put(root, "/var/lib/systemd/linger/airlock-peer", "");
+        assert!(peer_user_check(&c).unwrap());
     }
 
     #[test]
