@@ -132,9 +132,18 @@ fn peer_user_apply(c: &Ctx) -> Result<()> {
         "airlock answers for the other cluster hosts",
         paths::PEER_AUTHORIZED_KEYS,
     )?;
-    if c.path("/usr/bin/loginctl").exists() {
-        c.exec
-            .run(&Cmd::new("loginctl").args(["enable-linger", paths::PEER_USER]))?;
+    if c.path("/usr/bin/loginctl").exists()
+        && let Err(e) = c
+            .exec
+            .run(&Cmd::new("loginctl").args(["enable-linger", paths::PEER_USER]))
+    {
+        // logind not running (yet): its marker file does the same at its
+        // next start.
+        eprintln!(
+            "airlock-firstboot: {e:#}; writing {} instead",
+            linger_file()
+        );
+        c.write(&linger_file(), "", 0o644)?;
     }
     let role = c.path(paths::ROLE_FILE).display().to_string();
     c.exec
