@@ -13,6 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use pgp::armor::BlockType;
 use pgp::composed::{
     ArmorOptions, CleartextSignedMessage, Deserializable, DetachedSignature, KeyType,
     SecretKeyParamsBuilder, SignedPublicKey, SignedSecretKey, SubpacketConfig,
@@ -173,29 +174,18 @@ impl SigningKey {
     /// A cleartext signature of `text`, as Debian's `InRelease`. The body is
     /// what `gpg --clearsign` writes for the same text.
     pub fn clearsign(&self, text: &str, time: i64) -> Result<String> {
+        clearsign_all(std::slice::from_ref(self), text, time)
+    }
+
+    /// How this key signs cleartext made at `time`.
+    fn text_signature_config(&self, time: i64) -> Result<SignatureConfig> {
         let k = &self.key.primary_key;
-        let body = text.strip_suffix('\n').unwrap_or(text);
         let mut cfg =
             SignatureConfig::v4(SignatureType::Text, k.algorithm(), HashAlgorithm::Sha256);
         let (hashed, unhashed) = self.subpackets(time)?;
         cfg.hashed_subpackets = hashed;
         cfg.unhashed_subpackets = unhashed;
-        // Verifiers hash lines with trailing blanks removed; rpgp's `new`
-        // does not, so hash exactly what they will.
-        let msg = CleartextSignedMessage::new_many(body, |normalized: &str| {
-            let hashed: String = normalized
-                .split_inclusive('\n')
-                .map(|l| {
-                    let (c, eol) = match l.strip_suffix("\r\n") {
-                        Some(c) => (c, "\r\n"),
-                        None => (l, ""),
-                    };
-                    format!("{}{eol}", c.trim_end_matches([' ', '\t']))
-                })
-                .collect();
-            Ok(vec![cfg.sign(k, &Password::empty(), hashed.as_bytes())?])
-        })?;
-        Ok(msg.to_armored_string(ArmorOptions::default())?)
+        Ok(cfg)
     }
 
     fn detached(&self, data: &[u8], time: i64) -> Result<DetachedSignature> {
@@ -213,14 +203,159 @@ impl SigningKey {
 
     /// A detached signature, armored (`Release.gpg`, `SHA256SUMS.gpg`).
     pub fn detached_armored(&self, data: &[u8], time: i64) -> Result<String> {
-        Ok(self
-            .detached(data, time)?
-            .to_armored_string(ArmorOptions::default())?)
+        detached_armored_all(std::slice::from_ref(self), data, time)
     }
 
     /// A detached signature, binary.
     pub fn detached_binary(&self, data: &[u8], time: i64) -> Result<Vec<u8>> {
         Ok(self.detached(data, time)?.to_bytes()?)
+    }
+}
+
+/// One cleartext signature block over `text` with one signature per key,
+/// in the keys' order (an `InRelease` several keys signed, as apt reads it).
+fn clearsign_all(keys: &[SigningKey], text: &str, time: i64) -> Result<String> {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let configs = keys
+        .iter()
+        .map(|k| k.text_signature_config(time))
+        .collect::<Result<Vec<_>>>()?;
+    // Verifiers hash lines with trailing blanks removed; rpgp's `new`
+    // does not, so hash exactly what they will.
+    let msg = CleartextSignedMessage::new_many(body, |normalized: &str| {
+        let hashed: String = normalized
+            .split_inclusive('\n')
+            .map(|l| {
+                let (c, eol) = match l.strip_suffix("\r\n") {
+                    Some(c) => (c, "\r\n"),
+                    None => (l, ""),
+                };
+                format!("{}{eol}", c.trim_end_matches([' ', '\t']))
+            })
+            .collect();
+        keys.iter()
+            .zip(configs)
+            .map(|(k, cfg)| cfg.sign(&k.key.primary_key, &Password::empty(), hashed.as_bytes()))
+            .collect()
+    })?;
+    Ok(msg.to_armored_string(ArmorOptions::default())?)
+}
+
+/// One armored block of detached signatures over `data`, one per key in
+/// the keys' order (what `gpg --detach-sign -u A -u B` writes and gpgv
+/// reads).
+fn detached_armored_all(keys: &[SigningKey], data: &[u8], time: i64) -> Result<String> {
+    let sigs = keys
+        .iter()
+        .map(|k| k.detached(data, time))
+        .collect::<Result<Vec<_>>>()?;
+    armored(&sigs, BlockType::Signature)
+}
+
+/// `items` in one armored block of type `typ`, as rpgp armors one.
+fn armored(items: &impl Serialize, typ: BlockType) -> Result<String> {
+    let mut out = Vec::new();
+    let opts = ArmorOptions::default();
+    pgp::armor::write(items, typ, &mut out, opts.headers, opts.include_checksum)?;
+    Ok(String::from_utf8(out)?)
+}
+
+/// The keys a build signs with, in the order given (`--key A --key B`):
+/// every signature file carries one signature per key, in that order, and
+/// the public keyring holds every key, so a site may trust any one of them
+/// (a key rollover) or require several (a two-person rule).
+#[derive(Debug, Clone)]
+pub struct Signers {
+    keys: Vec<SigningKey>,
+}
+
+impl From<SigningKey> for Signers {
+    fn from(key: SigningKey) -> Signers {
+        Signers { keys: vec![key] }
+    }
+}
+
+impl Signers {
+    /// The given keys; refuses none, and the same key twice.
+    pub fn new(keys: Vec<SigningKey>) -> Result<Signers> {
+        if keys.is_empty() {
+            bail!("no signing key given (--key SECRET.asc)");
+        }
+        for (i, k) in keys.iter().enumerate() {
+            if keys[..i].iter().any(|o| o.fingerprint() == k.fingerprint()) {
+                bail!(
+                    "the signing key {} is given twice: each --key must be another key",
+                    k.fingerprint()
+                );
+            }
+        }
+        Ok(Signers { keys })
+    }
+
+    /// Reads each key (see [`SigningKey::load`]), in the order given.
+    pub fn load(paths: &[PathBuf]) -> Result<Signers> {
+        let keys = paths
+            .iter()
+            .map(|p| SigningKey::load(p))
+            .collect::<Result<Vec<_>>>()?;
+        for (i, k) in keys.iter().enumerate() {
+            if let Some(j) = keys[..i]
+                .iter()
+                .position(|o| o.fingerprint() == k.fingerprint())
+            {
+                bail!(
+                    "--key {} and --key {} are the same key {}: each --key must be another key",
+                    paths[j].display(),
+                    paths[i].display(),
+                    k.fingerprint()
+                );
+            }
+        }
+        Signers::new(keys)
+    }
+
+    /// The keys, in signing order.
+    pub fn keys(&self) -> &[SigningKey] {
+        &self.keys
+    }
+
+    /// Each key's fingerprint, in signing order.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.keys.iter().map(SigningKey::fingerprint).collect()
+    }
+
+    /// A keyring of every key.
+    pub fn keyring(&self) -> Keyring {
+        Keyring::from_keys(
+            self.keys.iter().map(SigningKey::public).collect(),
+            &self.fingerprints().join(" + "),
+        )
+    }
+
+    /// `InRelease`: one cleartext signature block, a signature per key.
+    pub fn clearsign(&self, text: &str, time: i64) -> Result<String> {
+        clearsign_all(&self.keys, text, time)
+    }
+
+    /// `Release.gpg`, `SHA256SUMS.gpg`: one armored block, a signature
+    /// packet per key.
+    pub fn detached_armored(&self, data: &[u8], time: i64) -> Result<String> {
+        detached_armored_all(&self.keys, data, time)
+    }
+
+    /// Every public key, armored in one block (as `gpg --export --armor`).
+    pub fn public_armored(&self) -> Result<String> {
+        let keys: Vec<SignedPublicKey> = self.keys.iter().map(SigningKey::public).collect();
+        armored(&keys, BlockType::PublicKey)
+    }
+
+    /// Every public key as one binary keyring (keys concatenated).
+    pub fn public_binary(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        for k in &self.keys {
+            out.extend(k.public_binary()?);
+        }
+        Ok(out)
     }
 }
 
@@ -319,7 +454,7 @@ mod tests {
     #[test]
     fn a_foreign_key_does_not_verify() {
         let k = key();
-        let other = SigningKey::generate("Other <o@localhost>", 1_700_000_000, [8; 32]).unwrap();
+        let other = other();
         let sig = k.detached_armored(b"payload", 1).unwrap();
         assert!(
             crate::build::sign::SigningKey::keyring(&other)
@@ -394,6 +529,234 @@ mod tests {
             .verify_detached(b"payload", good.as_bytes())
             .unwrap();
         assert_eq!((v.fingerprint, v.created), (k.fingerprint(), made));
+    }
+
+    fn other() -> SigningKey {
+        SigningKey::generate("Other <o@localhost>", 1_700_000_000, [8; 32]).unwrap()
+    }
+
+    /// With one key, every file is what a single key wrote before keys
+    /// could be several.
+    #[test]
+    fn one_signer_writes_what_one_key_writes() {
+        let k = key();
+        let one = Signers::from(k.clone());
+        let old_detached = k
+            .detached(b"data", 5)
+            .unwrap()
+            .to_armored_string(ArmorOptions::default())
+            .unwrap();
+        assert_eq!(one.detached_armored(b"data", 5).unwrap(), old_detached);
+        assert_eq!(
+            one.clearsign("a\nb\n", 5).unwrap(),
+            k.clearsign("a\nb\n", 5).unwrap()
+        );
+        assert_eq!(one.public_armored().unwrap(), k.public_armored().unwrap());
+        assert_eq!(one.public_binary().unwrap(), k.public_binary().unwrap());
+    }
+
+    #[test]
+    fn two_signers_sign_in_order_and_each_key_alone_verifies() {
+        let (a, b) = (key(), other());
+        let both = Signers::new(vec![a.clone(), b.clone()]).unwrap();
+        let sig = both.detached_armored(b"payload", 1).unwrap();
+        assert_eq!(sig.matches("-----BEGIN PGP SIGNATURE-----").count(), 1);
+        let packets = crate::shared::keyring::read_detached(sig.as_bytes()).unwrap();
+        assert_eq!(packets.len(), 2);
+        for (k, other) in [(&a, &b), (&b, &a)] {
+            let checked = k
+                .keyring()
+                .check_detached(b"payload", sig.as_bytes())
+                .unwrap();
+            assert_eq!(checked.signers().len(), 1);
+            assert_eq!(checked.good[0].key, k.fingerprint());
+            assert_eq!(checked.unknown, vec![other.fingerprint()]);
+            checked.require(1, &k.keyring()).unwrap();
+            let e = checked.require(2, &k.keyring()).unwrap_err().to_string();
+            assert!(e.contains("1 of the 2 signers required"), "{e}");
+            assert!(e.contains(&k.fingerprint()), "{e}");
+            assert!(
+                e.contains(&format!("also signed by {}", other.fingerprint())),
+                "{e}"
+            );
+        }
+        let ring = both.keyring();
+        let checked = ring.check_detached(b"payload", sig.as_bytes()).unwrap();
+        let signers: Vec<&str> = checked.signers().iter().map(|v| v.key.as_str()).collect();
+        assert_eq!(signers, [a.fingerprint(), b.fingerprint()]);
+        checked.require(2, &ring).unwrap();
+        // The order given is the order of the packets.
+        let swapped = Signers::new(vec![b.clone(), a.clone()]).unwrap();
+        let checked = ring
+            .check_detached(
+                b"payload",
+                swapped.detached_armored(b"payload", 1).unwrap().as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(checked.good[0].key, b.fingerprint());
+        // InRelease: each key alone reads it.
+        let text = "Origin: x\nSuite: s\n";
+        let signed = both.clearsign(text, 1).unwrap();
+        assert_eq!(signed.matches("-----BEGIN PGP SIGNATURE-----").count(), 1);
+        assert_eq!(a.keyring().verify_cleartext(&signed).unwrap(), text);
+        assert_eq!(b.keyring().verify_cleartext(&signed).unwrap(), text);
+        // The public keyring holds both, in order.
+        let ring = Keyring::from_bytes(&both.public_binary().unwrap(), "bin").unwrap();
+        let fprs: Vec<String> = ring.keys().into_iter().map(|k| k.fingerprint).collect();
+        assert_eq!(fprs, [a.fingerprint(), b.fingerprint()]);
+        let asc = both.public_armored().unwrap();
+        assert_eq!(
+            asc.matches("-----BEGIN PGP PUBLIC KEY BLOCK-----").count(),
+            1
+        );
+        assert_eq!(
+            Keyring::from_bytes(asc.as_bytes(), "asc")
+                .unwrap()
+                .keys()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn the_same_key_twice_is_one_signer() {
+        let k = key();
+        let twice = detached_armored_all(&[k.clone(), k.clone()], b"payload", 1).unwrap();
+        let ring = k.keyring();
+        let checked = ring.check_detached(b"payload", twice.as_bytes()).unwrap();
+        assert_eq!(checked.good.len(), 2);
+        assert_eq!(checked.signers().len(), 1);
+        let e = checked.require(2, &ring).unwrap_err().to_string();
+        assert!(e.contains("1 of the 2 signers required"), "{e}");
+        // A keyring holding it twice holds one key.
+        let doubled = Keyring::from_keys(vec![k.public(), k.public()], "twice");
+        assert_eq!(doubled.keys().len(), 1);
+        assert!(Signers::new(vec![k.clone(), k.clone()]).is_err());
+    }
+
+    #[test]
+    fn a_bad_signature_by_a_key_of_the_keyring_refuses_the_file() {
+        let (a, b) = (key(), other());
+        let good = a.detached(b"payload", 1).unwrap();
+        let bad = b.detached(b"other data", 1).unwrap();
+        let sig = armored(&vec![good, bad], BlockType::Signature).unwrap();
+        // b's keyring: its one signature is bad.
+        let both = Signers::new(vec![a.clone(), b.clone()]).unwrap().keyring();
+        let e = format!(
+            "{:#}",
+            both.check_detached(b"payload", sig.as_bytes()).unwrap_err()
+        );
+        assert!(e.contains("signature 2 of 2"), "{e}");
+        // a's keyring alone does not hold b: the bad one is only named.
+        let checked = a
+            .keyring()
+            .check_detached(b"payload", sig.as_bytes())
+            .unwrap();
+        assert_eq!(checked.signers().len(), 1);
+    }
+
+    #[test]
+    fn a_signature_file_holds_signature_packets_only() {
+        let (a, b) = (key(), other());
+        let sig = a.detached_binary(b"payload", 1).unwrap();
+        let ring = a.keyring();
+        ring.verify_detached(b"payload", &sig).unwrap();
+        // A public key packet after the signature.
+        let with_key = [sig.clone(), b.public_binary().unwrap()].concat();
+        let e = format!(
+            "{:#}",
+            ring.verify_detached(b"payload", &with_key).unwrap_err()
+        );
+        assert!(e.contains("signature packets only"), "{e}");
+        // The same, armored.
+        let key_inside = armored(&b.public(), BlockType::Signature);
+        let e = format!(
+            "{:#}",
+            ring.verify_detached(b"payload", key_inside.unwrap().as_bytes())
+                .unwrap_err()
+        );
+        assert!(e.contains("signature packets only"), "{e}");
+        // A torn packet header, or a byte, after the last signature.
+        for tail in [&[0xc2u8][..], &[0x00], &[0x88, 0x05]] {
+            let torn = [&sig[..], tail].concat();
+            assert!(ring.verify_detached(b"payload", &torn).is_err(), "{tail:?}");
+        }
+        // Two armored blocks.
+        let one = a.detached_armored(b"payload", 1).unwrap();
+        let two = format!("{one}{one}");
+        let e = format!(
+            "{:#}",
+            ring.verify_detached(b"payload", two.as_bytes())
+                .unwrap_err()
+        );
+        assert!(e.contains("more than one armored block"), "{e}");
+        // A public key block given as the signature.
+        let e = format!(
+            "{:#}",
+            ring.verify_detached(b"payload", a.public_armored().unwrap().as_bytes())
+                .unwrap_err()
+        );
+        assert!(e.contains("not a signature"), "{e}");
+        // Nothing at all.
+        assert!(ring.verify_detached(b"payload", b"").is_err());
+    }
+
+    /// What GnuPG writes for two keys (its own packet headers) reads back
+    /// whole, binary and armored.
+    #[test]
+    fn gpg_signatures_by_two_keys_read_back() {
+        let (a, b) = (key(), other());
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("gnupg");
+        fs::create_dir(&home).unwrap();
+        let gpg = |args: &[&str]| {
+            std::process::Command::new("gpg")
+                .arg("--homedir")
+                .arg(&home)
+                .args(["--batch", "--quiet", "--yes"])
+                .args(args)
+                .output()
+        };
+        let secrets = dir.path().join("secrets.asc");
+        fs::write(
+            &secrets,
+            format!(
+                "{}{}",
+                a.secret_armored().unwrap(),
+                b.secret_armored().unwrap()
+            ),
+        )
+        .unwrap();
+        if gpg(&["--import", secrets.to_str().unwrap()]).is_err() {
+            eprintln!("skipping: no gpg");
+            return;
+        }
+        let data = dir.path().join("data");
+        fs::write(&data, b"payload").unwrap();
+        let both = Signers::new(vec![a.clone(), b.clone()]).unwrap().keyring();
+        for armor in [false, true] {
+            let out = dir.path().join(format!("data.{armor}.sig"));
+            let (fa, fb) = (a.fingerprint(), b.fingerprint());
+            let mut args = vec!["-u", &fa, "-u", &fb];
+            if armor {
+                args.push("--armor");
+            }
+            args.extend([
+                "--detach-sign",
+                "-o",
+                out.to_str().unwrap(),
+                data.to_str().unwrap(),
+            ]);
+            let run = gpg(&args).unwrap();
+            assert!(
+                run.status.success(),
+                "{}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+            let sig = fs::read(&out).unwrap();
+            let checked = both.check_detached(b"payload", &sig).unwrap();
+            assert_eq!(checked.signers().len(), 2, "armor {armor}");
+        }
     }
 
     #[test]
