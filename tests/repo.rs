@@ -664,3 +664,124 @@ fn a_same_size_deb_with_other_bytes_is_refused() {
         run.stderr
     );
 }
+
+/// A key rollover: the repository signed by the old and the new key is
+/// read by apt trusting either key alone, through InRelease and through
+/// Release + Release.gpg, and gpgv finds each key's good signature.
+#[test]
+fn a_repository_signed_by_two_keys_is_read_by_apt_trusting_either_key_alone() {
+    let site = Site::new();
+    assert_eq!(site.airlock(&["keygen", "--out", "new"]).code, 0);
+    make_disc(&site.path("main"), &main_pkgs());
+    let run = site.airlock_env(
+        &[
+            "repo",
+            "build",
+            "--main",
+            "main",
+            "--key",
+            "keys/signing-key.asc",
+            "--key",
+            "new/signing-key.asc",
+            "--out",
+            "repo",
+        ],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (old, new) = (site.keyring(), site.path("new/archive-keyring.gpg"));
+    let (old_fpr, new_fpr) = (
+        crate::common::fingerprints(&old).remove(0),
+        crate::common::fingerprints(&new).remove(0),
+    );
+    let dists = site.path("repo/dists").join(SUITE);
+    let (inrelease, release, release_gpg) = (
+        dists.join("InRelease"),
+        dists.join("Release"),
+        dists.join("Release.gpg"),
+    );
+    // One armored block each, with a signature per key in the order given.
+    for f in [&inrelease, &release_gpg] {
+        let text = fs::read_to_string(f).unwrap();
+        assert_eq!(text.matches("-----BEGIN PGP SIGNATURE-----").count(), 1);
+    }
+    let (_, status) = crate::common::gpgv_status(&old, &[&release_gpg, &release]);
+    let at = |f: &str| status.find(&f[f.len() - 16..]).unwrap();
+    assert!(at(&old_fpr) < at(&new_fpr), "{status}");
+    for (trusted, good, other) in [(&old, &old_fpr, &new_fpr), (&new, &new_fpr, &old_fpr)] {
+        crate::common::assert_gpgv_good_by_one_of_two(trusted, good, other, &[&inrelease]);
+        crate::common::assert_gpgv_good_by_one_of_two(
+            trusted,
+            good,
+            other,
+            &[&release_gpg, &release],
+        );
+    }
+    // Both keys: gpgv exits 0.
+    let both = site.path("both.gpg");
+    fs::write(
+        &both,
+        [fs::read(&old).unwrap(), fs::read(&new).unwrap()].concat(),
+    )
+    .unwrap();
+    assert!(gpgv(&both, &[&inrelease]));
+    assert!(gpgv(&both, &[&release_gpg, &release]));
+
+    for (name, trusted) in [("old", &old), ("new", &new)] {
+        let apt = AptRoot::new(
+            &site.path(&format!("apt-{name}")),
+            &site.path("repo"),
+            trusted,
+            SUITE,
+        );
+        let (ok, out) = apt.apt_get(&["update"]);
+        assert!(ok, "apt-get update trusting the {name} key alone:\n{out}");
+        assert!(out.contains(" InRelease") && !out.contains("W:"), "{out}");
+        let (ok, out) = apt.apt_get(&["install", "--download-only", "-y", "hello"]);
+        assert!(ok, "{out}");
+    }
+    // Without InRelease apt reads Release and Release.gpg.
+    fs::rename(&inrelease, site.path("InRelease.aside")).unwrap();
+    for (name, trusted) in [("old", &old), ("new", &new)] {
+        let apt = AptRoot::new(
+            &site.path(&format!("apt-gpg-{name}")),
+            &site.path("repo"),
+            trusted,
+            SUITE,
+        );
+        let (ok, out) = apt.apt_get(&["update"]);
+        assert!(
+            ok,
+            "apt-get update (Release.gpg) trusting the {name} key alone:\n{out}"
+        );
+        // Fetched, no warning about the signature it has no key for.
+        assert!(out.contains(" Release.gpg") && !out.contains("W:"), "{out}");
+    }
+    // A third key: apt refuses.
+    assert_eq!(site.airlock(&["keygen", "--out", "third"]).code, 0);
+    fs::rename(site.path("InRelease.aside"), &inrelease).unwrap();
+    let apt = AptRoot::new(
+        &site.path("apt-third"),
+        &site.path("repo"),
+        &site.path("third/archive-keyring.gpg"),
+        SUITE,
+    );
+    let (ok, out) = apt.apt_get(&["update"]);
+    assert!(!ok && out.contains("NO_PUBKEY"), "{out}");
+}
+
+#[test]
+fn the_same_signing_key_twice_is_refused() {
+    let site = Site::new();
+    make_disc(&site.path("main"), &main_pkgs());
+    fs::copy(site.path("keys/signing-key.asc"), site.path("copy.asc")).unwrap();
+    let run = site.build("main", None, "repo", &["--key", "copy.asc"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--key keys/signing-key.asc and --key copy.asc are the same key"),
+        "{}",
+        run.stderr
+    );
+    assert!(!site.path("repo").exists());
+}

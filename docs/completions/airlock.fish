@@ -38,7 +38,7 @@ complete -c airlock -n "__fish_airlock_needs_command" -f -a "help" -d 'Print thi
 complete -c airlock -n "__fish_airlock_using_subcommand plan" -l json -d 'Print the plan and the problems as JSON on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock -n "__fish_airlock_using_subcommand plan" -s V -l version -d 'Print version'
-complete -c airlock -n "__fish_airlock_using_subcommand build" -l key -d 'The armored secret signing key (from `airlock keygen`)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand build" -l key -d 'The armored secret signing key (from `airlock keygen`); repeat it to sign with several keys, in that order' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l out -d 'The bundle directory to write (replaced when the build succeeds)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l tar -d 'Also write the bundle as one deterministic tar (.tar, or .tar.gz to compress)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l secrets -d 'Secrets file to read or create (default: RECIPE with .secrets.toml)' -r -F
@@ -70,7 +70,7 @@ complete -c airlock -n "__fish_airlock_using_subcommand repo; and not __fish_see
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and not __fish_seen_subcommand_from build help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l main -d 'The Astra SE 1.7 main disc: an .iso file or a directory with pool/ and dists/' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l devel -d 'The Astra SE 1.7 devel disc (optional), same forms as --main' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l key -d 'The armored secret signing key (from `airlock keygen`, or your own)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l key -d 'The armored secret signing key (from `airlock keygen`, or your own); repeat it to sign with several keys, in that order' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l out -d 'The repository directory to write (replaced when the build succeeds)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l suite -d 'apt suite (and codename) of the repository' -r
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l disc-keyring -d 'The disc vendor\'s public key, to check the signature of a disc\'s Release' -r -F

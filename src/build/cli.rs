@@ -19,7 +19,7 @@ use crate::build::recipe;
 use crate::build::repo;
 use crate::build::secrets::Secrets;
 use crate::build::seed;
-use crate::build::sign::{self, SigningKey};
+use crate::build::sign::{self, Signers};
 use crate::shared::timefmt;
 use crate::shared::writer::RootWriter;
 
@@ -80,11 +80,20 @@ pub enum Command {
             The build is atomic (DIR is replaced only when everything succeeded) and, \
             given the same key, recipe, media, secrets and SOURCE_DATE_EPOCH, \
             byte-reproducible. A rebuild re-reads only changed packages. Secrets are kept \
-            outside the bundle in --secrets (default: RECIPE's name with .secrets.toml).",
+            outside the bundle in --secrets (default: RECIPE's name with .secrets.toml).\n\n\
+            --key may be given more than once: InRelease, Release.gpg and SHA256SUMS.gpg \
+            then carry one signature per key, in the order given, and archive-keyring.gpg \
+            holds every key. A site that trusts any one of the keys accepts the bundle (a \
+            key rollover without a flag day); `airlock verify --require-signers N` asks \
+            for N of them (a two-person rule).",
         after_help = "Examples:\n  \
             airlock keygen --out keys\n  \
             airlock build site.toml --key keys/signing-key.asc --out bundle\n  \
-            airlock build site.toml --key keys/signing-key.asc --out bundle --tar bundle.tar"
+            airlock build site.toml --key keys/signing-key.asc --out bundle --tar bundle.tar\n\n\
+            Key rollover, one build signed by the old and the new key, later ones by the new key alone:\n  \
+            airlock build site.toml --key old/signing-key.asc --key new/signing-key.asc --out bundle\n\n\
+            Two-person rule, each officer's key:\n  \
+            airlock build site.toml --key alice/signing-key.asc --key bob/signing-key.asc --out bundle"
     )]
     Build(BuildArgs),
 
@@ -219,10 +228,14 @@ pub enum RepoCommand {
             architecture with different bytes is an error naming both files.\n\n\
             Writes OUT/pool/, OUT/dists/SUITE/COMPONENT/binary-ARCH/Packages{,.gz,.xz}, \
             Release, InRelease and Release.gpg. OUT is replaced only when the build \
-            succeeds; a rebuild re-reads only the files that changed.",
+            succeeds; a rebuild re-reads only the files that changed.\n\n\
+            --key may be given more than once: InRelease and Release.gpg then carry one \
+            signature per key, in the order given, and apt trusting any one of the keys \
+            accepts the repository.",
         after_help = "Examples:\n  \
             airlock repo build --main astra-main.iso --devel astra-devel.iso --key keys/signing-key.asc --out repo\n  \
-            SOURCE_DATE_EPOCH=1700000000 airlock repo build --main /srv/main --key keys/signing-key.asc --out repo --json\n\n\
+            SOURCE_DATE_EPOCH=1700000000 airlock repo build --main /srv/main --key keys/signing-key.asc --out repo --json\n  \
+            airlock repo build --main astra-main.iso --key old/signing-key.asc --key new/signing-key.asc --out repo\n\n\
             On a VM: deb [signed-by=/path/archive-keyring.gpg] file:///opt/airlock/repo 1.7_x86-64 main contrib non-free"
     )]
     Build(RepoBuildArgs),
@@ -233,9 +246,9 @@ pub struct BuildArgs {
     /// The cluster recipe (TOML, `version = 1`)
     #[arg(value_name = "RECIPE")]
     pub recipe: PathBuf,
-    /// The armored secret signing key (from `airlock keygen`)
-    #[arg(long, value_name = "SECRET.asc")]
-    pub key: PathBuf,
+    /// The armored secret signing key (from `airlock keygen`); repeat it to sign with several keys, in that order
+    #[arg(long = "key", value_name = "SECRET.asc", required = true)]
+    pub keys: Vec<PathBuf>,
     /// The bundle directory to write (replaced when the build succeeds)
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -313,9 +326,9 @@ pub struct RepoBuildArgs {
     /// The Astra SE 1.7 devel disc (optional), same forms as --main
     #[arg(long, value_name = "PATH")]
     pub devel: Option<PathBuf>,
-    /// The armored secret signing key (from `airlock keygen`, or your own)
-    #[arg(long, value_name = "SECRET.asc")]
-    pub key: PathBuf,
+    /// The armored secret signing key (from `airlock keygen`, or your own); repeat it to sign with several keys, in that order
+    #[arg(long = "key", value_name = "SECRET.asc", required = true)]
+    pub keys: Vec<PathBuf>,
     /// The repository directory to write (replaced when the build succeeds)
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -470,7 +483,7 @@ fn default_runner() -> Result<PathBuf> {
 }
 
 fn cmd_build(args: &BuildArgs) -> Result<Status> {
-    let key = SigningKey::load(&args.key)?;
+    let key = Signers::load(&args.keys)?;
     let secrets = args.secrets.clone().unwrap_or_else(|| {
         let stem = args
             .recipe
@@ -491,7 +504,7 @@ fn cmd_build(args: &BuildArgs) -> Result<Status> {
         recipe: args.recipe.clone(),
         out: args.out.clone(),
         key,
-        key_path: Some(args.key.clone()),
+        key_paths: args.keys.clone(),
         secrets,
         fixed_secrets: None,
         runner: match &args.runner {
@@ -527,7 +540,7 @@ fn print_build_summary(s: &bundle::BuildSummary) {
     if let Some(t) = &s.tar {
         println!("  tar: {}", t.display());
     }
-    println!("  signed by {}", s.fingerprint);
+    println!("  signed by {}", s.fingerprints.join(", "));
     match &s.secrets {
         Some(path) => println!(
             "  secrets {} {} (mode 0600, outside the bundle: keep it private, reuse it)",
@@ -613,8 +626,8 @@ fn cmd_demo(args: &DemoArgs) -> Result<Status> {
     let summary = bundle::build(&bundle::BuildOptions {
         recipe: args.out.join("recipe.toml"),
         out: bundle_dir.clone(),
-        key: crate::build::demo::demo_key()?,
-        key_path: None,
+        key: crate::build::demo::demo_key()?.into(),
+        key_paths: Vec::new(),
         secrets: args.out.join("demo.secrets.toml"),
         fixed_secrets: Some(crate::build::demo::demo_secrets()?),
         runner: match &args.runner {
@@ -774,12 +787,16 @@ fn cmd_keygen(args: &KeygenArgs) -> Result<Status> {
 }
 
 fn cmd_repo_build(args: &RepoBuildArgs) -> Result<Status> {
-    let key = SigningKey::load(&args.key)?;
+    let key = Signers::load(&args.keys)?;
     let mut discs = vec![("main".to_string(), args.main.clone())];
     if let Some(d) = &args.devel {
         discs.push(("devel".to_string(), d.clone()));
     }
-    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("signing key", args.key.as_path())];
+    let mut inputs: Vec<(&str, &std::path::Path)> = args
+        .keys
+        .iter()
+        .map(|k| ("signing key", k.as_path()))
+        .collect();
     for (role, path) in &discs {
         inputs.push((
             if role == "main" {

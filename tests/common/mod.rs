@@ -54,3 +54,55 @@ pub fn demo_site(dir: &Path) {
         assert_eq!(run.code, 0, "airlock {args:?}: {}", run.stderr);
     }
 }
+
+/// `gpgv --status-fd 1 --keyring KEYRING ARGS`: its exit code and its
+/// status lines (`[GNUPG:] GOODSIG …`, `NO_PUBKEY …`).
+pub fn gpgv_status(keyring: &Path, args: &[&Path]) -> (i32, String) {
+    let out = Command::new("gpgv")
+        .arg("--status-fd")
+        .arg("1")
+        .arg("--keyring")
+        .arg(keyring)
+        .args(args)
+        .output()
+        .expect("running gpgv");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The primary key fingerprints of a keyring file, in its order.
+pub fn fingerprints(keyring: &Path) -> Vec<String> {
+    airlock::shared::keyring::Keyring::load(keyring)
+        .unwrap()
+        .keys()
+        .into_iter()
+        .map(|k| k.fingerprint)
+        .collect()
+}
+
+/// What gpgv says of a file two keys signed, given the keyring of one:
+/// a good, valid signature by `good` and one by `other` it has no key for,
+/// nothing bad; it exits 2 for the signature it cannot check (measured
+/// with gpgv 2.2.40: "Can't check signature: No public key"), where apt
+/// takes the good one and leaves the other.
+pub fn assert_gpgv_good_by_one_of_two(keyring: &Path, good: &str, other: &str, args: &[&Path]) {
+    let (code, status) = gpgv_status(keyring, args);
+    assert!(
+        status.contains(&format!("[GNUPG:] VALIDSIG {good} ")),
+        "{args:?}: no valid signature by {good}:\n{status}"
+    );
+    assert!(
+        status.contains(&format!(
+            "[GNUPG:] NO_PUBKEY {}",
+            &other[other.len() - 16..]
+        )),
+        "{args:?}: the other signature is not there:\n{status}"
+    );
+    for bad in ["BADSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG"] {
+        assert!(!status.contains(bad), "{args:?}: {bad}:\n{status}");
+    }
+    assert_eq!(status.matches("GOODSIG").count(), 1, "{status}");
+    assert_eq!(code, 2, "{args:?}:\n{status}");
+}

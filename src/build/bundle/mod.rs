@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! SHA256SUMS            every other file, sorted, "<hex>  <path>"
-//! SHA256SUMS.gpg        detached OpenPGP signature of SHA256SUMS
-//! archive-keyring.gpg   the public key (and .asc)
+//! SHA256SUMS.gpg        detached OpenPGP signature of SHA256SUMS (one per key)
+//! archive-keyring.gpg   the public keys (and .asc)
 //! repo/                 the signed apt repository
 //! vendor/               the vendor disc's files
 //! seeds/ payloads/ inventory.toml
@@ -30,7 +30,7 @@ use crate::build::recipe::{self, Recipe};
 use crate::build::repo;
 use crate::build::secrets::Secrets;
 use crate::build::seed;
-use crate::build::sign::{self, SigningKey};
+use crate::build::sign::{self, Signers};
 use crate::shared::staging::Staging;
 use crate::shared::writer::{RootWriter, Writer};
 
@@ -48,9 +48,10 @@ pub use tar::{list_tree, render_modes, render_sums, write_tar};
 pub struct BuildOptions {
     pub recipe: PathBuf,
     pub out: PathBuf,
-    pub key: SigningKey,
-    /// Where the key was read from (never inside `out`).
-    pub key_path: Option<PathBuf>,
+    /// The signing keys, in signing order.
+    pub key: Signers,
+    /// Where the keys were read from (never inside `out`).
+    pub key_paths: Vec<PathBuf>,
     /// Where the secrets are kept between builds (outside the bundle).
     pub secrets: PathBuf,
     /// Pre-made secrets (the demo's); otherwise read or created at `secrets`.
@@ -80,7 +81,10 @@ pub struct BuildSummary {
     /// The secrets file, or None for the demo's fixed secrets.
     pub secrets: Option<PathBuf>,
     pub secrets_created: bool,
+    /// The first signing key's fingerprint (the only one's, with one key).
     pub fingerprint: String,
+    /// Every signing key's fingerprint, in signing order.
+    pub fingerprints: Vec<String>,
     pub seconds: f64,
 }
 
@@ -119,7 +123,7 @@ fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
     if let Some(s) = &opts.source_tar {
         inputs.push(("source tarball", s.as_path()));
     }
-    if let Some(k) = &opts.key_path {
+    for k in &opts.key_paths {
         inputs.push(("signing key", k.as_path()));
     }
     let also: Vec<(&str, &Path)> = opts.tar.iter().map(|t| ("--tar", t.as_path())).collect();
@@ -172,7 +176,8 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
         repository,
         secrets: opts.fixed_secrets.is_none().then(|| opts.secrets.clone()),
         secrets_created,
-        fingerprint: opts.key.fingerprint(),
+        fingerprint: opts.key.fingerprints()[0].clone(),
+        fingerprints: opts.key.fingerprints(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -253,7 +258,7 @@ impl RepoCache {
 
     /// Moves the new cache into place and seals it for the repository at
     /// its final path.
-    fn keep(&self, out: &Path, key: &SigningKey) -> Result<()> {
+    fn keep(&self, out: &Path, key: &Signers) -> Result<()> {
         fs::rename(&self.fresh, &self.kept).context("keeping the repository cache")?;
         repo::refresh_cache(&out.join("repo"), &self.kept, key)
     }
@@ -326,7 +331,7 @@ fn copy_vendor_disc(plan: &Plan, staging: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The runner, the public key, the resolved recipe and the site README.
+/// The runner, the public keys, the resolved recipe and the site README.
 fn write_fixed_files(
     w: &mut RootWriter,
     opts: &BuildOptions,
@@ -342,7 +347,7 @@ fn write_fixed_files(
         0o644,
     )?;
     w.write("recipe.toml", resolved_recipe(recipe)?.as_bytes(), 0o644)?;
-    let readme = site_readme(plan, &opts.key.fingerprint());
+    let readme = site_readme(plan, &opts.key.fingerprints());
     w.write("README.txt", readme.as_bytes(), 0o644)?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use crate::build::plan::Plan;
 use crate::shared::role::Role;
 
 /// README.txt: the site procedure for this recipe.
-pub fn site_readme(plan: &Plan, fingerprint: &str) -> String {
+pub fn site_readme(plan: &Plan, fingerprints: &[String]) -> String {
     let mut s = String::new();
     let db = &plan.database;
     let _ = writeln!(
@@ -18,8 +18,22 @@ pub fn site_readme(plan: &Plan, fingerprint: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "1. Check the bundle before you use it (stock tools only; run in this directory):\n\n    sha256sum -c --quiet SHA256SUMS && echo all files intact\n    gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS\n\n   Or: airlock verify . --keyring /path/to/independently/delivered/archive-keyring.gpg\n   The keyring inside the bundle only proves the bundle is consistent; compare\n   its fingerprint with the one you were given separately:\n\n    {fingerprint}\n"
+        "1. Check the bundle before you use it (stock tools only; run in this directory):\n\n    sha256sum -c --quiet SHA256SUMS && echo all files intact\n    gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS\n\n   Or: airlock verify . --keyring /path/to/independently/delivered/archive-keyring.gpg\n   The keyring inside the bundle only proves the bundle is consistent; compare\n   {} with the one{} you were given separately:\n\n    {}\n",
+        if fingerprints.len() == 1 {
+            "its fingerprint"
+        } else {
+            "the fingerprints of its keys"
+        },
+        if fingerprints.len() == 1 { "" } else { "s" },
+        fingerprints.join("\n    ")
     );
+    if fingerprints.len() > 1 {
+        let _ = writeln!(
+            s,
+            "   This bundle is signed by {} keys, and archive-keyring.gpg holds them all.\n   A site that trusts one of them checks it with that key alone:\n\n    airlock verify . --keyring /path/to/that/archive-keyring.gpg\n\n   (gpgv with one key's keyring prints \"Good signature\" for it, and exits 2\n   for the signatures it has no key for.) A two-person rule, every key:\n\n    airlock verify . --keyring K1.gpg --keyring K2.gpg --require-signers 2\n",
+            fingerprints.len()
+        );
+    }
     let _ = writeln!(
         s,
         "2. Prepare the reference VM once (Astra Linux SE 1.7, 2 vCPU, 4 GiB, 30 GiB,\n   one virtio NIC), with this bundle mounted or copied at /media/airlock:\n\n    sudo /media/airlock/bin/airlock-firstboot prepare --bundle /media/airlock\n\n   It copies the repository to /opt/airlock/repo (also /opt/main and /opt/devel\n   for the vendor installer) and the inventory with every VM's payload to\n   /opt/airlock, trusts the archive key, installs the runner and its service\n   (it runs at every boot), and seals the VM for cloning: the image's machine\n   id and SSH host keys are recorded so that no clone keeps them. Then shut it\n   down and clone it {} times; do not boot it again before cloning (if you do,\n   the clones still replace its ids, but cloud-init sees it as an instance).\n",

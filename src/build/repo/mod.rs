@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::build::media::{MediaFile, Medium};
-use crate::build::sign::{Keyring, SigningKey};
+use crate::build::sign::{Keyring, Signers};
 use crate::shared::staging::Staging;
 use crate::shared::timefmt;
 use control::Paragraph;
@@ -249,14 +249,14 @@ fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
         .into()
 }
 
-/// The key that seals the cache: derived from the signing key's secret, so
-/// whoever can change the cache but not read the key cannot forge it.
-fn cache_key(key: &SigningKey) -> Result<[u8; 32]> {
-    Ok(sha2::Sha256::new()
-        .chain_update(b"airlock repository cache seal\0")
-        .chain_update(key.secret_armored()?.as_bytes())
-        .finalize()
-        .into())
+/// The key that seals the cache: derived from the signing keys' secrets,
+/// so whoever can change the cache but not read the keys cannot forge it.
+fn cache_key(signers: &Signers) -> Result<[u8; 32]> {
+    let mut h = sha2::Sha256::new().chain_update(b"airlock repository cache seal\0");
+    for key in signers.keys() {
+        h.update(key.secret_armored()?.as_bytes());
+    }
+    Ok(h.finalize().into())
 }
 
 /// Checks `--suite`, the components and the architectures: each becomes a
@@ -282,8 +282,9 @@ fn check_options(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Builds the repository described by `opts`, signed with `key`.
-pub fn build(opts: &Options, key: &SigningKey) -> Result<Summary> {
+/// Builds the repository described by `opts`, signed with every key of
+/// `key`.
+pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
     let started = Instant::now();
     check_options(opts)?;
     let (media, indexes) = open_discs(opts)?;
@@ -617,7 +618,7 @@ fn remove_duplicate_files(
 /// `InRelease`, `Release.gpg`.
 fn write_indexes(
     opts: &Options,
-    key: &SigningKey,
+    key: &Signers,
     staging: &Path,
     jobs: &[Job<'_>],
     results: &[Scanned],
@@ -792,7 +793,7 @@ fn save_cache(
 /// After the repository at `repo` moved (a bundle put in place, the old one
 /// removed), names its pool files in the cache at `cache` as they are now.
 /// A cache without this key's seal is left alone.
-pub fn refresh_cache(repo: &Path, cache: &Path, key: &SigningKey) -> Result<()> {
+pub fn refresh_cache(repo: &Path, cache: &Path, key: &Signers) -> Result<()> {
     let seal = cache_key(key)?;
     let Ok(bytes) = fs::read(cache) else {
         return Ok(());
