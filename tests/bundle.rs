@@ -509,3 +509,175 @@ fn the_runner_for_astra_needs_at_most_glibc_2_28() {
             .is_none_or(|v| v <= (2, 28))
     );
 }
+
+/// Builds `d/recipe.toml` in `dir` into `out` (and `out.tar`) signed with
+/// the keys at `keys`.
+fn build_signed_by(dir: &Path, keys: &[&str], out: &str) {
+    let mut args = vec!["build", "d/recipe.toml", "--out", out, "--allow-new-glibc"];
+    let tar = format!("{out}.tar");
+    args.extend(["--tar", tar.as_str()]);
+    for k in keys {
+        args.extend(["--key", k]);
+    }
+    let run = airlock_in(dir, &args, &[("SOURCE_DATE_EPOCH", "1800000000")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// A key rollover and a two-person rule: a bundle signed by two keys is
+/// accepted by gpgv and `airlock verify` trusting either key, and by
+/// `--require-signers 2` with both; a bundle one key signed is not.
+#[test]
+fn a_bundle_signed_by_two_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::demo_site(dir.path());
+    let d = dir.path();
+    assert_eq!(airlock_in(d, &["keygen", "--out", "k2"], &[]).code, 0);
+    build_signed_by(d, &["keys/signing-key.asc", "k2/signing-key.asc"], "b");
+    let (k1, k2) = (
+        d.join("keys/archive-keyring.gpg"),
+        d.join("k2/archive-keyring.gpg"),
+    );
+    let (f1, f2) = (
+        crate::common::fingerprints(&k1).remove(0),
+        crate::common::fingerprints(&k2).remove(0),
+    );
+    let b = d.join("b");
+    // The bundle's keyring holds both keys, in the order given; gpgv with
+    // it accepts (exit 0), and with each key alone finds that key's good
+    // signature and exits 2 for the other.
+    assert_eq!(
+        crate::common::fingerprints(&b.join("archive-keyring.gpg")),
+        [f1.clone(), f2.clone()]
+    );
+    assert_eq!(
+        crate::common::fingerprints(&b.join("archive-keyring.asc")),
+        [f1.clone(), f2.clone()]
+    );
+    assert_eq!(stock_tools_accept(&b), (true, true));
+    let (sums, sig) = (b.join("SHA256SUMS"), b.join("SHA256SUMS.gpg"));
+    crate::common::assert_gpgv_good_by_one_of_two(&k1, &f1, &f2, &[&sig, &sums]);
+    crate::common::assert_gpgv_good_by_one_of_two(&k2, &f2, &f1, &[&sig, &sums]);
+    let readme = fs::read_to_string(b.join("README.txt")).unwrap();
+    assert!(
+        readme.contains(&format!("    {f1}\n    {f2}\n")),
+        "{readme}"
+    );
+
+    let (k1s, k2s) = (k1.to_str().unwrap(), k2.to_str().unwrap());
+    for path in [&b, &d.join("b.tar")] {
+        // Either key alone, one signer required (a site during a rollover).
+        for k in [k1s, k2s] {
+            let run = verify(path, &["--keyring", k]);
+            assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+            assert!(run.stdout.contains("signature: good, by"), "{}", run.stdout);
+            assert!(
+                run.stdout
+                    .contains("a key the keyring does not hold (not counted)"),
+                "{}",
+                run.stdout
+            );
+        }
+        // The two-person rule.
+        let run = verify(
+            path,
+            &["--keyring", k1s, "--keyring", k2s, "--require-signers", "2"],
+        );
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        assert!(
+            run.stdout
+                .contains("signature: good, by 2 keys (2 required):"),
+            "{}",
+            run.stdout
+        );
+        let json = verify(
+            path,
+            &[
+                "--keyring",
+                k1s,
+                "--keyring",
+                k2s,
+                "--require-signers",
+                "2",
+                "--json",
+            ],
+        );
+        let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        assert_eq!(report["signers"].as_array().unwrap().len(), 2, "{report}");
+        assert_eq!(report["signers"][0]["key"], f1.as_str());
+        // The bundle's own keyring holds both, and says it is its own.
+        let run = verify(path, &["--require-signers", "2"]);
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("OWN keyring"), "{}", run.stderr);
+    }
+    // Two signers asked of one key's keyring (or of one key given twice):
+    // no bundle can meet it, a usage error.
+    for args in [
+        &["--keyring", k1s, "--require-signers", "2"][..],
+        &["--keyring", k1s, "--keyring", k1s, "--require-signers", "2"][..],
+    ] {
+        let run = verify(&b, args);
+        assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr
+                .contains("--require-signers 2, but the keyring(s) given hold 1 distinct key(s)"),
+            "{}",
+            run.stderr
+        );
+    }
+
+    // A bundle one key signed: refused with two required, naming who
+    // signed and who did not.
+    build_signed_by(d, &["keys/signing-key.asc"], "one");
+    let run = verify(
+        &d.join("one"),
+        &["--keyring", k1s, "--keyring", k2s, "--require-signers", "2"],
+    );
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("SIGNATURE"))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(
+        line.contains("too few signers: 1 of the 2 signers required made a good signature"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "{f1} \"Site archive key (airlock) <airlock@localhost>\""
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("no good signature by {f2}")),
+        "{line}"
+    );
+    assert!(!run.stdout.contains("signature: good"), "{}", run.stdout);
+    // gpgv counts nothing: with both keyrings it accepts the one signature.
+    let one = d.join("one");
+    let (code, _) = crate::common::gpgv_status(
+        &k1,
+        &[
+            Path::new("--keyring"),
+            &k2,
+            &one.join("SHA256SUMS.gpg"),
+            &one.join("SHA256SUMS"),
+        ],
+    );
+    assert_eq!(code, 0);
+    // One required: it passes with the key that signed, not with the other.
+    assert_eq!(
+        verify(&d.join("one"), &["--keyring", k1s, "--keyring", k2s]).code,
+        0
+    );
+    let run = verify(&d.join("one"), &["--keyring", k2s]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("does not verify: no key of"),
+        "{}",
+        run.stdout
+    );
+    // Its own keyring holds one key: two required fails.
+    let run = verify(&d.join("one"), &["--require-signers", "2"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+}

@@ -519,7 +519,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__report__subcmd__check)
-            opts="-h -V --bundle --keyring --json --help --version"
+            opts="-h -V --bundle --keyring --require-signers --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -530,6 +530,10 @@ _airlock() {
                     return 0
                     ;;
                 --keyring)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require-signers)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -583,13 +587,17 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__verify)
-            opts="-h -V --keyring --json --help --version"
+            opts="-h -V --keyring --require-signers --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --keyring)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require-signers)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

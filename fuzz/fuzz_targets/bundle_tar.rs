@@ -4,13 +4,17 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 
-fn keyring() -> &'static airlock::shared::keyring::Keyring {
-    static K: OnceLock<airlock::shared::keyring::Keyring> = OnceLock::new();
-    K.get_or_init(|| airlock::build::demo::demo_key().unwrap().keyring())
+fn trust() -> &'static airlock::shared::manifest::Trust {
+    static K: OnceLock<airlock::shared::manifest::Trust> = OnceLock::new();
+    K.get_or_init(|| {
+        airlock::shared::manifest::Trust::keyring(
+            airlock::build::demo::demo_key().unwrap().keyring(),
+        )
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let r = airlock::build::bundle::verify_tar_stream(data, Some(keyring()), "fuzz.tar");
+    let r = airlock::build::bundle::verify_tar_stream(data, trust(), "fuzz.tar");
     // Also the raw tar form alone.
     let mut tr = airlock::shared::tarform::TarReader::new(data);
     let mut buf = [0u8; 4096];

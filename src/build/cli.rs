@@ -100,16 +100,22 @@ pub enum Command {
     /// Check a bundle (directory or tar) against its signed SHA256SUMS
     #[command(
         long_about = "Check a bundle, a directory or a tar, against its signed SHA256SUMS.\n\n\
-            Verifies the signature of SHA256SUMS with --keyring (default: the bundle's own \
-            archive-keyring.gpg, which proves only that the bundle is consistent: pass the key \
-            you received separately to prove where it comes from), then hashes every file. \
-            Reports every problem: modified, missing, extra or unreadable files, a bad or \
-            missing signature, and tar entries with absolute paths, '..' or links (never \
-            followed or extracted).\n\n\
+            Verifies the signatures of SHA256SUMS with the keys of --keyring (default: the \
+            bundle's own archive-keyring.gpg, which proves only that the bundle is consistent: \
+            pass the key you received separately to prove where it comes from), then hashes \
+            every file. Reports every problem: modified, missing, extra or unreadable files, a \
+            bad or missing signature, and tar entries with absolute paths, '..' or links \
+            (never followed or extracted).\n\n\
+            --keyring may be given more than once; --require-signers N (default 1) asks for \
+            good signatures by N distinct keys of those keyrings (the same key twice counts \
+            once), and fewer is a failure naming who signed and who did not. A signature by \
+            a key the keyrings do not hold is named and not counted; a bad one by a key they \
+            hold fails the check.\n\n\
             Exit codes: 0 all good, 1 verification failed, 2 usage or I/O error.",
         after_help = "Examples:\n  \
             airlock verify bundle --keyring /media/usb/archive-keyring.gpg\n  \
-            airlock verify bundle.tar --json\n\n\
+            airlock verify bundle.tar --json\n  \
+            airlock verify bundle --keyring alice.gpg --keyring bob.gpg --require-signers 2\n\n\
             Without airlock: cd bundle && sha256sum -c SHA256SUMS && gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS"
     )]
     Verify(VerifyArgs),
@@ -176,8 +182,8 @@ pub enum ReportCommand {
         long_about = "Check an as-built report (from `airlock-firstboot report` on the VMs) \
             against the bundle: is every package each host runs the bundle's, byte for \
             byte, and is every file of it as dpkg installed it?\n\n\
-            First verifies the bundle exactly as `airlock verify` does, and refuses one that \
-            does not verify. Then reads every .deb of the bundle's repository (name, version, \
+            First verifies the bundle exactly as `airlock verify` does (--keyring and \
+            --require-signers as there), and refuses one that does not verify. Then reads every .deb of the bundle's repository (name, version, \
             architecture, SHA-256, and the SHA-256 of its md5sums control member) and puts \
             each installed package of each host in one class: from-bundle (same name, \
             version and architecture, and every hash the report carries matches the \
@@ -192,6 +198,7 @@ pub enum ReportCommand {
         after_help = "Examples:\n  \
             airlock report check spdb1-as-built.json --bundle bundle\n  \
             airlock report check cluster.json --bundle /media/airlock --keyring keys/archive-keyring.gpg\n  \
+            airlock report check cluster.json --bundle bundle --keyring alice.gpg --keyring bob.gpg --require-signers 2\n  \
             airlock report check cluster.json --bundle bundle --json | jq '.hosts[].packages[] | select(.class != \"from-bundle\")'\n\n\
             Making the report, on a VM:\n  \
             airlock-firstboot report --out /root/spdb1-as-built.json"
@@ -207,9 +214,12 @@ pub struct ReportCheckArgs {
     /// The bundle directory the hosts were built from
     #[arg(long, value_name = "DIR")]
     pub bundle: PathBuf,
-    /// The public key to check the bundle's SHA256SUMS.gpg with (default: the bundle's own)
-    #[arg(long, value_name = "FILE")]
-    pub keyring: Option<PathBuf>,
+    /// A keyring to check the bundle's SHA256SUMS.gpg with (default: the bundle's own); repeatable
+    #[arg(long = "keyring", value_name = "FILE")]
+    pub keyrings: Vec<PathBuf>,
+    /// How many distinct keys of the keyrings must have signed SHA256SUMS
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub require_signers: usize,
     /// Print the result as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -277,9 +287,12 @@ pub struct VerifyArgs {
     /// The bundle: a directory or a .tar / .tar.gz file
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
-    /// The public key to check SHA256SUMS.gpg with (default: the bundle's own)
-    #[arg(long, value_name = "FILE")]
-    pub keyring: Option<PathBuf>,
+    /// A keyring to check SHA256SUMS.gpg with (default: the bundle's own); repeatable
+    #[arg(long = "keyring", value_name = "FILE")]
+    pub keyrings: Vec<PathBuf>,
+    /// How many distinct keys of the keyrings must have signed SHA256SUMS
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub require_signers: usize,
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -402,7 +415,8 @@ fn cmd_report_check(args: &ReportCheckArgs) -> Result<Status> {
         );
     }
     let progress = !args.json && std::io::stderr().is_terminal();
-    let verified = bundle::verify_dir(&args.bundle, args.keyring.as_deref(), progress)?;
+    let trust = bundle::Trust::load(&args.keyrings, args.require_signers)?;
+    let verified = bundle::verify_dir(&args.bundle, &trust, progress)?;
     if !verified.ok {
         for p in &verified.problems {
             eprintln!("{:<10} {}: {}", p.kind.to_uppercase(), p.path, p.detail);
@@ -564,10 +578,11 @@ fn cmd_verify(args: &VerifyArgs) -> Result<Status> {
     let progress = !args.json && std::io::stderr().is_terminal();
     let meta = std::fs::metadata(&args.path)
         .with_context(|| format!("reading {}", args.path.display()))?;
+    let trust = bundle::Trust::load(&args.keyrings, args.require_signers)?;
     let report = if meta.is_dir() {
-        bundle::verify_dir(&args.path, args.keyring.as_deref(), progress)?
+        bundle::verify_dir(&args.path, &trust, progress)?
     } else {
-        bundle::verify_tar(&args.path, args.keyring.as_deref(), progress)?
+        bundle::verify_tar(&args.path, &trust, progress)?
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -585,17 +600,7 @@ fn print_report(path: &std::path::Path, r: &bundle::Report) {
     for p in &r.problems {
         println!("{:<10} {}: {}", p.kind.to_uppercase(), p.path, p.detail);
     }
-    let when = r
-        .signed_at
-        .map(|t| format!(", signed {}", timefmt::rfc2822_utc(t)))
-        .unwrap_or_default();
-    match (&r.signer, r.own_keyring) {
-        (Some(fpr), true) => eprintln!(
-            "NOTE: SHA256SUMS is signed by {fpr}{when}, checked with the bundle's OWN keyring: this proves the bundle is consistent, not where it comes from. Compare the fingerprint with the one delivered separately, or pass --keyring."
-        ),
-        (Some(fpr), false) => println!("signature: good, by {fpr}{when}"),
-        (None, _) => {}
-    }
+    print_signers(r);
     if r.ok {
         println!(
             "{}: OK, {} files, {:.1} MB verified",
@@ -610,6 +615,52 @@ fn print_report(path: &std::path::Path, r: &bundle::Report) {
             r.problems.len(),
             r.files_checked
         );
+    }
+}
+
+/// Who signed SHA256SUMS, when its signatures were good enough.
+fn print_signers(r: &bundle::Report) {
+    if r.signature != "good" {
+        return;
+    }
+    let signed: Vec<String> = r
+        .signers
+        .iter()
+        .map(|v| {
+            format!(
+                "{}, signed {}",
+                v.fingerprint,
+                timefmt::rfc2822_utc(v.created)
+            )
+        })
+        .collect();
+    if r.own_keyring {
+        eprintln!(
+            "NOTE: SHA256SUMS is signed by {}, checked with the bundle's OWN keyring: this proves the bundle is consistent, not where it comes from. Compare the fingerprint{} with the one{} delivered separately, or pass --keyring.",
+            signed.join("; "),
+            if signed.len() == 1 { "" } else { "s" },
+            if signed.len() == 1 { "" } else { "s" }
+        );
+        return;
+    }
+    match signed.as_slice() {
+        [one] => println!("signature: good, by {one}"),
+        many => {
+            println!(
+                "signature: good, by {} keys ({} required):",
+                many.len(),
+                r.required_signers
+            );
+            for s in many {
+                println!("  {s}");
+            }
+        }
+    }
+    for k in &r.not_signed_by {
+        println!("  not signed by {k} (not required)");
+    }
+    for k in &r.unknown_signers {
+        println!("  also signed by {k}, a key the keyring does not hold (not counted)");
     }
 }
 
@@ -648,9 +699,9 @@ fn cmd_demo(args: &DemoArgs) -> Result<Status> {
     let mut ok = true;
     for p in [&bundle_dir, &tar] {
         let report = if p.is_dir() {
-            bundle::verify_dir(p, None, false)?
+            bundle::verify_dir(p, &bundle::Trust::own(), false)?
         } else {
-            bundle::verify_tar(p, None, false)?
+            bundle::verify_tar(p, &bundle::Trust::own(), false)?
         };
         print_report(p, &report);
         ok &= report.ok;

@@ -129,15 +129,85 @@ pub struct Finding {
     pub detail: String,
 }
 
+/// Whose signatures of `SHA256SUMS` verify accepts: the keys of the
+/// keyrings given, or the bundle's own, and how many of them must have
+/// signed.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// The keyrings given, as one; `None`: the bundle's own
+    /// `archive-keyring.gpg` (which proves consistency, not origin).
+    pub keyring: Option<Keyring>,
+    /// How many distinct keys of the keyring must have made a good
+    /// signature (at least 1).
+    pub require: usize,
+}
+
+impl Trust {
+    /// The bundle's own keyring, one signer.
+    pub fn own() -> Trust {
+        Trust {
+            keyring: None,
+            require: 1,
+        }
+    }
+
+    /// The keys of `keyring`, one signer.
+    pub fn keyring(keyring: Keyring) -> Trust {
+        Trust {
+            keyring: Some(keyring),
+            require: 1,
+        }
+    }
+
+    /// The keyrings at `paths` (none: the bundle's own), `require` signers
+    /// of them; refuses a number the keyrings given can never meet.
+    pub fn load(paths: &[PathBuf], require: usize) -> Result<Trust> {
+        if require == 0 {
+            bail!("--require-signers must be at least 1");
+        }
+        if paths.is_empty() {
+            return Ok(Trust {
+                keyring: None,
+                require,
+            });
+        }
+        let keyring = Keyring::load_all(paths)?;
+        let keys = keyring.keys();
+        if require > keys.len() {
+            bail!(
+                "--require-signers {require}, but the keyring(s) given hold {} distinct key(s): {}",
+                keys.len(),
+                keys.iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Ok(Trust {
+            keyring: Some(keyring),
+            require,
+        })
+    }
+}
+
 /// The result of `airlock verify`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub ok: bool,
-    /// `good`, or why not.
+    /// `good`, or why not (`missing`, `bad`, `too few signers`).
     pub signature: String,
+    /// The first signer's key (the only one's, with one signature).
     pub signer: Option<String>,
-    /// When the manifest was signed (seconds since the epoch).
+    /// When it signed (seconds since the epoch).
     pub signed_at: Option<i64>,
+    /// Every distinct key with a good signature, in the signature file's order.
+    pub signers: Vec<keyring::Verified>,
+    /// How many were required.
+    pub required_signers: usize,
+    /// The keys of the keyring with no good signature.
+    pub not_signed_by: Vec<String>,
+    /// Signatures by keys the keyring does not hold (their issuers).
+    pub unknown_signers: Vec<String>,
     /// Checked with the bundle's own keyring (proves consistency, not origin).
     pub own_keyring: bool,
     pub files_checked: usize,
@@ -240,34 +310,65 @@ pub(crate) fn parse_modes(text: &str, problems: &mut Vec<Finding>) -> BTreeMap<S
     )
 }
 
-/// Checks the signature of the manifest.
+/// What the signature file says of the manifest.
+struct Signed {
+    /// `good`, `missing`, `bad` or `too few signers`.
+    verdict: String,
+    signatures: keyring::Signatures,
+    /// The keyring's keys without a good signature.
+    missing: Vec<String>,
+}
+
+/// Checks the signatures of the manifest: `require` distinct keys of
+/// `keyring` must have made a good one.
 fn check_signature(
     sums: &[u8],
     sig: Option<&[u8]>,
     keyring: &Keyring,
+    require: usize,
     problems: &mut Vec<Finding>,
-) -> (String, Option<keyring::Verified>) {
-    match sig {
-        None => {
+) -> Signed {
+    let mut signed = Signed {
+        verdict: "good".into(),
+        signatures: keyring::Signatures::default(),
+        missing: Vec::new(),
+    };
+    let Some(sig) = sig else {
+        problems.push(finding(
+            "signature",
+            SUMS_SIG,
+            "missing: the manifest is not signed",
+        ));
+        signed.verdict = "missing".into();
+        return signed;
+    };
+    let checked = match keyring.check_detached(sums, sig) {
+        Ok(c) => c,
+        Err(e) => {
             problems.push(finding(
                 "signature",
                 SUMS_SIG,
-                "missing: the manifest is not signed",
+                format!("does not verify: {e:#}"),
             ));
-            ("missing".into(), None)
+            signed.verdict = "bad".into();
+            return signed;
         }
-        Some(sig) => match keyring.verify_detached(sums, sig) {
-            Ok(v) => ("good".into(), Some(v)),
-            Err(e) => {
-                problems.push(finding(
-                    "signature",
-                    SUMS_SIG,
-                    format!("does not verify: {e:#}"),
-                ));
-                ("bad".into(), None)
-            }
-        },
+    };
+    signed.missing = checked
+        .missing(keyring)
+        .into_iter()
+        .map(|k| k.fingerprint)
+        .collect();
+    if let Err(e) = checked.require(require, keyring) {
+        let (verdict, what) = match checked.signers().len() {
+            0 => ("bad", "does not verify"),
+            _ => ("too few signers", "too few signers"),
+        };
+        problems.push(finding("signature", SUMS_SIG, format!("{what}: {e:#}")));
+        signed.verdict = verdict.into();
     }
+    signed.signatures = checked;
+    signed
 }
 
 /// Compares what was found with the manifest.
@@ -304,8 +405,8 @@ fn compare(
 struct Listing {
     manifest: BTreeMap<String, String>,
     modes: BTreeMap<String, u32>,
-    signature: String,
-    verified: Option<keyring::Verified>,
+    signed: Signed,
+    required: usize,
 }
 
 impl Listing {
@@ -314,8 +415,12 @@ impl Listing {
         Listing {
             manifest: BTreeMap::new(),
             modes: BTreeMap::new(),
-            signature: "not checked".into(),
-            verified: None,
+            signed: Signed {
+                verdict: "not checked".into(),
+                signatures: keyring::Signatures::default(),
+                missing: Vec::new(),
+            },
+            required: 0,
         }
     }
 }
@@ -325,9 +430,10 @@ fn read_listing(
     sig: Option<&[u8]>,
     modes: Option<&[u8]>,
     keyring: &Keyring,
+    require: usize,
     problems: &mut Vec<Finding>,
 ) -> Listing {
-    let (signature, verified) = check_signature(sums, sig, keyring, problems);
+    let signed = check_signature(sums, sig, keyring, require, problems);
     let manifest = parse_sums(&String::from_utf8_lossy(sums), problems);
     let modes = match modes {
         Some(m) => parse_modes(&String::from_utf8_lossy(m), problems),
@@ -352,26 +458,37 @@ fn read_listing(
     Listing {
         manifest,
         modes,
-        signature,
-        verified,
+        signed,
+        required: require,
     }
 }
 
-fn keyring_for(given: Option<&Path>, own: Option<&[u8]>, label: &str) -> Result<Keyring> {
-    match (given, own) {
-        (Some(k), _) => Keyring::load(k),
-        (None, Some(k)) => Keyring::from_bytes(k, label)
+/// The bundle's own keyring (`own`, its bytes), when no keyring was given.
+fn own_keyring(own: Option<&[u8]>, label: &str) -> Result<Keyring> {
+    match own {
+        Some(k) => Keyring::from_bytes(k, label)
             .context("reading the bundle's own keyring (pass --keyring)"),
-        (None, None) => bail!("{label} is missing: pass --keyring"),
+        None => bail!("{label} is missing: pass --keyring"),
     }
 }
 
 fn report(listing: Listing, own: bool, files: usize, bytes: u64, problems: Vec<Finding>) -> Report {
+    let signers: Vec<keyring::Verified> = listing
+        .signed
+        .signatures
+        .signers()
+        .into_iter()
+        .cloned()
+        .collect();
     Report {
         ok: problems.is_empty(),
-        signature: listing.signature,
-        signer: listing.verified.as_ref().map(|v| v.fingerprint.clone()),
-        signed_at: listing.verified.as_ref().map(|v| v.created),
+        signature: listing.signed.verdict,
+        signer: signers.first().map(|v| v.fingerprint.clone()),
+        signed_at: signers.first().map(|v| v.created),
+        signers,
+        required_signers: listing.required,
+        not_signed_by: listing.signed.missing,
+        unknown_signers: listing.signed.signatures.unknown,
         own_keyring: own,
         files_checked: files,
         bytes,
@@ -410,7 +527,7 @@ fn mode_problem(path: &str, mode: u32, allowed: u32) -> Option<Finding> {
 }
 
 /// `airlock verify` on a directory.
-pub fn verify_dir(dir: &Path, keyring: Option<&Path>, progress: bool) -> Result<Report> {
+pub fn verify_dir(dir: &Path, trust: &Trust, progress: bool) -> Result<Report> {
     let sums = fs::read(dir.join(SUMS)).with_context(|| {
         format!(
             "reading {}: is {} a bundle?",
@@ -420,15 +537,23 @@ pub fn verify_dir(dir: &Path, keyring: Option<&Path>, progress: bool) -> Result<
     })?;
     let sig = fs::read(dir.join(SUMS_SIG)).ok();
     let modes = fs::read(dir.join(MODES)).ok();
-    let own = keyring.is_none();
-    let own_key = fs::read(dir.join(keyring::PUBLIC_GPG_FILE)).ok();
-    let keyring = keyring_for(keyring, own_key.as_deref(), keyring::PUBLIC_GPG_FILE)?;
+    let own = trust.keyring.is_none();
+    let own_key;
+    let keyring = match &trust.keyring {
+        Some(k) => k,
+        None => {
+            let bytes = fs::read(dir.join(keyring::PUBLIC_GPG_FILE)).ok();
+            own_key = own_keyring(bytes.as_deref(), keyring::PUBLIC_GPG_FILE)?;
+            &own_key
+        }
+    };
     let mut problems = Vec::new();
     let listing = read_listing(
         &sums,
         sig.as_deref(),
         modes.as_deref(),
-        &keyring,
+        keyring,
+        trust.require,
         &mut problems,
     );
     let present = walk_bundle_dir(dir, &listing, &mut problems);
@@ -569,14 +694,13 @@ const HEAD_LIMIT: u64 = 64 << 20;
 
 /// `airlock verify` on a tar (or .tar.gz), read as a stream, never
 /// extracted, in the one form `airlock build` writes ([`tarform`]).
-pub fn verify_tar(file: &Path, keyring: Option<&Path>, progress: bool) -> Result<Report> {
+pub fn verify_tar(file: &Path, trust: &Trust, progress: bool) -> Result<Report> {
     let label = file.display().to_string();
-    let keyring = keyring.map(Keyring::load).transpose()?;
     let f = fs::File::open(file).with_context(|| format!("opening {label}"))?;
     let total = f.metadata()?.len();
     let bar = progress_bar(progress, total, "verifying");
     let buffered = std::io::BufReader::with_capacity(1 << 20, bar.wrap_read(f));
-    let report = verify_tar_stream(buffered, keyring.as_ref(), &label);
+    let report = verify_tar_stream(buffered, trust, &label);
     bar.finish_and_clear();
     report
 }
@@ -585,7 +709,7 @@ pub fn verify_tar(file: &Path, keyring: Option<&Path>, progress: bool) -> Result
 /// keyring, the tar's own.
 pub fn verify_tar_stream<R: std::io::BufRead>(
     mut input: R,
-    keyring: Option<&Keyring>,
+    trust: &Trust,
     label: &str,
 ) -> Result<Report> {
     let gz = input
@@ -612,7 +736,7 @@ pub fn verify_tar_stream<R: std::io::BufRead>(
             ));
         }
         let mut tr = tarform::TarReader::new(decoder);
-        let r = read_bundle_tar(&mut tr, keyring, label, &mut problems);
+        let r = read_bundle_tar(&mut tr, trust, label, &mut problems);
         let decoder = tr.into_inner();
         let mut inner = decoder.into_inner();
         let rest = inner.fill_buf().map(|b| !b.is_empty());
@@ -626,7 +750,7 @@ pub fn verify_tar_stream<R: std::io::BufRead>(
         r
     } else {
         let mut tr = tarform::TarReader::new(input);
-        read_bundle_tar(&mut tr, keyring, label, &mut problems)
+        read_bundle_tar(&mut tr, trust, label, &mut problems)
     };
     let (listing, own, files, bytes) = result?;
     Ok(report(listing, own, files, bytes, problems))
@@ -637,7 +761,7 @@ pub fn verify_tar_stream<R: std::io::BufRead>(
 /// the mode MODES gives it.
 fn read_bundle_tar<R: Read>(
     tr: &mut tarform::TarReader<R>,
-    keyring: Option<&Keyring>,
+    trust: &Trust,
     label: &str,
     problems: &mut Vec<Finding>,
 ) -> Result<(Listing, bool, usize, u64)> {
@@ -651,19 +775,18 @@ fn read_bundle_tar<R: Read>(
     };
     let head = match walk.read_head() {
         Ok(head) => head,
-        Err(s) => return Ok((Listing::empty(), keyring.is_none(), s.files, s.bytes)),
+        Err(s) => return Ok((Listing::empty(), trust.keyring.is_none(), s.files, s.bytes)),
     };
-    let own = keyring.is_none();
-    let own_keyring;
-    let keyring = match keyring {
+    let own = trust.keyring.is_none();
+    let own_key;
+    let keyring = match &trust.keyring {
         Some(k) => k,
         None => {
-            own_keyring = keyring_for(
-                None,
+            own_key = own_keyring(
                 head.get(keyring::PUBLIC_GPG_FILE).map(Vec::as_slice),
                 &format!("{label}:{}", keyring::PUBLIC_GPG_FILE),
             )?;
-            &own_keyring
+            &own_key
         }
     };
     let Some(sums) = head.get(SUMS) else {
@@ -676,6 +799,7 @@ fn read_bundle_tar<R: Read>(
         head.get(SUMS_SIG).map(Vec::as_slice),
         head.get(MODES).map(Vec::as_slice),
         keyring,
+        trust.require,
         walk.problems,
     );
     if walk.problems.iter().any(|p| p.kind == "form") {

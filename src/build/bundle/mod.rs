@@ -38,8 +38,8 @@ mod readme;
 mod tar;
 
 pub use crate::shared::manifest::{
-    Finding, MODES, Report, SUMS, SUMS_SIG, hash_parallel, parse_manifest, policy_mode, safe_path,
-    verify_dir, verify_tar, verify_tar_stream,
+    Finding, MODES, Report, SUMS, SUMS_SIG, Trust, hash_parallel, parse_manifest, policy_mode,
+    safe_path, verify_dir, verify_tar, verify_tar_stream,
 };
 pub use readme::site_readme;
 pub use tar::{list_tree, render_modes, render_sums, write_tar};
@@ -454,10 +454,10 @@ mod tests {
     fn a_manifest_that_leaves_out_a_head_file_is_refused_not_a_panic() {
         // Found while splitting read_bundle_tar: a manifest without MODES
         // made verify index past the end of its list of expected entries.
-        let keyring = crate::build::demo::demo_key().unwrap().keyring();
+        let keyring = Trust::keyring(crate::build::demo::demo_key().unwrap().keyring());
         let sig_only = format!("{}  {SUMS_SIG}\n", "a".repeat(64));
         for sums in ["", sig_only.as_str()] {
-            let r = verify_tar_stream(&head_only_tar(sums)[..], Some(&keyring), "t.tar").unwrap();
+            let r = verify_tar_stream(&head_only_tar(sums)[..], &keyring, "t.tar").unwrap();
             assert!(!r.ok, "{sums:?}: {r:?}");
         }
     }
