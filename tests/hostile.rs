@@ -706,3 +706,61 @@ fn gunzip(data: &[u8]) -> Option<Vec<u8>> {
     std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(data), &mut out).ok()?;
     Some(out)
 }
+
+/// A signature file is signature packets and nothing else: a key packet
+/// after the signature (gpgv: "verify signatures failed", exit 2), a torn
+/// packet header after it (rpgp's reader ends there quietly) and a second armored block
+/// (gpgv reads both blocks; rpgp's reader stopped after the first, so the
+/// two would have counted different signatures) are refused.
+#[test]
+fn a_signature_file_with_anything_but_signatures_is_refused() {
+    let (_dir, bundle, _) = demo();
+    let key = airlock::build::demo::demo_key().unwrap();
+    let sums = fs::read(bundle.join("SHA256SUMS")).unwrap();
+    let binary = key
+        .detached_binary(&sums, airlock::build::demo::DEMO_TIME)
+        .unwrap();
+    let armored = fs::read(bundle.join("SHA256SUMS.gpg")).unwrap();
+    let gpgv_accepts = |b: &Path| {
+        Command::new("gpgv")
+            .args([
+                "--keyring",
+                "./archive-keyring.gpg",
+                "SHA256SUMS.gpg",
+                "SHA256SUMS",
+            ])
+            .current_dir(b)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    // The binary signature alone is fine.
+    fs::write(bundle.join("SHA256SUMS.gpg"), &binary).unwrap();
+    assert_eq!(verify(&bundle).code, 0);
+    let cases: Vec<(&str, Vec<u8>, &str, bool)> = vec![
+        (
+            "a key packet after the signature",
+            [binary.clone(), key.public_binary().unwrap()].concat(),
+            "signature packets only",
+            false,
+        ),
+        (
+            "a torn packet header after the signature",
+            [binary.clone(), vec![0xc2]].concat(),
+            "not exactly its 1 signature packet(s)",
+            false,
+        ),
+        (
+            "two armored blocks",
+            [armored.clone(), armored.clone()].concat(),
+            "more than one armored block",
+            true,
+        ),
+    ];
+    for (case, bytes, what, gpgv) in cases {
+        fs::write(bundle.join("SHA256SUMS.gpg"), &bytes).unwrap();
+        refused(&bundle, what, case);
+        assert_eq!(gpgv_accepts(&bundle), gpgv, "{case}: gpgv");
+    }
+}
