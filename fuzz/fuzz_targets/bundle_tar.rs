@@ -4,12 +4,10 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 
-fn trust() -> &'static airlock::shared::manifest::Trust {
-    static K: OnceLock<airlock::shared::manifest::Trust> = OnceLock::new();
+fn trust() -> &'static airlock::build::bundle::Trust {
+    static K: OnceLock<airlock::build::bundle::Trust> = OnceLock::new();
     K.get_or_init(|| {
-        airlock::shared::manifest::Trust::keyring(
-            airlock::build::demo::demo_key().unwrap().keyring(),
-        )
+        airlock::build::bundle::Trust::keyring(airlock::build::demo::demo_key().unwrap().keyring())
     })
 }
 
