@@ -547,11 +547,6 @@ fn promote_if_carried(
     }
     let asked = c.exec.now() - started;
     promote_local(c)?;
-    if c.role.database.synchronous {
-        // Its standby is the server that just died: serve alone until the
-        // old primary re-joins (then commits wait for it again).
-        crate::vm::sync::degrade_now(c)?;
-    }
     let now = journal::now();
     c.write(paths::PROMOTED, &format!("{now}\n"), 0o644)?;
     Ok(format!(
@@ -593,13 +588,28 @@ fn refuse(c: &Ctx, why: &str) -> Result<String> {
     ))
 }
 
+/// Promotes the local standby. In a synchronous pair it first stops
+/// waiting for a standby (its standby is the server that just died), in
+/// the same psql, so not one commit of the new primary waits.
 fn promote_local(c: &Ctx) -> Result<()> {
+    use crate::vm::sync::{RELOAD, STOP_WAITING};
     let major = pg(c)?.major;
+    let mut sqls = Vec::new();
+    if c.role.database.synchronous {
+        sqls.extend([STOP_WAITING, RELOAD]);
+    }
     if major >= 12 {
-        c.exec.run(&db::psql_local(c, "SELECT pg_promote()"))?;
-    } else {
+        sqls.push("SELECT pg_promote()");
+    }
+    if !sqls.is_empty() {
+        c.exec.run(&db::psql_local_each(c, &sqls))?;
+    }
+    if major < 12 {
         c.exec
             .run(&Cmd::new("pg_ctlcluster").args([&major.to_string(), "main", "promote"]))?;
+    }
+    if c.role.database.synchronous {
+        crate::vm::sync::record_unprotected(c)?;
     }
     Ok(())
 }
@@ -938,13 +948,18 @@ mod tests {
         put(root, paths::QUORUM_STATE, "{}");
         let c = Ctx::new(root, &role, &dead, 0, None, journal_for(&role));
         assert!(promote(&c).unwrap().starts_with("promoted"));
-        let log = dead.commands();
-        let promoted = log.iter().position(|l| l.contains("pg_promote")).unwrap();
-        let alone = log
-            .iter()
-            .position(|l| l.contains("ALTER SYSTEM SET synchronous_standby_names"))
+        // One psql: stop waiting, reload, promote, in that order.
+        let line = dead
+            .commands()
+            .into_iter()
+            .find(|l| l.contains("pg_promote"))
             .unwrap();
-        assert!(promoted < alone, "{log:#?}");
+        let at = |s: &str| line.find(s).unwrap_or_else(|| panic!("{s} in {line}"));
+        assert!(
+            at("ALTER SYSTEM SET synchronous_standby_names") < at("pg_reload_conf")
+                && at("pg_reload_conf") < at("pg_promote"),
+            "{line}"
+        );
         assert!(
             crate::vm::sync::describe(root)
                 .unwrap()

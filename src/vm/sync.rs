@@ -21,8 +21,9 @@
 //! the standby has been gone [`DEGRADE_AFTER`] seconds, so a standby that
 //! streamed less than that before it is promoted holds every acknowledged
 //! commit. Otherwise it is not promoted, and says why. A new primary
-//! degrades at once ([`degrade_now`]): its standby is the server that just
-//! died.
+//! serves alone from its first commit: it stops waiting in the same psql
+//! that promotes it, just before ([`STOP_WAITING`]); its standby is the
+//! server that just died.
 
 use anyhow::Result;
 
@@ -65,8 +66,23 @@ fn streaming_standbys(c: &Ctx) -> Option<u32> {
 }
 
 fn set_standby_names(c: &Ctx, sql: &str) -> Result<()> {
-    c.exec.run(&psql_local(c, sql))?;
-    c.exec.run(&psql_local(c, "SELECT pg_reload_conf()"))?;
+    c.exec
+        .run(&crate::vm::roles::db::psql_local_each(c, &[sql, RELOAD]))?;
+    Ok(())
+}
+
+/// Stop waiting for a standby (ALTER SYSTEM, then the reload that applies
+/// it): what a new primary runs first, in the same psql as its promotion.
+pub const STOP_WAITING: &str = "ALTER SYSTEM SET synchronous_standby_names = ''";
+pub const RELOAD: &str = "SELECT pg_reload_conf()";
+
+/// Records that this primary serves alone, for `status` and the restore.
+pub fn record_unprotected(c: &Ctx) -> Result<()> {
+    c.write(
+        paths::SYNC_UNPROTECTED,
+        &format!("{}\n", journal::now()),
+        0o644,
+    )?;
     Ok(())
 }
 
@@ -135,13 +151,8 @@ pub fn tick(c: &Ctx, primary: bool, majority: bool) -> Result<SyncState> {
 
 /// Commits stop waiting for a standby; recorded for `status`.
 pub fn degrade_now(c: &Ctx) -> Result<()> {
-    set_standby_names(c, "ALTER SYSTEM SET synchronous_standby_names = ''")?;
-    c.write(
-        paths::SYNC_UNPROTECTED,
-        &format!("{}\n", journal::now()),
-        0o644,
-    )?;
-    Ok(())
+    set_standby_names(c, STOP_WAITING)?;
+    record_unprotected(c)
 }
 
 /// Whether this standby may be promoted without losing an acknowledged

@@ -53,6 +53,16 @@ pub fn psql_local(c: &Ctx, sql: &str) -> Cmd {
     psql_local_cmd(c.role, sql)
 }
 
+/// [`psql_local`] with several statements, each its own `-c` (so each
+/// runs outside a transaction block, as ALTER SYSTEM must), in one process.
+pub fn psql_local_each(c: &Ctx, sqls: &[&str]) -> Cmd {
+    let mut cmd = psql_local_cmd(c.role, sqls.first().copied().unwrap_or(""));
+    for sql in sqls.iter().skip(1) {
+        cmd = cmd.args(["-c", sql]);
+    }
+    cmd
+}
+
 /// [`psql_local`] outside a step.
 pub fn psql_local_cmd(role: &RoleFile, sql: &str) -> Cmd {
     Cmd::new("runuser").args([
