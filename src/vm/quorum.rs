@@ -588,27 +588,28 @@ fn refuse(c: &Ctx, why: &str) -> Result<String> {
     ))
 }
 
-/// Promotes the local standby. In a synchronous pair it first stops
-/// waiting for a standby (its standby is the server that just died), in
-/// the same psql, so not one commit of the new primary waits.
+/// Promotes the local standby. In a synchronous pair the new primary then
+/// stops waiting for a standby (its standby is the server that just died),
+/// in the same psql on PostgreSQL 12+.
 fn promote_local(c: &Ctx) -> Result<()> {
     use crate::vm::sync::{RELOAD, STOP_WAITING};
     let major = pg(c)?.major;
-    let mut sqls = Vec::new();
-    if c.role.database.synchronous {
-        sqls.extend([STOP_WAITING, RELOAD]);
-    }
-    if major >= 12 {
-        sqls.push("SELECT pg_promote()");
-    }
-    if !sqls.is_empty() {
-        c.exec.run(&db::psql_local_each(c, &sqls))?;
-    }
+    let sync = c.role.database.synchronous;
     if major < 12 {
         c.exec
             .run(&Cmd::new("pg_ctlcluster").args([&major.to_string(), "main", "promote"]))?;
     }
-    if c.role.database.synchronous {
+    let mut sqls = Vec::new();
+    if major >= 12 {
+        sqls.push("SELECT pg_promote()");
+    }
+    if sync {
+        sqls.extend([STOP_WAITING, RELOAD]);
+    }
+    if !sqls.is_empty() {
+        c.exec.run(&db::psql_local_each(c, &sqls))?;
+    }
+    if sync {
         crate::vm::sync::record_unprotected(c)?;
     }
     Ok(())
@@ -948,7 +949,7 @@ mod tests {
         put(root, paths::QUORUM_STATE, "{}");
         let c = Ctx::new(root, &role, &dead, 0, None, journal_for(&role));
         assert!(promote(&c).unwrap().starts_with("promoted"));
-        // One psql: stop waiting, reload, promote, in that order.
+        // One psql: promote, then stop waiting and reload.
         let line = dead
             .commands()
             .into_iter()
@@ -956,8 +957,8 @@ mod tests {
             .unwrap();
         let at = |s: &str| line.find(s).unwrap_or_else(|| panic!("{s} in {line}"));
         assert!(
-            at("ALTER SYSTEM SET synchronous_standby_names") < at("pg_reload_conf")
-                && at("pg_reload_conf") < at("pg_promote"),
+            at("pg_promote") < at("ALTER SYSTEM SET synchronous_standby_names")
+                && at("ALTER SYSTEM SET synchronous_standby_names") < at("pg_reload_conf"),
             "{line}"
         );
         assert!(

@@ -21,9 +21,8 @@
 //! the standby has been gone [`DEGRADE_AFTER`] seconds, so a standby that
 //! streamed less than that before it is promoted holds every acknowledged
 //! commit. Otherwise it is not promoted, and says why. A new primary
-//! serves alone from its first commit: it stops waiting in the same psql
-//! that promotes it, just before ([`STOP_WAITING`]); its standby is the
-//! server that just died.
+//! serves alone at once: the psql that promotes it then stops the waiting
+//! ([`STOP_WAITING`]); its standby is the server that just died.
 
 use anyhow::Result;
 
@@ -72,7 +71,7 @@ fn set_standby_names(c: &Ctx, sql: &str) -> Result<()> {
 }
 
 /// Stop waiting for a standby (ALTER SYSTEM, then the reload that applies
-/// it): what a new primary runs first, in the same psql as its promotion.
+/// it): what a new primary runs right after its promotion, in that psql.
 pub const STOP_WAITING: &str = "ALTER SYSTEM SET synchronous_standby_names = ''";
 pub const RELOAD: &str = "SELECT pg_reload_conf()";
 
