@@ -147,11 +147,7 @@ pub fn check(c: &Ctx) -> Result<Verdict> {
     } else {
         check_standby(c, &mut state, now)?
     };
-    // A standby asks its primary only when its port answered this check:
-    // a question to a primary cut off would hold the verdict past
-    // keepalived's takeover.
-    let ask = primary || state.peer_lost_since.is_none();
-    if c.role.database.synchronous && fence.is_none() && ask {
+    if c.role.database.synchronous && fence.is_none() {
         // A primary that keeps the VIP reaches its peer or a majority.
         let majority = matches!(verdict, Verdict::Ok(_));
         if let Err(e) = crate::vm::sync::tick(c, primary, majority) {
