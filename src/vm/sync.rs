@@ -13,11 +13,9 @@
 //!   serving, and [`paths::SYNC_UNPROTECTED`] says since when it is
 //!   unprotected. Once a standby streams again it resets it: commits wait
 //!   for the standby again.
-//! - on the **standby**, it asks the primary whether it is its synchronous
-//!   standby now (its walsender `streaming`, caught up, and `sync`), and
-//!   records when it last was ([`paths::SYNC_LAST_STREAMING`]). A standby
-//!   that reconnects to a degraded primary streams while it catches up, but
-//!   lacks what was acknowledged without it: that does not count.
+//! - on the **standby**, it records when the primary last sent it anything
+//!   while it streamed (`pg_stat_wal_receiver.last_msg_receipt_time`;
+//!   [`paths::SYNC_LAST_STREAMING`]).
 //!
 //! The promotion rule ([`may_promote`]): the primary degrades only after
 //! the standby has been gone [`DEGRADE_AFTER`] seconds, so a standby that
@@ -52,28 +50,8 @@ pub enum SyncState {
     Standby { streaming: bool },
 }
 
-/// Asks the primary whether this standby is its synchronous standby now:
-/// its walsender streams (it has caught up: a standby that reconnects to a
-/// degraded primary is in `catchup` while it lacks the commits acknowledged
-/// without it) and the primary waits for it (`sync`). Only such a sighting
-/// counts for the promotion rule.
-fn primary_has_me_in_sync(c: &Ctx) -> bool {
-    let Some(vrrp) = c.role.host.vrrp.as_ref() else {
-        return false;
-    };
-    let Ok(passfile) = crate::vm::roles::db::passfile(c, None) else {
-        return false;
-    };
-    let sql = format!(
-        "SELECT sync_state FROM pg_stat_replication WHERE client_addr = '{}' AND state = 'streaming'",
-        c.role.host.ip
-    );
-    let cmd =
-        crate::vm::roles::db::psql_as_user(c.role, &vrrp.peer.ip.to_string(), &passfile, 1, &sql);
-    c.exec
-        .output(&cmd)
-        .is_ok_and(|o| o.success() && o.stdout.lines().any(|l| l.trim() == "sync"))
-}
+/// The time of the primary's last message to a streaming receiver.
+const LAST_MESSAGE: &str = "SELECT extract(epoch FROM last_msg_receipt_time)::bigint FROM pg_stat_wal_receiver WHERE status = 'streaming'";
 
 fn streaming_standbys(c: &Ctx) -> Option<u32> {
     let out = c
@@ -125,11 +103,20 @@ pub fn tick(c: &Ctx, primary: bool, majority: bool) -> Result<SyncState> {
         let _ = std::fs::remove_file(c.path(p));
     }
     if !primary {
-        let in_sync = primary_has_me_in_sync(c);
-        if in_sync {
-            c.write(paths::SYNC_LAST_STREAMING, &format!("{now}\n"), 0o644)?;
+        // When the primary last sent something, by the receiver's own
+        // clock: it says "streaming" for a while after a cut, this does not.
+        let last = c
+            .exec
+            .output(&psql_local(c, LAST_MESSAGE))
+            .ok()
+            .filter(|o| o.success())
+            .and_then(|o| o.stdout.trim().parse::<i64>().ok());
+        if let Some(t) = last {
+            c.write(paths::SYNC_LAST_STREAMING, &format!("{t}\n"), 0o644)?;
         }
-        return Ok(SyncState::Standby { streaming: in_sync });
+        return Ok(SyncState::Standby {
+            streaming: last.is_some(),
+        });
     }
     let unprotected = read_time(c, paths::SYNC_UNPROTECTED);
     match streaming_standbys(c) {
@@ -278,15 +265,8 @@ mod tests {
     fn a_standby_that_streamed_lately_may_be_promoted_and_says_why_not_otherwise() {
         let dir = tempfile::tempdir().unwrap();
         let (root, role) = (dir.path(), sync_role("db2"));
-        put(root, paths::DB_PASSWORD, "pw\n");
-        // Catching up after the primary degraded: not in sync, not counted.
-        let catching_up = Recording::new();
-        catching_up.on("FROM pg_stat_replication WHERE client_addr", 0, "");
-        let c = Ctx::new(root, &role, &catching_up, 0, None, journal_for(&role));
-        tick(&c, false, true).unwrap();
-        assert!(!c.path(paths::SYNC_LAST_STREAMING).exists());
         let fake = Recording::new();
-        fake.on("FROM pg_stat_replication WHERE client_addr", 0, "sync\n");
+        fake.on("pg_stat_wal_receiver", 0, &format!("{}\n", journal::now()));
         let c = Ctx::new(root, &role, &fake, 0, None, journal_for(&role));
         let e = may_promote(&c, journal::now()).unwrap_err();
         assert!(e.contains("has not streamed since it booted"), "{e}");
