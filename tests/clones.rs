@@ -443,6 +443,18 @@ impl Clone {
                 let out = self.exec(args);
                 s.push_str(&String::from_utf8_lossy(&out.stdout));
             }
+            let promote = self.exec(&[
+                "journalctl",
+                "--no-pager",
+                "-n",
+                "20",
+                "-t",
+                "airlock-promote",
+                "-t",
+                "Keepalived_vrrp",
+            ]);
+            s.push_str("--- promotions and VRRP states\n");
+            s.push_str(&String::from_utf8_lossy(&promote.stdout));
             let out = self.exec(&[
                 "journalctl",
                 "--no-pager",
