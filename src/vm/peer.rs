@@ -67,11 +67,26 @@ pub fn ask_within(
 }
 
 fn ask_cmd(root: &Path, ip: Ipv4Addr, question: &str, bound: u64) -> Cmd {
-    let key = under(root, paths::PEER_CLIENT_KEY);
-    let known = under(root, paths::CLUSTER_KNOWN_HOSTS);
-    Cmd::new("timeout").args([
-        &bound.to_string(),
-        "ssh",
+    let ssh = pinned_ssh(
+        &under(root, paths::PEER_CLIENT_KEY),
+        &under(root, paths::CLUSTER_KNOWN_HOSTS),
+        1,
+        &format!("{}@{ip}", paths::PEER_USER),
+        question,
+    );
+    Cmd::new("timeout")
+        .arg(bound.to_string())
+        .arg(ssh.program)
+        .args(ssh.args)
+}
+
+/// `ssh` with one key, nothing else tried first (Debian's ssh_config turns
+/// GSSAPI on: a round trip per question in a failover), no prompt, and the
+/// host key pinned in `known` (Ed25519 only): an answer comes from that
+/// host or not at all. The join token and the peer questions both go this
+/// way.
+pub fn pinned_ssh(key: &Path, known: &Path, connect_secs: u32, target: &str, command: &str) -> Cmd {
+    Cmd::new("ssh").args([
         "-i",
         &key.display().to_string(),
         "-o",
@@ -83,11 +98,9 @@ fn ask_cmd(root: &Path, ip: Ipv4Addr, question: &str, bound: u64) -> Cmd {
         "-o",
         "HostKeyAlgorithms=ssh-ed25519",
         "-o",
-        "ConnectTimeout=1",
+        &format!("ConnectTimeout={connect_secs}"),
         "-o",
         "LogLevel=ERROR",
-        // The one key, nothing else tried first (Debian's ssh_config turns
-        // GSSAPI on: a round trip per question in a failover).
         "-o",
         "PreferredAuthentications=publickey",
         "-o",
@@ -96,8 +109,8 @@ fn ask_cmd(root: &Path, ip: Ipv4Addr, question: &str, bound: u64) -> Cmd {
         "GSSAPIAuthentication=no",
         "-o",
         "CheckHostIP=no",
-        &format!("{}@{ip}", paths::PEER_USER),
-        question,
+        target,
+        command,
     ])
 }
 

@@ -53,22 +53,13 @@ fn fetch_token(c: &Ctx) -> Result<String> {
     let key = c.path(paths::TOKEN_CLIENT_KEY);
     let known = c.path(paths::LEADER_KNOWN_HOSTS);
     let leader = c.role.swarm.leader_ip.to_string();
-    let out = c.exec.run(&Cmd::new("ssh").args([
-        "-i",
-        &key.display().to_string(),
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        &format!("UserKnownHostsFile={}", known.display()),
-        "-o",
-        "HostKeyAlgorithms=ssh-ed25519",
-        "-o",
-        "ConnectTimeout=5",
+    let out = c.exec.run(&crate::vm::peer::pinned_ssh(
+        &key,
+        &known,
+        5,
         &format!("{TOKEN_USER}@{leader}"),
         "token",
-    ]))?;
+    ))?;
     edits::find_swarm_token(&out.stdout)
         .ok_or_else(|| anyhow!("the leader {leader} answered without a join token"))
 }
