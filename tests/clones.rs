@@ -1215,7 +1215,18 @@ fn an_isolated_master_stops_and_the_standby_takes_over(
         last_promote_log(clone(lab, "db2"))
     );
     assert!(stopped < wrote, "db1 stopped before db2 was promoted");
-    let (v, code) = cluster_status(lab, "disp1");
+    // The DB state keepalived's check writes is up to a couple of seconds
+    // old (status says how old): give the new primary's a moment.
+    let asked = Instant::now();
+    let (v, code) = loop {
+        let (v, code) = cluster_status(lab, "disp1");
+        if v["db"]["primaries"] == serde_json::json!(["db2"])
+            || asked.elapsed() > Duration::from_secs(10)
+        {
+            break (v, code);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(v["db"]["primaries"], serde_json::json!(["db2"]), "{v:#}");
     let db1 = v["hosts"]
