@@ -338,6 +338,8 @@ mod tests {
         assert!(why.contains("wal_log_hints"), "{why}");
         assert!(fake.ran("pg_basebackup -h 192.0.2.12 -p 5432 -U dbuser --checkpoint=fast"));
         assert!(fake.ran("-R --slot=replica -C"));
+        // The standby names itself as pg_rewind's path does.
+        assert!(fake.ran("--checkpoint=fast -d application_name=db1 -D"));
         assert!(!fake.ran("pg_create_physical_replication_slot"));
         assert!(
             fake.ran("cp -a --reflink=auto"),

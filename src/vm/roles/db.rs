@@ -180,7 +180,11 @@ pub fn is_standby_of(dir: &Path, master: Ipv4Addr) -> bool {
 }
 
 /// Replaces the data directory (the fresh cluster the vendor installer made
-/// on this clone) with a base backup of the master.
+/// on this clone) with a base backup of the master. `-R` writes the standby
+/// settings; the connection's `application_name` (this host's name) goes
+/// into their `primary_conninfo`, so the primary's
+/// `synchronous_standby_names` can name this standby's WAL receiver (as
+/// `rejoin` writes it too).
 pub fn replace_with_base_backup(c: &Ctx, src: &Peer) -> Result<()> {
     let pg = pg(c)?;
     let dir = data_dir(c)?;
@@ -211,6 +215,8 @@ pub fn replace_with_base_backup(c: &Ctx, src: &Peer) -> Result<()> {
         "-U",
         &pg.user,
         "--checkpoint=fast",
+        "-d",
+        &format!("application_name={}", c.role.host.name),
         "-D",
         &dir_s,
         "-R",

@@ -127,7 +127,7 @@ mod tests {
         assert!(!root.join("var/lib/postgresql/15/main/PG_VERSION").exists());
         let data = root.join("var/lib/postgresql/15/main");
         let base = format!(
-            "runuser -u postgres -- env PGPASSFILE={}/var/lib/airlock/pgpass-postgres pg_basebackup -h 192.0.2.11 -p 5432 -U dbuser --checkpoint=fast -D {} -R --slot=replica",
+            "runuser -u postgres -- env PGPASSFILE={}/var/lib/airlock/pgpass-postgres pg_basebackup -h 192.0.2.11 -p 5432 -U dbuser --checkpoint=fast -d application_name=db2 -D {} -R --slot=replica",
             root.display(),
             data.display()
         );
