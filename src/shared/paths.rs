@@ -64,7 +64,7 @@ pub const QUORUM_ARMED: &str = "/var/lib/airlock/quorum-armed";
 pub const SYNC_UNPROTECTED: &str = "/var/lib/airlock/sync-unprotected";
 /// Since when no standby streams from this primary.
 pub const SYNC_ABSENT_SINCE: &str = "/run/airlock/sync-absent-since";
-/// When this standby last streamed (the promotion rule).
+/// When the primary last had this standby in sync (the promotion rule).
 pub const SYNC_LAST_STREAMING: &str = "/run/airlock/sync-last-streaming";
 /// Written by keepalived's notify script when it promoted this server.
 pub const PROMOTED: &str = "/var/lib/airlock/promoted";

@@ -1,33 +1,44 @@
 //! Synchronous replication (`database.synchronous = true`) and how it
 //! degrades, the way Patroni's synchronous mode does.
 //!
-//! pg-config sets `synchronous_standby_names = '*'` on both DB servers, so
-//! a commit on the primary returns only once the standby has flushed it: a
-//! failover loses no acknowledged commit. keepalived's check calls [`tick`]
-//! every second:
-//! - on the **primary**, when no standby has streamed for [`DEGRADE_AFTER`]
-//!   seconds *and the primary reaches a majority of the voters* (an isolated
-//!   primary never degrades: it fences itself instead, so it never
-//!   acknowledges alone what the cluster would lose), it sets
-//!   `synchronous_standby_names = ''` (ALTER SYSTEM, reload): it keeps
-//!   serving, and [`paths::SYNC_UNPROTECTED`] says since when it is
-//!   unprotected. Once a standby streams again it resets it: commits wait
-//!   for the standby again.
-//! - on the **standby**, it records when the primary last sent it anything
-//!   while it streamed (`pg_stat_wal_receiver.last_msg_receipt_time`;
-//!   [`paths::SYNC_LAST_STREAMING`]).
+//! pg-config names the peer's WAL receiver in `synchronous_standby_names`
+//! on both DB servers ([`standby_names`]; base backup and rejoin give the
+//! receiver its host name as `application_name`), so a commit on the
+//! primary returns only once *that* standby has flushed it: a failover
+//! loses no acknowledged commit, and no other replication connection can
+//! stand in for it. keepalived's check calls [`tick`] every second:
+//! - on the **primary**, it reads what PostgreSQL really has (the setting
+//!   in force and the peer's walsender), not what a file says: a setting
+//!   copied by a base backup or left by a person counts too. When the peer
+//!   has not streamed for [`DEGRADE_AFTER`] seconds *and the primary
+//!   reaches a majority of the voters* (an isolated primary never
+//!   degrades: it fences itself instead, so it never acknowledges alone
+//!   what the cluster would lose), it sets `synchronous_standby_names = ''`
+//!   (ALTER SYSTEM, reload): it keeps serving, and
+//!   [`paths::SYNC_UNPROTECTED`] says since when it is unprotected. Once
+//!   the peer streams again (its walsender is past catch-up) it resets it:
+//!   commits wait for the peer again.
+//! - on the **standby**, while its WAL receiver streams, it asks the
+//!   primary (as the DB user, like the start guard) whether it is the
+//!   synchronous standby *now*, and records when it last was
+//!   ([`paths::SYNC_LAST_STREAMING`]). Streaming alone is not enough: a
+//!   standby that reconnected to a degraded primary streams while it
+//!   catches up, yet lacks what the primary acknowledged without it.
 //!
 //! The promotion rule ([`may_promote`]): the primary degrades only after
 //! the standby has been gone [`DEGRADE_AFTER`] seconds, so a standby that
-//! streamed less than that before it is promoted holds every acknowledged
-//! commit. Otherwise it is not promoted, and says why. A new primary
-//! serves alone at once: the psql that promotes it then stops the waiting
-//! ([`STOP_WAITING`]); its standby is the server that just died.
+//! was in sync less than that before it is promoted holds every
+//! acknowledged commit. Otherwise it is not promoted, and says why. A new
+//! primary serves alone at once: the psql that promotes it then stops the
+//! waiting ([`STOP_WAITING`]); its standby is the server that just died.
+//! The two hosts' clocks are compared here (NTP keeps them within far less
+//! than a second).
 
 use anyhow::Result;
 
 use crate::shared::journal;
 use crate::shared::paths;
+use crate::shared::role::RoleFile;
 use crate::vm::engine::Ctx;
 use crate::vm::roles::db::psql_local;
 
@@ -40,28 +51,78 @@ pub const DEGRADE_AFTER: i64 = 20;
 /// Where the primary stands, for `status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncState {
-    /// A standby streams and commits wait for it.
+    /// The standby streams and commits wait for it.
     Protected,
     /// No standby streams; commits still wait (until [`DEGRADE_AFTER`]).
     Waiting { since: i64 },
     /// Degraded: commits are acknowledged by the primary alone.
     Unprotected { since: i64 },
-    /// A standby: it records when it last streamed.
-    Standby { streaming: bool },
+    /// A standby: whether it streams, and whether the primary said it is
+    /// its synchronous standby at this check.
+    Standby { streaming: bool, in_sync: bool },
+}
+
+/// A host name as PostgreSQL's `application_name` and a SQL literal carry
+/// it unchanged: letters, digits and hyphens (what `plan` accepts).
+fn plain(name: &str) -> Option<&str> {
+    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .then_some(name)
+}
+
+/// `synchronous_standby_names` as postgresql.conf says it: the peer's WAL
+/// receiver, by its host name. `None` without a peer (or with a name that
+/// could not be written there: `plan` refuses such names).
+pub fn standby_names(role: &RoleFile) -> Option<String> {
+    let peer = plain(&role.host.vrrp.as_ref()?.peer.name)?;
+    Some(format!("'\"{peer}\"'"))
 }
 
 /// The time of the primary's last message to a streaming receiver.
 const LAST_MESSAGE: &str = "SELECT extract(epoch FROM last_msg_receipt_time)::bigint FROM pg_stat_wal_receiver WHERE status = 'streaming'";
 
-fn streaming_standbys(c: &Ctx) -> Option<u32> {
-    let out = c
-        .exec
-        .output(&psql_local(
-            c,
-            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
-        ))
-        .ok()?;
-    out.success().then(|| out.stdout.trim().parse().ok())?
+/// What the primary's PostgreSQL says: the standby names in force (empty:
+/// degraded) and whether the peer's walsender streams.
+struct PrimaryFacts {
+    waits: bool,
+    peer_streams: bool,
+}
+
+fn primary_facts(c: &Ctx) -> Option<PrimaryFacts> {
+    let peer = plain(&c.role.host.vrrp.as_ref()?.peer.name)?;
+    let sql = format!(
+        "SELECT current_setting('synchronous_standby_names') <> '', count(*) FILTER (WHERE state = 'streaming') FROM pg_stat_replication WHERE application_name = '{peer}'"
+    );
+    let out = c.exec.output(&psql_local(c, &sql)).ok()?;
+    if !out.success() {
+        return None;
+    }
+    let (waits, streams) = out.stdout.trim().split_once('|')?;
+    Some(PrimaryFacts {
+        waits: waits == "t",
+        peer_streams: streams.parse::<u32>().ok()? > 0,
+    })
+}
+
+/// Asks the primary whether this standby's walsender streams and is its
+/// synchronous standby now (not merely connected and catching up).
+fn primary_has_me_in_sync(c: &Ctx) -> bool {
+    let Some(vrrp) = c.role.host.vrrp.as_ref() else {
+        return false;
+    };
+    let Some(me) = plain(&c.role.host.name) else {
+        return false;
+    };
+    let Ok(passfile) = crate::vm::roles::db::passfile(c, None) else {
+        return false;
+    };
+    let sql = format!(
+        "SELECT sync_state FROM pg_stat_replication WHERE application_name = '{me}' AND state = 'streaming'"
+    );
+    let ask =
+        crate::vm::roles::db::psql_as_user(c.role, &vrrp.peer.ip.to_string(), &passfile, 2, &sql);
+    c.exec
+        .output(&ask)
+        .is_ok_and(|o| o.success() && o.stdout.lines().any(|l| l.trim() == "sync"))
 }
 
 fn set_standby_names(c: &Ctx, sql: &str) -> Result<()> {
@@ -73,15 +134,17 @@ fn set_standby_names(c: &Ctx, sql: &str) -> Result<()> {
 /// Stop waiting for a standby (ALTER SYSTEM, then the reload that applies
 /// it): what a new primary runs right after its promotion, in that psql.
 pub const STOP_WAITING: &str = "ALTER SYSTEM SET synchronous_standby_names = ''";
+/// Wait for the named standby again (postgresql.conf's setting).
+pub const WAIT_AGAIN: &str = "ALTER SYSTEM RESET synchronous_standby_names";
 pub const RELOAD: &str = "SELECT pg_reload_conf()";
 
-/// Records that this primary serves alone, for `status` and the restore.
+/// Records that this primary serves alone, for `status`.
 pub fn record_unprotected(c: &Ctx) -> Result<()> {
-    c.write(
-        paths::SYNC_UNPROTECTED,
-        &format!("{}\n", journal::now()),
-        0o644,
-    )?;
+    record_unprotected_since(c, journal::now())
+}
+
+fn record_unprotected_since(c: &Ctx, since: i64) -> Result<()> {
+    c.write(paths::SYNC_UNPROTECTED, &format!("{since}\n"), 0o644)?;
     Ok(())
 }
 
@@ -103,49 +166,70 @@ pub fn tick(c: &Ctx, primary: bool, majority: bool) -> Result<SyncState> {
         let _ = std::fs::remove_file(c.path(p));
     }
     if !primary {
-        // When the primary last sent something, by the receiver's own
-        // clock: it says "streaming" for a while after a cut, this does not.
-        let last = c
-            .exec
-            .output(&psql_local(c, LAST_MESSAGE))
-            .ok()
-            .filter(|o| o.success())
-            .and_then(|o| o.stdout.trim().parse::<i64>().ok());
-        if let Some(t) = last {
-            c.write(paths::SYNC_LAST_STREAMING, &format!("{t}\n"), 0o644)?;
-        }
-        return Ok(SyncState::Standby {
-            streaming: last.is_some(),
+        return standby_tick(c, now);
+    }
+    let Some(facts) = primary_facts(c) else {
+        // PostgreSQL does not answer (stopped, starting): nothing to judge.
+        return Ok(match read_time(c, paths::SYNC_UNPROTECTED) {
+            Some(since) => SyncState::Unprotected { since },
+            None => SyncState::Waiting {
+                since: read_time(c, paths::SYNC_ABSENT_SINCE).unwrap_or(now),
+            },
         });
+    };
+    if facts.peer_streams {
+        let _ = std::fs::remove_file(c.path(paths::SYNC_ABSENT_SINCE));
     }
-    let unprotected = read_time(c, paths::SYNC_UNPROTECTED);
-    match streaming_standbys(c) {
-        Some(n) if n > 0 => {
-            let _ = std::fs::remove_file(c.path(paths::SYNC_ABSENT_SINCE));
-            if unprotected.is_some() {
-                set_standby_names(c, "ALTER SYSTEM RESET synchronous_standby_names")?;
-                std::fs::remove_file(c.path(paths::SYNC_UNPROTECTED))?;
-            }
-            Ok(SyncState::Protected)
+    if !facts.waits {
+        // Degraded, by this check or not (a promotion, a base backup that
+        // copied the setting, a person).
+        if facts.peer_streams {
+            set_standby_names(c, WAIT_AGAIN)?;
+            let _ = std::fs::remove_file(c.path(paths::SYNC_UNPROTECTED));
+            return Ok(SyncState::Protected);
         }
-        _ => {
-            if let Some(since) = unprotected {
-                return Ok(SyncState::Unprotected { since });
+        let since = match read_time(c, paths::SYNC_UNPROTECTED) {
+            Some(t) => t,
+            None => {
+                record_unprotected_since(c, now)?;
+                now
             }
-            let since = match read_time(c, paths::SYNC_ABSENT_SINCE) {
-                Some(t) => t,
-                None => {
-                    c.write(paths::SYNC_ABSENT_SINCE, &format!("{now}\n"), 0o644)?;
-                    now
-                }
-            };
-            if now - since >= DEGRADE_AFTER && majority {
-                degrade_now(c)?;
-                return Ok(SyncState::Unprotected { since: now });
-            }
-            Ok(SyncState::Waiting { since })
-        }
+        };
+        return Ok(SyncState::Unprotected { since });
     }
+    let _ = std::fs::remove_file(c.path(paths::SYNC_UNPROTECTED));
+    if facts.peer_streams {
+        return Ok(SyncState::Protected);
+    }
+    let since = match read_time(c, paths::SYNC_ABSENT_SINCE) {
+        Some(t) => t,
+        None => {
+            c.write(paths::SYNC_ABSENT_SINCE, &format!("{now}\n"), 0o644)?;
+            now
+        }
+    };
+    if now - since >= DEGRADE_AFTER && majority {
+        degrade_now(c)?;
+        return Ok(SyncState::Unprotected { since: now });
+    }
+    Ok(SyncState::Waiting { since })
+}
+
+/// The standby's half: while its WAL receiver streams, it asks the primary
+/// whether it is in sync, and records when it was.
+fn standby_tick(c: &Ctx, now: i64) -> Result<SyncState> {
+    let streaming = c
+        .exec
+        .output(&psql_local(c, LAST_MESSAGE))
+        .ok()
+        .filter(|o| o.success())
+        .and_then(|o| o.stdout.trim().parse::<i64>().ok())
+        .is_some();
+    let in_sync = streaming && primary_has_me_in_sync(c);
+    if in_sync {
+        c.write(paths::SYNC_LAST_STREAMING, &format!("{now}\n"), 0o644)?;
+    }
+    Ok(SyncState::Standby { streaming, in_sync })
 }
 
 /// Commits stop waiting for a standby; recorded for `status`.
@@ -162,13 +246,13 @@ pub fn may_promote(c: &Ctx, now: i64) -> std::result::Result<(), String> {
     }
     let Some(last) = read_time(c, paths::SYNC_LAST_STREAMING) else {
         return Err(format!(
-            "synchronous replication: this standby has not streamed since it booted, so it may lack commits the primary acknowledged; a person must decide (to promote it anyway, losing those: pg_ctlcluster {} main promote)",
+            "synchronous replication: the primary has not had this standby in sync since it booted, so it may lack commits the primary acknowledged; a person must decide (to promote it anyway, losing those: pg_ctlcluster {} main promote)",
             c.role.database.postgresql
         ));
     };
     if now - last >= DEGRADE_AFTER {
         return Err(format!(
-            "synchronous replication: this standby last streamed {} s ago; after {DEGRADE_AFTER} s the primary may have stopped waiting for it and acknowledged commits it does not have; a person must decide (to promote it anyway, losing those: pg_ctlcluster {} main promote)",
+            "synchronous replication: the primary last had this standby in sync {} s ago; after {DEGRADE_AFTER} s the primary may have stopped waiting for it and acknowledged commits it does not have; a person must decide (to promote it anyway, losing those: pg_ctlcluster {} main promote)",
             now - last,
             c.role.database.postgresql
         ));
@@ -199,7 +283,7 @@ pub fn describe(root: &std::path::Path) -> Option<String> {
     }
     read(paths::SYNC_LAST_STREAMING).map(|t| {
         format!(
-            "Synchronous replication: this standby last streamed at {}",
+            "Synchronous replication: the primary last had this standby in sync at {}",
             crate::shared::timefmt::rfc2822_utc(t)
         )
     })
@@ -211,7 +295,10 @@ mod tests {
     use crate::vm::exec::Recording;
     use crate::vm::testing::{fixture_role, journal_for, put};
 
-    const REPLICATION: &str = "FROM pg_stat_replication";
+    /// The primary's one question (the setting in force, the peer streams).
+    const FACTS: &str = "FROM pg_stat_replication WHERE application_name";
+    /// The standby's question to its primary.
+    const IN_SYNC: &str = "SELECT sync_state FROM pg_stat_replication";
 
     fn sync_role(host: &str) -> crate::shared::role::RoleFile {
         let mut r = fixture_role(host);
@@ -220,16 +307,35 @@ mod tests {
     }
 
     #[test]
+    fn the_peer_is_named_and_a_name_that_cannot_be_written_is_refused() {
+        let role = sync_role("db1");
+        assert_eq!(standby_names(&role).as_deref(), Some("'\"db2\"'"));
+        let mut odd = role.clone();
+        odd.host.vrrp.as_mut().unwrap().peer.name = "db2'; DROP".into();
+        assert_eq!(standby_names(&odd), None);
+        let mut alone = role;
+        alone.host.vrrp = None;
+        assert_eq!(standby_names(&alone), None);
+    }
+
+    #[test]
     fn a_primary_without_its_standby_degrades_after_the_bound_only_with_a_majority() {
         let dir = tempfile::tempdir().unwrap();
         let (root, role) = (dir.path(), sync_role("db1"));
         let fake = Recording::new();
-        fake.on(REPLICATION, 0, "0\n");
+        fake.on(FACTS, 0, "t|0\n");
         let c = Ctx::new(root, &role, &fake, 0, None, journal_for(&role));
         assert!(matches!(
             tick(&c, true, true).unwrap(),
             SyncState::Waiting { .. }
         ));
+        assert!(
+            fake.log()
+                .iter()
+                .any(|l| l.contains("WHERE application_name = ") && l.contains("db2")),
+            "the peer, by name: {:?}",
+            fake.log()
+        );
         assert!(!fake.ran("ALTER SYSTEM"), "not before the bound");
         put(
             root,
@@ -254,7 +360,7 @@ mod tests {
 
         // The standby streams again: commits wait for it again.
         let back = Recording::new();
-        back.on(REPLICATION, 0, "1\n");
+        back.on(FACTS, 0, "f|1\n");
         let c = Ctx::new(root, &role, &back, 0, None, journal_for(&role));
         assert_eq!(tick(&c, true, true).unwrap(), SyncState::Protected);
         assert!(back.ran("ALTER SYSTEM RESET synchronous_standby_names"));
@@ -262,14 +368,70 @@ mod tests {
     }
 
     #[test]
-    fn a_standby_that_streamed_lately_may_be_promoted_and_says_why_not_otherwise() {
+    fn a_primary_that_does_not_wait_is_unprotected_whatever_the_files_say_and_restores() {
+        // A base backup copied an ALTER SYSTEM value; no file says so.
         let dir = tempfile::tempdir().unwrap();
         let (root, role) = (dir.path(), sync_role("db2"));
         let fake = Recording::new();
-        fake.on("pg_stat_wal_receiver", 0, &format!("{}\n", journal::now()));
+        fake.on(FACTS, 0, "f|0\n");
         let c = Ctx::new(root, &role, &fake, 0, None, journal_for(&role));
+        assert!(matches!(
+            tick(&c, true, true).unwrap(),
+            SyncState::Unprotected { .. }
+        ));
+        assert!(!fake.ran("ALTER SYSTEM"), "nothing to restore while alone");
+        assert!(describe(root).unwrap().contains("UNPROTECTED since"));
+        // The files say unprotected, PostgreSQL waits: PostgreSQL wins.
+        let waits = Recording::new();
+        waits.on(FACTS, 0, "t|1\n");
+        let c = Ctx::new(root, &role, &waits, 0, None, journal_for(&role));
+        assert_eq!(tick(&c, true, true).unwrap(), SyncState::Protected);
+        assert!(!waits.ran("ALTER SYSTEM"));
+        assert!(describe(root).is_none());
+    }
+
+    #[test]
+    fn a_standby_counts_only_when_the_primary_has_it_in_sync_and_says_why_not_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, role) = (dir.path(), sync_role("db2"));
+        put(root, paths::DB_PASSWORD, "Secret-Pw-7\n");
+        let streaming = format!("{}\n", journal::now());
+        // Streaming while it catches up a degraded primary: not counted.
+        let catching_up = Recording::new();
+        catching_up.on("pg_stat_wal_receiver", 0, &streaming);
+        catching_up.on(IN_SYNC, 0, "");
+        let c = Ctx::new(root, &role, &catching_up, 0, None, journal_for(&role));
+        assert_eq!(
+            tick(&c, false, true).unwrap(),
+            SyncState::Standby {
+                streaming: true,
+                in_sync: false
+            }
+        );
+        assert!(
+            catching_up
+                .log()
+                .iter()
+                .any(|l| l.contains(IN_SYNC) && l.contains("db2")),
+            "{:?}",
+            catching_up.log()
+        );
+        assert!(catching_up.ran("-h 192.0.2.11"), "asks the primary");
+        assert!(!c.path(paths::SYNC_LAST_STREAMING).exists());
         let e = may_promote(&c, journal::now()).unwrap_err();
-        assert!(e.contains("has not streamed since it booted"), "{e}");
+        assert!(e.contains("has not had this standby in sync"), "{e}");
+
+        // Not streaming: the primary is not even asked.
+        let cut = Recording::new();
+        cut.on("pg_stat_wal_receiver", 0, "");
+        let c = Ctx::new(root, &role, &cut, 0, None, journal_for(&role));
+        tick(&c, false, true).unwrap();
+        assert!(!cut.ran(IN_SYNC));
+
+        let fake = Recording::new();
+        fake.on("pg_stat_wal_receiver", 0, &streaming);
+        fake.on(IN_SYNC, 0, "sync\n");
+        let c = Ctx::new(root, &role, &fake, 0, None, journal_for(&role));
         put(root, paths::SYNC_UNPROTECTED, "1\n");
         tick(&c, false, true).unwrap();
         assert!(
@@ -281,6 +443,11 @@ mod tests {
         assert!(
             e.contains("may have stopped waiting") && e.contains("pg_ctlcluster 15 main promote"),
             "{e}"
+        );
+        assert!(
+            describe(root)
+                .unwrap()
+                .contains("last had this standby in sync")
         );
 
         let async_role = fixture_role("db2");

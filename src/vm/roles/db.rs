@@ -382,18 +382,21 @@ pub fn pg_config_check(c: &Ctx) -> Result<bool> {
 /// with pg_rewind instead of copying the whole cluster again, and a
 /// walsender (a walreceiver) gives up a silent peer after 10 s, not 60,
 /// so a primary cut off from its standby stops, and both sides see the cut,
-/// in time. With `synchronous`, a
-/// commit waits for the standby (whichever server is the primary: `*`,
-/// the pair has one standby); `crate::vm::sync` degrades and restores.
-fn conf_settings(c: &Ctx) -> Vec<(&'static str, &'static str)> {
-    let mut v = vec![("listen_addresses", "'*'")];
+/// in time. With `synchronous`, a commit waits for the peer's WAL receiver,
+/// named (its `application_name` is its host name: base backup and rejoin
+/// write it), so no other replication connection can stand in for it;
+/// `crate::vm::sync` degrades and restores.
+fn conf_settings(c: &Ctx) -> Vec<(&'static str, String)> {
+    let mut v = vec![("listen_addresses", "'*'".to_string())];
     if pair(c) {
-        v.push(("wal_log_hints", "on"));
-        v.push(("wal_sender_timeout", "'10s'"));
-        v.push(("wal_receiver_timeout", "'10s'"));
-        if c.role.database.synchronous {
-            v.push(("synchronous_standby_names", "'*'"));
-            v.push(("synchronous_commit", "on"));
+        v.push(("wal_log_hints", "on".into()));
+        v.push(("wal_sender_timeout", "'10s'".into()));
+        v.push(("wal_receiver_timeout", "'10s'".into()));
+        if c.role.database.synchronous
+            && let Some(names) = crate::vm::sync::standby_names(c.role)
+        {
+            v.push(("synchronous_standby_names", names));
+            v.push(("synchronous_commit", "on".into()));
         }
     }
     v
@@ -417,8 +420,8 @@ pub fn pg_config_apply(c: &Ctx) -> Result<()> {
     // Both settings take effect only at a restart.
     let mut new_conf = conf.clone();
     for (key, value) in conf_settings(c) {
-        if !conf_has(&new_conf, key, value) {
-            new_conf = edits::pg_conf_with(&new_conf, key, value);
+        if !conf_has(&new_conf, key, &value) {
+            new_conf = edits::pg_conf_with(&new_conf, key, &value);
         }
     }
     let restart = new_conf != conf;
