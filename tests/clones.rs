@@ -1312,6 +1312,17 @@ fn acknowledged_commits_survive_a_failover_under_load(lab: &Lab, client: &str, p
             said["synchronous"].is_null(),
             "protected (no unprotected or waiting line) before the load: {said}"
         );
+        // What PostgreSQL itself says: db2 waits for db1's WAL receiver, by
+        // name, and nothing else.
+        let db2 = clone(lab, "db2");
+        let names = local(db2, "SHOW synchronous_standby_names");
+        let senders = local(
+            db2,
+            "SELECT application_name || ' ' || state || ' ' || sync_state FROM pg_stat_replication",
+        );
+        eprintln!("clones: before the load, db2 waits for {names}; its walsenders: {senders:?}");
+        assert_eq!(names, "\"db1\"");
+        assert_eq!(senders, "db1 streaming sync");
     }
     let stop = std::sync::atomic::AtomicBool::new(false);
     let acked = std::sync::Mutex::new(Vec::new());
@@ -1369,13 +1380,25 @@ fn acknowledged_commits_survive_a_failover_under_load(lab: &Lab, client: &str, p
         }
     );
     if synchronous() {
-        // Issue 13 (open): one run in eight lost the first insert after the
-        // kill (acknowledged, absent on the new primary), cause not found.
-        // More than that is a new failure.
         if !lost.is_empty() {
-            eprintln!("clones: SYNCHRONOUS REPLICATION LOST {lost:?} (the open bug of issue 13)");
+            for name in ["db1", "db2"] {
+                let c = clone(lab, name);
+                eprintln!(
+                    "{}--- {name}'s PostgreSQL log\n{}",
+                    c.diagnose(),
+                    String::from_utf8_lossy(
+                        &c.exec(&[
+                            "tail",
+                            "-n",
+                            "40",
+                            &format!("/var/log/postgresql/postgresql-{PG_MAJOR}-main.log"),
+                        ])
+                        .stdout
+                    )
+                );
+            }
         }
-        assert!(lost.len() <= 1, "synchronous replication lost {lost:?}");
+        assert!(lost.is_empty(), "synchronous replication lost {lost:?}");
     }
 }
 

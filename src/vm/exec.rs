@@ -84,6 +84,21 @@ impl Cmd {
         self
     }
 
+    /// The same command under coreutils' `timeout`: killed after `secs`
+    /// seconds (exit status 124), its environment, stdin and hidden
+    /// arguments kept.
+    pub fn bounded(self, secs: u64) -> Cmd {
+        let mut args = vec![secs.to_string(), self.program];
+        args.extend(self.args);
+        Cmd {
+            program: "timeout".to_string(),
+            args,
+            env: self.env,
+            stdin: self.stdin,
+            hidden: self.hidden.into_iter().map(|i| i + 2).collect(),
+        }
+    }
+
     /// Answers to feed on stdin (kept out of logs and errors).
     pub fn stdin(mut self, s: impl Into<String>) -> Cmd {
         self.stdin = Some(s.into());
@@ -443,6 +458,19 @@ impl Exec for Recording {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bounded_command_keeps_its_environment_and_hides_what_it_hid() {
+        let cmd = Cmd::new("psql")
+            .env("PGPASSFILE", "/p")
+            .secret_arg("Secret-Pw-7")
+            .arg("-c")
+            .bounded(3);
+        let line = cmd.line();
+        assert!(line.starts_with("PGPASSFILE=/p timeout 3 psql "), "{line}");
+        assert!(!line.contains("Secret-Pw-7"), "{line}");
+        assert!(line.ends_with(" -c"), "{line}");
+    }
 
     #[test]
     fn errors_carry_the_whole_command_line_but_not_stdin() {

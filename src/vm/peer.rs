@@ -67,17 +67,14 @@ pub fn ask_within(
 }
 
 fn ask_cmd(root: &Path, ip: Ipv4Addr, question: &str, bound: u64) -> Cmd {
-    let ssh = pinned_ssh(
+    pinned_ssh(
         &under(root, paths::PEER_CLIENT_KEY),
         &under(root, paths::CLUSTER_KNOWN_HOSTS),
         1,
         &format!("{}@{ip}", paths::PEER_USER),
         question,
-    );
-    Cmd::new("timeout")
-        .arg(bound.to_string())
-        .arg(ssh.program)
-        .args(ssh.args)
+    )
+    .bounded(bound)
 }
 
 /// `ssh` with one key, nothing else tried first (Debian's ssh_config turns

@@ -148,9 +148,18 @@ pub fn check(c: &Ctx) -> Result<Verdict> {
         check_standby(c, &mut state, now)?
     };
     if c.role.database.synchronous && fence.is_none() {
-        // A primary that keeps the VIP reaches its peer or a majority.
-        let majority = matches!(verdict, Verdict::Ok(_));
-        if let Err(e) = crate::vm::sync::tick(c, primary, majority) {
+        use crate::vm::sync::Seen;
+        let seen = if primary {
+            // A primary that keeps the VIP reaches its peer or a majority.
+            Seen::Primary {
+                majority: matches!(verdict, Verdict::Ok(_)),
+            }
+        } else {
+            Seen::Standby {
+                primary_answers: state.peer_lost_since.is_none(),
+            }
+        };
+        if let Err(e) = crate::vm::sync::tick(c, seen) {
             eprintln!("airlock-firstboot quorum: synchronous replication: {e:#}");
         }
     }

@@ -119,7 +119,8 @@ fn primary_has_me_in_sync(c: &Ctx) -> bool {
         "SELECT sync_state FROM pg_stat_replication WHERE application_name = '{me}' AND state = 'streaming'"
     );
     let ask =
-        crate::vm::roles::db::psql_as_user(c.role, &vrrp.peer.ip.to_string(), &passfile, 2, &sql);
+        crate::vm::roles::db::psql_as_user(c.role, &vrrp.peer.ip.to_string(), &passfile, 1, &sql)
+            .bounded(ASK_PRIMARY_SECS);
     c.exec
         .output(&ask)
         .is_ok_and(|o| o.success() && o.stdout.lines().any(|l| l.trim() == "sync"))
@@ -152,10 +153,29 @@ fn read_time(c: &Ctx, path: &str) -> Option<i64> {
     c.read(path).trim().parse().ok()
 }
 
-/// Every second, from keepalived's check. `primary`: the local server is
-/// the primary; `majority`: it reaches a majority of the voters.
-pub fn tick(c: &Ctx, primary: bool, majority: bool) -> Result<SyncState> {
+/// What keepalived's check has just learnt, for [`tick`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// The local server is the primary; `majority`: it reaches its peer or
+    /// a majority of the voters.
+    Primary { majority: bool },
+    /// The local server is a standby; `primary_answers`: the primary's port
+    /// answered this check. Only then is the primary asked whether it has
+    /// this standby in sync: a question to a silent primary would hold the
+    /// check's verdict past keepalived's takeover.
+    Standby { primary_answers: bool },
+}
+
+/// The psql that asks the primary gives up after this long (seconds).
+const ASK_PRIMARY_SECS: u64 = 1;
+
+/// Every second, from keepalived's check.
+pub fn tick(c: &Ctx, seen: Seen) -> Result<SyncState> {
     let now = journal::now();
+    let (primary, majority) = match seen {
+        Seen::Primary { majority } => (true, majority),
+        Seen::Standby { primary_answers } => (false, primary_answers),
+    };
     // What the other role wrote is stale now (a failover, a re-join).
     let stale: &[&str] = if primary {
         &[paths::SYNC_LAST_STREAMING]
@@ -166,7 +186,7 @@ pub fn tick(c: &Ctx, primary: bool, majority: bool) -> Result<SyncState> {
         let _ = std::fs::remove_file(c.path(p));
     }
     if !primary {
-        return standby_tick(c, now);
+        return standby_tick(c, now, majority);
     }
     let Some(facts) = primary_facts(c) else {
         // PostgreSQL does not answer (stopped, starting): nothing to judge.
@@ -215,9 +235,10 @@ pub fn tick(c: &Ctx, primary: bool, majority: bool) -> Result<SyncState> {
     Ok(SyncState::Waiting { since })
 }
 
-/// The standby's half: while its WAL receiver streams, it asks the primary
-/// whether it is in sync, and records when it was.
-fn standby_tick(c: &Ctx, now: i64) -> Result<SyncState> {
+/// The standby's half: while its WAL receiver streams and the primary
+/// answers, it asks the primary whether it is in sync, and records when it
+/// was.
+fn standby_tick(c: &Ctx, now: i64, primary_answers: bool) -> Result<SyncState> {
     let streaming = c
         .exec
         .output(&psql_local(c, LAST_MESSAGE))
@@ -225,7 +246,7 @@ fn standby_tick(c: &Ctx, now: i64) -> Result<SyncState> {
         .filter(|o| o.success())
         .and_then(|o| o.stdout.trim().parse::<i64>().ok())
         .is_some();
-    let in_sync = streaming && primary_has_me_in_sync(c);
+    let in_sync = streaming && primary_answers && primary_has_me_in_sync(c);
     if in_sync {
         c.write(paths::SYNC_LAST_STREAMING, &format!("{now}\n"), 0o644)?;
     }
@@ -326,7 +347,7 @@ mod tests {
         fake.on(FACTS, 0, "t|0\n");
         let c = Ctx::new(root, &role, &fake, 0, None, journal_for(&role));
         assert!(matches!(
-            tick(&c, true, true).unwrap(),
+            tick(&c, Seen::Primary { majority: true }).unwrap(),
             SyncState::Waiting { .. }
         ));
         assert!(
@@ -343,7 +364,7 @@ mod tests {
             &format!("{}\n", journal::now() - DEGRADE_AFTER),
         );
         assert!(matches!(
-            tick(&c, true, false).unwrap(),
+            tick(&c, Seen::Primary { majority: false }).unwrap(),
             SyncState::Waiting { .. }
         ));
         assert!(
@@ -351,7 +372,7 @@ mod tests {
             "an isolated primary never degrades"
         );
         assert!(matches!(
-            tick(&c, true, true).unwrap(),
+            tick(&c, Seen::Primary { majority: true }).unwrap(),
             SyncState::Unprotected { .. }
         ));
         assert!(fake.ran("ALTER SYSTEM SET synchronous_standby_names"));
@@ -362,7 +383,10 @@ mod tests {
         let back = Recording::new();
         back.on(FACTS, 0, "f|1\n");
         let c = Ctx::new(root, &role, &back, 0, None, journal_for(&role));
-        assert_eq!(tick(&c, true, true).unwrap(), SyncState::Protected);
+        assert_eq!(
+            tick(&c, Seen::Primary { majority: true }).unwrap(),
+            SyncState::Protected
+        );
         assert!(back.ran("ALTER SYSTEM RESET synchronous_standby_names"));
         assert!(describe(root).is_none());
     }
@@ -376,7 +400,7 @@ mod tests {
         fake.on(FACTS, 0, "f|0\n");
         let c = Ctx::new(root, &role, &fake, 0, None, journal_for(&role));
         assert!(matches!(
-            tick(&c, true, true).unwrap(),
+            tick(&c, Seen::Primary { majority: true }).unwrap(),
             SyncState::Unprotected { .. }
         ));
         assert!(!fake.ran("ALTER SYSTEM"), "nothing to restore while alone");
@@ -385,7 +409,10 @@ mod tests {
         let waits = Recording::new();
         waits.on(FACTS, 0, "t|1\n");
         let c = Ctx::new(root, &role, &waits, 0, None, journal_for(&role));
-        assert_eq!(tick(&c, true, true).unwrap(), SyncState::Protected);
+        assert_eq!(
+            tick(&c, Seen::Primary { majority: true }).unwrap(),
+            SyncState::Protected
+        );
         assert!(!waits.ran("ALTER SYSTEM"));
         assert!(describe(root).is_none());
     }
@@ -402,7 +429,13 @@ mod tests {
         catching_up.on(IN_SYNC, 0, "");
         let c = Ctx::new(root, &role, &catching_up, 0, None, journal_for(&role));
         assert_eq!(
-            tick(&c, false, true).unwrap(),
+            tick(
+                &c,
+                Seen::Standby {
+                    primary_answers: true
+                }
+            )
+            .unwrap(),
             SyncState::Standby {
                 streaming: true,
                 in_sync: false
@@ -421,11 +454,32 @@ mod tests {
         let e = may_promote(&c, journal::now()).unwrap_err();
         assert!(e.contains("has not had this standby in sync"), "{e}");
 
+        // The primary's port did not answer this check: not asked either
+        // (the question would hold the check's verdict).
+        let silent = Recording::new();
+        silent.on("pg_stat_wal_receiver", 0, &streaming);
+        let c = Ctx::new(root, &role, &silent, 0, None, journal_for(&role));
+        tick(
+            &c,
+            Seen::Standby {
+                primary_answers: false,
+            },
+        )
+        .unwrap();
+        assert!(!silent.ran(IN_SYNC));
+        assert!(catching_up.ran("timeout 1 psql"), "bounded");
+
         // Not streaming: the primary is not even asked.
         let cut = Recording::new();
         cut.on("pg_stat_wal_receiver", 0, "");
         let c = Ctx::new(root, &role, &cut, 0, None, journal_for(&role));
-        tick(&c, false, true).unwrap();
+        tick(
+            &c,
+            Seen::Standby {
+                primary_answers: true,
+            },
+        )
+        .unwrap();
         assert!(!cut.ran(IN_SYNC));
 
         let fake = Recording::new();
@@ -433,7 +487,13 @@ mod tests {
         fake.on(IN_SYNC, 0, "sync\n");
         let c = Ctx::new(root, &role, &fake, 0, None, journal_for(&role));
         put(root, paths::SYNC_UNPROTECTED, "1\n");
-        tick(&c, false, true).unwrap();
+        tick(
+            &c,
+            Seen::Standby {
+                primary_answers: true,
+            },
+        )
+        .unwrap();
         assert!(
             !c.path(paths::SYNC_UNPROTECTED).exists(),
             "a standby is not unprotected"

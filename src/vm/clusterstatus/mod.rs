@@ -138,11 +138,8 @@ pub fn db_state(root: &Path, exec: &dyn Exec, role: &RoleFile) -> DbState {
 
 /// The local PostgreSQL, asked as postgres, bounded.
 fn pg_facts(exec: &dyn Exec, role: &RoleFile) -> std::result::Result<PgFacts, String> {
-    let psql = crate::vm::roles::db::psql_local_cmd(role, PG_FACTS_SQL);
-    let cmd = Cmd::new("timeout")
-        .arg(PSQL_BOUND_SECS.to_string())
-        .arg(psql.program)
-        .args(psql.args)
+    let cmd = crate::vm::roles::db::psql_local_cmd(role, PG_FACTS_SQL)
+        .bounded(PSQL_BOUND_SECS)
         .env("PGCONNECT_TIMEOUT", "1");
     let out = exec.output(&cmd).map_err(|e| format!("{e:#}"))?;
     if out.code == Some(124) {
