@@ -1167,9 +1167,28 @@ fn a_cut_between_the_db_servers_promotes_nobody(lab: &mut Lab, client: &str, pas
     let (db1, db2) = (clone(lab, "db1"), clone(lab, "db2"));
     heal(db1);
     heal(db2);
+    let healed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     wait_until(lab, "db2 to stream from db1 again", BOUND, |lab| {
         local(clone(lab, "db2"), "SELECT status FROM pg_stat_wal_receiver") == "streaming"
     });
+    if synchronous() {
+        // The pair is whole again only once db1 has db2 in sync (db2's
+        // check asks it and records the time): the next phase's promotion
+        // depends on it.
+        wait_until(lab, "db1 to have db2 in sync again", BOUND, |lab| {
+            fs::read_to_string(
+                clone(lab, "db2")
+                    .merged
+                    .join("run/airlock/sync-last-streaming"),
+            )
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .is_some_and(|t| t >= healed)
+        });
+    }
 }
 
 /// db1, the primary, is cut off from everyone: db2 is promoted once db1 has

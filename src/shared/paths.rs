@@ -66,6 +66,8 @@ pub const SYNC_UNPROTECTED: &str = "/var/lib/airlock/sync-unprotected";
 pub const SYNC_ABSENT_SINCE: &str = "/run/airlock/sync-absent-since";
 /// When the primary last had this standby in sync (the promotion rule).
 pub const SYNC_LAST_STREAMING: &str = "/run/airlock/sync-last-streaming";
+/// The WAL receiver connection the primary last said was in sync.
+pub const SYNC_CONNECTION: &str = "/run/airlock/sync-connection";
 /// Written by keepalived's notify script when it promoted this server.
 pub const PROMOTED: &str = "/var/lib/airlock/promoted";
 /// A DB server's state for the peer user (`status`): written every second

@@ -77,9 +77,6 @@ pub fn standby_names(role: &RoleFile) -> Option<String> {
     Some(format!("'\"{peer}\"'"))
 }
 
-/// The time of the primary's last message to a streaming receiver.
-const LAST_MESSAGE: &str = "SELECT extract(epoch FROM last_msg_receipt_time)::bigint FROM pg_stat_wal_receiver WHERE status = 'streaming'";
-
 /// What the primary's PostgreSQL says: the standby names in force (empty:
 /// degraded) and whether the peer's walsender streams.
 struct PrimaryFacts {
@@ -178,7 +175,7 @@ pub fn tick(c: &Ctx, seen: Seen) -> Result<SyncState> {
     };
     // What the other role wrote is stale now (a failover, a re-join).
     let stale: &[&str] = if primary {
-        &[paths::SYNC_LAST_STREAMING]
+        &[paths::SYNC_LAST_STREAMING, paths::SYNC_CONNECTION]
     } else {
         &[paths::SYNC_ABSENT_SINCE, paths::SYNC_UNPROTECTED]
     };
@@ -235,22 +232,62 @@ pub fn tick(c: &Ctx, seen: Seen) -> Result<SyncState> {
     Ok(SyncState::Waiting { since })
 }
 
-/// The standby's half: while its WAL receiver streams and the primary
-/// answers, it asks the primary whether it is in sync, and records when it
-/// was.
+/// The standby's half. While its WAL receiver streams and the primary
+/// answers, it asks the primary whether it is in sync; a yes is recorded
+/// with the receiver's connection (its process and start point). Later
+/// messages on that same connection keep the sighting fresh without a
+/// question (after a cut, until the receiver gives up): a primary degrades
+/// only after [`DEGRADE_AFTER`] seconds without the peer's walsender
+/// streaming, and that walsender streamed as long as this connection lived.
 fn standby_tick(c: &Ctx, now: i64, primary_answers: bool) -> Result<SyncState> {
-    let streaming = c
-        .exec
-        .output(&psql_local(c, LAST_MESSAGE))
-        .ok()
-        .filter(|o| o.success())
-        .and_then(|o| o.stdout.trim().parse::<i64>().ok())
-        .is_some();
-    let in_sync = streaming && primary_answers && primary_has_me_in_sync(c);
-    if in_sync {
-        c.write(paths::SYNC_LAST_STREAMING, &format!("{now}\n"), 0o644)?;
+    let Some(receiver) = receiver(c) else {
+        return Ok(SyncState::Standby {
+            streaming: false,
+            in_sync: false,
+        });
+    };
+    let in_sync = primary_answers && primary_has_me_in_sync(c);
+    let seen = if in_sync {
+        c.write(
+            paths::SYNC_CONNECTION,
+            &format!("{}\n", receiver.connection),
+            0o644,
+        )?;
+        Some(now)
+    } else {
+        (c.read(paths::SYNC_CONNECTION).trim() == receiver.connection)
+            .then_some(receiver.last_message)
+    };
+    if let Some(t) = seen.filter(|t| read_time(c, paths::SYNC_LAST_STREAMING) < Some(*t)) {
+        c.write(paths::SYNC_LAST_STREAMING, &format!("{t}\n"), 0o644)?;
     }
-    Ok(SyncState::Standby { streaming, in_sync })
+    Ok(SyncState::Standby {
+        streaming: true,
+        in_sync,
+    })
+}
+
+/// The local WAL receiver while it streams.
+struct Receiver {
+    /// Its process and where it started: a new connection differs.
+    connection: String,
+    /// When the primary last sent it something (the receiver's clock).
+    last_message: i64,
+}
+
+const RECEIVER: &str = "SELECT pid, receive_start_lsn, extract(epoch FROM last_msg_receipt_time)::bigint FROM pg_stat_wal_receiver WHERE status = 'streaming'";
+
+fn receiver(c: &Ctx) -> Option<Receiver> {
+    let out = c.exec.output(&psql_local(c, RECEIVER)).ok()?;
+    if !out.success() {
+        return None;
+    }
+    let line = out.stdout.trim();
+    let (connection, last) = line.rsplit_once('|')?;
+    Some(Receiver {
+        connection: connection.to_string(),
+        last_message: last.parse().ok()?,
+    })
 }
 
 /// Commits stop waiting for a standby; recorded for `status`.
@@ -422,7 +459,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (root, role) = (dir.path(), sync_role("db2"));
         put(root, paths::DB_PASSWORD, "Secret-Pw-7\n");
-        let streaming = format!("{}\n", journal::now());
+        let streaming = format!("4242|0/5000000|{}\n", journal::now());
         // Streaming while it catches up a degraded primary: not counted.
         let catching_up = Recording::new();
         catching_up.on("pg_stat_wal_receiver", 0, &streaming);
@@ -509,6 +546,32 @@ mod tests {
                 .unwrap()
                 .contains("last had this standby in sync")
         );
+
+        // The primary no longer answers (a cut): the connection it had in
+        // sync still streams and its later messages keep the sighting
+        // fresh; another connection (a reconnect) does not.
+        let later = journal::now() + 7;
+        let same = Recording::new();
+        same.on(
+            "pg_stat_wal_receiver",
+            0,
+            &format!("4242|0/5000000|{later}\n"),
+        );
+        let c = Ctx::new(root, &role, &same, 0, None, journal_for(&role));
+        let cut = Seen::Standby {
+            primary_answers: false,
+        };
+        tick(&c, cut).unwrap();
+        assert_eq!(read_time(&c, paths::SYNC_LAST_STREAMING), Some(later));
+        let other = Recording::new();
+        other.on(
+            "pg_stat_wal_receiver",
+            0,
+            &format!("4343|0/6000000|{}\n", later + 5),
+        );
+        let c = Ctx::new(root, &role, &other, 0, None, journal_for(&role));
+        tick(&c, cut).unwrap();
+        assert_eq!(read_time(&c, paths::SYNC_LAST_STREAMING), Some(later));
 
         let async_role = fixture_role("db2");
         let c = Ctx::new(root, &async_role, &fake, 0, None, journal_for(&async_role));
