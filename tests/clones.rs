@@ -1179,14 +1179,11 @@ fn a_cut_between_the_db_servers_promotes_nobody(lab: &mut Lab, client: &str, pas
         // check asks it and records the time): the next phase's promotion
         // depends on it.
         wait_until(lab, "db1 to have db2 in sync again", BOUND, |lab| {
-            fs::read_to_string(
-                clone(lab, "db2")
-                    .merged
-                    .join("run/airlock/sync-last-streaming"),
-            )
-            .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok())
-            .is_some_and(|t| t >= healed)
+            let out = clone(lab, "db2").exec(&["cat", "/run/airlock/sync-last-streaming"]);
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<u64>()
+                .is_ok_and(|t| t >= healed)
         });
     }
 }
