@@ -11,3 +11,4 @@ mod offline;
 mod plan;
 mod repo;
 mod report;
+mod volumes;

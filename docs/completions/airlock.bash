@@ -143,7 +143,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__build)
-            opts="-h -V --key --out --tar --secrets --runner --allow-new-glibc --with-source --json --help --version"
+            opts="-h -V --key --out --tar --secrets --runner --allow-new-glibc --with-source --volume-size --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -170,6 +170,10 @@ _airlock() {
                     return 0
                     ;;
                 --with-source)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --volume-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -44,6 +44,7 @@ complete -c airlock -n "__fish_airlock_using_subcommand build" -l tar -d 'Also w
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l secrets -d 'Secrets file to read or create (default: RECIPE with .secrets.toml)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l runner -d 'The airlock-firstboot binary to ship (default: next to this airlock)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l with-source -d 'Add airlock\'s source and vendored crates (target/airlock-src.tar from `just vendor`) as source/airlock-src.tar' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand build" -l volume-size -d 'Cut the bundle into volumes DIR/volumes/NN/ of at most SIZE bytes, each verifying alone: dvd, dvd-dl, bd25, bd50, fat32, or bytes with a K, M or G suffix' -r
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l allow-new-glibc -d 'Ship a runner that needs a glibc newer than Astra SE 1.7\'s 2.28 (for tests on other systems)'
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l json -d 'Print a summary as JSON on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand build" -s h -l help -d 'Print help (see more with \'--help\')'

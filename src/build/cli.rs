@@ -85,10 +85,22 @@ pub enum Command {
             then carry one signature per key, in the order given, and archive-keyring.gpg \
             holds every key. A site that trusts any one of the keys accepts the bundle (a \
             key rollover without a flag day); `airlock verify --require-signers N` asks \
-            for N of them (a two-person rule).",
+            for N of them (a two-person rule).\n\n\
+            --volume-size cuts the bundle into DIR/volumes/NN/ for discs or sticks, one \
+            volume at a time: no file is split; each volume holds its own signed SHA256SUMS, \
+            the keys, the runner, README.txt, the whole bundle's manifest (whole/) and the \
+            signed table of all volumes (VOLUMES, VOLUMES.gpg: each volume's name, files, \
+            bytes and the hash of its SHA256SUMS), so each one verifies alone with \
+            sha256sum -c and gpgv and with `airlock verify DIR/volumes/NN`; `airlock verify \
+            DIR` checks them all and names a missing or foreign one. On the reference VM, \
+            `airlock-firstboot prepare` takes them one after the other. Sizes: dvd (4.7 GB), \
+            dvd-dl, bd25, bd50, fat32 (4 GiB - 1: one file on a FAT32 stick), or bytes \
+            with K, M or G (powers of 1024). Each file is counted in whole 2 KiB sectors, \
+            as an ISO 9660 image stores it.",
         after_help = "Examples:\n  \
             airlock keygen --out keys\n  \
             airlock build site.toml --key keys/signing-key.asc --out bundle\n  \
+            airlock build site.toml --key keys/signing-key.asc --out bundle --volume-size dvd\n  \
             airlock build site.toml --key keys/signing-key.asc --out bundle --tar bundle.tar\n\n\
             Key rollover, one build signed by the old and the new key, later ones by the new key alone:\n  \
             airlock build site.toml --key old/signing-key.asc --key new/signing-key.asc --out bundle\n\n\
@@ -277,6 +289,9 @@ pub struct BuildArgs {
     /// Add airlock's source and vendored crates (target/airlock-src.tar from `just vendor`) as source/airlock-src.tar
     #[arg(long, value_name = "TAR")]
     pub with_source: Option<PathBuf>,
+    /// Cut the bundle into volumes DIR/volumes/NN/ of at most SIZE bytes, each verifying alone: dvd, dvd-dl, bd25, bd50, fat32, or bytes with a K, M or G suffix
+    #[arg(long, value_name = "SIZE", value_parser = crate::build::volumes::parse_size)]
+    pub volume_size: Option<u64>,
     /// Print a summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -530,6 +545,7 @@ fn cmd_build(args: &BuildArgs) -> Result<Status> {
         progress: !args.json && std::io::stderr().is_terminal(),
         check_glibc: !args.allow_new_glibc,
         source_tar: args.with_source.clone(),
+        volume_size: args.volume_size,
     };
     let summary = bundle::build_planned(&opts, &recipe, &plan)?;
     if args.json {
@@ -554,6 +570,23 @@ fn print_build_summary(s: &bundle::BuildSummary) {
     if let Some(t) = &s.tar {
         println!("  tar: {}", t.display());
     }
+    if let Some(v) = &s.volumes {
+        println!(
+            "  {} volume(s) of at most {} bytes in {}: check each alone with `airlock verify {}/NN`",
+            v.volumes.len(),
+            v.size,
+            s.out.join("volumes").display(),
+            s.out.join("volumes").display()
+        );
+        for e in &v.volumes {
+            println!(
+                "    {}: {} files, {:.1} MB",
+                e.name,
+                e.files,
+                e.bytes as f64 / 1e6
+            );
+        }
+    }
     println!("  signed by {}", s.fingerprints.join(", "));
     match &s.secrets {
         Some(path) => println!(
@@ -567,10 +600,19 @@ fn print_build_summary(s: &bundle::BuildSummary) {
         ),
         None => println!("  secrets: the demo's fixed secrets (INSECURE)"),
     }
+    let one = match &s.volumes {
+        Some(v) => s.out.join("volumes").join(&v.volumes[0].name),
+        None => s.out.clone(),
+    };
     println!(
-        "  check it: airlock verify {}   or   cd {} && sha256sum -c --quiet SHA256SUMS && gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS",
+        "  check it: airlock verify {}   or   cd {} && sha256sum -c --quiet SHA256SUMS && gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS{}",
         s.out.display(),
-        s.out.display()
+        one.display(),
+        if s.volumes.is_some() {
+            " && gpgv --keyring ./archive-keyring.gpg VOLUMES.gpg VOLUMES   (each volume alike)"
+        } else {
+            ""
+        }
     );
 }
 
@@ -579,6 +621,18 @@ fn cmd_verify(args: &VerifyArgs) -> Result<Status> {
     let meta = std::fs::metadata(&args.path)
         .with_context(|| format!("reading {}", args.path.display()))?;
     let trust = bundle::Trust::load(&args.keyrings, args.require_signers)?;
+    if meta.is_dir() {
+        let dirs = if crate::shared::volumes::is_volume(&args.path) {
+            Some(vec![args.path.clone()])
+        } else if !args.path.join(bundle::SUMS).exists() {
+            crate::shared::volumes::volume_dirs(&args.path)
+        } else {
+            None
+        };
+        if let Some(dirs) = dirs {
+            return verify_volumes(args, &dirs, &trust, progress);
+        }
+    }
     let report = if meta.is_dir() {
         bundle::verify_dir(&args.path, &trust, progress)?
     } else {
@@ -594,6 +648,66 @@ fn cmd_verify(args: &VerifyArgs) -> Result<Status> {
     } else {
         Status::CheckFailed
     })
+}
+
+/// `airlock verify` on one volume, or on the volumes of a bundle written
+/// in volumes: each checked alone, and which of the table's are missing.
+fn verify_volumes(
+    args: &VerifyArgs,
+    dirs: &[PathBuf],
+    trust: &bundle::Trust,
+    progress: bool,
+) -> Result<Status> {
+    use crate::shared::volumes;
+    let reports = dirs
+        .iter()
+        .map(|d| volumes::verify_volume(d, trust, progress))
+        .collect::<Result<Vec<_>>>()?;
+    let missing = if dirs.len() > 1 {
+        volumes::missing_from(&reports)
+    } else {
+        Vec::new()
+    };
+    let foreign = volumes::foreign(&reports);
+    let ok = reports.iter().all(|r| r.report.ok) && missing.is_empty() && foreign.is_empty();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": ok,
+                "volumes": reports,
+                "missing": missing,
+                "foreign": foreign
+                    .iter()
+                    .map(|(i, why)| serde_json::json!({"volume": dirs[*i], "detail": why}))
+                    .collect::<Vec<_>>(),
+            }))?
+        );
+    } else {
+        for (d, r) in dirs.iter().zip(&reports) {
+            print_report(d, &r.report);
+            if let (Some(name), Some(t)) = (&r.name, &r.table) {
+                println!(
+                    "  volume {name} of {} ({}) of cluster {}; the whole bundle's SHA256SUMS: {}",
+                    t.volumes.len(),
+                    t.names().join(", "),
+                    t.cluster,
+                    t.whole
+                );
+            }
+        }
+        for (i, why) in &foreign {
+            println!("FOREIGN    {}: {why}", dirs[*i].display());
+        }
+        if !missing.is_empty() {
+            println!(
+                "MISSING    volume(s) {}: the table lists them, {} does not hold them",
+                missing.join(", "),
+                args.path.display()
+            );
+        }
+    }
+    Ok(if ok { Status::Ok } else { Status::CheckFailed })
 }
 
 fn print_report(path: &std::path::Path, r: &bundle::Report) {
@@ -691,6 +805,7 @@ fn cmd_demo(args: &DemoArgs) -> Result<Status> {
         // The demo runs on this machine with whatever runner it has.
         check_glibc: false,
         source_tar: None,
+        volume_size: None,
     })?;
     println!(
         "*** DEMO: the signing key and secrets are INSECURE (fixed seed). Never use them at a site. ***"

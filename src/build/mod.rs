@@ -15,3 +15,4 @@ pub mod report;
 pub(crate) mod secrets;
 pub(crate) mod seed;
 pub mod sign;
+pub mod volumes;

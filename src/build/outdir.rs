@@ -32,8 +32,9 @@ impl Kind {
                     || (dir.join("dists").is_dir() && dir.join("pool").is_dir())
             }
             Kind::Bundle => {
-                dir.join(crate::build::bundle::SUMS).is_file()
-                    && dir.join(crate::build::bundle::SUMS_SIG).is_file()
+                (dir.join(crate::build::bundle::SUMS).is_file()
+                    && dir.join(crate::build::bundle::SUMS_SIG).is_file())
+                    || crate::shared::volumes::volume_dirs(dir).is_some()
             }
         }
     }

@@ -16,6 +16,7 @@ pub(crate) mod staging;
 pub mod status;
 pub mod tarform;
 pub(crate) mod timefmt;
+pub mod volumes;
 pub(crate) mod writer;
 
 /// Lower-case hex of `bytes` (hashes in indexes, manifests, ids).

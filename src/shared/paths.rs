@@ -68,6 +68,8 @@ pub const SYNC_ABSENT_SINCE: &str = "/run/airlock/sync-absent-since";
 pub const SYNC_LAST_STREAMING: &str = "/run/airlock/sync-last-streaming";
 /// The WAL receiver connection the primary last said was in sync.
 pub const SYNC_CONNECTION: &str = "/run/airlock/sync-connection";
+/// Where `prepare` puts a bundle together from its volumes (removed after).
+pub const ASSEMBLED_BUNDLE: &str = "/var/tmp/airlock-bundle";
 /// Written by keepalived's notify script when it promoted this server.
 pub const PROMOTED: &str = "/var/lib/airlock/promoted";
 /// A DB server's state for the peer user (`status`): written every second

@@ -89,7 +89,9 @@ pub enum Command {
             and cleans cloud-init's state. Every mode is set explicitly, whatever the umask. \
             It refuses a VM that already has a role.",
         after_help = "Examples:\n  sudo /media/airlock/bin/airlock-firstboot prepare --bundle /media/airlock\n  \
-            sudo airlock-firstboot prepare --bundle bundle --root /mnt/reference-disk"
+            sudo airlock-firstboot prepare --bundle bundle --root /mnt/reference-disk\n  \
+            sudo /media/cdrom/bin/airlock-firstboot prepare --bundle /media/cdrom   (a bundle in volumes: insert the next disc when asked)\n  \
+            sudo airlock-firstboot prepare --bundle /mnt/v01 --bundle /mnt/v02 --bundle /mnt/v03"
     )]
     Prepare(PrepareArgs),
     /// Show who this VM is: host, role, address, peers
@@ -263,9 +265,9 @@ pub struct RunArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct PrepareArgs {
-    /// The bundle directory (as written by `airlock build`)
-    #[arg(long, value_name = "DIR")]
-    pub bundle: PathBuf,
+    /// The bundle directory (as written by `airlock build`), or one of its volumes (repeat --bundle for each; on a terminal the missing ones are asked for, one disc after the other)
+    #[arg(long, value_name = "DIR", required = true)]
+    pub bundle: Vec<PathBuf>,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -524,6 +526,75 @@ fn zps_check(root: &Path) {
     }
 }
 
+/// `prepare` from a bundle directory, or from its volumes: each checked
+/// alone and copied as it comes (one disc drive), the missing ones asked
+/// for on a terminal, the whole verified, then prepared from.
+fn cmd_prepare(args: &PrepareArgs) -> Result<Vec<String>> {
+    use crate::shared::volumes;
+    use std::io::IsTerminal;
+    let root = &args.root.root;
+    let volume_dirs: Vec<PathBuf> = args
+        .bundle
+        .iter()
+        .flat_map(|b| {
+            if volumes::is_volume(b) {
+                vec![b.clone()]
+            } else {
+                volumes::volume_dirs(b).unwrap_or_default()
+            }
+        })
+        .collect();
+    if volume_dirs.is_empty() {
+        let [bundle] = args.bundle.as_slice() else {
+            anyhow::bail!(
+                "several --bundle given, but none is a volume of a bundle (a directory with VOLUMES): give one bundle directory, or its volumes"
+            );
+        };
+        return crate::vm::prepare::prepare(root, bundle);
+    }
+    let assembled = under(root, paths::ASSEMBLED_BUNDLE);
+    let mut a = volumes::Assembly::new(
+        &assembled,
+        crate::shared::manifest::Trust::own(),
+        std::io::stderr().is_terminal(),
+    )?;
+    for dir in &volume_dirs {
+        let name = a.add(dir)?;
+        eprintln!("volume {name}: verified and copied from {}", dir.display());
+    }
+    while !a.missing().is_empty() && std::io::stdin().is_terminal() {
+        let missing = a.missing();
+        eprint!(
+            "Insert volume {} (still missing: {}) and type the directory it is mounted on (empty line: stop): ",
+            missing[0],
+            missing.join(", ")
+        );
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let dir = line.trim();
+        if dir.is_empty() {
+            break;
+        }
+        match a.add(Path::new(dir)) {
+            Ok(name) => eprintln!("volume {name}: verified and copied"),
+            Err(e) => eprintln!("{e:#}"),
+        }
+    }
+    a.finish(&assembled)?;
+    let done = crate::vm::prepare::prepare(root, &assembled);
+    let _ = std::fs::remove_dir_all(&assembled);
+    let mut done = done?;
+    done.insert(
+        0,
+        format!(
+            "assembled the bundle from {} volume(s) in {} (removed after)",
+            volume_dirs.len().max(1),
+            paths::ASSEMBLED_BUNDLE
+        ),
+    );
+    Ok(done)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => {
@@ -532,7 +603,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Prepare(args) => {
             zps_check(&args.root.root);
-            for c in crate::vm::prepare::prepare(&args.root.root, &args.bundle)? {
+            for c in cmd_prepare(&args)? {
                 println!("  {c}");
             }
             Ok(ExitCode::SUCCESS)

@@ -66,6 +66,9 @@ pub struct BuildOptions {
     /// airlock's own source with its vendored crates (`just vendor`), shipped
     /// as `source/airlock-src.tar` so the site can audit and rebuild it.
     pub source_tar: Option<PathBuf>,
+    /// Cut the bundle into volumes of at most this many bytes
+    /// (`out/volumes/NN/`, each verifying alone).
+    pub volume_size: Option<u64>,
 }
 
 /// What a build made.
@@ -85,6 +88,8 @@ pub struct BuildSummary {
     pub fingerprint: String,
     /// Every signing key's fingerprint, in signing order.
     pub fingerprints: Vec<String>,
+    /// The volumes, when the bundle was cut into volumes.
+    pub volumes: Option<crate::build::volumes::Summary>,
     pub seconds: f64,
 }
 
@@ -126,6 +131,11 @@ fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
     for k in &opts.key_paths {
         inputs.push(("signing key", k.as_path()));
     }
+    if opts.tar.is_some() && opts.volume_size.is_some() {
+        bail!(
+            "--tar and --volume-size together: a volume is a directory to burn or copy as it is (one tar would have to be split); give one of them"
+        );
+    }
     let also: Vec<(&str, &Path)> = opts.tar.iter().map(|t| ("--tar", t.as_path())).collect();
     crate::build::outdir::check(
         &opts.out,
@@ -165,6 +175,16 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
     if let Some(tar) = &opts.tar {
         write_tar(&opts.out, tar, opts.time, opts.progress)?;
     }
+    let volumes = match opts.volume_size {
+        Some(size) => Some(crate::build::volumes::split(
+            &opts.out,
+            size,
+            &plan.cluster,
+            &opts.key,
+            opts.time,
+        )?),
+        None => None,
+    };
     repository.out = opts.out.join("repo");
     Ok(BuildSummary {
         out: opts.out.clone(),
@@ -178,6 +198,7 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
         secrets_created,
         fingerprint: opts.key.fingerprints()[0].clone(),
         fingerprints: opts.key.fingerprints(),
+        volumes,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -1,0 +1,288 @@
+//! `airlock build --volume-size`: the finished bundle cut into volumes that
+//! each verify alone (the layout and its checks: [`crate::shared::volumes`]).
+//! Files are taken in the bundle's path order and never split; each volume
+//! keeps room for its own manifest, the keys, the runner, the README, the
+//! whole manifest and the table, and counts every file as the 2 KiB sectors an ISO 9660 image
+//! gives it, plus one sector for its directory record.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::build::bundle::{render_modes, render_sums};
+use crate::build::sign::Signers;
+use crate::shared::keyring;
+use crate::shared::manifest::{self, MODES, SUMS, SUMS_SIG};
+use crate::shared::staging::Staging;
+use crate::shared::volumes::{Entry, TABLE, TABLE_SIG, Table, WHOLE, sha256};
+
+/// Named volume sizes (bytes): the smallest disc of each kind (DVD+R,
+/// DVD+R DL, BD-R SL and DL), and the largest file FAT32 holds, so a
+/// volume fits one file on a FAT32 stick.
+pub const NAMED: [(&str, u64); 5] = [
+    ("dvd", 2_295_104 * 2048),
+    ("dvd-dl", 4_173_824 * 2048),
+    ("bd25", 12_219_392 * 2048),
+    ("bd50", 24_438_784 * 2048),
+    ("fat32", (4 << 30) - 1),
+];
+
+/// Parses `--volume-size`: a name of [`NAMED`], or bytes with an optional
+/// K, M or G suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    if let Some((_, n)) = NAMED.iter().find(|(name, _)| *name == s) {
+        return Ok(*n);
+    }
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let names: Vec<&str> = NAMED.iter().map(|(n, _)| *n).collect();
+    let n: u64 = digits.parse().map_err(|_| {
+        format!(
+            "{s:?} is not a volume size: give {} or a number of bytes (K, M or G suffix allowed)",
+            names.join(", ")
+        )
+    })?;
+    n.checked_mul(unit)
+        .filter(|b| *b >= MIN_SIZE)
+        .ok_or_else(|| format!("{s:?}: a volume size must be between 512K and 16E"))
+}
+
+/// The runner, in every volume.
+const RUNNER: &str = "bin/airlock-firstboot";
+/// The smallest volume accepted.
+const MIN_SIZE: u64 = 512 << 10;
+/// An ISO 9660 sector.
+const SECTOR: u64 = 2048;
+/// Kept free in every volume for its manifest, table, signatures and the
+/// image's own structures.
+const RESERVE: u64 = 256 << 10;
+
+/// What the volumes hold.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub size: u64,
+    pub volumes: Vec<Entry>,
+}
+
+/// What a file costs in a volume: its sectors, its directory record, and
+/// its lines in SHA256SUMS and MODES.
+fn cost(path: &str, len: u64) -> u64 {
+    len.div_ceil(SECTOR) * SECTOR + SECTOR + 2 * (path.len() as u64 + 72)
+}
+
+/// Replaces the bundle in `dir` by `dir/volumes/NN/`, each at most `size`
+/// bytes: done beside it and moved into place, so a failure leaves the
+/// bundle as it was.
+pub fn split(dir: &Path, size: u64, cluster: &str, key: &Signers, time: i64) -> Result<Summary> {
+    let read = |p: &str| {
+        fs::read(dir.join(p)).with_context(|| format!("reading {}", dir.join(p).display()))
+    };
+    let whole_sums = read(SUMS)?;
+    let (listed, problems) = manifest::parse_manifest(&String::from_utf8_lossy(&whole_sums));
+    if let Some(p) = problems.first() {
+        bail!(
+            "{}: {} {}: {}",
+            dir.join(SUMS).display(),
+            p.kind,
+            p.path,
+            p.detail
+        );
+    }
+    let whole_modes = read(MODES)?;
+    let mut problems = Vec::new();
+    let modes = manifest::parse_modes(&String::from_utf8_lossy(&whole_modes), &mut problems);
+    if let Some(p) = problems.first() {
+        bail!(
+            "{}: {} {}: {}",
+            dir.join(MODES).display(),
+            p.kind,
+            p.path,
+            p.detail
+        );
+    }
+    let carried: Vec<(String, Vec<u8>)> = vec![
+        (format!("{WHOLE}/{SUMS}"), whole_sums.clone()),
+        (format!("{WHOLE}/{SUMS_SIG}"), read(SUMS_SIG)?),
+        (format!("{WHOLE}/{MODES}"), whole_modes),
+    ];
+    // In every volume: the keys, the runner that assembles them and what to
+    // do at the site, so any disc can start.
+    let keys = [
+        keyring::PUBLIC_GPG_FILE,
+        keyring::PUBLIC_ASC_FILE,
+        RUNNER,
+        "README.txt",
+    ];
+    let fixed: u64 = RESERVE
+        + carried
+            .iter()
+            .map(|(p, b)| cost(p, b.len() as u64))
+            .sum::<u64>()
+        + keys
+            .iter()
+            .map(|k| fs::metadata(dir.join(k)).map_or(0, |m| cost(k, m.len())))
+            .sum::<u64>();
+    let room = size.checked_sub(fixed).filter(|r| *r > 0).with_context(|| {
+        format!("a volume of {size} bytes has no room for files: each one needs {fixed} bytes for its manifests and keys")
+    })?;
+    let mut shares: Vec<Vec<(String, u64)>> = vec![Vec::new()];
+    let mut used = 0;
+    for path in listed.keys() {
+        if path == MODES || keys.contains(&path.as_str()) {
+            continue;
+        }
+        let len = fs::metadata(dir.join(path))
+            .with_context(|| format!("reading {}", dir.join(path).display()))?
+            .len();
+        let c = cost(path, len);
+        if c > room {
+            bail!(
+                "{path} ({len} bytes) does not fit in a volume of {size} bytes (room for files: {room} bytes): files are never split; choose a larger --volume-size"
+            );
+        }
+        if used + c > room {
+            shares.push(Vec::new());
+            used = 0;
+        }
+        used += c;
+        shares
+            .last_mut()
+            .expect("one share at least")
+            .push((path.clone(), len));
+    }
+    let width = shares.len().to_string().len().max(2);
+    let staging = Staging::beside(dir)?;
+    let root = staging.path().join("volumes");
+    let mut entries = Vec::new();
+    for (i, share) in shares.iter().enumerate() {
+        let name = format!("{:0width$}", i + 1);
+        let vol = root.join(&name);
+        let mut sums = BTreeMap::new();
+        let mut vol_modes = BTreeMap::new();
+        let mut bytes = 0;
+        let mut put = |p: &str, from: Option<&Path>, body: Option<&[u8]>| -> Result<()> {
+            let target = vol.join(p);
+            fs::create_dir_all(target.parent().expect("under the volume"))?;
+            let data = match (from, body) {
+                (Some(f), _) => {
+                    link_or_copy(f, &target)?;
+                    None
+                }
+                (None, Some(b)) => {
+                    fs::write(&target, b)
+                        .with_context(|| format!("writing {}", target.display()))?;
+                    Some(b)
+                }
+                (None, None) => unreachable!("a file or its bytes"),
+            };
+            let hash = match (data, listed.get(p)) {
+                (_, Some(h)) => h.clone(),
+                (Some(b), None) => sha256(b),
+                (None, None) => bail!("{p}: not in the bundle's manifest"),
+            };
+            bytes += fs::metadata(&target)?.len();
+            sums.insert(p.to_string(), hash);
+            vol_modes.insert(p.to_string(), modes.get(p).copied().unwrap_or(0o644));
+            Ok(())
+        };
+        for k in keys {
+            if dir.join(k).exists() {
+                put(k, Some(&dir.join(k)), None)?;
+            }
+        }
+        for (p, b) in &carried {
+            put(p, None, Some(b))?;
+        }
+        for (p, _) in share {
+            put(p, Some(&dir.join(p)), None)?;
+        }
+        let modes_text = render_modes(&{
+            let mut m = vol_modes.clone();
+            m.insert(MODES.to_string(), 0o644);
+            m
+        });
+        fs::write(vol.join(MODES), &modes_text)?;
+        bytes += modes_text.len() as u64;
+        sums.insert(MODES.to_string(), sha256(modes_text.as_bytes()));
+        let sums_text = render_sums(&sums);
+        fs::write(vol.join(SUMS), &sums_text)?;
+        let sig = key.detached_armored(sums_text.as_bytes(), time)?;
+        fs::write(vol.join(SUMS_SIG), &sig)?;
+        bytes += (sums_text.len() + sig.len()) as u64;
+        entries.push(Entry {
+            name,
+            files: sums.len(),
+            bytes,
+            sums: sha256(sums_text.as_bytes()),
+        });
+    }
+    let table = Table {
+        cluster: cluster.to_string(),
+        whole: sha256(&whole_sums),
+        volumes: entries,
+    };
+    let text = table.render();
+    let sig = key.detached_armored(text.as_bytes(), time)?;
+    for v in &table.volumes {
+        fs::write(root.join(&v.name).join(TABLE), &text)?;
+        fs::write(root.join(&v.name).join(TABLE_SIG), &sig)?;
+        let total = v.bytes + (text.len() + sig.len()) as u64;
+        if total > size {
+            bail!(
+                "volume {} came to {total} bytes, over the {size} asked for (the reserve of {RESERVE} bytes was too small): please report this",
+                v.name
+            );
+        }
+    }
+    staging.replace(dir)?;
+    Ok(Summary {
+        size,
+        volumes: table.volumes,
+    })
+}
+
+/// A hard link to the bundle's file (same file system: no bytes copied),
+/// else a copy.
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    fs::copy(from, to)
+        .map(|_| ())
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))
+}
+
+/// The volume directories of a bundle written in volumes.
+pub fn dirs(out: &Path, summary: &Summary) -> Vec<PathBuf> {
+    summary
+        .volumes
+        .iter()
+        .map(|v| out.join("volumes").join(&v.name))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_by_name_or_bytes_and_a_clear_refusal() {
+        assert_eq!(parse_size("dvd").unwrap(), 4_700_372_992);
+        assert_eq!(parse_size("bd25").unwrap(), 25_025_314_816);
+        assert_eq!(parse_size("fat32").unwrap(), 4_294_967_295);
+        assert_eq!(parse_size("700M").unwrap(), 700 << 20);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        for bad in ["", "cd", "12X", "100K", "-5M", "99999999999G"] {
+            let e = parse_size(bad).unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+    }
+}

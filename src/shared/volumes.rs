@@ -1,0 +1,524 @@
+//! A bundle delivered in volumes (discs, sticks), each of which verifies
+//! alone, and their assembly back into the bundle. Shared by `airlock
+//! verify` and `airlock-firstboot prepare`; `airlock build --volume-size`
+//! writes them (`crate::build::volumes`).
+//!
+//! ```text
+//! volumes/NN/SHA256SUMS      this volume's files, "<hex>  <path>"
+//! volumes/NN/SHA256SUMS.gpg  its signature (one per key)
+//! volumes/NN/MODES           its files' modes
+//! volumes/NN/archive-keyring.gpg (.asc)   the public keys, in every volume
+//! volumes/NN/bin/airlock-firstboot, README.txt   in every volume too
+//! volumes/NN/whole/          the whole bundle's SHA256SUMS, .gpg and MODES
+//! volumes/NN/VOLUMES         the table of all volumes, signed:
+//! volumes/NN/VOLUMES.gpg       VOLUMES.gpg
+//! volumes/NN/…               the bundle's files that fell in this volume
+//! ```
+//!
+//! `sha256sum -c SHA256SUMS` and `gpgv SHA256SUMS.gpg SHA256SUMS` check a
+//! volume alone; `gpgv VOLUMES.gpg VOLUMES` checks the table, whose lines
+//! name each volume's SHA256SUMS by its hash. No file is split: the
+//! assembled bundle is the union of the volumes' files with the whole
+//! manifest at its root, and is verified as any bundle is.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::shared::hex;
+use crate::shared::keyring::{self, Keyring};
+use crate::shared::manifest::{self, Finding, MODES, Report, SUMS, SUMS_SIG, Trust};
+use crate::shared::staging::Staging;
+
+/// The table of all volumes.
+pub const TABLE: &str = "VOLUMES";
+/// Its signature.
+pub const TABLE_SIG: &str = "VOLUMES.gpg";
+/// Where a volume keeps the whole bundle's manifest.
+pub const WHOLE: &str = "whole";
+/// The first line of a table.
+const TABLE_HEAD: &str = "airlock-volumes 1";
+
+/// The whole bundle's head files a volume carries under [`WHOLE`], and
+/// where they go when the volumes are assembled.
+pub const WHOLE_FILES: [&str; 3] = [SUMS, SUMS_SIG, MODES];
+
+/// The signed table of a bundle's volumes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Table {
+    pub cluster: String,
+    /// SHA-256 of the whole bundle's SHA256SUMS.
+    pub whole: String,
+    pub volumes: Vec<Entry>,
+}
+
+/// One volume in the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// `01`, `02`, …: its directory's name.
+    pub name: String,
+    /// Files in its SHA256SUMS.
+    pub files: usize,
+    /// Bytes of all its files.
+    pub bytes: u64,
+    /// SHA-256 of its SHA256SUMS.
+    pub sums: String,
+}
+
+impl Table {
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "{TABLE_HEAD}\ncluster {}\nwhole {}\n",
+            self.cluster, self.whole
+        );
+        for v in &self.volumes {
+            s.push_str(&format!(
+                "volume {} files {} bytes {} sums {}\n",
+                v.name, v.files, v.bytes, v.sums
+            ));
+        }
+        s
+    }
+
+    /// Parses a table; anything else than what [`Table::render`] writes is
+    /// an error naming the line.
+    pub fn parse(text: &str) -> Result<Table> {
+        let mut lines = text.lines().enumerate();
+        let mut next = |what: &str| -> Result<(usize, &str)> {
+            lines
+                .next()
+                .with_context(|| format!("{TABLE} ends before its {what} line"))
+        };
+        let (_, head) = next("first")?;
+        if head != TABLE_HEAD {
+            bail!("{TABLE} line 1 is not \"{TABLE_HEAD}\": not a table of airlock volumes");
+        }
+        let (_, cluster) = next("cluster")?;
+        let cluster = field(cluster, "cluster", 2)?;
+        let (_, whole) = next("whole")?;
+        let whole = sha(field(whole, "whole", 3)?, 3)?;
+        let mut volumes: Vec<Entry> = Vec::new();
+        for (i, line) in lines {
+            let w: Vec<&str> = line.split(' ').collect();
+            let ["volume", name, "files", files, "bytes", bytes, "sums", sums] = w.as_slice()
+            else {
+                bail!(
+                    "{TABLE} line {} is not \"volume NN files N bytes N sums SHA256\"",
+                    i + 1
+                );
+            };
+            let number = |s: &str| -> Result<u64> {
+                s.parse()
+                    .with_context(|| format!("{TABLE} line {}: {s:?} is not a number", i + 1))
+            };
+            if !valid_name(name) || volumes.iter().any(|v| v.name == *name) {
+                bail!(
+                    "{TABLE} line {}: {name:?} is not a new volume name (digits)",
+                    i + 1
+                );
+            }
+            volumes.push(Entry {
+                name: name.to_string(),
+                files: number(files)? as usize,
+                bytes: number(bytes)?,
+                sums: sha(sums, i + 1)?,
+            });
+        }
+        if volumes.is_empty() {
+            bail!("{TABLE} lists no volume");
+        }
+        Ok(Table {
+            cluster: cluster.to_string(),
+            whole,
+            volumes,
+        })
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.volumes.iter().map(|v| v.name.as_str()).collect()
+    }
+}
+
+fn field<'a>(line: &'a str, key: &str, n: usize) -> Result<&'a str> {
+    line.strip_prefix(key)
+        .and_then(|r| r.strip_prefix(' '))
+        .filter(|v| !v.is_empty() && !v.contains(' '))
+        .with_context(|| format!("{TABLE} line {n} is not \"{key} VALUE\""))
+}
+
+fn sha(s: &str, line: usize) -> Result<String> {
+    if s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(s.to_string())
+    } else {
+        bail!("{TABLE} line {line}: {s:?} is not a SHA-256 in hex")
+    }
+}
+
+/// A volume's directory name: digits only.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 4 && name.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// SHA-256 of bytes, hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+/// A volume checked alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeReport {
+    /// Its name in the table (None: its SHA256SUMS is not in it).
+    pub name: Option<String>,
+    /// The table, when its signature held.
+    pub table: Option<Table>,
+    /// The volume as a bundle: its files, its manifest, its signature, and
+    /// what is wrong with its table.
+    pub report: Report,
+}
+
+/// Whether `dir` is a volume (it holds a table).
+pub fn is_volume(dir: &Path) -> bool {
+    dir.join(TABLE).is_file()
+}
+
+/// Checks one volume alone: its files against its signed SHA256SUMS (as
+/// `airlock verify` checks a bundle), the table's signature, and that the
+/// table names this volume's SHA256SUMS and the whole manifest it carries.
+pub fn verify_volume(dir: &Path, trust: &Trust, progress: bool) -> Result<VolumeReport> {
+    let mut report = manifest::verify_dir(dir, trust, progress)?;
+    // The table and its signature are outside the volume's manifest (the
+    // table names its hash); they are checked here instead.
+    report
+        .problems
+        .retain(|p| !(p.kind == "extra" && (p.path == TABLE || p.path == TABLE_SIG)));
+    let mut problem = |path: &str, detail: String| {
+        report.problems.push(Finding {
+            kind: "volume".into(),
+            path: path.into(),
+            detail,
+        })
+    };
+    let table = match read_table(dir, trust) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            problem(TABLE, format!("{e:#}"));
+            None
+        }
+    };
+    let mut name = None;
+    if let Some(t) = &table {
+        let sums = fs::read(dir.join(SUMS)).unwrap_or_default();
+        let own = sha256(&sums);
+        match t.volumes.iter().find(|v| v.sums == own) {
+            Some(v) => name = Some(v.name.clone()),
+            None => problem(
+                SUMS,
+                format!(
+                    "its SHA-256 {own} is not in the table of volumes ({}): this volume does not belong with that table",
+                    t.names().join(", ")
+                ),
+            ),
+        }
+        let whole_path = format!("{WHOLE}/{SUMS}");
+        let whole = sha256(&fs::read(dir.join(&whole_path)).unwrap_or_default());
+        if whole != t.whole {
+            problem(
+                &whole_path,
+                format!(
+                    "its SHA-256 is {whole}; the table says the whole bundle's manifest is {}",
+                    t.whole
+                ),
+            );
+        }
+    }
+    report.ok = report.problems.is_empty();
+    Ok(VolumeReport {
+        name,
+        table,
+        report,
+    })
+}
+
+/// The table of the volume in `dir`, its signature checked like the
+/// manifest's.
+fn read_table(dir: &Path, trust: &Trust) -> Result<Table> {
+    let text = fs::read(dir.join(TABLE))
+        .with_context(|| format!("reading {}", dir.join(TABLE).display()))?;
+    let sig = fs::read(dir.join(TABLE_SIG))
+        .with_context(|| format!("reading {}", dir.join(TABLE_SIG).display()))?;
+    let own;
+    let keyring = match &trust.keyring {
+        Some(k) => k,
+        None => {
+            own = Keyring::load(&dir.join(keyring::PUBLIC_GPG_FILE))?;
+            &own
+        }
+    };
+    keyring
+        .check_detached(&text, &sig)
+        .and_then(|s| s.require(trust.require, keyring))
+        .with_context(|| format!("{TABLE_SIG} does not prove {TABLE}"))?;
+    Table::parse(&String::from_utf8_lossy(&text))
+}
+
+/// The volumes given, each checked alone, then put together: the bundle
+/// they make, in `out` (replaced only once it verifies as a whole).
+/// Volumes may come in any order, and one given twice counts once; a
+/// missing one, or one from another bundle, is refused, naming it.
+pub fn assemble(volumes: &[PathBuf], out: &Path, trust: &Trust, progress: bool) -> Result<Report> {
+    let mut a = Assembly::new(out, trust.clone(), progress)?;
+    for dir in volumes {
+        a.add(dir)?;
+    }
+    a.finish(out)
+}
+
+/// Volumes taken one after the other (one disc drive: each is copied before
+/// the next is inserted), put together in a staging directory.
+pub struct Assembly {
+    staging: Staging,
+    trust: Trust,
+    progress: bool,
+    table: Option<(Table, PathBuf)>,
+    have: BTreeMap<String, PathBuf>,
+}
+
+impl Assembly {
+    /// An assembly whose result goes to `out`.
+    pub fn new(out: &Path, trust: Trust, progress: bool) -> Result<Assembly> {
+        Ok(Assembly {
+            staging: Staging::beside(out)?,
+            trust,
+            progress,
+            table: None,
+            have: BTreeMap::new(),
+        })
+    }
+
+    /// Checks the volume in `dir` alone and copies its share: its name.
+    pub fn add(&mut self, dir: &Path) -> Result<String> {
+        let v = verify_volume(dir, &self.trust, self.progress)?;
+        if !v.report.ok {
+            bail!(
+                "the volume {} does not verify ({} problem(s)): {}; check it with `airlock verify {}`",
+                dir.display(),
+                v.report.problems.len(),
+                first_problems(&v.report),
+                dir.display()
+            );
+        }
+        let (name, t) = (v.name.expect("ok"), v.table.expect("ok"));
+        match &self.table {
+            Some((first, from)) if *first != t => bail!(
+                "the volume {} belongs to another bundle: its table names the whole manifest {} (cluster {}), the table of {} names {} (cluster {})",
+                dir.display(),
+                t.whole,
+                t.cluster,
+                from.display(),
+                first.whole,
+                first.cluster
+            ),
+            Some(_) => {}
+            None => self.table = Some((t, dir.to_path_buf())),
+        }
+        if !self.have.contains_key(&name) {
+            copy_volume(dir, self.staging.path())?;
+            self.have.insert(name.clone(), dir.to_path_buf());
+        }
+        Ok(name)
+    }
+
+    /// The table of the volumes taken so far.
+    pub fn table(&self) -> Option<&Table> {
+        self.table.as_ref().map(|(t, _)| t)
+    }
+
+    /// The table's volumes not taken yet.
+    pub fn missing(&self) -> Vec<String> {
+        self.table()
+            .map(|t| {
+                t.names()
+                    .into_iter()
+                    .filter(|n| !self.have.contains_key(*n))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The whole bundle verified, then moved to `out`.
+    pub fn finish(self, out: &Path) -> Result<Report> {
+        let Some(table) = self.table() else {
+            bail!("no volume given");
+        };
+        let missing = self.missing();
+        if !missing.is_empty() {
+            bail!(
+                "volume(s) {} of {} missing (the bundle of cluster {} has {}): give every volume",
+                missing.join(", "),
+                table.names().join(", "),
+                table.cluster,
+                table.volumes.len()
+            );
+        }
+        let report = manifest::verify_dir(self.staging.path(), &self.trust, self.progress)?;
+        if !report.ok {
+            bail!(
+                "the volumes verify one by one, but not together ({} problem(s)): {}",
+                report.problems.len(),
+                first_problems(&report)
+            );
+        }
+        self.staging.replace(out)?;
+        Ok(report)
+    }
+}
+
+fn first_problems(r: &Report) -> String {
+    r.problems
+        .iter()
+        .take(3)
+        .map(|p| format!("{} {}: {}", p.kind, p.path, p.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Copies a verified volume's share of the bundle into `to`: its listed
+/// files (the keys are the same in every volume), and the whole manifest
+/// to the root. Its own SHA256SUMS, MODES and table stay behind.
+fn copy_volume(dir: &Path, to: &Path) -> Result<()> {
+    let sums = fs::read_to_string(dir.join(SUMS))?;
+    let (listed, _) = manifest::parse_manifest(&sums);
+    let whole_prefix = format!("{WHOLE}/");
+    for path in listed.keys().filter(|p| p.as_str() != MODES) {
+        let target = match path.strip_prefix(&whole_prefix) {
+            Some(head) if WHOLE_FILES.contains(&head) => to.join(head),
+            Some(_) => bail!("{}: {path} is not a file a volume carries", dir.display()),
+            None => to.join(path),
+        };
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            fs::set_permissions(parent, fs::Permissions::from_mode(0o755))?;
+        }
+        let from = dir.join(path);
+        fs::copy(&from, &target)
+            .with_context(|| format!("copying {} to {}", from.display(), target.display()))?;
+        let mode = fs::metadata(&from)?.permissions().mode() & 0o777;
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// The volume directories under `dir/volumes`, sorted, if `dir` is a bundle
+/// written in volumes.
+pub fn volume_dirs(dir: &Path) -> Option<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir.join("volumes"))
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(valid_name) && e.path().is_dir())
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    (!out.is_empty()).then_some(out)
+}
+
+/// For each volume of a set whose table differs from the first table's:
+/// its index and what its table names instead (another bundle's volume).
+pub fn foreign(reports: &[VolumeReport]) -> Vec<(usize, String)> {
+    let mut tables = reports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, r.table.as_ref()?)));
+    let Some((_, first)) = tables.next() else {
+        return Vec::new();
+    };
+    tables
+        .filter(|(_, t)| *t != first)
+        .map(|(i, t)| {
+            (
+                i,
+                format!(
+                    "its table names the whole manifest {} (cluster {}), the others {} (cluster {}): a volume of another bundle",
+                    t.whole, t.cluster, first.whole, first.cluster
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The names a set of volumes' tables list that none of them is.
+pub fn missing_from(reports: &[VolumeReport]) -> Vec<String> {
+    let present: BTreeSet<&str> = reports.iter().filter_map(|r| r.name.as_deref()).collect();
+    let listed: BTreeSet<&str> = reports
+        .iter()
+        .filter_map(|r| r.table.as_ref())
+        .flat_map(|t| t.names())
+        .collect();
+    listed.difference(&present).map(|s| s.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        Table {
+            cluster: "demo".into(),
+            whole: "a".repeat(64),
+            volumes: vec![
+                Entry {
+                    name: "01".into(),
+                    files: 3,
+                    bytes: 4096,
+                    sums: "b".repeat(64),
+                },
+                Entry {
+                    name: "02".into(),
+                    files: 1,
+                    bytes: 10,
+                    sums: "c".repeat(64),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_table_reads_back_and_anything_else_is_refused_naming_the_line() {
+        let t = table();
+        assert_eq!(Table::parse(&t.render()).unwrap(), t);
+        for (bad, says) in [
+            ("", "ends before"),
+            ("airlock-volumes 2\n", "line 1"),
+            (
+                &t.render().replace("volume 02", "volume ../02"),
+                "not a new volume name",
+            ),
+            (
+                &t.render().replace("volume 02", "volume 01"),
+                "not a new volume name",
+            ),
+            (&t.render().replace("bytes 10", "bytes ten"), "not a number"),
+            (&format!("{}extra\n", t.render()), "line 6"),
+            (&t.render().replace(&"c".repeat(64), "C"), "not a SHA-256"),
+            (
+                "airlock-volumes 1\ncluster demo\nwhole x\n",
+                "not a SHA-256",
+            ),
+            (
+                &format!(
+                    "airlock-volumes 1\ncluster demo\nwhole {}\n",
+                    "a".repeat(64)
+                ),
+                "no volume",
+            ),
+        ] {
+            let e = format!("{:#}", Table::parse(bad).unwrap_err());
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
+}
