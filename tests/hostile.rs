@@ -1,7 +1,8 @@
 //! Hostile bundles, as an attacker at the delivery point would make them.
 //! What `airlock verify` accepts, GNU tar must extract to exactly the
 //! manifest; every crafted tar and directory here is refused, each naming
-//! what is wrong, and so are a thousand random alterations of each form.
+//! what is wrong, and so are a thousand random alterations of each form,
+//! and crafted volumes of a bundle delivered in pieces.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -763,4 +764,122 @@ fn a_signature_file_with_anything_but_signatures_is_refused() {
         refused(&bundle, what, case);
         assert_eq!(gpgv_accepts(&bundle), gpgv, "{case}: gpgv");
     }
+}
+
+/// Volumes altered at the delivery point: a planted file, a table changed
+/// without its signature, a volume re-signed by another key with the
+/// genuine table copied beside it, a symbolic link. Each is refused, by
+/// `airlock verify` and by `prepare`, naming what is wrong.
+#[test]
+fn crafted_volumes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::demo_site(dir.path());
+    let run = crate::volumes::build_in_volumes(dir.path(), "b", "512K", "1800000000");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let genuine = crate::volumes::volumes_of(&dir.path().join("b"));
+    let site_keyring = dir.path().join("keys/archive-keyring.gpg");
+    let fresh = |case: &str| -> PathBuf {
+        let to = dir.path().join(case);
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(&genuine[1])
+            .arg(&to)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        to
+    };
+    let check = |v: &Path, says: &str, case: &str| {
+        for keyring in [None, Some(&site_keyring)] {
+            let mut cmd = Command::new(airlock_bin());
+            cmd.arg("verify").arg(v);
+            if let Some(k) = keyring {
+                cmd.arg("--keyring").arg(k);
+            }
+            let run = Run::from_output(cmd.output().unwrap());
+            assert_eq!(
+                run.code, 1,
+                "{case}: accepted\n{}{}",
+                run.stdout, run.stderr
+            );
+            assert!(
+                run.stdout.contains(says) || run.stderr.contains(says),
+                "{case}: {says:?} not said\n{}{}",
+                run.stdout,
+                run.stderr
+            );
+        }
+        let mut volumes = genuine.clone();
+        volumes[1] = v.to_path_buf();
+        let root = dir.path().join(format!("root-{case}"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock-firstboot"));
+        cmd.arg("prepare").arg("--root").arg(&root);
+        for b in &volumes {
+            cmd.arg("--bundle").arg(b);
+        }
+        let run = Run::from_output(cmd.stdin(std::process::Stdio::null()).output().unwrap());
+        assert_ne!(run.code, 0, "{case}: prepare accepted it");
+        assert!(!root.join("opt/airlock").exists(), "{case}");
+    };
+
+    let planted = fresh("planted");
+    fs::write(planted.join("repo/evil.sh"), "#!/bin/sh\nrm -rf /\n").unwrap();
+    check(&planted, "EXTRA", "a planted file");
+
+    let table = fresh("table");
+    let text = fs::read_to_string(table.join("VOLUMES")).unwrap();
+    fs::write(table.join("VOLUMES"), text.replacen("files ", "files 1", 1)).unwrap();
+    check(
+        &table,
+        "VOLUMES.gpg does not prove VOLUMES",
+        "an altered table",
+    );
+
+    // Another key signs a changed manifest; the genuine table, copied, no
+    // longer names it (and the site's keyring refuses the signature too).
+    let resigned = fresh("resigned");
+    let other = dir.path().join("other-keys");
+    let out = Command::new(airlock_bin())
+        .args(["keygen", "--out"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let sums = fs::read_to_string(resigned.join("SHA256SUMS")).unwrap();
+    let (hash, path) = sums
+        .lines()
+        .map(|l| l.split_once("  ").unwrap())
+        .find(|(_, p)| {
+            p.starts_with("repo/") || p.starts_with("payloads/") || p.starts_with("seeds/")
+        })
+        .unwrap();
+    fs::write(resigned.join(path), "replaced\n").unwrap();
+    let new_hash = airlock::shared::volumes::sha256(b"replaced\n");
+    let new_sums = sums.replace(&format!("{hash}  {path}"), &format!("{new_hash}  {path}"));
+    fs::write(resigned.join("SHA256SUMS"), &new_sums).unwrap();
+    let signer = airlock::build::sign::SigningKey::load(&other.join("signing-key.asc")).unwrap();
+    fs::write(
+        resigned.join("SHA256SUMS.gpg"),
+        signer
+            .detached_armored(new_sums.as_bytes(), 1_800_000_000)
+            .unwrap(),
+    )
+    .unwrap();
+    fs::copy(
+        other.join("archive-keyring.gpg"),
+        resigned.join("archive-keyring.gpg"),
+    )
+    .unwrap();
+    check(&resigned, "VOLUME ", "a volume re-signed by another key");
+
+    let linked = fresh("linked");
+    let victim = fs::read_to_string(linked.join("SHA256SUMS"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split_once("  ").unwrap().1.to_string())
+        .find(|p| p.starts_with("repo/") || p.starts_with("payloads/") || p.starts_with("seeds/"))
+        .unwrap();
+    fs::remove_file(linked.join(&victim)).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", linked.join(&victim)).unwrap();
+    check(&linked, "symbolic link", "a symbolic link");
 }

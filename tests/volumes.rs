@@ -11,7 +11,7 @@ use crate::common::{Run, airlock, demo_site};
 
 /// The demo's recipe built with the site key in `out` at `size`, with a
 /// small runner (the debug one is 100 MB, and every volume carries it).
-fn build_in_volumes(dir: &Path, out: &str, size: &str, epoch: &str) -> Run {
+pub(crate) fn build_in_volumes(dir: &Path, out: &str, size: &str, epoch: &str) -> Run {
     let cmd = Command::new(crate::common::airlock_bin())
         .args(["build", "d/recipe.toml", "--key", "keys/signing-key.asc"])
         .args(["--out", out, "--runner", "/bin/true", "--allow-new-glibc"])
@@ -23,7 +23,7 @@ fn build_in_volumes(dir: &Path, out: &str, size: &str, epoch: &str) -> Run {
     Run::from_output(cmd)
 }
 
-fn volumes_of(bundle: &Path) -> Vec<PathBuf> {
+pub(crate) fn volumes_of(bundle: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(bundle.join("volumes"))
         .unwrap()
         .map(|e| e.unwrap().path())
