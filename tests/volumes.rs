@@ -248,3 +248,58 @@ fn prepare_takes_the_volumes_in_any_order_and_refuses_a_missing_one() {
         "removed after"
     );
 }
+
+#[test]
+fn with_iso_each_volume_is_an_image_of_at_most_its_size_that_verifies_once_extracted() {
+    let dir = tempfile::tempdir().unwrap();
+    demo_site(dir.path());
+    let cmd = Command::new(crate::common::airlock_bin())
+        .args(["build", "d/recipe.toml", "--key", "keys/signing-key.asc"])
+        .args(["--out", "b", "--runner", "/bin/true", "--allow-new-glibc"])
+        .args(["--volume-size", "512K", "--iso"])
+        .current_dir(dir.path())
+        .env("SOURCE_DATE_EPOCH", "1800000000")
+        .output()
+        .unwrap();
+    let run = Run::from_output(cmd);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let volumes = volumes_of(&dir.path().join("b"));
+    let dirs: Vec<&PathBuf> = volumes.iter().filter(|v| v.is_dir()).collect();
+    assert!(dirs.len() >= 3);
+    for v in dirs {
+        let name = v.file_name().unwrap().to_str().unwrap();
+        let image = v.with_extension("iso");
+        let size = fs::metadata(&image).unwrap().len();
+        assert!(size <= 512 << 10, "{}: {size} bytes", image.display());
+        let info = Command::new("xorriso")
+            .args(["-indev"])
+            .arg(&image)
+            .args(["-pvd_info"])
+            .output()
+            .unwrap();
+        let info = String::from_utf8_lossy(&info.stdout);
+        assert!(info.contains(&format!("AIRLOCK_SPACEVDI_{name}")), "{info}");
+        let out = dir.path().join(format!("extracted-{name}"));
+        assert!(ok(Command::new("xorriso")
+            .args(["-osirrox", "on", "-indev"])
+            .arg(&image)
+            .args(["-extract", "/"])
+            .arg(&out)));
+        let run = airlock(dir.path(), &["verify", out.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    }
+    let run = airlock(
+        dir.path(),
+        &[
+            "build",
+            "d/recipe.toml",
+            "--key",
+            "keys/signing-key.asc",
+            "--out",
+            "c",
+            "--iso",
+        ],
+    );
+    assert_eq!(run.code, 2, "--iso alone is a usage error: {}", run.stderr);
+    assert!(run.stderr.contains("--volume-size"), "{}", run.stderr);
+}

@@ -100,7 +100,7 @@ pub enum Command {
         after_help = "Examples:\n  \
             airlock keygen --out keys\n  \
             airlock build site.toml --key keys/signing-key.asc --out bundle\n  \
-            airlock build site.toml --key keys/signing-key.asc --out bundle --volume-size dvd\n  \
+            airlock build site.toml --key keys/signing-key.asc --out bundle --volume-size dvd --iso\n  \
             airlock build site.toml --key keys/signing-key.asc --out bundle --tar bundle.tar\n\n\
             Key rollover, one build signed by the old and the new key, later ones by the new key alone:\n  \
             airlock build site.toml --key old/signing-key.asc --key new/signing-key.asc --out bundle\n\n\
@@ -292,6 +292,9 @@ pub struct BuildArgs {
     /// Cut the bundle into volumes DIR/volumes/NN/ of at most SIZE bytes, each verifying alone: dvd, dvd-dl, bd25, bd50, fat32, or bytes with a K, M or G suffix
     #[arg(long, value_name = "SIZE", value_parser = crate::build::volumes::parse_size)]
     pub volume_size: Option<u64>,
+    /// With --volume-size: each volume also as DIR/volumes/NN.iso (ISO 9660, Rock Ridge, Joliet; label AIRLOCK_<CLUSTER>_NN; needs xorriso)
+    #[arg(long, requires = "volume_size")]
+    pub iso: bool,
     /// Print a summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -546,6 +549,7 @@ fn cmd_build(args: &BuildArgs) -> Result<Status> {
         check_glibc: !args.allow_new_glibc,
         source_tar: args.with_source.clone(),
         volume_size: args.volume_size,
+        iso: args.iso,
     };
     let summary = bundle::build_planned(&opts, &recipe, &plan)?;
     if args.json {
@@ -806,6 +810,7 @@ fn cmd_demo(args: &DemoArgs) -> Result<Status> {
         check_glibc: false,
         source_tar: None,
         volume_size: None,
+        iso: false,
     })?;
     println!(
         "*** DEMO: the signing key and secrets are INSECURE (fixed seed). Never use them at a site. ***"

@@ -3,9 +3,10 @@
 //! Files are taken in the bundle's path order and never split; each volume
 //! keeps room for its own manifest, the keys, the runner, the README, the
 //! whole manifest and the table, and counts every file as the 2 KiB sectors an ISO 9660 image
-//! gives it, plus one sector for its directory record.
+//! gives it, plus one sector for its directory record, and each directory
+//! two sectors (its ISO 9660 and Joliet records).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -69,12 +70,25 @@ const RESERVE: u64 = 256 << 10;
 pub struct Summary {
     pub size: u64,
     pub volumes: Vec<Entry>,
+    /// `volumes/NN.iso`, with `--iso`.
+    pub images: Vec<PathBuf>,
 }
 
 /// What a file costs in a volume: its sectors, its directory record, and
 /// its lines in SHA256SUMS and MODES.
 fn cost(path: &str, len: u64) -> u64 {
     len.div_ceil(SECTOR) * SECTOR + SECTOR + 2 * (path.len() as u64 + 72)
+}
+
+/// The directories above `path`, nearest last (`a`, `a/b` for `a/b/c`).
+fn parents(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
+}
+
+/// What a directory costs in an image: a sector in the ISO 9660 tree and
+/// one in the Joliet tree, and its path table entries.
+fn dir_cost(dir: &str) -> u64 {
+    2 * SECTOR + 4 * (dir.len() as u64 + 10)
 }
 
 /// Replaces the bundle in `dir` by `dir/volumes/NN/`, each at most `size`
@@ -121,6 +135,8 @@ pub fn split(dir: &Path, size: u64, cluster: &str, key: &Signers, time: i64) -> 
         "README.txt",
     ];
     let fixed: u64 = RESERVE
+        + dir_cost(WHOLE)
+        + dir_cost("bin")
         + carried
             .iter()
             .map(|(p, b)| cost(p, b.len() as u64))
@@ -134,6 +150,7 @@ pub fn split(dir: &Path, size: u64, cluster: &str, key: &Signers, time: i64) -> 
     })?;
     let mut shares: Vec<Vec<(String, u64)>> = vec![Vec::new()];
     let mut used = 0;
+    let mut dirs: BTreeSet<String> = BTreeSet::new();
     for path in listed.keys() {
         if path == MODES || keys.contains(&path.as_str()) {
             continue;
@@ -141,17 +158,26 @@ pub fn split(dir: &Path, size: u64, cluster: &str, key: &Signers, time: i64) -> 
         let len = fs::metadata(dir.join(path))
             .with_context(|| format!("reading {}", dir.join(path).display()))?
             .len();
-        let c = cost(path, len);
-        if c > room {
+        let alone = cost(path, len) + parents(path).map(dir_cost).sum::<u64>();
+        if alone > room {
             bail!(
                 "{path} ({len} bytes) does not fit in a volume of {size} bytes (room for files: {room} bytes): files are never split; choose a larger --volume-size"
             );
         }
+        let c = cost(path, len)
+            + parents(path)
+                .filter(|d| !dirs.contains(*d))
+                .map(dir_cost)
+                .sum::<u64>();
         if used + c > room {
             shares.push(Vec::new());
             used = 0;
+            dirs.clear();
+            used += alone;
+        } else {
+            used += c;
         }
-        used += c;
+        dirs.extend(parents(path).map(str::to_string));
         shares
             .last_mut()
             .expect("one share at least")
@@ -245,6 +271,7 @@ pub fn split(dir: &Path, size: u64, cluster: &str, key: &Signers, time: i64) -> 
     Ok(Summary {
         size,
         volumes: table.volumes,
+        images: Vec::new(),
     })
 }
 
@@ -259,13 +286,77 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
         .with_context(|| format!("copying {} to {}", from.display(), to.display()))
 }
 
-/// The volume directories of a bundle written in volumes.
-pub fn dirs(out: &Path, summary: &Summary) -> Vec<PathBuf> {
-    summary
-        .volumes
-        .iter()
-        .map(|v| out.join("volumes").join(&v.name))
-        .collect()
+/// The ISO 9660 label of a volume: `AIRLOCK_<CLUSTER>_<NN>`, in the
+/// characters a label may hold, at most 32.
+pub fn label(cluster: &str, name: &str) -> String {
+    let room = 32 - "AIRLOCK__".len() - name.len();
+    let cluster: String = cluster
+        .chars()
+        .map(|c| match c.to_ascii_uppercase() {
+            c @ ('A'..='Z' | '0'..='9') => c,
+            _ => '_',
+        })
+        .take(room)
+        .collect();
+    format!("AIRLOCK_{cluster}_{name}")
+}
+
+/// `--iso`: each volume also as `volumes/NN.iso` (ISO 9660 with Rock Ridge
+/// and Joliet names, labelled by [`label`]), made by xorriso from the
+/// volume's directory (streamed from the files, as no image writer crate
+/// does for discs of gigabytes), its timestamps set to `time`. Written
+/// beside and renamed.
+pub fn write_images(
+    out: &Path,
+    summary: &Summary,
+    cluster: &str,
+    time: i64,
+) -> Result<Vec<PathBuf>> {
+    let mut images = Vec::new();
+    for v in &summary.volumes {
+        let dir = out.join("volumes").join(&v.name);
+        let image = out.join("volumes").join(format!("{}.iso", v.name));
+        let partial = out
+            .join("volumes")
+            .join(format!(".{}.iso.airlock-tmp", v.name));
+        let run = std::process::Command::new("xorriso")
+            .args([
+                "-as",
+                "mkisofs",
+                "-quiet",
+                "-no-pad",
+                "-R",
+                "-J",
+                "-joliet-long",
+                "-V",
+            ])
+            .arg(label(cluster, &v.name))
+            .arg("-o")
+            .arg(&partial)
+            .arg(&dir)
+            .env("SOURCE_DATE_EPOCH", time.to_string())
+            .output();
+        let out = match run {
+            Ok(o) => o,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "--iso needs xorriso to write the volume images (apt-get install xorriso); the volumes in {} are complete without them",
+                dir.parent().expect("volumes/").display()
+            ),
+            Err(e) => return Err(e).context("running xorriso"),
+        };
+        if !out.status.success() {
+            let _ = fs::remove_file(&partial);
+            bail!(
+                "xorriso could not write {}: {}",
+                image.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        fs::rename(&partial, &image)
+            .with_context(|| format!("moving the image to {}", image.display()))?;
+        images.push(image);
+    }
+    Ok(images)
 }
 
 #[cfg(test)]
@@ -284,5 +375,16 @@ mod tests {
             let e = parse_size(bad).unwrap_err();
             assert!(e.contains(bad), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_label_is_what_iso_9660_allows_and_names_the_volume() {
+        assert_eq!(label("spacevdi", "01"), "AIRLOCK_SPACEVDI_01");
+        let long = label("a-very-long.cluster name of a site", "102");
+        assert_eq!(long.len(), 32, "{long}");
+        assert!(
+            long.ends_with("_102") && long.starts_with("AIRLOCK_A_VERY_LONG_CL"),
+            "{long}"
+        );
     }
 }

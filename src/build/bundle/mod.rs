@@ -69,6 +69,8 @@ pub struct BuildOptions {
     /// Cut the bundle into volumes of at most this many bytes
     /// (`out/volumes/NN/`, each verifying alone).
     pub volume_size: Option<u64>,
+    /// With `volume_size`: each volume also as an ISO image.
+    pub iso: bool,
 }
 
 /// What a build made.
@@ -176,13 +178,15 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
         write_tar(&opts.out, tar, opts.time, opts.progress)?;
     }
     let volumes = match opts.volume_size {
-        Some(size) => Some(crate::build::volumes::split(
-            &opts.out,
-            size,
-            &plan.cluster,
-            &opts.key,
-            opts.time,
-        )?),
+        Some(size) => {
+            let mut v =
+                crate::build::volumes::split(&opts.out, size, &plan.cluster, &opts.key, opts.time)?;
+            if opts.iso {
+                v.images =
+                    crate::build::volumes::write_images(&opts.out, &v, &plan.cluster, opts.time)?;
+            }
+            Some(v)
+        }
         None => None,
     };
     repository.out = opts.out.join("repo");
