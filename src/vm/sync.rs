@@ -442,7 +442,20 @@ mod tests {
         ));
         assert!(!fake.ran("ALTER SYSTEM"), "nothing to restore while alone");
         assert!(describe(root).unwrap().contains("UNPROTECTED since"));
+        // The record gone (a check that still took this server for a
+        // standby removed it while it was promoted), the setting still
+        // empty, the peer streams: restored all the same.
+        std::fs::remove_file(c.path(paths::SYNC_UNPROTECTED)).unwrap();
+        let back = Recording::new();
+        back.on(FACTS, 0, "f|1\n");
+        let c = Ctx::new(root, &role, &back, 0, None, journal_for(&role));
+        assert_eq!(
+            tick(&c, Seen::Primary { majority: true }).unwrap(),
+            SyncState::Protected
+        );
+        assert!(back.ran("ALTER SYSTEM RESET synchronous_standby_names"));
         // The files say unprotected, PostgreSQL waits: PostgreSQL wins.
+        put(root, paths::SYNC_UNPROTECTED, "1\n");
         let waits = Recording::new();
         waits.on(FACTS, 0, "t|1\n");
         let c = Ctx::new(root, &role, &waits, 0, None, journal_for(&role));
