@@ -823,7 +823,7 @@ fn crafted_volumes_are_refused() {
     };
 
     let planted = fresh("planted");
-    fs::write(planted.join("repo/evil.sh"), "#!/bin/sh\nrm -rf /\n").unwrap();
+    fs::write(planted.join("evil.sh"), "#!/bin/sh\nrm -rf /\n").unwrap();
     check(&planted, "EXTRA", "a planted file");
 
     let table = fresh("table");
