@@ -848,11 +848,39 @@ fn boot_with_a_power_cut_in_a_wait(lab: &mut Lab) {
     lab.clone_named("disp1").boot();
 }
 
+/// The stand, not airlock: under systemd-nspawn on a busy host a clone's
+/// networking.service now and then fails to get its cgroup (exit status
+/// 219/CGROUP, seen once in seven runs), and the clone sits without an
+/// address until the bound. A VM has no such failure: the stand starts the
+/// unit again and says so.
+fn restart_a_network_the_stand_failed(c: &Clone) {
+    let out = c.exec(&[
+        "systemctl",
+        "show",
+        "-p",
+        "ActiveState",
+        "-p",
+        "ExecMainStatus",
+        "networking.service",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    if said.contains("ActiveState=failed") && said.contains("ExecMainStatus=219") {
+        eprintln!(
+            "clones: STAND: {}'s networking.service failed under systemd-nspawn (219/CGROUP); started again",
+            c.name
+        );
+        c.exec(&["systemctl", "restart", "networking.service"]);
+    }
+}
+
 fn every_role_done_under_systemd(lab: &mut Lab) {
     wait_until(lab, "every clone to finish its role", BOUND, |lab| {
         lab.clones.iter().all(|c| {
             let s = state(c);
             assert!(s != "failed", "{} failed:\n{}", c.name, c.diagnose());
+            if s != "done" && c.init_pid().is_some() {
+                restart_a_network_the_stand_failed(c);
+            }
             s == "done"
         })
     });
