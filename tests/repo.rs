@@ -537,6 +537,54 @@ fn a_rebuild_reads_only_what_changed() {
     assert!(ok, "{out}");
 }
 
+/// A rebuild with nothing changed takes the previous compressed indexes
+/// (compressing is most of its work) and gives the bytes a fresh build
+/// gives; a previous compressed index that does not expand to the same text
+/// is made again, never copied.
+#[test]
+fn a_rebuild_reuses_compressed_indexes_only_when_they_expand_to_the_same_text() {
+    let site = Site::new();
+    let disc = site.path("main");
+    make_disc(&disc, &main_pkgs());
+    make_iso(&disc, &site.path("main.iso"));
+    let env = [("SOURCE_DATE_EPOCH", "1800000000")];
+    let build = |out: &str| {
+        let run = site.airlock_env(
+            &[
+                "repo",
+                "build",
+                "--main",
+                "main.iso",
+                "--key",
+                "keys/signing-key.asc",
+                "--out",
+                out,
+                "--json",
+            ],
+            &env,
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        json(&run)
+    };
+    build("fresh");
+    build("repo");
+    let index = site
+        .path("repo/dists")
+        .join(SUITE)
+        .join("main/binary-amd64");
+    // Another text, compressed for real, in place of the previous xz.
+    let other = airlock::build::repo::xz(b"Package: other\n").unwrap();
+    fs::write(index.join("Packages.xz"), &other).unwrap();
+    let again = build("repo");
+    assert_eq!(again["reused"], 4, "{again}");
+    assert_ne!(fs::read(index.join("Packages.xz")).unwrap(), other);
+    assert_eq!(
+        tree(&site.path("repo/dists")),
+        tree(&site.path("fresh/dists")),
+        "a rebuild gives what a fresh build gives"
+    );
+}
+
 /// The repository is independent of its discs: a pool file is a copy, so
 /// changing a directory disc afterwards changes nothing built from it.
 #[test]

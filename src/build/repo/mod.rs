@@ -640,7 +640,14 @@ fn write_indexes(
     summary.components = components.iter().cloned().collect();
     summary.architectures = archs.iter().cloned().collect();
     let dists = staging.join("dists").join(&opts.suite);
-    let release_files = compress_indexes(&packages)?;
+    // A rebuild whose cache was accepted (same airlock, same key) takes the
+    // previous build's compressed indexes where the text is the same.
+    let previous = opts
+        .previous
+        .as_ref()
+        .filter(|_| summary.cache.is_none() && summary.reused > 0)
+        .map(|p| p.join("dists").join(&opts.suite));
+    let release_files = compress_indexes(&packages, previous.as_deref())?;
     for (rel, bytes) in &release_files {
         write_file(&dists.join(rel), bytes)?;
     }
@@ -708,16 +715,35 @@ fn render_packages(
 }
 
 /// Each index plain, gzip and xz (compressed at once: xz is the slowest
-/// step after hashing), as `(path under dists/SUITE, bytes)`.
+/// step after hashing), as `(path under dists/SUITE, bytes)`. An index the
+/// previous build (`previous`: its dists/SUITE) compressed from the same
+/// text is taken from it, once its gzip and xz files are checked to expand
+/// to exactly that text: compressing is most of a rebuild's work when
+/// nothing changed.
 fn compress_indexes(
     packages: &BTreeMap<(String, String), String>,
+    previous: Option<&Path>,
 ) -> Result<Vec<(String, Vec<u8>)>> {
     let compressed: Vec<Result<(Vec<u8>, Vec<u8>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = packages
-            .values()
-            .map(|body| {
-                let gz = scope.spawn(|| gzip(body.as_bytes()));
-                let xz = scope.spawn(|| xz(body.as_bytes()));
+            .iter()
+            .map(|((c, a), body)| {
+                let earlier = previous.map(|p| p.join(format!("{c}/binary-{a}")));
+                let gz =
+                    scope.spawn(
+                        move || match earlier_packed(earlier.as_deref(), "gz", body) {
+                            Some(b) => Ok(b),
+                            None => gzip(body.as_bytes()),
+                        },
+                    );
+                let earlier = previous.map(|p| p.join(format!("{c}/binary-{a}")));
+                let xz =
+                    scope.spawn(
+                        move || match earlier_packed(earlier.as_deref(), "xz", body) {
+                            Some(b) => Ok(b),
+                            None => xz(body.as_bytes()),
+                        },
+                    );
                 (gz, xz)
             })
             .collect();
@@ -739,6 +765,18 @@ fn compress_indexes(
         files.push((format!("{rel}/Packages.xz"), xz));
     }
     Ok(files)
+}
+
+/// The previous build's `Packages.EXT` in `dir`, if it expands to exactly
+/// `body`.
+fn earlier_packed(dir: Option<&Path>, ext: &str, body: &str) -> Option<Vec<u8>> {
+    let dir = dir?;
+    if fs::read(dir.join("Packages")).ok()? != body.as_bytes() {
+        return None;
+    }
+    let name = format!("Packages.{ext}");
+    let packed = fs::read(dir.join(&name)).ok()?;
+    (decompress(&name, &packed).ok()? == body).then_some(packed)
 }
 
 /// The cache for the next build, sealed, in the output: what each pool
@@ -838,6 +876,9 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// gzip with no name and no time in the header: reproducible.
+/// gzip as the indexes use it. Changing its level (or xz's) changes the
+/// bytes a build writes: bump `CACHE_VERSION`, or a rebuild would keep an
+/// earlier build's compressed indexes.
 pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     let mut enc = flate2::GzBuilder::new()
         .mtime(0)
