@@ -146,7 +146,7 @@ impl Table {
 fn field<'a>(line: &'a str, key: &str, n: usize) -> Result<&'a str> {
     line.strip_prefix(key)
         .and_then(|r| r.strip_prefix(' '))
-        .filter(|v| !v.is_empty() && !v.contains(' '))
+        .filter(|v| !v.is_empty() && !v.chars().any(|c| c == ' ' || c.is_control()))
         .with_context(|| format!("{TABLE} line {n} is not \"{key} VALUE\""))
 }
 
@@ -494,6 +494,11 @@ mod tests {
         for (bad, says) in [
             ("", "ends before"),
             ("airlock-volumes 2\n", "line 1"),
+            // Found by the fuzzer: a carriage return the line reader eats.
+            (
+                &t.render().replace("cluster demo", "cluster de\r\rmo\r"),
+                "line 2",
+            ),
             (
                 &t.render().replace("volume 02", "volume ../02"),
                 "not a new volume name",
