@@ -95,68 +95,128 @@ fn dir_cost(dir: &str) -> u64 {
 /// bytes: done beside it and moved into place, so a failure leaves the
 /// bundle as it was.
 pub fn split(dir: &Path, size: u64, cluster: &str, key: &Signers, time: i64) -> Result<Summary> {
-    let read = |p: &str| {
-        fs::read(dir.join(p)).with_context(|| format!("reading {}", dir.join(p).display()))
+    let bundle = Bundle::read(dir)?;
+    let shares = pack(&bundle, size)?;
+    let width = shares.len().to_string().len().max(2);
+    let staging = Staging::beside(dir)?;
+    let root = staging.path().join("volumes");
+    let mut entries = Vec::new();
+    for (i, share) in shares.iter().enumerate() {
+        let name = format!("{:0width$}", i + 1);
+        entries.push(write_volume(
+            &bundle,
+            share,
+            &root.join(&name),
+            name,
+            key,
+            time,
+        )?);
+    }
+    let table = Table {
+        cluster: cluster.to_string(),
+        whole: sha256(&bundle.whole_sums),
+        volumes: entries,
     };
-    let whole_sums = read(SUMS)?;
-    let (listed, problems) = manifest::parse_manifest(&String::from_utf8_lossy(&whole_sums));
-    if let Some(p) = problems.first() {
-        bail!(
-            "{}: {} {}: {}",
-            dir.join(SUMS).display(),
-            p.kind,
-            p.path,
-            p.detail
-        );
+    write_table(&root, &table, size, key, time)?;
+    staging.replace(dir)?;
+    Ok(Summary {
+        size,
+        volumes: table.volumes,
+        images: Vec::new(),
+    })
+}
+
+/// In every volume: the keys, the runner that assembles them and what to
+/// do at the site, so any disc can start.
+const EVERYWHERE: [&str; 4] = [
+    keyring::PUBLIC_GPG_FILE,
+    keyring::PUBLIC_ASC_FILE,
+    RUNNER,
+    "README.txt",
+];
+
+/// The finished bundle: its manifest, modes, and the head files every
+/// volume carries under `whole/`.
+struct Bundle<'a> {
+    dir: &'a Path,
+    whole_sums: Vec<u8>,
+    listed: BTreeMap<String, String>,
+    modes: BTreeMap<String, u32>,
+    carried: Vec<(String, Vec<u8>)>,
+}
+
+impl<'a> Bundle<'a> {
+    fn read(dir: &'a Path) -> Result<Bundle<'a>> {
+        let read = |p: &str| {
+            fs::read(dir.join(p)).with_context(|| format!("reading {}", dir.join(p).display()))
+        };
+        let refuse = |file: &str, p: &manifest::Finding| {
+            anyhow::anyhow!(
+                "{}: {} {}: {}",
+                dir.join(file).display(),
+                p.kind,
+                p.path,
+                p.detail
+            )
+        };
+        let whole_sums = read(SUMS)?;
+        let (listed, problems) = manifest::parse_manifest(&String::from_utf8_lossy(&whole_sums));
+        if let Some(p) = problems.first() {
+            return Err(refuse(SUMS, p));
+        }
+        let whole_modes = read(MODES)?;
+        let mut problems = Vec::new();
+        let modes = manifest::parse_modes(&String::from_utf8_lossy(&whole_modes), &mut problems);
+        if let Some(p) = problems.first() {
+            return Err(refuse(MODES, p));
+        }
+        let carried = vec![
+            (format!("{WHOLE}/{SUMS}"), whole_sums.clone()),
+            (format!("{WHOLE}/{SUMS_SIG}"), read(SUMS_SIG)?),
+            (format!("{WHOLE}/{MODES}"), whole_modes),
+        ];
+        Ok(Bundle {
+            dir,
+            whole_sums,
+            listed,
+            modes,
+            carried,
+        })
     }
-    let whole_modes = read(MODES)?;
-    let mut problems = Vec::new();
-    let modes = manifest::parse_modes(&String::from_utf8_lossy(&whole_modes), &mut problems);
-    if let Some(p) = problems.first() {
-        bail!(
-            "{}: {} {}: {}",
-            dir.join(MODES).display(),
-            p.kind,
-            p.path,
-            p.detail
-        );
+
+    /// What every volume spends before its share of files.
+    fn fixed_cost(&self) -> u64 {
+        RESERVE
+            + dir_cost(WHOLE)
+            + dir_cost("bin")
+            + self
+                .carried
+                .iter()
+                .map(|(p, b)| cost(p, b.len() as u64))
+                .sum::<u64>()
+            + EVERYWHERE
+                .iter()
+                .map(|k| fs::metadata(self.dir.join(k)).map_or(0, |m| cost(k, m.len())))
+                .sum::<u64>()
     }
-    let carried: Vec<(String, Vec<u8>)> = vec![
-        (format!("{WHOLE}/{SUMS}"), whole_sums.clone()),
-        (format!("{WHOLE}/{SUMS_SIG}"), read(SUMS_SIG)?),
-        (format!("{WHOLE}/{MODES}"), whole_modes),
-    ];
-    // In every volume: the keys, the runner that assembles them and what to
-    // do at the site, so any disc can start.
-    let keys = [
-        keyring::PUBLIC_GPG_FILE,
-        keyring::PUBLIC_ASC_FILE,
-        RUNNER,
-        "README.txt",
-    ];
-    let fixed: u64 = RESERVE
-        + dir_cost(WHOLE)
-        + dir_cost("bin")
-        + carried
-            .iter()
-            .map(|(p, b)| cost(p, b.len() as u64))
-            .sum::<u64>()
-        + keys
-            .iter()
-            .map(|k| fs::metadata(dir.join(k)).map_or(0, |m| cost(k, m.len())))
-            .sum::<u64>();
+}
+
+/// The bundle's files (but the head every volume carries), in path order,
+/// cut into shares that each fit a volume of `size` bytes.
+fn pack(b: &Bundle, size: u64) -> Result<Vec<Vec<String>>> {
+    let fixed = b.fixed_cost();
     let room = size.checked_sub(fixed).filter(|r| *r > 0).with_context(|| {
         format!("a volume of {size} bytes has no room for files: each one needs {fixed} bytes for its manifests and keys")
     })?;
-    let mut shares: Vec<Vec<(String, u64)>> = vec![Vec::new()];
+    let mut shares: Vec<Vec<String>> = vec![Vec::new()];
     let mut used = 0;
     let mut dirs: BTreeSet<String> = BTreeSet::new();
-    for path in listed.keys() {
-        if path == MODES || keys.contains(&path.as_str()) {
+    for path in b.listed.keys() {
+        if path == MODES || EVERYWHERE.contains(&path.as_str()) {
             continue;
         }
-        let len = fs::metadata(dir.join(path))
-            .with_context(|| format!("reading {}", dir.join(path).display()))?
+        let len = fs::metadata(b.dir.join(path))
+            .with_context(|| format!("reading {}", b.dir.join(path).display()))?
             .len();
         let alone = cost(path, len) + parents(path).map(dir_cost).sum::<u64>();
         if alone > room {
@@ -164,96 +224,87 @@ pub fn split(dir: &Path, size: u64, cluster: &str, key: &Signers, time: i64) -> 
                 "{path} ({len} bytes) does not fit in a volume of {size} bytes (room for files: {room} bytes): files are never split; choose a larger --volume-size"
             );
         }
-        let c = cost(path, len)
+        let with_new_dirs = cost(path, len)
             + parents(path)
                 .filter(|d| !dirs.contains(*d))
                 .map(dir_cost)
                 .sum::<u64>();
-        if used + c > room {
+        if used + with_new_dirs > room {
             shares.push(Vec::new());
-            used = 0;
             dirs.clear();
-            used += alone;
+            used = alone;
         } else {
-            used += c;
+            used += with_new_dirs;
         }
         dirs.extend(parents(path).map(str::to_string));
         shares
             .last_mut()
             .expect("one share at least")
-            .push((path.clone(), len));
+            .push(path.clone());
     }
-    let width = shares.len().to_string().len().max(2);
-    let staging = Staging::beside(dir)?;
-    let root = staging.path().join("volumes");
-    let mut entries = Vec::new();
-    for (i, share) in shares.iter().enumerate() {
-        let name = format!("{:0width$}", i + 1);
-        let vol = root.join(&name);
-        let mut sums = BTreeMap::new();
-        let mut vol_modes = BTreeMap::new();
-        let mut bytes = 0;
-        let mut put = |p: &str, from: Option<&Path>, body: Option<&[u8]>| -> Result<()> {
-            let target = vol.join(p);
-            fs::create_dir_all(target.parent().expect("under the volume"))?;
-            let data = match (from, body) {
-                (Some(f), _) => {
-                    link_or_copy(f, &target)?;
-                    None
-                }
-                (None, Some(b)) => {
-                    fs::write(&target, b)
-                        .with_context(|| format!("writing {}", target.display()))?;
-                    Some(b)
-                }
-                (None, None) => unreachable!("a file or its bytes"),
-            };
-            let hash = match (data, listed.get(p)) {
-                (_, Some(h)) => h.clone(),
-                (Some(b), None) => sha256(b),
-                (None, None) => bail!("{p}: not in the bundle's manifest"),
-            };
-            bytes += fs::metadata(&target)?.len();
-            sums.insert(p.to_string(), hash);
-            vol_modes.insert(p.to_string(), modes.get(p).copied().unwrap_or(0o644));
-            Ok(())
-        };
-        for k in keys {
-            if dir.join(k).exists() {
-                put(k, Some(&dir.join(k)), None)?;
-            }
-        }
-        for (p, b) in &carried {
-            put(p, None, Some(b))?;
-        }
-        for (p, _) in share {
-            put(p, Some(&dir.join(p)), None)?;
-        }
-        let modes_text = render_modes(&{
-            let mut m = vol_modes.clone();
-            m.insert(MODES.to_string(), 0o644);
-            m
-        });
-        fs::write(vol.join(MODES), &modes_text)?;
-        bytes += modes_text.len() as u64;
-        sums.insert(MODES.to_string(), sha256(modes_text.as_bytes()));
-        let sums_text = render_sums(&sums);
-        fs::write(vol.join(SUMS), &sums_text)?;
-        let sig = key.detached_armored(sums_text.as_bytes(), time)?;
-        fs::write(vol.join(SUMS_SIG), &sig)?;
-        bytes += (sums_text.len() + sig.len()) as u64;
-        entries.push(Entry {
-            name,
-            files: sums.len(),
-            bytes,
-            sums: sha256(sums_text.as_bytes()),
-        });
-    }
-    let table = Table {
-        cluster: cluster.to_string(),
-        whole: sha256(&whole_sums),
-        volumes: entries,
+    Ok(shares)
+}
+
+/// One volume in `vol`: the files everywhere, the whole manifest, its
+/// share (hard links), its MODES, SHA256SUMS and signature.
+fn write_volume(
+    b: &Bundle,
+    share: &[String],
+    vol: &Path,
+    name: String,
+    key: &Signers,
+    time: i64,
+) -> Result<Entry> {
+    let mut sums = BTreeMap::new();
+    let mut vol_modes = BTreeMap::new();
+    let mut bytes = 0;
+    let mut record = |p: &str, hash: String, target: &Path| -> Result<()> {
+        bytes += fs::metadata(target)?.len();
+        sums.insert(p.to_string(), hash);
+        vol_modes.insert(p.to_string(), b.modes.get(p).copied().unwrap_or(0o644));
+        Ok(())
     };
+    let linked = EVERYWHERE
+        .iter()
+        .filter(|k| b.dir.join(k).exists())
+        .map(|k| k.to_string())
+        .chain(share.iter().cloned());
+    for p in linked {
+        let target = vol.join(&p);
+        fs::create_dir_all(target.parent().expect("under the volume"))?;
+        link_or_copy(&b.dir.join(&p), &target)?;
+        let hash = b
+            .listed
+            .get(&p)
+            .with_context(|| format!("{p}: not in the bundle's manifest"))?;
+        record(&p, hash.clone(), &target)?;
+    }
+    for (p, body) in &b.carried {
+        let target = vol.join(p);
+        fs::create_dir_all(target.parent().expect("under the volume"))?;
+        fs::write(&target, body).with_context(|| format!("writing {}", target.display()))?;
+        record(p, sha256(body), &target)?;
+    }
+    vol_modes.insert(MODES.to_string(), 0o644);
+    let modes_text = render_modes(&vol_modes);
+    fs::write(vol.join(MODES), &modes_text)?;
+    bytes += modes_text.len() as u64;
+    sums.insert(MODES.to_string(), sha256(modes_text.as_bytes()));
+    let sums_text = render_sums(&sums);
+    fs::write(vol.join(SUMS), &sums_text)?;
+    let sig = key.detached_armored(sums_text.as_bytes(), time)?;
+    fs::write(vol.join(SUMS_SIG), &sig)?;
+    bytes += (sums_text.len() + sig.len()) as u64;
+    Ok(Entry {
+        name,
+        files: sums.len(),
+        bytes,
+        sums: sha256(sums_text.as_bytes()),
+    })
+}
+
+/// The signed table, in every volume; no volume over `size`.
+fn write_table(root: &Path, table: &Table, size: u64, key: &Signers, time: i64) -> Result<()> {
     let text = table.render();
     let sig = key.detached_armored(text.as_bytes(), time)?;
     for v in &table.volumes {
@@ -267,12 +318,7 @@ pub fn split(dir: &Path, size: u64, cluster: &str, key: &Signers, time: i64) -> 
             );
         }
     }
-    staging.replace(dir)?;
-    Ok(Summary {
-        size,
-        volumes: table.volumes,
-        images: Vec::new(),
-    })
+    Ok(())
 }
 
 /// A hard link to the bundle's file (same file system: no bytes copied),

@@ -1,7 +1,7 @@
 //! A bundle delivered in volumes (discs, sticks), each of which verifies
 //! alone, and their assembly back into the bundle. Shared by `airlock
 //! verify` and `airlock-firstboot prepare`; `airlock build --volume-size`
-//! writes them (`crate::build::volumes`).
+//! writes them (the builder's `volumes` module).
 //!
 //! ```text
 //! volumes/NN/SHA256SUMS      this volume's files, "<hex>  <path>"

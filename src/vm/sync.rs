@@ -531,7 +531,14 @@ mod tests {
         )
         .unwrap();
         assert!(!cut.ran(IN_SYNC));
+    }
 
+    #[test]
+    fn a_sighting_lasts_as_long_as_its_connection_and_ages_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, role) = (dir.path(), sync_role("db2"));
+        put(root, paths::DB_PASSWORD, "Secret-Pw-7\n");
+        let streaming = format!("4242|0/5000000|{}\n", journal::now());
         let fake = Recording::new();
         fake.on("pg_stat_wal_receiver", 0, &streaming);
         fake.on(IN_SYNC, 0, "sync\n");
