@@ -55,9 +55,11 @@ pub enum Command {
     /// Check a recipe and show every value each host will use
     #[command(
         long_about = "Check a recipe and show every value each host will use.\n\n\
-            Resolves the recipe into the per-host plan (role, FQDN, address, gateway, DNS, \
-            VRRP state and priority, peers, VIP, replication source, where a manager gets the \
-            swarm join token) and prints it as a table, or as JSON with --json.\n\n\
+            Resolves the recipe into the discs the repository is merged from (main, devel, \
+            then the update discs, in that order), the vendor disc and the per-host plan \
+            (role, FQDN, address, gateway, DNS, VRRP state and priority, peers, VIP, \
+            replication source, where a manager gets the swarm join token) and prints it \
+            as a table, or as JSON with --json.\n\n\
             Every problem is listed with the file, line, column and key (e.g. \
             `host[3].ip`). Media paths that do not exist are warnings here and errors \
             for `airlock build`.\n\n\
@@ -72,7 +74,7 @@ pub enum Command {
     /// Build the whole bundle: signed repository, seeds, vendor disc, runner, signed SHA256SUMS
     #[command(
         long_about = "Build the whole bundle for a site.\n\n\
-            Runs plan, repository (main and devel discs), bake, copies the vendor disc and \
+            Runs plan, repository (main, devel and update discs), bake, copies the vendor disc and \
             the airlock-firstboot runner, and writes DIR with a SHA256SUMS of every file \
             and its detached signature SHA256SUMS.gpg, so that `sha256sum -c SHA256SUMS` \
             and `gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS` check it \
