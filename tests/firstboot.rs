@@ -244,6 +244,109 @@ fn prepare_puts_the_bundle_in_place_and_seals_the_image_whatever_the_umask() {
     assert_eq!(again.code, 0, "{}", again.stderr);
 }
 
+/// Update discs named in the recipe reach the VM: the bundle's repository
+/// merges them (its recipe and README name them by file), and after
+/// `prepare`, apt reading `/opt/main` as the vendor installer's sources.list
+/// does sees every version of a package and installs the newest.
+#[test]
+fn update_discs_in_the_recipe_reach_the_prepared_image_and_apt_installs_the_newest() {
+    use crate::common::discs::{AptRoot, Pkg, make_disc, make_iso};
+    let dir = tempfile::tempdir().unwrap();
+    demo_bundle(dir.path());
+    let d = dir.path().join("d");
+    make_disc(
+        &d.join("media/u1"),
+        &[
+            Pkg::new("airlock-demo-base", "1.0-2"),
+            Pkg::new("airlock-demo-fix", "1.0"),
+        ],
+    );
+    make_iso(&d.join("media/u1"), &d.join("media/1.7.1-update.iso"));
+    make_disc(
+        &d.join("media/1.7.2-update"),
+        &[Pkg::new("airlock-demo-base", "1.1-1")],
+    );
+    let recipe = fs::read_to_string(d.join("recipe.toml")).unwrap().replacen(
+        "devel = \"media/devel\"\n",
+        "devel = \"media/devel\"\nupdates = [\"media/1.7.1-update.iso\", \"media/1.7.2-update\"]\n",
+        1,
+    );
+    assert!(recipe.contains("updates = "));
+    fs::write(d.join("site.toml"), recipe).unwrap();
+    for args in [
+        &["keygen", "--out", "keys"][..],
+        &[
+            "build",
+            "site.toml",
+            "--key",
+            "keys/signing-key.asc",
+            "--out",
+            "site-bundle",
+            "--allow-new-glibc",
+        ][..],
+    ] {
+        let out = Command::new(airlock_bin())
+            .args(args)
+            .current_dir(&d)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bundle = d.join("site-bundle");
+    let kept = fs::read_to_string(bundle.join("recipe.toml")).unwrap();
+    assert!(
+        kept.contains("updates = [\"1.7.1-update.iso\", \"1.7.2-update\"]"),
+        "{kept}"
+    );
+    let readme = fs::read_to_string(bundle.join("README.txt")).unwrap();
+    assert!(
+        readme.contains("    main     main\n    devel    devel\n    update1  1.7.1-update.iso\n    update2  1.7.2-update\n"),
+        "{readme}"
+    );
+
+    let root = reference_root(dir.path());
+    let run = prepare_with_umask(&root, &bundle, "022");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let apt = AptRoot::new(
+        dir.path(),
+        &root.join("opt/main"),
+        &bundle.join("archive-keyring.gpg"),
+        "1.7_x86-64",
+    );
+    let (ok, out) = apt.apt_get(&["update"]);
+    assert!(ok, "apt-get update:\n{out}");
+    let (ok, policy) = apt.apt_cache(&["policy", "airlock-demo-base"]);
+    assert!(ok, "{policy}");
+    assert!(policy.contains("Candidate: 1.1-1"), "{policy}");
+    for v in ["1.0-1", "1.0-2", "1.1-1"] {
+        assert!(
+            policy.lines().any(|l| l
+                .trim_start_matches([' ', '*'])
+                .starts_with(&format!("{v} "))),
+            "apt-cache policy lists {v}:\n{policy}"
+        );
+    }
+    let (ok, out) = apt.apt_get(&[
+        "install",
+        "--simulate",
+        "airlock-demo-base",
+        "airlock-demo-fix",
+        "airlock-demo-devtools",
+    ]);
+    assert!(ok, "{out}");
+    for inst in [
+        "Inst airlock-demo-base (1.1-1 ",
+        "Inst airlock-demo-fix (1.0 ",
+        "Inst airlock-demo-devtools (1.0-1 ",
+    ] {
+        assert!(out.contains(inst), "{inst}:\n{out}");
+    }
+}
+
 /// A bundle from the demo media whose recipe gives spmanager2 a MAC.
 fn bundle_with_a_mac(dir: &Path, mac: &str) -> PathBuf {
     demo_bundle(dir);

@@ -131,6 +131,91 @@ fn missing_media_is_a_warning_for_plan() {
     assert!(run.stderr.contains("does not exist"));
 }
 
+/// `plan` lists every disc the repository is merged from, in merge order,
+/// and names a missing update disc by its index, line and column; `build`
+/// refuses it.
+#[test]
+fn plan_lists_the_sources_and_names_a_missing_update_disc() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = replace_once(
+        &stand(),
+        "devel = \"../media/1.7.0-devel.iso\"\n",
+        "devel = \"../media/1.7.0-devel.iso\"\nupdates = [\"1.7.1-update.iso\", \"up/1.7.2\"]\n",
+    );
+    fs::write(dir.path().join("site.toml"), text).unwrap();
+    fs::write(dir.path().join("1.7.1-update.iso"), "").unwrap();
+
+    let run = airlock(dir.path(), &["plan", "site.toml"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let sources: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Sources"))
+        .take(4)
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            "Sources  main     ../media/1.7.0-main.iso",
+            "         devel    ../media/1.7.0-devel.iso",
+            "         update1  1.7.1-update.iso",
+            "         update2  up/1.7.2",
+        ],
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Vendor   ../media/space-dispatcher-5.4.iso"),
+        "{}",
+        run.stdout
+    );
+    let missing =
+        "site.toml:23:32: warning: media.updates[1]: up/1.7.2 (update disc 2) does not exist";
+    assert!(run.stderr.contains(missing), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("media.updates[0]"),
+        "the first update disc is there: {}",
+        run.stderr
+    );
+
+    let run = airlock(dir.path(), &["plan", "site.toml", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        v["plan"]["media"]["updates"],
+        serde_json::json!(["1.7.1-update.iso", "up/1.7.2"])
+    );
+    assert!(
+        v["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["key"] == "media.updates[1]" && p["location"]["line"] == 23)
+    );
+
+    // For a build, the missing update disc is an error.
+    assert_eq!(airlock(dir.path(), &["keygen", "--out", "keys"]).code, 0);
+    let run = airlock(
+        dir.path(),
+        &[
+            "build",
+            "site.toml",
+            "--key",
+            "keys/signing-key.asc",
+            "--out",
+            "b",
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "site.toml:23:32: error: media.updates[1]: up/1.7.2 (update disc 2) does not exist"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn unreadable_recipe_is_exit_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -156,7 +241,7 @@ fn unknown_key_names_line_path_and_spelling() {
     assert_rejected(
         text,
         &[
-            "site.toml:63:1: host[2].rol: unknown field `rol`",
+            "site.toml:66:1: host[2].rol: unknown field `rol`",
             "did you mean `role`?",
         ],
     );
@@ -167,7 +252,7 @@ fn wrong_type_names_line_and_path() {
     let text = replace_once(&stand(), "port = 5432", "port = \"5432\"");
     assert_rejected(
         text,
-        &["site.toml:34:8: database.port: invalid type: string"],
+        &["site.toml:37:8: database.port: invalid type: string"],
     );
 }
 
@@ -256,7 +341,7 @@ fn host_outside_cidr() {
     let text = replace_once(&stand(), "10.10.143.174", "10.10.144.174");
     assert_rejected(
         text,
-        &["site.toml:64:6: error: host[2].ip: 10.10.144.174 (spleader) is outside 10.10.143.0/24"],
+        &["site.toml:67:6: error: host[2].ip: 10.10.144.174 (spleader) is outside 10.10.143.0/24"],
     );
 }
 
@@ -410,7 +495,7 @@ fn router_id_out_of_range() {
         assert_rejected(
             text,
             &[&format!(
-                "site.toml:33:21: error: database.virtual_router_id: {bad} is out of range; VRRP router ids are 1..=255"
+                "site.toml:36:21: error: database.virtual_router_id: {bad} is out of range; VRRP router ids are 1..=255"
             )],
         );
     }

@@ -322,6 +322,176 @@ fn same_path_with_other_bytes_is_an_error() {
     assert!(run.stderr.contains("pool/main/c/clash/clash_1.0_amd64.deb on the main disc (main) and on the devel disc (devel) have the same path but different bytes"), "{}", run.stderr);
 }
 
+/// The `.deb` files apt downloaded into its cache, by file name.
+fn downloaded(apt: &AptRoot) -> Vec<String> {
+    let mut debs: Vec<String> = fs::read_dir(apt.root.join("var/cache/apt/archives"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".deb"))
+        .collect();
+    debs.sort();
+    debs
+}
+
+/// Two update discs (an ISO and a directory) with newer versions of a
+/// main-disc package: every version is in the merged repository, apt sees
+/// them all and installs the newest, and an older one is still there to pin.
+#[test]
+fn update_discs_with_newer_versions_are_installed_by_apt_from_the_merged_repository() {
+    let site = Site::new();
+    make_disc(&site.path("main"), &main_pkgs());
+    make_disc(&site.path("devel"), &devel_pkgs());
+    make_disc(
+        &site.path("update1"),
+        &[
+            Pkg::new("hello", "2.10-3+astra1"),
+            Pkg::new("shared-lib", "1.0-2"),
+            // Only on an update disc.
+            Pkg {
+                component: "contrib",
+                ..Pkg::new("fresh-tool", "0.1")
+            },
+        ],
+    );
+    make_iso(&site.path("update1"), &site.path("1.7.1-update.iso"));
+    make_disc(
+        &site.path("update2"),
+        &[
+            Pkg::new("hello", "2.11-1"),
+            // The same bytes as on update1: kept once.
+            Pkg::new("shared-lib", "1.0-2"),
+        ],
+    );
+
+    let summary = json(&site.build(
+        "main",
+        Some("devel"),
+        "repo",
+        &[
+            "--update",
+            "1.7.1-update.iso",
+            "--update",
+            "update2",
+            "--json",
+        ],
+    ));
+    let roles: Vec<&str> = summary["discs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["main", "devel", "update1", "update2"], "{summary}");
+    assert_eq!(summary["discs"][2]["source"], "1.7.1-update.iso");
+    assert_eq!(summary["discs"][2]["index"], "checked");
+    // 6 from main and devel, hello twice more, shared-lib and fresh-tool once.
+    assert_eq!(summary["total_packages"], 10, "{summary}");
+    assert_eq!(summary["deduplicated"], 2, "{summary}");
+    let packages = fs::read_to_string(
+        site.path("repo/dists")
+            .join(SUITE)
+            .join("main/binary-amd64/Packages"),
+    )
+    .unwrap();
+    for v in ["2.10-3", "2.10-3+astra1", "2.11-1"] {
+        assert!(
+            packages.contains(&format!("Package: hello\nVersion: {v}\n")),
+            "hello {v} kept:\n{packages}"
+        );
+    }
+
+    let apt = AptRoot::new(site.dir.path(), &site.path("repo"), &site.keyring(), SUITE);
+    let (ok, out) = apt.apt_get(&["update"]);
+    assert!(ok, "apt-get update:\n{out}");
+    let (ok, madison) = apt.apt_cache(&["madison", "hello"]);
+    assert!(ok, "{madison}");
+    for v in ["2.10-3", "2.10-3+astra1", "2.11-1"] {
+        assert!(
+            madison
+                .lines()
+                .any(|l| l.split('|').nth(1).map(str::trim) == Some(v)),
+            "apt-cache madison lists hello {v}:\n{madison}"
+        );
+    }
+    let (ok, policy) = apt.apt_cache(&["policy", "hello", "shared-lib"]);
+    assert!(ok, "{policy}");
+    assert!(policy.contains("Candidate: 2.11-1"), "{policy}");
+    assert!(policy.contains("Candidate: 1.0-2"), "{policy}");
+    let (ok, out) = apt.apt_get(&[
+        "install",
+        "--download-only",
+        "-y",
+        "hello",
+        "shared-lib",
+        "fresh-tool",
+    ]);
+    assert!(ok, "apt-get install:\n{out}");
+    assert_eq!(
+        downloaded(&apt),
+        [
+            "fresh-tool_0.1_amd64.deb",
+            "hello_2.11-1_amd64.deb",
+            "shared-lib_1.0-2_amd64.deb"
+        ],
+        "{out}"
+    );
+    // The main disc's version is kept: a site can still pin it.
+    let (ok, out) = apt.apt_get(&["install", "--download-only", "-y", "hello=2.10-3"]);
+    assert!(ok, "apt-get install hello=2.10-3:\n{out}");
+    assert!(downloaded(&apt).contains(&"hello_2.10-3_amd64.deb".to_string()));
+}
+
+/// An update disc that reuses a main-disc version with other bytes is
+/// refused, under the same pool path or another, naming both files.
+#[test]
+fn an_update_disc_with_other_bytes_for_a_known_version_is_an_error_naming_both_files() {
+    let site = Site::new();
+    make_disc(&site.path("main"), &main_pkgs());
+    make_disc(
+        &site.path("update1"),
+        &[Pkg {
+            payload: "rebuilt",
+            ..Pkg::new("hello", "2.10-3")
+        }],
+    );
+    make_iso(&site.path("update1"), &site.path("1.7.1-update.iso"));
+    make_disc(
+        &site.path("update2"),
+        &[Pkg {
+            payload: "rebuilt again",
+            component: "non-free",
+            ..Pkg::new("shared-lib", "1.0-1")
+        }],
+    );
+    let run = site.build(
+        "main",
+        None,
+        "repo",
+        &["--update", "1.7.1-update.iso", "--update", "update2"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("pool/main/h/hello/hello_2.10-3_amd64.deb on the main disc (main) and on the update1 disc (1.7.1-update.iso) have the same path but different bytes"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("shared-lib 1.0-1 amd64 is on the main disc as main:pool/main/s/shared-lib/shared-lib_1.0-1_amd64.deb and on the update2 disc as update2:pool/non-free/s/shared-lib/shared-lib_1.0-1_amd64.deb with different bytes"),
+        "{}",
+        run.stderr
+    );
+    assert!(!site.path("repo").exists(), "nothing is written on failure");
+    // A missing update disc is named as the option gave it.
+    let run = site.build("main", None, "repo", &["--update", "nowhere.iso"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("reading the update1 disc") && run.stderr.contains("nowhere.iso"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn a_deb_that_does_not_match_its_disc_index_is_refused() {
     let site = Site::new();

@@ -425,7 +425,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__repo__subcmd__build)
-            opts="-h -V --main --devel --key --out --suite --allow-unlisted --disc-keyring --jobs --json --help --version"
+            opts="-h -V --main --devel --update --key --out --suite --allow-unlisted --disc-keyring --jobs --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -436,6 +436,10 @@ _airlock() {
                     return 0
                     ;;
                 --devel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --update)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -69,10 +69,11 @@ complete -c airlock -n "__fish_airlock_using_subcommand keygen" -s h -l help -d 
 complete -c airlock -n "__fish_airlock_using_subcommand keygen" -s V -l version -d 'Print version'
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and not __fish_seen_subcommand_from build help" -s h -l help -d 'Print help'
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and not __fish_seen_subcommand_from build help" -s V -l version -d 'Print version'
-complete -c airlock -n "__fish_airlock_using_subcommand repo; and not __fish_seen_subcommand_from build help" -f -a "build" -d 'Merge the main and devel discs into one signed apt repository'
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and not __fish_seen_subcommand_from build help" -f -a "build" -d 'Merge the main, devel and update discs into one signed apt repository'
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and not __fish_seen_subcommand_from build help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l main -d 'The Astra SE 1.7 main disc: an .iso file or a directory with pool/ and dists/' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l devel -d 'The Astra SE 1.7 devel disc (optional), same forms as --main' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l update -d 'An update disc, same forms as --main; repeat it for several, merged after main and devel in the order given' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l key -d 'The armored secret signing key (from `airlock keygen`, or your own); repeat it to sign with several keys, in that order' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l out -d 'The repository directory to write (replaced when the build succeeds)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l suite -d 'apt suite (and codename) of the repository' -r
@@ -82,7 +83,7 @@ complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_su
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -l json -d 'Print a summary as JSON on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from build" -s V -l version -d 'Print version'
-complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from help" -f -a "build" -d 'Merge the main and devel discs into one signed apt repository'
+complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from help" -f -a "build" -d 'Merge the main, devel and update discs into one signed apt repository'
 complete -c airlock -n "__fish_airlock_using_subcommand repo; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand report; and not __fish_seen_subcommand_from check help" -s h -l help -d 'Print help'
 complete -c airlock -n "__fish_airlock_using_subcommand report; and not __fish_seen_subcommand_from check help" -s V -l version -d 'Print version'
@@ -105,5 +106,5 @@ complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_see
 complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo report help" -f -a "repo" -d 'Work with the signed apt repository on its own'
 complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo report help" -f -a "report" -d 'Hold the VMs\' as-built reports against the bundle'
 complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo report help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from repo" -f -a "build" -d 'Merge the main and devel discs into one signed apt repository'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from repo" -f -a "build" -d 'Merge the main, devel and update discs into one signed apt repository'
 complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from report" -f -a "check" -d 'Check an as-built report against the bundle: is every installed package from it?'

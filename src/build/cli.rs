@@ -55,9 +55,11 @@ pub enum Command {
     /// Check a recipe and show every value each host will use
     #[command(
         long_about = "Check a recipe and show every value each host will use.\n\n\
-            Resolves the recipe into the per-host plan (role, FQDN, address, gateway, DNS, \
-            VRRP state and priority, peers, VIP, replication source, where a manager gets the \
-            swarm join token) and prints it as a table, or as JSON with --json.\n\n\
+            Resolves the recipe into the discs the repository is merged from (main, devel, \
+            then the update discs, in that order), the vendor disc and the per-host plan \
+            (role, FQDN, address, gateway, DNS, VRRP state and priority, peers, VIP, \
+            replication source, where a manager gets the swarm join token) and prints it \
+            as a table, or as JSON with --json.\n\n\
             Every problem is listed with the file, line, column and key (e.g. \
             `host[3].ip`). Media paths that do not exist are warnings here and errors \
             for `airlock build`.\n\n\
@@ -72,7 +74,7 @@ pub enum Command {
     /// Build the whole bundle: signed repository, seeds, vendor disc, runner, signed SHA256SUMS
     #[command(
         long_about = "Build the whole bundle for a site.\n\n\
-            Runs plan, repository (main and devel discs), bake, copies the vendor disc and \
+            Runs plan, repository (main, devel and update discs), bake, copies the vendor disc and \
             the airlock-firstboot runner, and writes DIR with a SHA256SUMS of every file \
             and its detached signature SHA256SUMS.gpg, so that `sha256sum -c SHA256SUMS` \
             and `gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS` check it \
@@ -239,15 +241,18 @@ pub struct ReportCheckArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RepoCommand {
-    /// Merge the main and devel discs into one signed apt repository
+    /// Merge the main, devel and update discs into one signed apt repository
     #[command(
-        long_about = "Merge the main and devel discs into one signed apt repository.\n\n\
+        long_about = "Merge the main, devel and update discs into one signed apt repository.\n\n\
             Each disc is an .iso file (read directly: no mount, no root) or a directory \
             holding pool/ and dists/. Every .deb is read once: hashed, its control file \
             read, and copied (hard-linked from a directory on the same file system). Each \
             .deb must match the size and SHA256 its disc's own Packages index gives. \
-            Identical packages on both discs appear once; the same name, version and \
-            architecture with different bytes is an error naming both files.\n\n\
+            Update discs (--update, repeatable) are merged after main and devel, in the \
+            order given, and named update1, update2, … in messages. Every version of a \
+            package is kept, so apt installs the newest; identical packages on several \
+            discs appear once; the same name, version and architecture with different \
+            bytes is an error naming both files.\n\n\
             Writes OUT/pool/, OUT/dists/SUITE/COMPONENT/binary-ARCH/Packages{,.gz,.xz}, \
             Release, InRelease and Release.gpg. OUT is replaced only when the build \
             succeeds; a rebuild re-reads only the files that changed.\n\n\
@@ -256,6 +261,7 @@ pub enum RepoCommand {
             accepts the repository.",
         after_help = "Examples:\n  \
             airlock repo build --main astra-main.iso --devel astra-devel.iso --key keys/signing-key.asc --out repo\n  \
+            airlock repo build --main astra-main.iso --devel astra-devel.iso --update 1.7.1-update.iso --update 1.7.2-update.iso --key keys/signing-key.asc --out repo\n  \
             SOURCE_DATE_EPOCH=1700000000 airlock repo build --main /srv/main --key keys/signing-key.asc --out repo --json\n  \
             airlock repo build --main astra-main.iso --key old/signing-key.asc --key new/signing-key.asc --out repo\n\n\
             On a VM: deb [signed-by=/path/archive-keyring.gpg] file:///opt/airlock/repo 1.7_x86-64 main contrib non-free"
@@ -357,6 +363,9 @@ pub struct RepoBuildArgs {
     /// The Astra SE 1.7 devel disc (optional), same forms as --main
     #[arg(long, value_name = "PATH")]
     pub devel: Option<PathBuf>,
+    /// An update disc, same forms as --main; repeat it for several, merged after main and devel in the order given
+    #[arg(long = "update", value_name = "PATH")]
+    pub updates: Vec<PathBuf>,
     /// The armored secret signing key (from `airlock keygen`, or your own); repeat it to sign with several keys, in that order
     #[arg(long = "key", value_name = "SECRET.asc", required = true)]
     pub keys: Vec<PathBuf>,
@@ -959,24 +968,18 @@ fn cmd_keygen(args: &KeygenArgs) -> Result<Status> {
 
 fn cmd_repo_build(args: &RepoBuildArgs) -> Result<Status> {
     let key = Signers::load(&args.keys)?;
-    let mut discs = vec![("main".to_string(), args.main.clone())];
-    if let Some(d) = &args.devel {
-        discs.push(("devel".to_string(), d.clone()));
-    }
+    let discs = repo::source_discs(&args.main, args.devel.as_deref(), &args.updates);
     let mut inputs: Vec<(&str, &std::path::Path)> = args
         .keys
         .iter()
         .map(|k| ("signing key", k.as_path()))
         .collect();
-    for (role, path) in &discs {
-        inputs.push((
-            if role == "main" {
-                "main disc"
-            } else {
-                "devel disc"
-            },
-            path.as_path(),
-        ));
+    inputs.push(("main disc", args.main.as_path()));
+    if let Some(d) = &args.devel {
+        inputs.push(("devel disc", d.as_path()));
+    }
+    for u in &args.updates {
+        inputs.push(("update disc", u.as_path()));
     }
     if let Some(k) = &args.disc_keyring {
         inputs.push(("disc keyring", k.as_path()));
@@ -1033,7 +1036,7 @@ fn print_repo_summary(s: &repo::Summary) {
     }
     if s.deduplicated > 0 {
         println!(
-            "  {} identical package(s) on both discs kept once",
+            "  {} identical package(s) on more than one disc kept once",
             s.deduplicated
         );
     }

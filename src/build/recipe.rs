@@ -79,6 +79,10 @@ pub struct Media {
     pub main: Option<PathBuf>,
     /// The Astra Linux SE 1.7 "devel" disc.
     pub devel: Option<PathBuf>,
+    /// Update discs (`1.7.1-update.iso`, …), merged after main and devel
+    /// in this order; every version of a package is kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub updates: Vec<PathBuf>,
     /// The vendor's Space Dispatcher disc (holds `install.sh`).
     pub vendor: Option<PathBuf>,
 }
@@ -550,6 +554,40 @@ ip = "192.0.2.20"
             "{e}"
         );
         assert!(e.contains("did you mean `role`?"), "{e}");
+    }
+
+    #[test]
+    fn update_discs_are_a_list_in_order_and_default_to_none() {
+        assert!(parse(&src(MINIMAL)).unwrap().media.updates.is_empty());
+        let text = MINIMAL.replace(
+            "[database]",
+            "[media]\nmain = \"main.iso\"\nupdates = [\"1.7.1-update.iso\", \"up/1.7.2\"]\n[database]",
+        );
+        let r = parse(&src(&text)).unwrap();
+        assert_eq!(
+            r.media.updates,
+            [PathBuf::from("1.7.1-update.iso"), PathBuf::from("up/1.7.2")]
+        );
+        // A recipe without update discs serialises as before.
+        let none = toml::to_string(&parse(&src(MINIMAL)).unwrap()).unwrap();
+        assert!(!none.contains("updates"), "{none}");
+    }
+
+    #[test]
+    fn a_misspelt_or_single_update_disc_is_refused_with_its_path() {
+        let text = MINIMAL.replace("[database]", "[media]\nupdate = [\"u.iso\"]\n[database]");
+        let e = parse(&src(&text)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("site.toml:9:1: media.update: unknown field `update`"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `updates`?"), "{e}");
+        let text = MINIMAL.replace("[database]", "[media]\nupdates = \"u.iso\"\n[database]");
+        let e = parse(&src(&text)).unwrap_err().to_string();
+        assert!(
+            e.contains("site.toml:9:11: media.updates: invalid type"),
+            "{e}"
+        );
     }
 
     #[test]

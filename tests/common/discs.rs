@@ -190,8 +190,17 @@ impl AptRoot {
 
     /// [`AptRoot::apt_get`] with more environment (`APT_CONFIG`, say).
     pub fn apt_get_env(&self, args: &[&str], env: &[(&str, &Path)]) -> (bool, String) {
+        self.run("apt-get", args, env)
+    }
+
+    /// `apt-cache ARGS` (`policy`, `madison`) in this root, after `update`.
+    pub fn apt_cache(&self, args: &[&str]) -> (bool, String) {
+        self.run("apt-cache", args, &[])
+    }
+
+    fn run(&self, program: &str, args: &[&str], env: &[(&str, &Path)]) -> (bool, String) {
         let r = self.root.display().to_string();
-        let out = Command::new("apt-get")
+        let out = Command::new(program)
             .envs(env.iter().map(|(k, v)| (*k, *v)))
             .args([
                 "-q",
@@ -217,7 +226,7 @@ impl AptRoot {
             .args(args)
             .env("LC_ALL", "C")
             .output()
-            .expect("running apt-get");
+            .unwrap_or_else(|e| panic!("running {program}: {e}"));
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

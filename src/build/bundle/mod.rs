@@ -102,6 +102,12 @@ pub fn resolved_recipe(recipe: &Recipe) -> Result<String> {
     let name_only = |p: &Option<PathBuf>| p.as_ref().and_then(|p| p.file_name()).map(PathBuf::from);
     r.media.main = name_only(&r.media.main);
     r.media.devel = name_only(&r.media.devel);
+    r.media.updates = r
+        .media
+        .updates
+        .iter()
+        .map(|p| p.file_name().map_or_else(|| p.clone(), PathBuf::from))
+        .collect();
     r.media.vendor = name_only(&r.media.vendor);
     r.database.password_file = None;
     Ok(format!(
@@ -126,6 +132,9 @@ fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
         if let Some(p) = p {
             inputs.push((what, p.as_path()));
         }
+    }
+    for p in &plan.media.updates {
+        inputs.push(("update disc", p.as_path()));
     }
     if let Some(s) = &opts.source_tar {
         inputs.push(("source tarball", s.as_path()));
@@ -289,19 +298,23 @@ impl RepoCache {
     }
 }
 
-/// The signed repository from the main and devel discs, reusing the
-/// previous bundle's pool files where the cache vouches for them.
+/// The signed repository from the main, devel and update discs, reusing
+/// the previous bundle's pool files where the cache vouches for them.
 fn build_repository(
     opts: &BuildOptions,
     plan: &Plan,
     staging: &Path,
     cache: &RepoCache,
 ) -> Result<repo::Summary> {
-    let required = "checked by MediaCheck::Require";
-    let mut discs = vec![("main".to_string(), plan.media.main.clone().expect(required))];
-    if let Some(d) = &plan.media.devel {
-        discs.push(("devel".to_string(), d.clone()));
-    }
+    let media = &plan.media;
+    let discs = repo::source_discs(
+        media
+            .main
+            .as_deref()
+            .expect("checked by MediaCheck::Require"),
+        media.devel.as_deref(),
+        &media.updates,
+    );
     let old_repo = opts.out.join("repo");
     let summary = repo::build(
         &repo::Options {

@@ -39,6 +39,7 @@ pub fn site_readme(plan: &Plan, fingerprints: &[String]) -> String {
         "2. Prepare the reference VM once (Astra Linux SE 1.7, 2 vCPU, 4 GiB, 30 GiB,\n   one virtio NIC), with this bundle mounted or copied at /media/airlock:\n\n    sudo /media/airlock/bin/airlock-firstboot prepare --bundle /media/airlock\n\n   It copies the repository to /opt/airlock/repo (also /opt/main and /opt/devel\n   for the vendor installer) and the inventory with every VM's payload to\n   /opt/airlock, trusts the archive key, installs the runner and its service\n   (it runs at every boot), and seals the VM for cloning: the image's machine\n   id and SSH host keys are recorded so that no clone keeps them. Then shut it\n   down and clone it {} times; do not boot it again before cloning (if you do,\n   the clones still replace its ids, but cloud-init sees it as an instance).\n",
         plan.hosts.len()
     );
+    s.push_str(&merged_discs(plan));
     let _ = writeln!(
         s,
         "   With the closed software environment on (DIGSIG_ELF_MODE=1 in\n   /etc/digsig/digsig_initramfs.conf), the one ELF file airlock adds must be\n   signed with the site's key after `prepare`, before the VM is shut down to be cloned:\n\n    sudo bsign --sign /usr/local/sbin/airlock-firstboot\n\n   (airlock-firstboot prints this hint when it finds ZPS on and no signature.)\n"
@@ -100,4 +101,22 @@ pub fn site_readme(plan: &Plan, fingerprints: &[String]) -> String {
         "5. When a step fails: `airlock-firstboot status` names the step and the\n   command; fix the cause and run `airlock-firstboot run` again (or reboot):\n   finished steps are skipped, an interrupted one is redone safely. A wait\n   that runs out is retried by the service on its own.\n\n6. After a failover the replica is the primary. When the old master comes\n   back it starts read-only (`status` says NOT A PRIMARY and why); nothing\n   is deleted. Make it a replica of the new primary before it serves again.\n"
     );
     s
+}
+
+/// The paragraph naming the discs the repository was merged from, in merge
+/// order, by file name only (the build machine's paths mean nothing at the
+/// site).
+fn merged_discs(plan: &Plan) -> String {
+    let discs: String = plan
+        .media
+        .sources()
+        .into_iter()
+        .filter_map(|(role, path)| {
+            let name = path?.file_name()?.to_string_lossy().into_owned();
+            Some(format!("    {role:<8} {name}\n"))
+        })
+        .collect();
+    format!(
+        "   The repository merges these discs, in this order (every version is kept;\n   apt installs the newest):\n\n{discs}\n"
+    )
 }

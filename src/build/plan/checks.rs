@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 
@@ -745,6 +745,7 @@ pub(crate) fn files(
     let media_plan = MediaPlan {
         main: recipe.media.main.as_ref().map(resolve_path),
         devel: recipe.media.devel.as_ref().map(resolve_path),
+        updates: recipe.media.updates.iter().map(resolve_path).collect(),
         vendor: recipe.media.vendor.as_ref().map(resolve_path),
     };
     let severity = match media {
@@ -794,17 +795,32 @@ fn discs(c: &mut Checker<'_>, media: &MediaPlan, severity: Severity) {
     ];
     for (key, path, what, required) in media_checks {
         match path {
-            Some(p) if !p.exists() => c.push(
-                severity,
-                key,
-                format!("{} ({what}) does not exist; give an .iso file or a directory holding pool/ and dists/", p.display()),
-            ),
+            Some(p) => disc_exists(c, severity, key, p, what),
             None if required => c.push(
                 severity,
                 key,
                 format!("not set; `airlock build` needs {what} (an .iso file or a directory)"),
             ),
-            _ => {}
+            None => {}
         }
+    }
+    for (n, p) in media.updates.iter().enumerate() {
+        let key = format!("media.updates[{n}]");
+        let what = format!("update disc {}", n + 1);
+        disc_exists(c, severity, &key, p, &what);
+    }
+}
+
+/// A disc the recipe names is there.
+fn disc_exists(c: &mut Checker<'_>, severity: Severity, key: &str, path: &Path, what: &str) {
+    if !path.exists() {
+        c.push(
+            severity,
+            key,
+            format!(
+                "{} ({what}) does not exist; give an .iso file or a directory holding pool/ and dists/",
+                path.display()
+            ),
+        );
     }
 }

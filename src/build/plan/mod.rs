@@ -171,7 +171,26 @@ pub struct SwarmPlan {
 pub struct MediaPlan {
     pub main: Option<PathBuf>,
     pub devel: Option<PathBuf>,
+    /// Update discs, merged after main and devel in this order.
+    #[serde(default)]
+    pub updates: Vec<PathBuf>,
     pub vendor: Option<PathBuf>,
+}
+
+impl MediaPlan {
+    /// The discs the repository is merged from, with their roles, in merge
+    /// order: `main` (None when the recipe does not name it), `devel` when
+    /// given, `update1`, `update2`, …
+    pub fn sources(&self) -> Vec<(String, Option<&PathBuf>)> {
+        let mut sources = vec![("main".to_string(), self.main.as_ref())];
+        if let Some(d) = &self.devel {
+            sources.push(("devel".to_string(), Some(d)));
+        }
+        for (n, u) in self.updates.iter().enumerate() {
+            sources.push((crate::build::repo::update_role(n), Some(u)));
+        }
+        sources
+    }
 }
 
 /// Another host, by name and address.

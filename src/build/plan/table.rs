@@ -2,8 +2,9 @@
 //! summary line per cluster-wide section, then one row per host.
 
 use std::fmt::{self, Write as _};
+use std::path::PathBuf;
 
-use super::{DatabaseMode, DatabasePlan, Failover, HostPlan, Plan, Rejoin, VrrpMode};
+use super::{DatabaseMode, DatabasePlan, Failover, HostPlan, MediaPlan, Plan, Rejoin, VrrpMode};
 
 impl Plan {
     /// The plan as a table a person reads (what `airlock plan` prints).
@@ -46,6 +47,7 @@ impl Plan {
             r.root,
             r.vendor_paths.join(" and ")
         );
+        write_sources(out, &self.media);
         let _ = writeln!(
             out,
             "Swarm    leader {} ({}:{}), {} manager(s); managers fetch the join token with `{}`",
@@ -56,6 +58,32 @@ impl Plan {
             self.swarm.token_source
         );
     }
+}
+
+/// The discs: one line per disc the repository is merged from, in merge
+/// order, then the vendor disc.
+fn write_sources(out: &mut String, media: &MediaPlan) {
+    let sources = media.sources();
+    let width = sources
+        .iter()
+        .map(|(role, _)| role.len())
+        .max()
+        .unwrap_or(0);
+    let shown = |p: Option<&PathBuf>| {
+        p.map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(not set)".into())
+    };
+    for (i, (role, path)) in sources.iter().enumerate() {
+        let head = if i == 0 { "Sources" } else { "" };
+        let _ = writeln!(out, "{head:<8} {role:<width$}  {}", shown(*path));
+    }
+    if sources.len() > 1 {
+        let _ = writeln!(
+            out,
+            "         (merged into the repository in this order; every version is kept, apt installs the newest)"
+        );
+    }
+    let _ = writeln!(out, "Vendor   {}", shown(media.vendor.as_ref()));
 }
 
 /// The database line: a pair with its VIP, or a single server.

@@ -1,10 +1,12 @@
-//! One signed apt repository from the main and devel discs.
+//! One signed apt repository from the main and devel discs and any number
+//! of update discs.
 //!
 //! Every `.deb` under a disc's `pool/` is read once: the same stream is
 //! hashed, scanned for its control member and (for images) copied into the
 //! output pool, on all cores. Each file is checked against its disc's own
-//! `Packages` index (chain of custody), the two discs are merged (identical
-//! packages once, the same name/version/arch with other bytes is an error),
+//! `Packages` index (chain of custody), the discs are merged (identical
+//! packages once, every version kept, the same name/version/arch with other
+//! bytes is an error naming both files),
 //! and `Packages`, `Packages.gz`, `Packages.xz`, `Release`, `InRelease` and
 //! `Release.gpg` are written. The output is built in a temporary directory
 //! beside the target and renamed into place, so a failure leaves nothing
@@ -42,10 +44,34 @@ pub const ASTRA_SUITE: &str = "1.7_x86-64";
 /// `apt-get update` finds an index for each.
 pub const ASTRA_COMPONENTS: [&str; 3] = ["main", "contrib", "non-free"];
 
+/// The role of update disc `n` (counted from 0) in messages and summaries:
+/// `update1`, `update2`, …
+pub fn update_role(n: usize) -> String {
+    format!("update{}", n + 1)
+}
+
+/// The discs in merge order with their roles: `main`, `devel` when given,
+/// then `update1`, `update2`, … in the order given.
+pub fn source_discs(
+    main: &Path,
+    devel: Option<&Path>,
+    updates: &[PathBuf],
+) -> Vec<(String, PathBuf)> {
+    let mut discs = vec![("main".to_string(), main.to_path_buf())];
+    if let Some(d) = devel {
+        discs.push(("devel".to_string(), d.to_path_buf()));
+    }
+    for (n, u) in updates.iter().enumerate() {
+        discs.push((update_role(n), u.clone()));
+    }
+    discs
+}
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// (role, path): `("main", …)`, `("devel", …)`. Earlier discs win a tie.
+    /// (role, path) in merge order: `("main", …)`, `("devel", …)`,
+    /// `("update1", …)` (see [`source_discs`]). Earlier discs win a tie.
     pub discs: Vec<(String, PathBuf)>,
     pub out: PathBuf,
     pub suite: String,
