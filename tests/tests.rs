@@ -3,6 +3,7 @@
 mod bake;
 mod bundle;
 mod common;
+mod delta;
 mod docs;
 mod firstboot;
 mod hostile;

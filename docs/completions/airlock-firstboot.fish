@@ -48,6 +48,7 @@ complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand stat
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -l cluster -d 'Ask every host of the cluster and judge whether the whole cluster is ready (as root)'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l bundle -d 'The bundle directory (as written by `airlock build`), or one of its volumes (repeat --bundle for each; on a terminal the missing ones are asked for, one disc after the other)' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l base -d 'With a delta as --bundle (from `airlock build --base`): the earlier bundle\'s directory it was built against' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l root -d 'Treat this directory as / (a clone\'s or the reference VM\'s disk, mounted)' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand role" -l role-file -d 'The role file (default: /etc/airlock/role.toml under --root)' -r -F

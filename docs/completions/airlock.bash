@@ -16,6 +16,9 @@ _airlock() {
             ",$1")
                 cmd="airlock"
                 ;;
+            airlock,apply)
+                cmd="airlock__subcmd__apply"
+                ;;
             airlock,bake)
                 cmd="airlock__subcmd__bake"
                 ;;
@@ -42,6 +45,9 @@ _airlock() {
                 ;;
             airlock,verify)
                 cmd="airlock__subcmd__verify"
+                ;;
+            airlock__subcmd__help,apply)
+                cmd="airlock__subcmd__help__subcmd__apply"
                 ;;
             airlock__subcmd__help,bake)
                 cmd="airlock__subcmd__help__subcmd__bake"
@@ -107,12 +113,42 @@ _airlock() {
 
     case "${cmd}" in
         airlock)
-            opts="-h -V --help --version plan build verify demo bake keygen repo report help"
+            opts="-h -V --help --version plan build verify apply demo bake keygen repo report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__apply)
+            opts="-h -V --to --out --keyring --require-signers --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keyring)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require-signers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -143,7 +179,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__build)
-            opts="-h -V --key --out --tar --secrets --runner --allow-new-glibc --with-source --volume-size --iso --json --help --version"
+            opts="-h -V --key --out --tar --secrets --runner --allow-new-glibc --with-source --volume-size --iso --base --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -177,6 +213,10 @@ _airlock() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --base)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -207,8 +247,22 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__help)
-            opts="plan build verify demo bake keygen repo report help"
+            opts="plan build verify apply demo bake keygen repo report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__help__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

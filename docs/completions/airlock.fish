@@ -29,6 +29,7 @@ complete -c airlock -n "__fish_airlock_needs_command" -s V -l version -d 'Print 
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "plan" -d 'Check a recipe and show every value each host will use'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "build" -d 'Build the whole bundle: signed repository, seeds, vendor disc, runner, signed SHA256SUMS'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "verify" -d 'Check a bundle (directory or tar) against its signed SHA256SUMS'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "apply" -d 'Make the whole new bundle from a delta and the bundle it was built against, and verify it'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "demo" -d 'Build and verify a bundle from built-in demo media (no discs needed)'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "bake" -d 'Render every VM\'s payload and cloud-init seed from a recipe'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "keygen" -d 'Generate the site\'s archive signing key'
@@ -45,6 +46,7 @@ complete -c airlock -n "__fish_airlock_using_subcommand build" -l secrets -d 'Se
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l runner -d 'The airlock-firstboot binary to ship (default: next to this airlock)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l with-source -d 'Add airlock\'s source and vendored crates (target/airlock-src.tar from `just vendor`) as source/airlock-src.tar' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l volume-size -d 'Cut the bundle into volumes DIR/volumes/NN/ of at most SIZE bytes, each verifying alone: dvd, dvd-dl, bd25, bd50, fat32, or bytes with a K, M or G suffix' -r
+complete -c airlock -n "__fish_airlock_using_subcommand build" -l base -d 'Write to DIR only what this earlier bundle lacks (a delta for `airlock apply`): its directory, its tar, or just its SHA256SUMS' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l allow-new-glibc -d 'Ship a runner that needs a glibc newer than Astra SE 1.7\'s 2.28 (for tests on other systems)'
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l iso -d 'With --volume-size: each volume also as DIR/volumes/NN.iso (ISO 9660, Rock Ridge, Joliet; label AIRLOCK_<CLUSTER>_NN; needs xorriso)'
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l json -d 'Print a summary as JSON on stdout'
@@ -55,6 +57,13 @@ complete -c airlock -n "__fish_airlock_using_subcommand verify" -l require-signe
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -l json -d 'Print the report as JSON on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c airlock -n "__fish_airlock_using_subcommand apply" -l to -d 'The earlier bundle\'s directory the delta was built against' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand apply" -l out -d 'The new bundle\'s directory (new, empty, an earlier bundle, or OLD itself); replaced only once it verifies' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand apply" -l keyring -d 'A keyring to check the delta\'s signatures and NEW with (default: OLD\'s own archive-keyring.gpg); repeatable' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand apply" -l require-signers -d 'How many distinct keys of the keyrings must have signed (with --keyring)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand apply" -l json -d 'Print the result as JSON on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock -n "__fish_airlock_using_subcommand apply" -s V -l version -d 'Print version'
 complete -c airlock -n "__fish_airlock_using_subcommand demo" -l out -d 'Directory for the demo media, recipe and bundle' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand demo" -l runner -d 'The airlock-firstboot binary to ship (default: next to this airlock)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -97,14 +106,15 @@ complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_
 complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
 complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from help" -f -a "check" -d 'Check an as-built report against the bundle: is every installed package from it?'
 complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo report help" -f -a "plan" -d 'Check a recipe and show every value each host will use'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo report help" -f -a "build" -d 'Build the whole bundle: signed repository, seeds, vendor disc, runner, signed SHA256SUMS'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo report help" -f -a "verify" -d 'Check a bundle (directory or tar) against its signed SHA256SUMS'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo report help" -f -a "demo" -d 'Build and verify a bundle from built-in demo media (no discs needed)'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo report help" -f -a "bake" -d 'Render every VM\'s payload and cloud-init seed from a recipe'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo report help" -f -a "keygen" -d 'Generate the site\'s archive signing key'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo report help" -f -a "repo" -d 'Work with the signed apt repository on its own'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo report help" -f -a "report" -d 'Hold the VMs\' as-built reports against the bundle'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify demo bake keygen repo report help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "plan" -d 'Check a recipe and show every value each host will use'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "build" -d 'Build the whole bundle: signed repository, seeds, vendor disc, runner, signed SHA256SUMS'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "verify" -d 'Check a bundle (directory or tar) against its signed SHA256SUMS'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "apply" -d 'Make the whole new bundle from a delta and the bundle it was built against, and verify it'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "demo" -d 'Build and verify a bundle from built-in demo media (no discs needed)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "bake" -d 'Render every VM\'s payload and cloud-init seed from a recipe'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "keygen" -d 'Generate the site\'s archive signing key'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "repo" -d 'Work with the signed apt repository on its own'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "report" -d 'Hold the VMs\' as-built reports against the bundle'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from repo" -f -a "build" -d 'Merge the main, devel and update discs into one signed apt repository'
 complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from report" -f -a "check" -d 'Check an as-built report against the bundle: is every installed package from it?'

@@ -98,12 +98,24 @@ pub enum Command {
             `airlock-firstboot prepare` takes them one after the other. Sizes: dvd (4.7 GB), \
             dvd-dl, bd25, bd50, fat32 (4 GiB - 1: one file on a FAT32 stick), or bytes \
             with K, M or G (powers of 1024). Each file is counted in whole 2 KiB sectors, \
-            as an ISO 9660 image stores it.",
+            as an ISO 9660 image stores it.\n\n\
+            --base OLD makes DIR a delta: the bundle is built whole, but DIR receives \
+            only the files whose contents OLD's SHA256SUMS does not list (new and \
+            upgraded packages, changed seeds and payloads, the new indexes), the new \
+            bundle's whole signed SHA256SUMS, its keys and MODES, and BASE: \
+            \"<sha256 of OLD's SHA256SUMS>  SHA256SUMS\", signed in BASE.gpg. OLD is read \
+            for its manifest only: a bundle directory, a bundle tar, a bundle in \
+            volumes, an earlier delta (its SHA256SUMS is its whole bundle's) or a \
+            SHA256SUMS file. At the site, `airlock apply DELTA --to OLD --out NEW` makes \
+            the whole new bundle again and verifies it.",
         after_help = "Examples:\n  \
             airlock keygen --out keys\n  \
             airlock build site.toml --key keys/signing-key.asc --out bundle\n  \
             airlock build site.toml --key keys/signing-key.asc --out bundle --volume-size dvd --iso\n  \
             airlock build site.toml --key keys/signing-key.asc --out bundle --tar bundle.tar\n\n\
+            A delta against what the site has (keep each delivered bundle's SHA256SUMS):\n  \
+            airlock build site.toml --key keys/signing-key.asc --base delivered/v1.SHA256SUMS --out delta-v2\n  \
+            airlock build site.toml --key keys/signing-key.asc --base delta-v2 --out delta-v3\n\n\
             Key rollover, one build signed by the old and the new key, later ones by the new key alone:\n  \
             airlock build site.toml --key old/signing-key.asc --key new/signing-key.asc --out bundle\n\n\
             Two-person rule, each officer's key:\n  \
@@ -133,6 +145,43 @@ pub enum Command {
             Without airlock: cd bundle && sha256sum -c SHA256SUMS && gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS"
     )]
     Verify(VerifyArgs),
+
+    /// Make the whole new bundle from a delta and the bundle it was built against, and verify it
+    #[command(
+        long_about = "Make the whole new bundle from a delta (`airlock build --base`) and the \
+            earlier bundle it was built against, and verify it.\n\n\
+            The delta's BASE names the sha256 of the earlier bundle's SHA256SUMS; an OLD \
+            whose SHA256SUMS has another hash, or none, is refused with both hashes named. \
+            The signatures of the new SHA256SUMS and of BASE are checked with the keys of \
+            OLD's own archive-keyring.gpg (it must be the one OLD's SHA256SUMS lists): a \
+            delta is accepted when a key the site already trusts signed it. --keyring \
+            (repeatable) and --require-signers check with the keys delivered separately \
+            instead, as `airlock verify` does; a key rollover that the base does not know \
+            yet needs them. The delta's own keyring is never trusted.\n\n\
+            Before anything is written, every path of the new manifest is checked as \
+            verify checks it (no '..', absolute path, control character, path listed \
+            twice or both as a file and a directory), and the delta is refused if it holds \
+            a link, a special file, or a file the new manifest does not list. NEW is then \
+            put together in a staging directory beside it: the files the delta carries, \
+            and every other file copied from OLD where OLD's manifest lists the same \
+            sha256 (at any path). It is verified there exactly as `airlock verify` would, \
+            with the same keys, and renamed into place only when it verifies: nothing \
+            half-written is ever left at NEW. NEW may be OLD itself (updated in place); \
+            applying the same delta again is harmless (NEW is made again, the same; in \
+            place, an OLD that is already the new bundle is only verified).\n\n\
+            Exit codes: 0 NEW made and verified, 1 the delta or the bundle it makes does \
+            not verify (every problem is listed; nothing written), 2 usage or I/O error, \
+            or a wrong or missing base.",
+        after_help = "Examples:\n  \
+            airlock apply /media/usb/delta-v2 --to bundle-v1 --out bundle-v2\n  \
+            airlock apply /media/usb/delta-v2 --to bundle --out bundle      (in place)\n  \
+            airlock apply delta-v2 --to bundle-v1 --out bundle-v2 --keyring keys/archive-keyring.gpg --json\n\n\
+            Which bundle a delta applies to, with stock tools:\n  \
+            cat delta-v2/BASE;  cd bundle-v1 && sha256sum -c ../delta-v2/BASE\n\n\
+            Checking the delta alone, with stock tools:\n  \
+            cd delta-v2 && gpgv --keyring KEYRING SHA256SUMS.gpg SHA256SUMS && gpgv --keyring KEYRING BASE.gpg BASE && sha256sum -c --ignore-missing --quiet SHA256SUMS"
+    )]
+    Apply(ApplyArgs),
 
     /// Build and verify a bundle from built-in demo media (no discs needed)
     #[command(
@@ -301,6 +350,9 @@ pub struct BuildArgs {
     /// With --volume-size: each volume also as DIR/volumes/NN.iso (ISO 9660, Rock Ridge, Joliet; label AIRLOCK_<CLUSTER>_NN; needs xorriso)
     #[arg(long, requires = "volume_size")]
     pub iso: bool,
+    /// Write to DIR only what this earlier bundle lacks (a delta for `airlock apply`): its directory, its tar, or just its SHA256SUMS
+    #[arg(long, value_name = "OLD")]
+    pub base: Option<PathBuf>,
     /// Print a summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -318,6 +370,28 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub require_signers: usize,
     /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// The delta directory (from `airlock build --base`)
+    #[arg(value_name = "DELTA")]
+    pub delta: PathBuf,
+    /// The earlier bundle's directory the delta was built against
+    #[arg(long, value_name = "OLD")]
+    pub to: PathBuf,
+    /// The new bundle's directory (new, empty, an earlier bundle, or OLD itself); replaced only once it verifies
+    #[arg(long, value_name = "NEW")]
+    pub out: PathBuf,
+    /// A keyring to check the delta's signatures and NEW with (default: OLD's own archive-keyring.gpg); repeatable
+    #[arg(long = "keyring", value_name = "FILE")]
+    pub keyrings: Vec<PathBuf>,
+    /// How many distinct keys of the keyrings must have signed (with --keyring)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub require_signers: usize,
+    /// Print the result as JSON on stdout
     #[arg(long)]
     pub json: bool,
 }
@@ -418,6 +492,7 @@ pub fn run(cli: Cli) -> Result<Status> {
         Command::Plan(args) => cmd_plan(&args),
         Command::Build(args) => cmd_build(&args),
         Command::Verify(args) => cmd_verify(&args),
+        Command::Apply(args) => cmd_apply(&args),
         Command::Demo(args) => cmd_demo(&args),
         Command::Bake(args) => cmd_bake(&args),
         Command::Keygen(args) => cmd_keygen(&args),
@@ -559,6 +634,7 @@ fn cmd_build(args: &BuildArgs) -> Result<Status> {
         source_tar: args.with_source.clone(),
         volume_size: args.volume_size,
         iso: args.iso,
+        base: args.base.clone(),
     };
     let summary = bundle::build_planned(&opts, &recipe, &plan)?;
     if args.json {
@@ -570,6 +646,10 @@ fn cmd_build(args: &BuildArgs) -> Result<Status> {
 }
 
 fn print_build_summary(s: &bundle::BuildSummary) {
+    if let Some(d) = &s.delta {
+        print_delta_summary(s, d);
+        return;
+    }
     println!(
         "{}: bundle for cluster {} ({} hosts), {} files, {:.1} MB, {:.1} s",
         s.out.display(),
@@ -629,11 +709,137 @@ fn print_build_summary(s: &bundle::BuildSummary) {
     );
 }
 
+fn cmd_apply(args: &ApplyArgs) -> Result<Status> {
+    use crate::shared::delta;
+    let progress = !args.json && std::io::stderr().is_terminal();
+    let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize())
+    {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("delta", args.delta.as_path())];
+    if !same(&args.out, &args.to) {
+        inputs.push(("base", args.to.as_path()));
+    }
+    crate::build::outdir::check(&args.out, crate::build::outdir::Kind::Bundle, &inputs, &[])?;
+    let trust = if args.keyrings.is_empty() {
+        if args.require_signers != 1 {
+            anyhow::bail!(
+                "--require-signers needs --keyring: the base's own keyring checks one signer"
+            );
+        }
+        None
+    } else {
+        Some(bundle::Trust::load(&args.keyrings, args.require_signers)?)
+    };
+    let applied = delta::apply(&args.delta, &args.to, &args.out, trust.as_ref(), progress)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&applied)?);
+    } else {
+        print_applied(args, &applied);
+    }
+    Ok(if applied.ok {
+        Status::Ok
+    } else {
+        Status::CheckFailed
+    })
+}
+
+fn print_applied(args: &ApplyArgs, a: &crate::shared::delta::Applied) {
+    for p in &a.problems {
+        println!("{:<10} {}: {}", p.kind.to_uppercase(), p.path, p.detail);
+    }
+    let keys = if a.base_keyring {
+        format!(
+            "the keys of {} (the base's own keyring: the new bundle is signed by a key the base trusted; pass --keyring with the key delivered separately to prove its origin)",
+            args.to
+                .join(crate::shared::keyring::PUBLIC_GPG_FILE)
+                .display()
+        )
+    } else {
+        args.keyrings
+            .iter()
+            .map(|k| k.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !a.ok {
+        println!(
+            "{}: REFUSED, {} problem(s); nothing was written to {} (checked with {keys})",
+            args.delta.display(),
+            a.problems.len(),
+            args.out.display()
+        );
+        return;
+    }
+    if let Some(r) = &a.report {
+        print_signers(r);
+    }
+    let files = a.report.as_ref().map_or(0, |r| r.files_checked);
+    let bytes = a.report.as_ref().map_or(0, |r| r.bytes);
+    if a.already {
+        println!(
+            "{}: already the bundle this delta makes (SHA256SUMS {})",
+            args.to.display(),
+            a.new
+        );
+    }
+    println!(
+        "{}: OK, {files} files, {:.1} MB verified: {} file(s) ({:.1} MB) from the delta, {} ({:.1} MB) from the base",
+        args.out.display(),
+        bytes as f64 / 1e6,
+        a.from_delta,
+        a.bytes_from_delta as f64 / 1e6,
+        a.from_base,
+        a.bytes_from_base as f64 / 1e6
+    );
+    println!(
+        "  base SHA256SUMS {}\n  new  SHA256SUMS {}\n  checked with {keys}",
+        a.base, a.new
+    );
+}
+
+/// A delta's summary: what it carries of the whole, against which base.
+fn print_delta_summary(s: &bundle::BuildSummary, d: &crate::build::delta::Summary) {
+    println!(
+        "{}: delta for cluster {} ({} hosts): {} of {} files, {:.1} of {:.1} MB ({:.1} MB on disc with its head), {:.1} s",
+        s.out.display(),
+        s.cluster,
+        s.hosts,
+        d.files,
+        d.whole_files,
+        d.bytes as f64 / 1e6,
+        d.whole_bytes as f64 / 1e6,
+        d.delta_bytes as f64 / 1e6,
+        s.seconds
+    );
+    println!(
+        "  applies to {} (SHA256SUMS {})\n  makes the bundle whose SHA256SUMS is {}\n  signed by {}",
+        d.base_path.display(),
+        d.base,
+        d.new,
+        s.fingerprints.join(", ")
+    );
+    println!(
+        "  at the site: airlock apply {} --to OLD --out NEW   (OLD: the bundle delivered from {})",
+        s.out.display(),
+        d.base_path.display()
+    );
+}
+
 fn cmd_verify(args: &VerifyArgs) -> Result<Status> {
     let progress = !args.json && std::io::stderr().is_terminal();
     let meta = std::fs::metadata(&args.path)
         .with_context(|| format!("reading {}", args.path.display()))?;
     let trust = bundle::Trust::load(&args.keyrings, args.require_signers)?;
+    if meta.is_dir() && crate::shared::delta::is_delta(&args.path) {
+        anyhow::bail!(
+            "{} is a delta (it has {}): it holds only what its base lacks, so it does not verify alone; `airlock apply {} --to OLD --out NEW` makes the whole bundle and verifies it",
+            args.path.display(),
+            crate::shared::delta::BASE,
+            args.path.display()
+        );
+    }
     if meta.is_dir() {
         let dirs = if crate::shared::volumes::is_volume(&args.path) {
             Some(vec![args.path.clone()])
@@ -820,6 +1026,7 @@ fn cmd_demo(args: &DemoArgs) -> Result<Status> {
         source_tar: None,
         volume_size: None,
         iso: false,
+        base: None,
     })?;
     println!(
         "*** DEMO: the signing key and secrets are INSECURE (fixed seed). Never use them at a site. ***"

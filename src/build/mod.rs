@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod cli;
 pub(crate) mod cloudinit;
+pub mod delta;
 pub mod demo;
 pub mod elfcheck;
 pub(crate) mod isowrite;

@@ -497,7 +497,7 @@ fn report(listing: Listing, own: bool, files: usize, bytes: u64, problems: Vec<F
 }
 
 /// The directories a manifest implies (every parent of a listed file).
-fn implied_dirs<'a>(paths: impl Iterator<Item = &'a String>) -> BTreeSet<String> {
+pub(crate) fn implied_dirs<'a>(paths: impl Iterator<Item = &'a String>) -> BTreeSet<String> {
     let mut dirs = BTreeSet::new();
     for p in paths {
         let mut d = Path::new(p).parent();

@@ -20,7 +20,13 @@ impl Staging {
     /// Creates the staging directory for `out` (and `out`'s parent if
     /// needed); a stale one from a crashed run with the same pid goes.
     pub fn beside(out: &Path) -> Result<Staging> {
-        let path = sibling(out, "airlock-tmp")?;
+        Staging::beside_tagged(out, "airlock-tmp")
+    }
+
+    /// [`Staging::beside`] named `.<name>.<tag>-<pid>`, for a second
+    /// staging directory beside the same output.
+    pub fn beside_tagged(out: &Path, tag: &str) -> Result<Staging> {
+        let path = sibling(out, tag)?;
         let parent = path.parent().expect("a sibling has a parent");
         fs::create_dir_all(parent)
             .with_context(|| format!("creating the output's parent {}", parent.display()))?;

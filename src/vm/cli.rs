@@ -87,11 +87,18 @@ pub enum Command {
             image: it records the image's machine id and SSH host keys (no clone keeps them), \
             empties /etc/machine-id, removes /var/lib/dbus/machine-id and the SSH host keys, \
             and cleans cloud-init's state. Every mode is set explicitly, whatever the umask. \
-            It refuses a VM that already has a role.",
+            It refuses a VM that already has a role.\n\n\
+            A delta (`airlock build --base`) is taken with --base OLD, the earlier bundle's \
+            directory it was built against (the old disc or stick): the whole new bundle \
+            is made in /var/tmp/airlock-bundle from the two, its signatures checked with \
+            OLD's own archive-keyring.gpg and every file with the new SHA256SUMS (as \
+            `airlock apply` does), prepared from, and removed after. A wrong or missing \
+            base is refused with both manifest hashes named.",
         after_help = "Examples:\n  sudo /media/airlock/bin/airlock-firstboot prepare --bundle /media/airlock\n  \
             sudo airlock-firstboot prepare --bundle bundle --root /mnt/reference-disk\n  \
             sudo /media/cdrom/bin/airlock-firstboot prepare --bundle /media/cdrom   (a bundle in volumes: insert the next disc when asked)\n  \
-            sudo airlock-firstboot prepare --bundle /mnt/v01 --bundle /mnt/v02 --bundle /mnt/v03"
+            sudo airlock-firstboot prepare --bundle /mnt/v01 --bundle /mnt/v02 --bundle /mnt/v03\n  \
+            sudo /media/old/bin/airlock-firstboot prepare --bundle /media/usb/delta-v2 --base /media/old   (a delta and the bundle it applies to)"
     )]
     Prepare(PrepareArgs),
     /// Show who this VM is: host, role, address, peers
@@ -268,6 +275,9 @@ pub struct PrepareArgs {
     /// The bundle directory (as written by `airlock build`), or one of its volumes (repeat --bundle for each; on a terminal the missing ones are asked for, one disc after the other)
     #[arg(long, value_name = "DIR", required = true)]
     pub bundle: Vec<PathBuf>,
+    /// With a delta as --bundle (from `airlock build --base`): the earlier bundle's directory it was built against
+    #[arg(long, value_name = "OLD")]
+    pub base: Option<PathBuf>,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -533,6 +543,19 @@ fn cmd_prepare(args: &PrepareArgs) -> Result<Vec<String>> {
     use crate::shared::volumes;
     use std::io::IsTerminal;
     let root = &args.root.root;
+    if let Some(base) = &args.base {
+        return prepare_from_delta(root, &args.bundle, base);
+    }
+    if let Some(d) = args
+        .bundle
+        .iter()
+        .find(|b| crate::shared::delta::is_delta(b))
+    {
+        anyhow::bail!(
+            "{} is a delta (it has BASE): give the earlier bundle it applies to with --base OLD",
+            d.display()
+        );
+    }
     let volume_dirs: Vec<PathBuf> = args
         .bundle
         .iter()
@@ -589,6 +612,54 @@ fn cmd_prepare(args: &PrepareArgs) -> Result<Vec<String>> {
         format!(
             "assembled the bundle from {} volume(s) in {} (removed after)",
             volume_dirs.len().max(1),
+            paths::ASSEMBLED_BUNDLE
+        ),
+    );
+    Ok(done)
+}
+
+/// `prepare --bundle DELTA --base OLD`: the whole new bundle made from the
+/// delta and its base (checked with the base's keyring), then prepared from.
+fn prepare_from_delta(root: &Path, bundles: &[PathBuf], base: &Path) -> Result<Vec<String>> {
+    use std::io::IsTerminal;
+    let [delta] = bundles else {
+        anyhow::bail!("--base takes one --bundle: the delta built against it");
+    };
+    let assembled = under(root, paths::ASSEMBLED_BUNDLE);
+    let applied = crate::shared::delta::apply(
+        delta,
+        base,
+        &assembled,
+        None,
+        std::io::stderr().is_terminal(),
+    )?;
+    if !applied.ok {
+        let _ = std::fs::remove_dir_all(&assembled);
+        let first: Vec<String> = applied
+            .problems
+            .iter()
+            .take(5)
+            .map(|p| format!("{} {}: {}", p.kind, p.path, p.detail))
+            .collect();
+        anyhow::bail!(
+            "the delta {} does not make a bundle that verifies ({} problem(s)): {}; nothing was prepared",
+            delta.display(),
+            applied.problems.len(),
+            first.join("; ")
+        );
+    }
+    let done = crate::vm::prepare::prepare(root, &assembled);
+    let _ = std::fs::remove_dir_all(&assembled);
+    let mut done = done?;
+    done.insert(
+        0,
+        format!(
+            "made the new bundle (SHA256SUMS {}) from the delta {} ({} files) and the base {} ({} files), checked with the base's keyring, in {} (removed after)",
+            applied.new,
+            delta.display(),
+            applied.from_delta,
+            base.display(),
+            applied.from_base,
             paths::ASSEMBLED_BUNDLE
         ),
     );

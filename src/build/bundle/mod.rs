@@ -71,6 +71,9 @@ pub struct BuildOptions {
     pub volume_size: Option<u64>,
     /// With `volume_size`: each volume also as an ISO image.
     pub iso: bool,
+    /// Write to `out` only what this earlier bundle (a directory, tar,
+    /// volumes or its `SHA256SUMS`) lacks: a delta.
+    pub base: Option<PathBuf>,
 }
 
 /// What a build made.
@@ -92,6 +95,8 @@ pub struct BuildSummary {
     pub fingerprints: Vec<String>,
     /// The volumes, when the bundle was cut into volumes.
     pub volumes: Option<crate::build::volumes::Summary>,
+    /// What the delta holds, when `out` is a delta (`--base`).
+    pub delta: Option<crate::build::delta::Summary>,
     pub seconds: f64,
 }
 
@@ -142,6 +147,14 @@ fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
     for k in &opts.key_paths {
         inputs.push(("signing key", k.as_path()));
     }
+    if let Some(b) = &opts.base {
+        inputs.push(("base", b.as_path()));
+        if opts.tar.is_some() || opts.volume_size.is_some() {
+            bail!(
+                "--base with --tar or --volume-size: a delta is written as a directory only; build the delta, then carry its directory as it is"
+            );
+        }
+    }
     if opts.tar.is_some() && opts.volume_size.is_some() {
         bail!(
             "--tar and --volume-size together: a volume is a directory to burn or copy as it is (one tar would have to be split); give one of them"
@@ -168,11 +181,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
 pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Result<BuildSummary> {
     let started = std::time::Instant::now();
     check_output(opts, plan)?;
+    let base = opts
+        .base
+        .as_deref()
+        .map(crate::build::delta::Base::read)
+        .transpose()?;
     let runner = read_runner(opts)?;
     let (secrets, secrets_created) = load_secrets(opts, plan)?;
     let staging = Staging::beside(&opts.out)?;
     let cache = RepoCache::beside(&opts.out)?;
-    let mut repository = build_repository(opts, plan, staging.path(), &cache)?;
+    let mut repository = build_repository(opts, plan, staging.path(), &cache, base.as_ref())?;
     let mut w = RootWriter::new(staging.path());
     let payloads = cloudinit::render_all(plan, &secrets)?;
     seed::write_all(&mut w, plan, &payloads, opts.time)?;
@@ -181,6 +199,32 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
     copy_source_tar(opts, staging.path())?;
     write_modes(&mut w, staging.path())?;
     let (files, bytes) = write_manifest(&mut w, staging.path(), &repository, opts)?;
+    let mut summary = BuildSummary {
+        out: opts.out.clone(),
+        tar: opts.tar.clone(),
+        cluster: plan.cluster.clone(),
+        hosts: plan.hosts.len(),
+        files,
+        bytes,
+        repository: repository.clone(),
+        secrets: opts.fixed_secrets.is_none().then(|| opts.secrets.clone()),
+        secrets_created,
+        fingerprint: opts.key.fingerprints()[0].clone(),
+        fingerprints: opts.key.fingerprints(),
+        volumes: None,
+        delta: None,
+        seconds: 0.0,
+    };
+    if let Some(base) = &base {
+        // The whole bundle was only the delta's source: it goes, and so
+        // does the cache made for it (it would vouch for a partial pool).
+        let delta =
+            crate::build::delta::write(staging.path(), base, &opts.out, &opts.key, opts.time)?;
+        let _ = fs::remove_file(&cache.fresh);
+        summary.delta = Some(delta);
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
     staging.replace(&opts.out)?;
     cache.keep(&opts.out, &opts.key)?;
     if let Some(tar) = &opts.tar {
@@ -199,21 +243,10 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
         None => None,
     };
     repository.out = opts.out.join("repo");
-    Ok(BuildSummary {
-        out: opts.out.clone(),
-        tar: opts.tar.clone(),
-        cluster: plan.cluster.clone(),
-        hosts: plan.hosts.len(),
-        files,
-        bytes,
-        repository,
-        secrets: opts.fixed_secrets.is_none().then(|| opts.secrets.clone()),
-        secrets_created,
-        fingerprint: opts.key.fingerprints()[0].clone(),
-        fingerprints: opts.key.fingerprints(),
-        volumes,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    summary.repository = repository;
+    summary.volumes = volumes;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
 }
 
 /// The recipe and its plan; every error of the plan refuses the build.
@@ -299,12 +332,15 @@ impl RepoCache {
 }
 
 /// The signed repository from the main, devel and update discs, reusing
-/// the previous bundle's pool files where the cache vouches for them.
+/// the previous bundle's pool files where the cache vouches for them: the
+/// bundle at `--out`, or for a delta the base when it is a bundle
+/// directory (its cache is only read).
 fn build_repository(
     opts: &BuildOptions,
     plan: &Plan,
     staging: &Path,
     cache: &RepoCache,
+    base: Option<&crate::build::delta::Base>,
 ) -> Result<repo::Summary> {
     let media = &plan.media;
     let discs = repo::source_discs(
@@ -315,7 +351,13 @@ fn build_repository(
         media.devel.as_deref(),
         &media.updates,
     );
-    let old_repo = opts.out.join("repo");
+    let (old_repo, old_cache) = match base {
+        None => (opts.out.join("repo"), cache.kept.clone()),
+        Some(b) => match &b.dir {
+            Some(d) => (d.join("repo"), RepoCache::beside(d)?.kept),
+            None => (PathBuf::new(), PathBuf::new()),
+        },
+    };
     let summary = repo::build(
         &repo::Options {
             discs,
@@ -329,7 +371,7 @@ fn build_repository(
             progress: opts.progress,
             jobs: 0,
             previous: old_repo.is_dir().then_some(old_repo),
-            previous_cache: Some(cache.kept.clone()),
+            previous_cache: old_cache.is_file().then_some(old_cache),
         },
         &opts.key,
     )?;

@@ -1,0 +1,607 @@
+//! Delta bundles: what a new bundle adds to an earlier one (its base), and
+//! the new bundle made whole again from the base and the delta. The layout
+//! and its checks are shared by `airlock apply` at the site and by
+//! `airlock-firstboot prepare --base` on the reference VM.
+//!
+//! ```text
+//! SHA256SUMS, SHA256SUMS.gpg        the new bundle's manifest and signature, whole
+//! BASE, BASE.gpg                    "<sha256>  SHA256SUMS": the base's manifest, signed
+//! archive-keyring.gpg, .asc, MODES  always (small, and they make the delta readable alone)
+//! <path>                            every other file of the new manifest whose content
+//!                                   (its sha256) is nowhere in the base's manifest
+//! ```
+//!
+//! A delta is hostile input until the new bundle it makes has verified:
+//! its signatures are checked with the base's keyring (or the keyrings
+//! given), its manifest's paths as `verify` checks them, its tree for links,
+//! odd files and files the manifest does not list, all before anything is
+//! written; the new bundle is put together in a staging directory beside
+//! the output, verified there exactly as `airlock verify` does, and only
+//! then renamed into place.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::shared::keyring::{Keyring, PUBLIC_ASC_FILE, PUBLIC_GPG_FILE};
+use crate::shared::manifest::{
+    self, Finding, MODES, Report, SUMS, SUMS_SIG, Trust, parse_manifest, verify_dir,
+};
+use crate::shared::staging::Staging;
+use crate::shared::volumes::sha256;
+use crate::shared::writer::create_dirs;
+
+/// Names the base: `<sha256 of the base's SHA256SUMS>  SHA256SUMS`, one
+/// line, so `sha256sum -c DELTA/BASE` in the base's directory checks it.
+pub const BASE: &str = "BASE";
+/// BASE's detached signature, by the keys that signed the new manifest.
+pub const BASE_SIG: &str = "BASE.gpg";
+
+/// The files of the new bundle a delta always carries, whatever the base
+/// holds.
+pub const ALWAYS: [&str; 3] = [PUBLIC_GPG_FILE, PUBLIC_ASC_FILE, MODES];
+
+/// The files of a delta that are not files of the new bundle.
+const OWN: [&str; 4] = [SUMS, SUMS_SIG, BASE, BASE_SIG];
+
+/// The most bytes read of a delta's head file.
+const HEAD_LIMIT: u64 = 64 << 20;
+
+/// The text of BASE for a base whose SHA256SUMS hashes to `hash`.
+pub fn render_base(hash: &str) -> String {
+    format!("{hash}  {SUMS}\n")
+}
+
+/// The base's manifest hash from BASE's text; None unless it is exactly
+/// what [`render_base`] writes.
+pub fn parse_base(text: &str) -> Option<String> {
+    let hash = text.strip_suffix(&format!("  {SUMS}\n"))?;
+    (hash.len() == 64
+        && hash
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)))
+    .then(|| hash.to_string())
+}
+
+/// `dir` holds a delta (a BASE file), not a whole bundle.
+pub fn is_delta(dir: &Path) -> bool {
+    fs::symlink_metadata(dir.join(BASE)).is_ok_and(|m| m.is_file())
+}
+
+/// Where a file of the new bundle comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// The delta carries it.
+    Delta,
+    /// The base holds the same bytes at this path.
+    Base(String),
+}
+
+/// What `apply` did, or why it refused (`ok` false, `problems` say why).
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub ok: bool,
+    /// The sha256 of the base's SHA256SUMS (what BASE names).
+    pub base: String,
+    /// The sha256 of the new SHA256SUMS.
+    pub new: String,
+    /// The base given was already the new bundle.
+    pub already: bool,
+    /// The trust came from the base's own archive-keyring.gpg.
+    pub base_keyring: bool,
+    /// Files (and their bytes) taken from the delta and from the base.
+    pub from_delta: usize,
+    pub bytes_from_delta: u64,
+    pub from_base: usize,
+    pub bytes_from_base: u64,
+    /// What is wrong with the delta or the bundle it makes.
+    pub problems: Vec<Finding>,
+    /// The new bundle's verification, when it got that far.
+    pub report: Option<Report>,
+}
+
+fn finding(kind: &str, path: &str, detail: impl Into<String>) -> Finding {
+    Finding {
+        kind: kind.into(),
+        path: path.into(),
+        detail: detail.into(),
+    }
+}
+
+/// Reads a small regular file of `dir` (no link followed); None when it is
+/// not there.
+fn read_head(dir: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+    let path = dir.join(name);
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    if !meta.is_file() {
+        bail!(
+            "{}: not a regular file (a link or something odd): refused",
+            path.display()
+        );
+    }
+    if meta.len() > HEAD_LIMIT {
+        bail!(
+            "{}: {} bytes, too large for a manifest or signature",
+            path.display(),
+            meta.len()
+        );
+    }
+    fs::read(&path)
+        .map(Some)
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+/// The delta's head: the new manifest, BASE and their signatures.
+struct Head {
+    sums: Vec<u8>,
+    sums_sig: Option<Vec<u8>>,
+    base_sig: Option<Vec<u8>>,
+    /// What BASE names.
+    want: String,
+}
+
+impl Head {
+    fn read(delta: &Path) -> Result<Head> {
+        if !delta.is_dir() {
+            bail!(
+                "{}: not a directory; a delta is the directory `airlock build --base` wrote",
+                delta.display()
+            );
+        }
+        let Some(base) = read_head(delta, BASE)? else {
+            bail!(
+                "{}: no {BASE} file, so it is not a delta (a whole bundle needs no apply: check it with `airlock verify {}`)",
+                delta.display(),
+                delta.display()
+            );
+        };
+        let want = parse_base(&String::from_utf8_lossy(&base)).with_context(|| {
+            format!(
+                "{}: not one line \"<sha256>  {SUMS}\": not a delta airlock wrote",
+                delta.join(BASE).display()
+            )
+        })?;
+        let sums = read_head(delta, SUMS)?.with_context(|| {
+            format!(
+                "{}: the delta holds no {SUMS} (the new bundle's manifest); copy the whole delta directory again",
+                delta.display()
+            )
+        })?;
+        Ok(Head {
+            sums,
+            sums_sig: read_head(delta, SUMS_SIG)?,
+            base_sig: read_head(delta, BASE_SIG)?,
+            want,
+        })
+    }
+}
+
+/// The base: its manifest, parsed, and where its files are.
+struct BaseBundle {
+    dir: PathBuf,
+    hash: String,
+    listing: BTreeMap<String, String>,
+}
+
+impl BaseBundle {
+    /// Reads the base at `dir`, which must be the bundle `head` names (or
+    /// already the new bundle): refused with both hashes named otherwise.
+    fn read(dir: &Path, delta: &Path, head: &Head, new: &str) -> Result<BaseBundle> {
+        if !dir.is_dir() {
+            bail!(
+                "{}: the base must be the earlier bundle's directory (unpack a bundle tar first: mkdir old && tar -xf OLD.tar -C old)",
+                dir.display()
+            );
+        }
+        let Some(sums) = read_head(dir, SUMS)? else {
+            bail!(
+                "missing base: {} holds no {SUMS}; the delta {} applies to the bundle whose {SUMS} has sha256 {}. Give that bundle's directory",
+                dir.display(),
+                delta.display(),
+                head.want
+            );
+        };
+        let hash = sha256(&sums);
+        if hash != head.want && hash != new {
+            bail!(
+                "wrong base: the delta {} applies to the bundle whose {SUMS} has sha256 {}, but {} has sha256 {hash}. Give the bundle the delta was built against (`sha256sum OLD/{SUMS}`, or `sha256sum -c {}` in its directory, finds it)",
+                delta.display(),
+                head.want,
+                dir.join(SUMS).display(),
+                delta.join(BASE).display()
+            );
+        }
+        let (listing, problems) = parse_manifest(&String::from_utf8_lossy(&sums));
+        if let Some(p) = problems.first() {
+            bail!(
+                "the base's manifest {} is damaged ({} {}: {}): check the base with `airlock verify {}`",
+                dir.join(SUMS).display(),
+                p.kind,
+                p.path,
+                p.detail,
+                dir.display()
+            );
+        }
+        Ok(BaseBundle {
+            dir: dir.to_path_buf(),
+            hash,
+            listing,
+        })
+    }
+
+    /// The base's own keyring, as its manifest lists it.
+    fn keyring(&self) -> Result<Keyring> {
+        let label = self.dir.join(PUBLIC_GPG_FILE).display().to_string();
+        let bytes = read_head(&self.dir, PUBLIC_GPG_FILE)?
+            .with_context(|| format!("{label} is missing: pass --keyring"))?;
+        match self.listing.get(PUBLIC_GPG_FILE) {
+            Some(h) if *h == sha256(&bytes) => {}
+            _ => bail!(
+                "{label} is not the keyring the base's {SUMS} lists: the base was altered; check it with `airlock verify`, or pass --keyring"
+            ),
+        }
+        Keyring::from_bytes(&bytes, &label)
+    }
+
+    /// A path of the base holding `hash`: `path` itself when it does.
+    fn find(&self, path: &str, hash: &str, by_hash: &BTreeMap<&str, &str>) -> Option<String> {
+        if self.listing.get(path).is_some_and(|h| h == hash) {
+            return Some(path.to_string());
+        }
+        by_hash.get(hash).map(|p| p.to_string())
+    }
+}
+
+/// Checks a detached signature of `data` (`sig`, from the file `name`):
+/// `trust.require` distinct keys of its keyring must have made a good one.
+fn check_sig(name: &str, data: &[u8], sig: Option<&[u8]>, trust: &Trust) -> Option<Finding> {
+    let keyring = trust.keyring.as_ref().expect("apply always has a keyring");
+    let Some(sig) = sig else {
+        return Some(finding(
+            "signature",
+            name,
+            "missing: the delta is not signed",
+        ));
+    };
+    let checked = match keyring.check_detached(data, sig) {
+        Ok(c) => c,
+        Err(e) => {
+            return Some(finding(
+                "signature",
+                name,
+                format!("does not verify: {e:#}"),
+            ));
+        }
+    };
+    checked
+        .require(trust.require, keyring)
+        .err()
+        .map(|e| finding("signature", name, format!("{e:#}")))
+}
+
+/// The new manifest's paths, held to more than `verify` needs for reading:
+/// none of the delta's own names, and no path both a file and a directory.
+fn check_paths(listing: &BTreeMap<String, String>, problems: &mut Vec<Finding>) {
+    for p in listing.keys() {
+        if OWN.contains(&p.as_str()) {
+            problems.push(finding(
+                "unsafe",
+                p,
+                "the manifest lists a file of the delta's own head",
+            ));
+        }
+        for (i, _) in p.match_indices('/') {
+            let d = &p[..i];
+            if listing.contains_key(d) {
+                problems.push(finding(
+                    "unsafe",
+                    p,
+                    format!("{d} is listed as a file and as a directory"),
+                ));
+            }
+        }
+    }
+}
+
+/// What the delta directory holds: its files of the new bundle with their
+/// sizes. A link, an odd file, a file or directory the manifest does not
+/// imply is a problem; nothing is followed.
+fn walk_delta(
+    delta: &Path,
+    listing: &BTreeMap<String, String>,
+    problems: &mut Vec<Finding>,
+) -> BTreeMap<String, u64> {
+    let dirs = manifest::implied_dirs(listing.keys());
+    let mut carried = BTreeMap::new();
+    for e in walkdir::WalkDir::new(delta)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1)
+    {
+        let e = match e {
+            Ok(e) => e,
+            Err(err) => {
+                problems.push(finding("unreadable", "", err.to_string()));
+                continue;
+            }
+        };
+        let rel = e
+            .path()
+            .strip_prefix(delta)
+            .expect("under the delta")
+            .to_string_lossy()
+            .into_owned();
+        let t = e.file_type();
+        if t.is_symlink() {
+            problems.push(finding(
+                "unsafe",
+                &rel,
+                "a symbolic link; a delta holds none (not followed)",
+            ));
+        } else if t.is_dir() {
+            if !dirs.contains(&rel) {
+                problems.push(finding(
+                    "extra",
+                    &rel,
+                    "a directory no file of the new SHA256SUMS is in",
+                ));
+            }
+        } else if !t.is_file() {
+            problems.push(finding("unsafe", &rel, "not a regular file"));
+        } else if OWN.contains(&rel.as_str()) {
+            // The delta's head, read and checked on its own.
+        } else if !listing.contains_key(&rel) {
+            problems.push(finding(
+                "extra",
+                &rel,
+                "in the delta, not in the new SHA256SUMS",
+            ));
+        } else {
+            carried.insert(rel, e.metadata().map(|m| m.len()).unwrap_or(0));
+        }
+    }
+    carried
+}
+
+/// Makes the new bundle from the delta in `delta` and the base bundle in
+/// `base`, and puts it at `out` (which may be `base` itself: it is replaced
+/// once the new bundle verified). `trust`: the keyrings to check the
+/// delta's signatures and the new bundle with; None: the base's own
+/// `archive-keyring.gpg`, so a delta is accepted when it is signed by a key
+/// the base already trusted.
+///
+/// A wrong or missing base, or something unreadable, is an error; a delta
+/// that does not check out is `ok: false` with every problem, and nothing
+/// is written then.
+pub fn apply(
+    delta: &Path,
+    base: &Path,
+    out: &Path,
+    trust: Option<&Trust>,
+    progress: bool,
+) -> Result<Applied> {
+    let head = Head::read(delta)?;
+    let new = sha256(&head.sums);
+    let base = BaseBundle::read(base, delta, &head, &new)?;
+    let base_keyring = trust.is_none();
+    let trust = match trust {
+        Some(t) => t.clone(),
+        None => Trust::keyring(base.keyring()?),
+    };
+    let mut applied = Applied {
+        ok: false,
+        base: head.want.clone(),
+        new: new.clone(),
+        already: base.hash == new,
+        base_keyring,
+        from_delta: 0,
+        bytes_from_delta: 0,
+        from_base: 0,
+        bytes_from_base: 0,
+        problems: Vec::new(),
+        report: None,
+    };
+    let problems = &mut applied.problems;
+    problems.extend(check_sig(
+        SUMS_SIG,
+        &head.sums,
+        head.sums_sig.as_deref(),
+        &trust,
+    ));
+    let base_text = render_base(&head.want);
+    problems.extend(check_sig(
+        BASE_SIG,
+        base_text.as_bytes(),
+        head.base_sig.as_deref(),
+        &trust,
+    ));
+    let (listing, found) = parse_manifest(&String::from_utf8_lossy(&head.sums));
+    problems.extend(found);
+    check_paths(&listing, problems);
+    if !problems.is_empty() {
+        return Ok(applied);
+    }
+    let carried = walk_delta(delta, &listing, problems);
+    let by_hash: BTreeMap<&str, &str> = base
+        .listing
+        .iter()
+        .map(|(p, h)| (h.as_str(), p.as_str()))
+        .collect();
+    let mut sources = BTreeMap::new();
+    for (path, hash) in &listing {
+        let source = if carried.contains_key(path) {
+            Source::Delta
+        } else if let Some(p) = base.find(path, hash, &by_hash) {
+            Source::Base(p)
+        } else {
+            problems.push(finding(
+                "missing",
+                path,
+                format!(
+                    "the delta does not carry it and the base lists no file with its sha256 {hash}"
+                ),
+            ));
+            continue;
+        };
+        sources.insert(path.clone(), source);
+    }
+    if !problems.is_empty() {
+        return Ok(applied);
+    }
+    if applied.already && same_dir(&base.dir, out) {
+        // Applied in place before: check it, write nothing.
+        let report = verify_dir(out, &trust, progress)?;
+        applied.from_base = sources.len();
+        applied.ok = report.ok;
+        applied.problems = report.problems.clone();
+        applied.report = Some(report);
+        return Ok(applied);
+    }
+    let modes = read_modes(delta, &base.dir, &sources, &listing)?;
+    let staging = Staging::beside(out)?;
+    for (path, source) in &sources {
+        let from = match source {
+            Source::Delta => delta.join(path),
+            Source::Base(p) => base.dir.join(p),
+        };
+        let n = put(&from, staging.path(), path, modes.get(path).copied())?;
+        match source {
+            Source::Delta => {
+                applied.from_delta += 1;
+                applied.bytes_from_delta += n;
+            }
+            Source::Base(_) => {
+                applied.from_base += 1;
+                applied.bytes_from_base += n;
+            }
+        }
+    }
+    write_new(staging.path(), SUMS, &head.sums)?;
+    write_new(
+        staging.path(),
+        SUMS_SIG,
+        head.sums_sig.as_deref().expect("checked"),
+    )?;
+    let report = verify_dir(staging.path(), &trust, progress)?;
+    if !report.ok {
+        for p in &report.problems {
+            let whence = match sources.get(&p.path) {
+                Some(Source::Delta) => format!(" (taken from the delta {})", delta.display()),
+                Some(Source::Base(b)) => {
+                    format!(" (taken from the base {})", base.dir.join(b).display())
+                }
+                None => String::new(),
+            };
+            applied.problems.push(Finding {
+                detail: format!("{}{whence}", p.detail),
+                ..p.clone()
+            });
+        }
+        applied.report = Some(report);
+        return Ok(applied);
+    }
+    staging.replace(out)?;
+    applied.ok = true;
+    applied.report = Some(report);
+    Ok(applied)
+}
+
+/// `a` and `b` are the same existing directory.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// MODES of the new bundle, from wherever it comes. A MODES that does not
+/// parse leaves the modes at 0644 here; verify names the problem.
+fn read_modes(
+    delta: &Path,
+    base: &Path,
+    sources: &BTreeMap<String, Source>,
+    listing: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, u32>> {
+    let from = match sources.get(MODES) {
+        Some(Source::Delta) => delta.join(MODES),
+        Some(Source::Base(p)) => base.join(p),
+        None => return Ok(BTreeMap::new()),
+    };
+    let bytes = fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+    if listing.get(MODES).is_none_or(|h| *h != sha256(&bytes)) {
+        return Ok(BTreeMap::new());
+    }
+    let mut ignored = Vec::new();
+    Ok(manifest::parse_modes(
+        &String::from_utf8_lossy(&bytes),
+        &mut ignored,
+    ))
+}
+
+/// Copies the regular file `from` (never through a link) to `root/rel`
+/// with `mode` (0644 when MODES does not say): the bytes copied.
+fn put(from: &Path, root: &Path, rel: &str, mode: Option<u32>) -> Result<u64> {
+    let meta = fs::symlink_metadata(from).with_context(|| format!("reading {}", from.display()))?;
+    if !meta.is_file() {
+        bail!(
+            "{}: not a regular file (a link or something odd): refused",
+            from.display()
+        );
+    }
+    let to = root.join(rel);
+    create_dirs(to.parent().expect("under the root"))?;
+    let n = fs::copy(from, &to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    fs::set_permissions(&to, fs::Permissions::from_mode(mode.unwrap_or(0o644)))
+        .with_context(|| format!("setting the mode of {}", to.display()))?;
+    Ok(n)
+}
+
+fn write_new(root: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let to = root.join(name);
+    fs::write(&to, bytes).with_context(|| format!("writing {}", to.display()))?;
+    fs::set_permissions(&to, fs::Permissions::from_mode(0o644))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_is_one_sha256sum_line() {
+        let h = "0123456789abcdef".repeat(4);
+        assert_eq!(parse_base(&render_base(&h)), Some(h.clone()));
+        for bad in [
+            format!("{h}  SHA256SUMS"),
+            format!("{h}  SHA256SUMS\n\n"),
+            format!("{}  SHA256SUMS\n", h.to_uppercase()),
+            format!("{h} SHA256SUMS\n"),
+            format!("{h}  MODES\n"),
+            format!("{}  SHA256SUMS\n", &h[1..]),
+        ] {
+            assert_eq!(parse_base(&bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_path_that_is_both_a_file_and_a_directory_is_refused() {
+        let h = "a".repeat(64);
+        let listing: BTreeMap<String, String> = ["repo", "repo/pool/x.deb", "b/c", BASE]
+            .iter()
+            .map(|p| (p.to_string(), h.clone()))
+            .collect();
+        let mut problems = Vec::new();
+        check_paths(&listing, &mut problems);
+        let named: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(named, [BASE, "repo/pool/x.deb"], "{problems:?}");
+    }
+}

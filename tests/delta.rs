@@ -1,0 +1,449 @@
+//! Delta bundles: `airlock build --base OLD` writes only what OLD lacks,
+//! `airlock apply DELTA --to OLD --out NEW` makes the whole new bundle
+//! again, byte for byte what a whole build gives, and verifies it; twice
+//! is harmless; a wrong or missing base and a tampered delta are refused
+//! with nothing written.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::discs::{Pkg, index_disc, make_deb};
+use crate::common::{Run, airlock_bin, demo_site};
+
+const EPOCH: &str = "1800000000";
+
+/// `airlock ARGS` in `dir` at the fixed build time.
+fn run(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(airlock_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    Run::from_output(out)
+}
+
+fn ok(dir: &Path, args: &[&str]) -> Run {
+    let r = run(dir, args);
+    assert_eq!(r.code, 0, "airlock {args:?}:\n{}\n{}", r.stdout, r.stderr);
+    r
+}
+
+/// `airlock build` of the demo recipe with the site key (a small runner:
+/// the debug one is 100 MB).
+fn build(dir: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["build", "d/recipe.toml", "--key", "keys/signing-key.asc"];
+    args.extend(["--runner", "/bin/true", "--allow-new-glibc"]);
+    args.extend(extra);
+    ok(dir, &args)
+}
+
+/// The successor of the demo site: on the main disc one package upgraded
+/// (airlock-demo-base 1.0-1 -> 1.1-1), one added (airlock-demo-extra), one
+/// removed (airlock-demo-doc); in the recipe the VRRP router id changed.
+fn make_successor(dir: &Path) {
+    let main = dir.join("d/media/main");
+    fs::remove_file(main.join("pool/main/a/airlock-demo-base/airlock-demo-base_1.0-1_amd64.deb"))
+        .unwrap();
+    fs::remove_dir_all(main.join("pool/main/a/airlock-demo-doc")).unwrap();
+    make_deb(&main, &Pkg::new("airlock-demo-base", "1.1-1"));
+    make_deb(&main, &Pkg::new("airlock-demo-extra", "1.0-1"));
+    index_disc(&main, &["main", "contrib"]);
+    let recipe = dir.join("d/recipe.toml");
+    let text = fs::read_to_string(&recipe).unwrap();
+    assert!(text.contains("virtual_router_id = 51"));
+    fs::write(
+        &recipe,
+        text.replace("virtual_router_id = 51", "virtual_router_id = 52"),
+    )
+    .unwrap();
+}
+
+/// Every file under `dir`: its mode and bytes.
+fn tree(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            let mode = e.metadata().unwrap().permissions().mode() & 0o7777;
+            (rel, (mode, fs::read(e.path()).unwrap()))
+        })
+        .collect()
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    tree(dir).into_keys().collect()
+}
+
+fn bytes(dir: &Path) -> u64 {
+    tree(dir).values().map(|(_, b)| b.len() as u64).sum()
+}
+
+fn sh_ok(cmd: &mut Command) -> bool {
+    cmd.output().unwrap().status.success()
+}
+
+/// In a temporary directory: the demo site, `v1` (and `v1.tar`) built, the
+/// site moved on to its successor, `delta` against v1 and `v2full`, the
+/// successor built whole.
+fn site_with_delta() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo_site(d);
+    build(d, &["--out", "v1", "--tar", "v1.tar"]);
+    make_successor(d);
+    let r = build(d, &["--out", "delta", "--base", "v1"]);
+    assert!(r.stdout.contains("delta for cluster"), "{}", r.stdout);
+    build(d, &["--out", "v2full"]);
+    dir
+}
+
+#[test]
+fn a_delta_to_the_successor_carries_only_what_changed_and_applies_to_the_whole_build() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    let delta = d.join("delta");
+    let carried = files(&delta);
+    let has = |p: &str| carried.iter().any(|c| c.ends_with(p));
+    assert!(has("airlock-demo-base_1.1-1_amd64.deb"), "{carried:?}");
+    assert!(has("airlock-demo-extra_1.0-1_amd64.deb"), "{carried:?}");
+    for unchanged in [
+        "airlock-demo-shared_1.0-1_amd64.deb",
+        "airlock-demo-devtools_1.0-1_amd64.deb",
+        "bin/airlock-firstboot",
+        "vendor/install.sh",
+    ] {
+        assert!(!has(unchanged), "{unchanged} carried: {carried:?}");
+    }
+    assert!(!has("airlock-demo-doc_1.0-1_all.deb"));
+    let sums = fs::read_to_string(delta.join("SHA256SUMS")).unwrap();
+    assert!(!sums.contains("airlock-demo-doc"), "the removed package");
+    assert!(sums.contains("airlock-demo-base_1.1-1") && !sums.contains("airlock-demo-base_1.0-1"));
+    assert!(has("recipe.toml") && has("seeds/spdb1.iso"), "{carried:?}");
+
+    // The same delta from the base's tar and from its SHA256SUMS alone.
+    for (base, out) in [("v1.tar", "delta-tar"), ("v1/SHA256SUMS", "delta-sums")] {
+        build(d, &["--out", out, "--base", base]);
+        assert_eq!(tree(&d.join(out)), tree(&delta), "--base {base}");
+    }
+
+    // The stock tools read it: both signatures, every file it carries, and
+    // BASE checked in the base's directory.
+    let keyring = d.join("keys/archive-keyring.gpg");
+    for (sig, data) in [("SHA256SUMS.gpg", "SHA256SUMS"), ("BASE.gpg", "BASE")] {
+        assert!(
+            sh_ok(
+                Command::new("gpgv")
+                    .arg("--keyring")
+                    .arg(&keyring)
+                    .args([sig, data])
+                    .current_dir(&delta)
+            ),
+            "gpgv {sig}"
+        );
+    }
+    assert!(sh_ok(
+        Command::new("sha256sum")
+            .args([
+                "-c",
+                "--strict",
+                "--quiet",
+                "--ignore-missing",
+                "SHA256SUMS"
+            ])
+            .current_dir(&delta)
+    ));
+    assert!(sh_ok(
+        Command::new("sha256sum")
+            .args(["-c", "--strict", "../delta/BASE"])
+            .current_dir(d.join("v1"))
+    ));
+    assert!(!sh_ok(
+        Command::new("sha256sum")
+            .args(["-c", "--strict", "../delta/BASE"])
+            .current_dir(d.join("v2full"))
+    ));
+
+    // Applied, it is the whole build, byte for byte and mode for mode.
+    let r = ok(d, &["apply", "delta", "--to", "v1", "--out", "v2"]);
+    assert!(r.stdout.contains("v2: OK"), "{}", r.stdout);
+    assert_eq!(tree(&d.join("v2")), tree(&d.join("v2full")));
+    ok(
+        d,
+        &["verify", "v2", "--keyring", "keys/archive-keyring.gpg"],
+    );
+    // With the key delivered separately too.
+    ok(
+        d,
+        &[
+            "apply",
+            "delta",
+            "--to",
+            "v1",
+            "--out",
+            "v2k",
+            "--keyring",
+            "keys/archive-keyring.gpg",
+        ],
+    );
+    assert_eq!(tree(&d.join("v2k")), tree(&d.join("v2full")));
+
+    // `verify` on a delta says what to do with it.
+    let r = run(d, &["verify", "delta"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("airlock apply delta"), "{}", r.stderr);
+
+    eprintln!(
+        "delta of the demo successor: {} files, {} bytes (the whole bundle: {} files, {} bytes; the base tar {} bytes)",
+        carried.len(),
+        bytes(&delta),
+        files(&d.join("v2full")).len(),
+        bytes(&d.join("v2full")),
+        fs::metadata(d.join("v1.tar")).unwrap().len()
+    );
+}
+
+#[test]
+fn applying_a_delta_twice_is_harmless() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    let whole = tree(&d.join("v2full"));
+    ok(d, &["apply", "delta", "--to", "v1", "--out", "v2"]);
+    ok(d, &["apply", "delta", "--to", "v1", "--out", "v2"]);
+    assert_eq!(tree(&d.join("v2")), whole);
+    // In place: the second time the base is already the new bundle.
+    ok(d, &["apply", "delta", "--to", "v1", "--out", "v1"]);
+    assert_eq!(tree(&d.join("v1")), whole);
+    let r = ok(d, &["apply", "delta", "--to", "v1", "--out", "v1"]);
+    assert!(r.stdout.contains("already the bundle"), "{}", r.stdout);
+    assert_eq!(tree(&d.join("v1")), whole);
+    // Nothing left beside them.
+    let mut names: Vec<String> = fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("airlock-tmp") || n.contains("airlock-old"))
+        .collect();
+    names.sort();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+#[test]
+fn a_wrong_or_missing_base_is_refused_naming_both_hashes() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    let want = fs::read_to_string(d.join("delta/BASE")).unwrap()[..64].to_string();
+    // The demo's own bundle: the same cluster, another build.
+    let have = airlock::shared::volumes::sha256(&fs::read(d.join("d/bundle/SHA256SUMS")).unwrap());
+    let r = run(d, &["apply", "delta", "--to", "d/bundle", "--out", "new"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("wrong base"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&want) && r.stderr.contains(&have),
+        "{}",
+        r.stderr
+    );
+    fs::create_dir(d.join("empty")).unwrap();
+    let r = run(d, &["apply", "delta", "--to", "empty", "--out", "new"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("missing base") && r.stderr.contains(&want),
+        "{}",
+        r.stderr
+    );
+    let r = run(d, &["apply", "delta", "--to", "nowhere", "--out", "new"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("nowhere"), "{}", r.stderr);
+    assert!(!d.join("new").exists());
+}
+
+/// A copy of the delta at `name`, changed by `f`.
+fn altered(d: &Path, name: &str, f: impl Fn(&Path)) -> String {
+    let to = d.join(name);
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(d.join("delta"))
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    f(&to);
+    name.to_string()
+}
+
+/// A file the delta carries under `under`.
+fn carried_file(delta: &Path, under: &str) -> String {
+    files(delta)
+        .into_iter()
+        .find(|p| p.starts_with(under))
+        .unwrap()
+}
+
+/// The delta's manifest replaced by `sums`, signed by the key in `key`.
+fn resign(delta: &Path, sums: &str, key: &Path) {
+    let k = airlock::build::sign::SigningKey::load(key).unwrap();
+    fs::write(delta.join("SHA256SUMS"), sums).unwrap();
+    fs::write(
+        delta.join("SHA256SUMS.gpg"),
+        k.detached_armored(sums.as_bytes(), 1_800_000_000).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_tampered_delta_is_refused_with_nothing_written() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    ok(d, &["keygen", "--out", "other"]);
+    let site_key = d.join("keys/signing-key.asc");
+    let deb = carried_file(&d.join("delta"), "repo/pool/");
+    let sums = fs::read_to_string(d.join("delta/SHA256SUMS")).unwrap();
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            altered(d, "flipped", |t| {
+                let p = t.join(&deb);
+                let mut b = fs::read(&p).unwrap();
+                b[100] ^= 1;
+                fs::write(&p, b).unwrap();
+            }),
+            "MODIFIED",
+            "taken from the delta",
+        ),
+        (
+            altered(d, "extra", |t| {
+                fs::write(t.join("repo/evil.sh"), "x").unwrap()
+            }),
+            "EXTRA",
+            "repo/evil.sh",
+        ),
+        (
+            altered(d, "link", |t| {
+                std::os::unix::fs::symlink("/etc/passwd", t.join("vendor")).unwrap()
+            }),
+            "UNSAFE",
+            "symbolic link",
+        ),
+        (
+            altered(d, "foreign", |t| {
+                resign(t, &sums, &d.join("other/signing-key.asc"))
+            }),
+            "SIGNATURE",
+            "SHA256SUMS.gpg",
+        ),
+        (
+            altered(d, "unsigned-base", |t| {
+                fs::remove_file(t.join("BASE.gpg")).unwrap()
+            }),
+            "SIGNATURE",
+            "BASE.gpg",
+        ),
+        (
+            // Signed by the site's own key: the paths are still checked.
+            altered(d, "escaping", |t| {
+                let line = sums.lines().find(|l| l.ends_with("recipe.toml")).unwrap();
+                let evil = line.replace("recipe.toml", "../escape");
+                resign(t, &format!("{sums}{evil}\n"), &site_key)
+            }),
+            "UNSAFE",
+            "../escape",
+        ),
+        (
+            altered(d, "file-and-dir", |t| {
+                let line = sums.lines().find(|l| l.ends_with("recipe.toml")).unwrap();
+                let evil = line.replace("recipe.toml", "recipe.toml/inner");
+                resign(t, &format!("{sums}{evil}\n"), &site_key)
+            }),
+            "UNSAFE",
+            "listed as a file and as a directory",
+        ),
+    ];
+    for (name, kind, says) in &cases {
+        let out = format!("new-{name}");
+        let r = run(d, &["apply", name, "--to", "v1", "--out", &out]);
+        assert_eq!(r.code, 1, "{name}: {}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout.contains(kind) && r.stdout.contains(says),
+            "{name}: {}",
+            r.stdout
+        );
+        assert!(r.stdout.contains("REFUSED"), "{name}: {}", r.stdout);
+        assert!(!d.join(&out).exists(), "{name}: {out} written");
+    }
+    assert!(!d.join("escape").exists() && !d.parent().unwrap().join("escape").exists());
+
+    // A base file the delta relies on, damaged: named with where it came from.
+    let runner = d.join("v1/bin/airlock-firstboot");
+    let mut b = fs::read(&runner).unwrap();
+    b[0] ^= 1;
+    fs::write(&runner, b).unwrap();
+    let r = run(d, &["apply", "delta", "--to", "v1", "--out", "new"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("MODIFIED") && r.stdout.contains("taken from the base"),
+        "{}",
+        r.stdout
+    );
+    assert!(!d.join("new").exists());
+    let leftovers: Vec<String> = fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n.contains("airlock-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// `airlock-firstboot prepare ARGS --root ROOT`, stdin not a terminal.
+fn prepare(root: &Path, args: &[&Path]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock-firstboot"));
+    cmd.arg("prepare").arg("--root").arg(root).args(args);
+    Run::from_output(cmd.stdin(std::process::Stdio::null()).output().unwrap())
+}
+
+#[test]
+fn prepare_takes_a_delta_with_its_base_and_refuses_a_wrong_one() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    let root = d.join("reference");
+    fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    let (delta, v1) = (d.join("delta"), d.join("v1"));
+    let bundle = Path::new("--bundle");
+    let base = Path::new("--base");
+
+    let r = prepare(&root, &[bundle, &delta]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--base OLD"), "{}", r.stderr);
+    let r = prepare(&root, &[bundle, &delta, base, &d.join("d/bundle")]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("wrong base"), "{}", r.stderr);
+    assert!(!root.join("opt/airlock").exists());
+
+    let r = prepare(&root, &[bundle, &delta, base, &v1]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("made the new bundle"), "{}", r.stdout);
+    // The new repository is in place: the upgraded and the added package,
+    // not the removed one.
+    let pool = tree(&root.join("opt/airlock/repo/pool"));
+    let names: Vec<&String> = pool.keys().collect();
+    assert!(
+        names
+            .iter()
+            .any(|p| p.ends_with("airlock-demo-base_1.1-1_amd64.deb"))
+            && names
+                .iter()
+                .any(|p| p.ends_with("airlock-demo-extra_1.0-1_amd64.deb"))
+            && !names.iter().any(|p| p.contains("airlock-demo-doc")),
+        "{names:?}"
+    );
+    assert_eq!(
+        fs::read(root.join("opt/airlock/repo/dists/1.7_x86-64/InRelease")).unwrap(),
+        fs::read(d.join("v2full/repo/dists/1.7_x86-64/InRelease")).unwrap()
+    );
+    assert!(
+        !root.join("var/tmp/airlock-bundle").exists(),
+        "removed after"
+    );
+}
