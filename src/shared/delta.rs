@@ -409,51 +409,12 @@ pub fn apply(
         problems: Vec::new(),
         report: None,
     };
-    let problems = &mut applied.problems;
-    problems.extend(check_sig(
-        SUMS_SIG,
-        &head.sums,
-        head.sums_sig.as_deref(),
-        &trust,
-    ));
-    let base_text = render_base(&head.want);
-    problems.extend(check_sig(
-        BASE_SIG,
-        base_text.as_bytes(),
-        head.base_sig.as_deref(),
-        &trust,
-    ));
-    let (listing, found) = parse_manifest(&String::from_utf8_lossy(&head.sums));
-    problems.extend(found);
-    check_paths(&listing, problems);
-    if !problems.is_empty() {
+    let listing = check_head(&head, &trust, &mut applied.problems);
+    if !applied.problems.is_empty() {
         return Ok(applied);
     }
-    let carried = walk_delta(delta, &listing, problems);
-    let by_hash: BTreeMap<&str, &str> = base
-        .listing
-        .iter()
-        .map(|(p, h)| (h.as_str(), p.as_str()))
-        .collect();
-    let mut sources = BTreeMap::new();
-    for (path, hash) in &listing {
-        let source = if carried.contains_key(path) {
-            Source::Delta
-        } else if let Some(p) = base.find(path, hash, &by_hash) {
-            Source::Base(p)
-        } else {
-            problems.push(finding(
-                "missing",
-                path,
-                format!(
-                    "the delta does not carry it and the base lists no file with its sha256 {hash}"
-                ),
-            ));
-            continue;
-        };
-        sources.insert(path.clone(), source);
-    }
-    if !problems.is_empty() {
+    let sources = sources_of(delta, &listing, &base, &mut applied.problems);
+    if !applied.problems.is_empty() {
         return Ok(applied);
     }
     if applied.already && same_dir(&base.dir, out) {
@@ -467,23 +428,14 @@ pub fn apply(
     }
     let modes = read_modes(delta, &base.dir, &sources, &listing)?;
     let staging = Staging::beside(out)?;
-    for (path, source) in &sources {
-        let from = match source {
-            Source::Delta => delta.join(path),
-            Source::Base(p) => base.dir.join(p),
-        };
-        let n = put(&from, staging.path(), path, modes.get(path).copied())?;
-        match source {
-            Source::Delta => {
-                applied.from_delta += 1;
-                applied.bytes_from_delta += n;
-            }
-            Source::Base(_) => {
-                applied.from_base += 1;
-                applied.bytes_from_base += n;
-            }
-        }
-    }
+    copy_sources(
+        delta,
+        &base.dir,
+        &sources,
+        &modes,
+        staging.path(),
+        &mut applied,
+    )?;
     write_new(staging.path(), SUMS, &head.sums)?;
     write_new(
         staging.path(),
@@ -512,6 +464,91 @@ pub fn apply(
     applied.ok = true;
     applied.report = Some(report);
     Ok(applied)
+}
+
+/// The delta's signatures, manifest and paths checked: the new listing.
+fn check_head(head: &Head, trust: &Trust, problems: &mut Vec<Finding>) -> BTreeMap<String, String> {
+    problems.extend(check_sig(
+        SUMS_SIG,
+        &head.sums,
+        head.sums_sig.as_deref(),
+        trust,
+    ));
+    let base_text = render_base(&head.want);
+    problems.extend(check_sig(
+        BASE_SIG,
+        base_text.as_bytes(),
+        head.base_sig.as_deref(),
+        trust,
+    ));
+    let (listing, found) = parse_manifest(&String::from_utf8_lossy(&head.sums));
+    problems.extend(found);
+    check_paths(&listing, problems);
+    listing
+}
+
+/// Where each file of the new bundle comes from: the delta, or the base's
+/// file with the same bytes; one from neither is a problem.
+fn sources_of(
+    delta: &Path,
+    listing: &BTreeMap<String, String>,
+    base: &BaseBundle,
+    problems: &mut Vec<Finding>,
+) -> BTreeMap<String, Source> {
+    let carried = walk_delta(delta, listing, problems);
+    let by_hash: BTreeMap<&str, &str> = base
+        .listing
+        .iter()
+        .map(|(p, h)| (h.as_str(), p.as_str()))
+        .collect();
+    let mut sources = BTreeMap::new();
+    for (path, hash) in listing {
+        let source = if carried.contains_key(path) {
+            Source::Delta
+        } else if let Some(p) = base.find(path, hash, &by_hash) {
+            Source::Base(p)
+        } else {
+            problems.push(finding(
+                "missing",
+                path,
+                format!(
+                    "the delta does not carry it and the base lists no file with its sha256 {hash}"
+                ),
+            ));
+            continue;
+        };
+        sources.insert(path.clone(), source);
+    }
+    sources
+}
+
+/// Copies every file from where it comes into `to`, counting.
+fn copy_sources(
+    delta: &Path,
+    base: &Path,
+    sources: &BTreeMap<String, Source>,
+    modes: &BTreeMap<String, u32>,
+    to: &Path,
+    applied: &mut Applied,
+) -> Result<()> {
+    for (path, source) in sources {
+        let from = match source {
+            Source::Delta => delta.join(path),
+            Source::Base(p) => base.join(p),
+        };
+        let n = put(&from, to, path, modes.get(path).copied())?;
+        match source {
+            Source::Delta => {
+                applied.from_delta += 1;
+                applied.bytes_from_delta += n;
+            }
+            Source::Base(_) => {
+                applied.from_base += 1;
+                applied.bytes_from_base += n;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `a` and `b` are the same existing directory.
