@@ -302,7 +302,19 @@ impl Assembly {
 
     /// Checks the volume in `dir` alone and copies its share: its name.
     pub fn add(&mut self, dir: &Path) -> Result<String> {
-        let v = verify_volume(dir, &self.trust, self.progress)?;
+        // The disc is read once: copied as it is, then the copy is checked
+        // and its files moved into place (a disc's second pass would double
+        // the slowest part, and the copy cannot change under the check).
+        let incoming = self.staging.path().join(INCOMING);
+        let _ = fs::remove_dir_all(&incoming);
+        let added = copy_tree(dir, &incoming).and_then(|()| self.add_copied(dir, &incoming));
+        let _ = fs::remove_dir_all(&incoming);
+        added
+    }
+
+    /// [`Assembly::add`] once the volume in `dir` is copied to `copy`.
+    fn add_copied(&mut self, dir: &Path, copy: &Path) -> Result<String> {
+        let v = verify_volume(copy, &self.trust, self.progress)?;
         if !v.report.ok {
             bail!(
                 "the volume {} does not verify ({} problem(s)): {}; check it with `airlock verify {}`",
@@ -327,7 +339,7 @@ impl Assembly {
             None => self.table = Some((t, dir.to_path_buf())),
         }
         if !self.have.contains_key(&name) {
-            copy_volume(dir, self.staging.path())?;
+            move_volume(copy, self.staging.path())?;
             self.have.insert(name.clone(), dir.to_path_buf());
         }
         Ok(name)
@@ -388,10 +400,46 @@ fn first_problems(r: &Report) -> String {
         .join("; ")
 }
 
-/// Copies a verified volume's share of the bundle into `to`: its listed
-/// files (the keys are the same in every volume), and the whole manifest
-/// to the root. Its own SHA256SUMS, MODES and table stay behind.
-fn copy_volume(dir: &Path, to: &Path) -> Result<()> {
+/// Where [`Assembly::add`] copies a volume before checking it (inside the
+/// staging directory, so its files are moved, not copied again).
+const INCOMING: &str = ".incoming-volume";
+
+/// Copies the volume in `from` to `to` as it is: its directories and
+/// regular files, keeping their modes; a link or anything else is refused
+/// (a volume holds none), never followed.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    for e in walkdir::WalkDir::new(from).follow_links(false) {
+        let e = e.with_context(|| format!("reading the volume {}", from.display()))?;
+        let rel = e.path().strip_prefix(from).expect("under the volume");
+        let target = to.join(rel);
+        let kind = e.file_type();
+        if kind.is_dir() {
+            fs::create_dir_all(&target)
+                .with_context(|| format!("creating {}", target.display()))?;
+        } else if kind.is_file() {
+            fs::copy(e.path(), &target).with_context(|| {
+                format!("copying {} to {}", e.path().display(), target.display())
+            })?;
+        } else {
+            bail!(
+                "the volume {}: {} is {}; a volume holds regular files only (not followed)",
+                from.display(),
+                rel.display(),
+                if kind.is_symlink() {
+                    "a symbolic link"
+                } else {
+                    "not a regular file"
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Moves a verified volume's share of the bundle from its copy `dir` into
+/// `to`: its listed files (the keys are the same in every volume), and the
+/// whole manifest to the root. Its own SHA256SUMS, MODES and table stay.
+fn move_volume(dir: &Path, to: &Path) -> Result<()> {
     let sums = fs::read_to_string(dir.join(SUMS))?;
     let (listed, _) = manifest::parse_manifest(&sums);
     let whole_prefix = format!("{WHOLE}/");
@@ -406,10 +454,8 @@ fn copy_volume(dir: &Path, to: &Path) -> Result<()> {
             fs::set_permissions(parent, fs::Permissions::from_mode(0o755))?;
         }
         let from = dir.join(path);
-        fs::copy(&from, &target)
-            .with_context(|| format!("copying {} to {}", from.display(), target.display()))?;
-        let mode = fs::metadata(&from)?.permissions().mode() & 0o777;
-        fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
+        fs::rename(&from, &target)
+            .with_context(|| format!("moving {} to {}", from.display(), target.display()))?;
     }
     Ok(())
 }
