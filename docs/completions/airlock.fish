@@ -52,15 +52,15 @@ complete -c airlock -n "__fish_airlock_using_subcommand build" -l iso -d 'With -
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l json -d 'Print a summary as JSON on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand build" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock -n "__fish_airlock_using_subcommand build" -s V -l version -d 'Print version'
-complete -c airlock -n "__fish_airlock_using_subcommand verify" -l keyring -d 'A keyring to check SHA256SUMS.gpg with (default: the bundle\'s own); repeatable' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand verify" -l require-signers -d 'How many distinct keys of the keyrings must have signed SHA256SUMS' -r
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -l keyring -d 'A keyring whose keys are trusted (default: the bundle\'s own; for apply, OLD\'s); repeatable' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -l require-signers -d 'How many distinct keys of the keyrings must have signed' -r
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -l json -d 'Print the report as JSON on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s V -l version -d 'Print version'
 complete -c airlock -n "__fish_airlock_using_subcommand apply" -l to -d 'The earlier bundle\'s directory the delta was built against' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand apply" -l out -d 'The new bundle\'s directory (new, empty, an earlier bundle, or OLD itself); replaced only once it verifies' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand apply" -l keyring -d 'A keyring to check the delta\'s signatures and NEW with (default: OLD\'s own archive-keyring.gpg); repeatable' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand apply" -l require-signers -d 'How many distinct keys of the keyrings must have signed (with --keyring)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand apply" -l keyring -d 'A keyring whose keys are trusted (default: the bundle\'s own; for apply, OLD\'s); repeatable' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand apply" -l require-signers -d 'How many distinct keys of the keyrings must have signed' -r
 complete -c airlock -n "__fish_airlock_using_subcommand apply" -l json -d 'Print the result as JSON on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock -n "__fish_airlock_using_subcommand apply" -s V -l version -d 'Print version'
@@ -99,8 +99,8 @@ complete -c airlock -n "__fish_airlock_using_subcommand report; and not __fish_s
 complete -c airlock -n "__fish_airlock_using_subcommand report; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Check an as-built report against the bundle: is every installed package from it?'
 complete -c airlock -n "__fish_airlock_using_subcommand report; and not __fish_seen_subcommand_from check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from check" -l bundle -d 'The bundle directory the hosts were built from' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from check" -l keyring -d 'A keyring to check the bundle\'s SHA256SUMS.gpg with (default: the bundle\'s own); repeatable' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from check" -l require-signers -d 'How many distinct keys of the keyrings must have signed SHA256SUMS' -r
+complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from check" -l keyring -d 'A keyring whose keys are trusted (default: the bundle\'s own; for apply, OLD\'s); repeatable' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from check" -l require-signers -d 'How many distinct keys of the keyrings must have signed' -r
 complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from check" -l json -d 'Print the result as JSON on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'

@@ -277,12 +277,8 @@ pub struct ReportCheckArgs {
     /// The bundle directory the hosts were built from
     #[arg(long, value_name = "DIR")]
     pub bundle: PathBuf,
-    /// A keyring to check the bundle's SHA256SUMS.gpg with (default: the bundle's own); repeatable
-    #[arg(long = "keyring", value_name = "FILE")]
-    pub keyrings: Vec<PathBuf>,
-    /// How many distinct keys of the keyrings must have signed SHA256SUMS
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub require_signers: usize,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Print the result as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -358,17 +354,30 @@ pub struct BuildArgs {
     pub json: bool,
 }
 
+/// Whose signatures `verify`, `report check` and `apply` accept.
+#[derive(Debug, clap::Args)]
+pub struct TrustArgs {
+    /// A keyring whose keys are trusted (default: the bundle's own; for apply, OLD's); repeatable
+    #[arg(long = "keyring", value_name = "FILE")]
+    pub keyrings: Vec<PathBuf>,
+    /// How many distinct keys of the keyrings must have signed
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub require_signers: usize,
+}
+
+impl TrustArgs {
+    fn load(&self) -> Result<bundle::Trust> {
+        bundle::Trust::load(&self.keyrings, self.require_signers)
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// The bundle: a directory or a .tar / .tar.gz file
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
-    /// A keyring to check SHA256SUMS.gpg with (default: the bundle's own); repeatable
-    #[arg(long = "keyring", value_name = "FILE")]
-    pub keyrings: Vec<PathBuf>,
-    /// How many distinct keys of the keyrings must have signed SHA256SUMS
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub require_signers: usize,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -385,12 +394,8 @@ pub struct ApplyArgs {
     /// The new bundle's directory (new, empty, an earlier bundle, or OLD itself); replaced only once it verifies
     #[arg(long, value_name = "NEW")]
     pub out: PathBuf,
-    /// A keyring to check the delta's signatures and NEW with (default: OLD's own archive-keyring.gpg); repeatable
-    #[arg(long = "keyring", value_name = "FILE")]
-    pub keyrings: Vec<PathBuf>,
-    /// How many distinct keys of the keyrings must have signed (with --keyring)
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub require_signers: usize,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Print the result as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -517,7 +522,7 @@ fn cmd_report_check(args: &ReportCheckArgs) -> Result<Status> {
         );
     }
     let progress = !args.json && std::io::stderr().is_terminal();
-    let trust = bundle::Trust::load(&args.keyrings, args.require_signers)?;
+    let trust = args.trust.load()?;
     let verified = bundle::verify_dir(&args.bundle, &trust, progress)?;
     if !verified.ok {
         for p in &verified.problems {
@@ -722,15 +727,15 @@ fn cmd_apply(args: &ApplyArgs) -> Result<Status> {
         inputs.push(("base", args.to.as_path()));
     }
     crate::build::outdir::check(&args.out, crate::build::outdir::Kind::Bundle, &inputs, &[])?;
-    let trust = if args.keyrings.is_empty() {
-        if args.require_signers != 1 {
+    let trust = if args.trust.keyrings.is_empty() {
+        if args.trust.require_signers != 1 {
             anyhow::bail!(
                 "--require-signers needs --keyring: the base's own keyring checks one signer"
             );
         }
         None
     } else {
-        Some(bundle::Trust::load(&args.keyrings, args.require_signers)?)
+        Some(args.trust.load()?)
     };
     let applied = delta::apply(&args.delta, &args.to, &args.out, trust.as_ref(), progress)?;
     if args.json {
@@ -757,7 +762,8 @@ fn print_applied(args: &ApplyArgs, a: &crate::shared::delta::Applied) {
                 .display()
         )
     } else {
-        args.keyrings
+        args.trust
+            .keyrings
             .iter()
             .map(|k| k.display().to_string())
             .collect::<Vec<_>>()
@@ -831,7 +837,7 @@ fn cmd_verify(args: &VerifyArgs) -> Result<Status> {
     let progress = !args.json && std::io::stderr().is_terminal();
     let meta = std::fs::metadata(&args.path)
         .with_context(|| format!("reading {}", args.path.display()))?;
-    let trust = bundle::Trust::load(&args.keyrings, args.require_signers)?;
+    let trust = args.trust.load()?;
     if meta.is_dir() && crate::shared::delta::is_delta(&args.path) {
         anyhow::bail!(
             "{} is a delta (it has {}): it holds only what its base lacks, so it does not verify alone; `airlock apply {} --to OLD --out NEW` makes the whole bundle and verifies it",
