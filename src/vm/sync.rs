@@ -358,6 +358,20 @@ mod tests {
     /// The standby's question to its primary.
     const IN_SYNC: &str = "SELECT sync_state FROM pg_stat_replication";
 
+    /// A standby's check whose primary's port answered.
+    const ANSWERS: Seen = Seen::Standby {
+        primary_answers: true,
+    };
+
+    /// db2 in a synchronous pair, with its password, and what its WAL
+    /// receiver says while it streams on connection 4242.
+    fn standby_site() -> (tempfile::TempDir, crate::shared::role::RoleFile, String) {
+        let dir = tempfile::tempdir().unwrap();
+        put(dir.path(), paths::DB_PASSWORD, "Secret-Pw-7\n");
+        let streaming = format!("4242|0/5000000|{}\n", journal::now());
+        (dir, sync_role("db2"), streaming)
+    }
+
     fn sync_role(host: &str) -> crate::shared::role::RoleFile {
         let mut r = fixture_role(host);
         r.database.synchronous = true;
@@ -469,23 +483,15 @@ mod tests {
 
     #[test]
     fn a_standby_counts_only_when_the_primary_has_it_in_sync_and_says_why_not_otherwise() {
-        let dir = tempfile::tempdir().unwrap();
-        let (root, role) = (dir.path(), sync_role("db2"));
-        put(root, paths::DB_PASSWORD, "Secret-Pw-7\n");
-        let streaming = format!("4242|0/5000000|{}\n", journal::now());
+        let (dir, role, streaming) = standby_site();
+        let root = dir.path();
         // Streaming while it catches up a degraded primary: not counted.
         let catching_up = Recording::new();
         catching_up.on("pg_stat_wal_receiver", 0, &streaming);
         catching_up.on(IN_SYNC, 0, "");
         let c = Ctx::new(root, &role, &catching_up, 0, None, journal_for(&role));
         assert_eq!(
-            tick(
-                &c,
-                Seen::Standby {
-                    primary_answers: true
-                }
-            )
-            .unwrap(),
+            tick(&c, ANSWERS).unwrap(),
             SyncState::Standby {
                 streaming: true,
                 in_sync: false
@@ -523,34 +529,20 @@ mod tests {
         let cut = Recording::new();
         cut.on("pg_stat_wal_receiver", 0, "");
         let c = Ctx::new(root, &role, &cut, 0, None, journal_for(&role));
-        tick(
-            &c,
-            Seen::Standby {
-                primary_answers: true,
-            },
-        )
-        .unwrap();
+        tick(&c, ANSWERS).unwrap();
         assert!(!cut.ran(IN_SYNC));
     }
 
     #[test]
     fn a_sighting_lasts_as_long_as_its_connection_and_ages_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let (root, role) = (dir.path(), sync_role("db2"));
-        put(root, paths::DB_PASSWORD, "Secret-Pw-7\n");
-        let streaming = format!("4242|0/5000000|{}\n", journal::now());
+        let (dir, role, streaming) = standby_site();
+        let root = dir.path();
         let fake = Recording::new();
         fake.on("pg_stat_wal_receiver", 0, &streaming);
         fake.on(IN_SYNC, 0, "sync\n");
         let c = Ctx::new(root, &role, &fake, 0, None, journal_for(&role));
         put(root, paths::SYNC_UNPROTECTED, "1\n");
-        tick(
-            &c,
-            Seen::Standby {
-                primary_answers: true,
-            },
-        )
-        .unwrap();
+        tick(&c, ANSWERS).unwrap();
         assert!(
             !c.path(paths::SYNC_UNPROTECTED).exists(),
             "a standby is not unprotected"
