@@ -364,7 +364,18 @@ fn build_from_a_recipe_with_a_site_key_and_a_gz_tar() {
     );
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert!(run.stdout.contains("signature: good"));
-    // A second build re-reads no package.
+    // A second build re-reads no package, and takes the pool over: a pool
+    // file is the very one the first build left (a link would move its
+    // ctime).
+    let identity = |m: fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        (m.ino(), m.ctime(), m.ctime_nsec())
+    };
+    let pool_file =
+        dir.path()
+            .join("b")
+            .join(first_file(&dir.path().join("b"), "repo/pool", ".deb"));
+    let before = identity(fs::metadata(&pool_file).unwrap());
     let run = airlock_in(
         dir.path(),
         &[
@@ -384,7 +395,29 @@ fn build_from_a_recipe_with_a_site_key_and_a_gz_tar() {
     assert_eq!(again["repository"]["reused"], 5, "{again}");
     assert_eq!(again["repository"]["hashed_bytes"], 0, "{again}");
     assert_eq!(again["secrets_created"], false);
+    assert_eq!(identity(fs::metadata(&pool_file).unwrap()), before);
     assert_eq!(verify(&dir.path().join("b"), &[]).code, 0);
+    assert_eq!(stock_tools_accept(&dir.path().join("b")), (true, true));
+    // …and it is the bundle a fresh build gives.
+    let run = airlock_in(
+        dir.path(),
+        &[
+            "build",
+            "d/recipe.toml",
+            "--key",
+            "keys/signing-key.asc",
+            "--out",
+            "c",
+            "--allow-new-glibc",
+        ],
+        &[("SOURCE_DATE_EPOCH", "1800000000")],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let sums = |d: &str| fs::read(dir.path().join(d).join("SHA256SUMS")).unwrap();
+    assert!(
+        sums("b") == sums("c"),
+        "a rebuild gives the fresh build's manifest"
+    );
     // The bundle's recipe has no build-machine paths.
     let recipe = fs::read_to_string(dir.path().join("b/recipe.toml")).unwrap();
     assert!(recipe.contains("main = \"main\""), "{recipe}");

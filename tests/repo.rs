@@ -707,6 +707,54 @@ fn a_rebuild_reads_only_what_changed() {
     assert!(ok, "{out}");
 }
 
+/// A rebuild moves the previous pool into the new repository instead of
+/// linking each file again (a link would move the file's ctime): an
+/// unchanged package is the very file the previous build left, a package
+/// gone from the disc is gone from the pool, nothing of the move is left
+/// beside the output, and the result is what a fresh build gives.
+#[test]
+fn a_rebuild_takes_over_the_previous_pool() {
+    use std::os::unix::fs::MetadataExt;
+    let site = Site::new();
+    let disc = site.path("main");
+    let pkgs = main_pkgs();
+    make_disc(&disc, &pkgs);
+    make_iso(&disc, &site.path("main.iso"));
+    assert_eq!(site.build("main.iso", None, "repo", &[]).code, 0);
+    let kept = site.path("repo").join(pkgs[0].pool_path());
+    let identity = |m: fs::Metadata| (m.ino(), m.ctime(), m.ctime_nsec());
+    let before = identity(fs::metadata(&kept).unwrap());
+
+    let gone = pkgs[1].pool_path();
+    fs::remove_file(disc.join(&gone)).unwrap();
+    make_deb(&disc, &Pkg::new("newcomer", "1.0"));
+    index_disc(&disc, &["main", "contrib"]);
+    make_iso(&disc, &site.path("main.iso"));
+    let run = site.build("main.iso", None, "repo", &["--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(json(&run)["reused"], 3);
+    assert_eq!(identity(fs::metadata(&kept).unwrap()), before);
+    assert!(!site.path("repo").join(&gone).exists());
+    assert!(!site.path("repo").join(&gone).parent().unwrap().exists());
+
+    assert_eq!(site.build("main.iso", None, "fresh", &[]).code, 0);
+    let strip = |t: Vec<(String, Vec<u8>)>| -> Vec<(String, Vec<u8>)> {
+        t.into_iter()
+            .filter(|(p, _)| p != ".airlock-cache.json")
+            .collect()
+    };
+    assert!(
+        strip(tree(&site.path("repo"))) == strip(tree(&site.path("fresh"))),
+        "a rebuild gives what a fresh build gives"
+    );
+    let beside: Vec<String> = fs::read_dir(site.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".repo."))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
+}
+
 /// A rebuild with nothing changed takes the previous compressed indexes
 /// (compressing is most of its work) and gives the bytes a fresh build
 /// gives; a previous compressed index that does not expand to the same text

@@ -664,6 +664,9 @@ fn print_build_summary(s: &bundle::BuildSummary) {
         s.bytes as f64 / 1e6,
         s.seconds
     );
+    if let Some(r) = &s.recovered {
+        println!("  note: {r}");
+    }
     print_repo_summary(&s.repository);
     if let Some(t) = &s.tar {
         println!("  tar: {}", t.display());
@@ -1206,6 +1209,7 @@ fn cmd_repo_build(args: &RepoBuildArgs) -> Result<Status> {
     let previous = args.out.is_dir().then(|| args.out.clone());
     let opts = repo::Options {
         previous_cache: previous.as_ref().map(|p| p.join(repo::CACHE_FILE)),
+        adopt: true,
         previous,
         discs,
         out: args.out.clone(),
@@ -1238,6 +1242,9 @@ fn print_repo_summary(s: &repo::Summary) {
         s.suite,
         s.architectures.join(" ")
     );
+    if let Some(r) = &s.recovered {
+        println!("  note: {r}");
+    }
     for d in &s.discs {
         println!(
             "  {} disc {}: {} .deb files, disc index {}, disc Release signature {}",

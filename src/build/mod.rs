@@ -16,4 +16,5 @@ pub mod report;
 pub(crate) mod secrets;
 pub(crate) mod seed;
 pub mod sign;
+pub(crate) mod takeover;
 pub mod volumes;

@@ -43,6 +43,13 @@ impl Staging {
         &self.path
     }
 
+    /// Hands the directory over: it is no longer removed when dropped (for
+    /// a caller that journals what becomes of it).
+    pub fn keep(mut self) -> PathBuf {
+        self.armed = false;
+        std::mem::take(&mut self.path)
+    }
+
     /// Puts the staged tree where `target` is (see [`replace_dir`]).
     pub fn replace(mut self, target: &Path) -> Result<()> {
         replace_dir(&self.path, target)?;
@@ -60,7 +67,7 @@ impl Drop for Staging {
 }
 
 /// `.<name>.<tag>-<pid>` beside `out`.
-fn sibling(out: &Path, tag: &str) -> Result<PathBuf> {
+pub fn sibling(out: &Path, tag: &str) -> Result<PathBuf> {
     let name = out
         .file_name()
         .with_context(|| format!("{}: the output must name a directory", out.display()))?
@@ -76,19 +83,22 @@ fn sibling(out: &Path, tag: &str) -> Result<PathBuf> {
 /// directory is moved aside first and removed after; if the second rename
 /// fails the old one is put back.
 pub fn replace_dir(new: &Path, target: &Path) -> Result<()> {
+    replace_dir_via(new, target, &sibling(target, "airlock-old")?)
+}
+
+/// [`replace_dir`] with the old directory moved to `aside` on the way.
+pub fn replace_dir_via(new: &Path, target: &Path, aside: &Path) -> Result<()> {
     if !target.exists() {
         return fs::rename(new, target)
             .with_context(|| format!("moving the new build to {}", target.display()));
     }
-    let aside = sibling(target, "airlock-old")?;
-    fs::rename(target, &aside)
+    fs::rename(target, aside)
         .with_context(|| format!("moving the old {} aside", target.display()))?;
     if let Err(e) = fs::rename(new, target) {
-        let _ = fs::rename(&aside, target);
+        let _ = fs::rename(aside, target);
         return Err(e).with_context(|| format!("moving the new build to {}", target.display()));
     }
-    fs::remove_dir_all(&aside)
-        .with_context(|| format!("removing the old build {}", aside.display()))
+    fs::remove_dir_all(aside).with_context(|| format!("removing the old build {}", aside.display()))
 }
 
 #[cfg(test)]

@@ -98,6 +98,9 @@ pub struct BuildSummary {
     /// What the delta holds, when `out` is a delta (`--base`).
     pub delta: Option<crate::build::delta::Summary>,
     pub seconds: f64,
+    /// What became of an earlier build of `out` that was interrupted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<String>,
 }
 
 /// The recipe as the bundle keeps it: defaults filled in, media reduced to
@@ -180,6 +183,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
 /// (with every media file required).
 pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Result<BuildSummary> {
     let started = std::time::Instant::now();
+    let recovered = crate::build::takeover::recover(&opts.out)?;
     check_output(opts, plan)?;
     let base = opts
         .base
@@ -197,8 +201,9 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
     copy_vendor_disc(plan, staging.path())?;
     write_fixed_files(&mut w, opts, recipe, plan, &runner)?;
     copy_source_tar(opts, staging.path())?;
-    write_modes(&mut w, staging.path())?;
-    let (files, bytes) = write_manifest(&mut w, staging.path(), &repository, opts)?;
+    let adopted = adopted_pool_files(staging.path(), &opts.out, &repository)?;
+    write_modes(&mut w, staging.path(), &adopted)?;
+    let (files, bytes) = write_manifest(&mut w, staging.path(), &adopted, &repository, opts)?;
     let mut summary = BuildSummary {
         out: opts.out.clone(),
         tar: opts.tar.clone(),
@@ -214,6 +219,7 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
         volumes: None,
         delta: None,
         seconds: 0.0,
+        recovered,
     };
     if let Some(base) = &base {
         // The whole bundle was only the delta's source: it goes, and so
@@ -225,7 +231,7 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
         summary.seconds = started.elapsed().as_secs_f64();
         return Ok(summary);
     }
-    staging.replace(&opts.out)?;
+    commit(staging, &opts.out, &repository, &adopted)?;
     cache.keep(&opts.out, &opts.key)?;
     if let Some(tar) = &opts.tar {
         write_tar(&opts.out, tar, opts.time, opts.progress)?;
@@ -372,6 +378,8 @@ fn build_repository(
             jobs: 0,
             previous: old_repo.is_dir().then_some(old_repo),
             previous_cache: old_cache.is_file().then_some(old_cache),
+            // A base is only read; the bundle at --out is ours to take over.
+            adopt: base.is_none(),
         },
         &opts.key,
     )?;
@@ -449,16 +457,72 @@ fn copy_source_tar(opts: &BuildOptions, staging: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Pool files the repository kept from the previous bundle at `out`
+/// without linking them into the staged one (they join it at the commit):
+/// (path in the bundle, where they are now).
+fn adopted_pool_files(
+    staging: &Path,
+    out: &Path,
+    repository: &repo::Summary,
+) -> Result<BTreeMap<String, PathBuf>> {
+    let mut adopted = BTreeMap::new();
+    for (p, _) in &repository.pool_hashes {
+        let rel = format!("repo/{p}");
+        if !staging.join(&rel).exists() {
+            adopted.insert(rel.clone(), out.join(rel));
+        }
+    }
+    Ok(adopted)
+}
+
+/// The staged files and the adopted ones: (path in the bundle, size).
+fn bundle_tree(staging: &Path, adopted: &BTreeMap<String, PathBuf>) -> Result<Vec<(String, u64)>> {
+    let mut tree = list_tree(staging)?;
+    for (rel, path) in adopted {
+        let meta = fs::symlink_metadata(path)
+            .with_context(|| format!("the previous bundle's {}", path.display()))?;
+        if !meta.is_file() {
+            bail!("{}: not a regular file", path.display());
+        }
+        tree.push((rel.clone(), meta.len()));
+    }
+    tree.sort();
+    Ok(tree)
+}
+
+/// The staged bundle in place of the one at `out`, taking over its pool
+/// when files of it were adopted (see `takeover`).
+fn commit(
+    staging: Staging,
+    out: &Path,
+    repository: &repo::Summary,
+    adopted: &BTreeMap<String, PathBuf>,
+) -> Result<()> {
+    if adopted.is_empty() {
+        return staging.replace(out);
+    }
+    let wanted = repository
+        .pool_hashes
+        .iter()
+        .map(|(p, _)| format!("repo/{p}"))
+        .collect();
+    crate::build::takeover::commit(staging, out, "repo/pool", wanted)
+}
+
 /// MODES: every file's mode, set exactly to the policy.
-fn write_modes(w: &mut RootWriter, staging: &Path) -> Result<()> {
+fn write_modes(
+    w: &mut RootWriter,
+    staging: &Path,
+    adopted: &BTreeMap<String, PathBuf>,
+) -> Result<()> {
     let mut modes = BTreeMap::new();
-    for (p, _) in list_tree(staging)? {
+    for (p, _) in bundle_tree(staging, adopted)? {
         if !safe_path(&p) {
             bail!(
                 "{p:?}: a file name with a control character or an odd component; it would forge lines in SHA256SUMS (rename it on the disc it comes from)"
             );
         }
-        let path = staging.join(&p);
+        let path = adopted.get(&p).cloned().unwrap_or_else(|| staging.join(&p));
         let have = fs::metadata(&path)?.permissions().mode() & 0o7777;
         let mode = policy_mode(have);
         if have != mode {
@@ -477,6 +541,7 @@ fn write_modes(w: &mut RootWriter, staging: &Path) -> Result<()> {
 fn write_manifest(
     w: &mut RootWriter,
     staging: &Path,
+    adopted: &BTreeMap<String, PathBuf>,
     repository: &repo::Summary,
     opts: &BuildOptions,
 ) -> Result<(usize, u64)> {
@@ -485,7 +550,7 @@ fn write_manifest(
         .iter()
         .map(|(p, h)| (format!("repo/{p}"), h.clone()))
         .collect();
-    let tree = list_tree(staging)?;
+    let tree = bundle_tree(staging, adopted)?;
     let todo: Vec<(PathBuf, u64)> = tree
         .iter()
         .filter(|(p, _)| !known.contains_key(p))

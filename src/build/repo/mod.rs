@@ -95,6 +95,12 @@ pub struct Options {
     pub previous: Option<PathBuf>,
     /// The previous build's cache.
     pub previous_cache: Option<PathBuf>,
+    /// Leave the previous pool's unchanged files where they are instead of
+    /// linking each into the new pool: the pool directory itself moves
+    /// into the new build when it is committed (see `takeover`). A build
+    /// into its own previous output does that itself; a bundle, whose
+    /// repository is one part of it, does it at its own commit.
+    pub adopt: bool,
 }
 
 /// What a build did, for people and for `--json`.
@@ -122,6 +128,9 @@ pub struct Summary {
     pub discs: Vec<DiscSummary>,
     /// Why the previous build's cache was not used, if it was not.
     pub cache: Option<String>,
+    /// What became of an earlier build of `out` that was interrupted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<String>,
     pub seconds: f64,
     /// (path in the repository, SHA256) of every pool file, so a bundle's
     /// SHA256SUMS need not hash them again.
@@ -312,6 +321,7 @@ fn check_options(opts: &Options) -> Result<()> {
 /// `key`.
 pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
     let started = Instant::now();
+    let recovered = crate::build::takeover::recover(&opts.out)?;
     check_options(opts)?;
     let (media, indexes) = open_discs(opts)?;
     let seal = cache_key(key)?;
@@ -321,6 +331,7 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
         out: opts.out.clone(),
         suite: opts.suite.clone(),
         cache: cache_note,
+        recovered,
         ..Summary::default()
     };
     let jobs = plan_jobs(opts, &media, &indexes, &cache, staging.path(), &mut summary);
@@ -334,7 +345,7 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
     summary.reused = jobs.iter().filter(|j| j.cached.is_some()).count();
     check_custody(opts, &media, &indexes, &jobs, &results, &mut summary)?;
     let merged = merge(opts, &media, &indexes, &jobs, &results, &mut summary)?;
-    remove_duplicate_files(&jobs, &merged)?;
+    remove_duplicate_files(opts, &jobs, &merged)?;
     write_indexes(
         opts,
         key,
@@ -344,7 +355,12 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
         &merged,
         &mut summary,
     )?;
-    staging.replace(&opts.out)?;
+    if opts.adopt && opts.previous.as_deref() == Some(opts.out.as_path()) {
+        let wanted = summary.pool_hashes.iter().map(|(p, _)| p.clone()).collect();
+        crate::build::takeover::commit(staging, &opts.out, "pool", wanted)?;
+    } else {
+        staging.replace(&opts.out)?;
+    }
     // The cache names the pool files as they are now, in place.
     write_cache(opts, &seal, &jobs, &results)?;
     summary.seconds = started.elapsed().as_secs_f64();
@@ -620,8 +636,10 @@ fn merge(
     Ok(merged)
 }
 
-/// Files of duplicates that were written under their own path go away.
+/// Files of duplicates that were written under their own path go away
+/// (an adopted one was never written).
 fn remove_duplicate_files(
+    opts: &Options,
     jobs: &[Job<'_>],
     merged: &BTreeMap<(String, String, String), Entry>,
 ) -> Result<()> {
@@ -632,6 +650,7 @@ fn remove_duplicate_files(
     for job in jobs {
         if let Some(dest) = &job.dest
             && !kept.contains(job.file.path.as_str())
+            && !(opts.adopt && job.cached.is_some())
         {
             fs::remove_file(dest)
                 .with_context(|| format!("removing the duplicate {}", dest.display()))?;
@@ -1282,7 +1301,7 @@ fn scan_all(media: &[Medium], jobs: &[Job<'_>], opts: &Options) -> Result<Vec<Sc
         crate::shared::par::threads(opts.jobs),
         |job, buf| {
             let res = match (&job.cached, &opts.previous) {
-                (Some(c), Some(prev)) => reuse(job, c, prev),
+                (Some(c), Some(prev)) => reuse(job, c, prev, !opts.adopt),
                 _ => scan_one(&media[job.disc], job, buf, &bar),
             };
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -1309,9 +1328,10 @@ fn scan_all(media: &[Medium], jobs: &[Job<'_>], opts: &Options) -> Result<Vec<Sc
 }
 
 /// A file the cache knows: link the previous build's pool file (checked to
-/// be as that build left it) into the new pool; nothing is read.
-fn reuse(job: &Job<'_>, c: &CacheEntry, previous: &Path) -> Result<Scanned> {
-    if let Some(dest) = &job.dest {
+/// be as that build left it) into the new pool, or with `link` false leave
+/// it to be adopted; nothing is read.
+fn reuse(job: &Job<'_>, c: &CacheEntry, previous: &Path, link: bool) -> Result<Scanned> {
+    if let Some(dest) = job.dest.as_ref().filter(|_| link) {
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent)?;
         }
