@@ -714,3 +714,69 @@ fn a_bundle_signed_by_two_keys() {
     let run = verify(&d.join("one"), &["--require-signers", "2"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
 }
+
+/// `--tar FILE --no-dir` writes the very tar that `--out DIR --tar FILE`
+/// writes, with no directory beside it; a package that does not match its
+/// disc's index stops it with the file named, and nothing is left.
+#[test]
+fn a_tar_without_a_directory_is_the_same_tar_and_checks_every_package() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::demo_site(dir.path());
+    let env = [("SOURCE_DATE_EPOCH", "1800000000")];
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "d/recipe.toml",
+            "--key",
+            "keys/signing-key.asc",
+            "--allow-new-glibc",
+        ];
+        args.extend(extra);
+        airlock_in(dir.path(), &args, &env)
+    };
+    let run = build(&["--out", "b", "--tar", "b.tar"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = build(&["--tar", "n.tar", "--no-dir"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let read = |f: &str| fs::read(dir.path().join(f)).unwrap();
+    assert!(read("b.tar") == read("n.tar"), "the same bytes");
+    let names = || -> Vec<String> {
+        let mut n: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    let expected = [
+        ".b.airlock-repo-cache.json",
+        "b",
+        "b.tar",
+        "d",
+        "keys",
+        "n.tar",
+    ];
+    assert_eq!(names(), expected);
+    assert_eq!(verify(&dir.path().join("n.tar"), &[]).code, 0);
+
+    // --no-dir needs --tar and takes no --out.
+    assert_eq!(build(&["--no-dir"]).code, 2);
+    assert_eq!(build(&["--no-dir", "--tar", "x.tar", "--out", "x"]).code, 2);
+    let run = build(&["--tar", "d/media/main", "--no-dir"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("is a directory"), "{}", run.stderr);
+    let run = build(&["--tar", "d/media/main/x.tar", "--no-dir"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("main disc"), "{}", run.stderr);
+
+    // A package whose bytes are not what its disc's index says.
+    let deb = first_file(&dir.path().join("d"), "media/main/pool", ".deb");
+    let path = dir.path().join("d").join(&deb);
+    let len = fs::metadata(&path).unwrap().len() as usize;
+    flip_byte(&path, len - 10);
+    let run = build(&["--tar", "m.tar", "--no-dir"]);
+    assert_ne!(run.code, 0);
+    let name = deb.rsplit('/').next().unwrap();
+    assert!(run.stderr.contains(name), "{}", run.stderr);
+    assert_eq!(names(), expected, "nothing left");
+}

@@ -179,7 +179,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__build)
-            opts="-h -V --key --out --tar --secrets --runner --allow-new-glibc --with-source --volume-size --iso --base --json --help --version"
+            opts="-h -V --key --out --tar --no-dir --secrets --runner --allow-new-glibc --with-source --volume-size --iso --base --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -47,6 +47,7 @@ complete -c airlock -n "__fish_airlock_using_subcommand build" -l runner -d 'The
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l with-source -d 'Add airlock\'s source and vendored crates (target/airlock-src.tar from `just vendor`) as source/airlock-src.tar' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l volume-size -d 'Cut the bundle into volumes DIR/volumes/NN/ of at most SIZE bytes, each verifying alone: dvd, dvd-dl, bd25, bd50, fat32, or bytes with a K, M or G suffix' -r
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l base -d 'Write to DIR only what this earlier bundle lacks (a delta for `airlock apply`): its directory, its tar, or just its SHA256SUMS' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand build" -l no-dir -d 'Write only the tar (--tar), no directory: the packages are streamed from the discs into it, each checked against its disc\'s index as it goes (no --out, no rebuild cache)'
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l allow-new-glibc -d 'Ship a runner that needs a glibc newer than Astra SE 1.7\'s 2.28 (for tests on other systems)'
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l iso -d 'With --volume-size: each volume also as DIR/volumes/NN.iso (ISO 9660, Rock Ridge, Joliet; label AIRLOCK_<CLUSTER>_NN; needs xorriso)'
 complete -c airlock -n "__fish_airlock_using_subcommand build" -l json -d 'Print a summary as JSON on stdout'

@@ -323,11 +323,14 @@ pub struct BuildArgs {
     #[arg(long = "key", value_name = "SECRET.asc", required = true)]
     pub keys: Vec<PathBuf>,
     /// The bundle directory to write (replaced when the build succeeds)
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "no_dir")]
+    pub out: Option<PathBuf>,
     /// Also write the bundle as one deterministic tar (.tar, or .tar.gz to compress)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", required_if_eq("no_dir", "true"))]
     pub tar: Option<PathBuf>,
+    /// Write only the tar (--tar), no directory: the packages are streamed from the discs into it, each checked against its disc's index as it goes (no --out, no rebuild cache)
+    #[arg(long, requires = "tar", conflicts_with_all = ["out", "volume_size", "base"])]
+    pub no_dir: bool,
     /// Secrets file to read or create (default: RECIPE with .secrets.toml)
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
@@ -623,7 +626,12 @@ fn cmd_build(args: &BuildArgs) -> Result<Status> {
     };
     let opts = bundle::BuildOptions {
         recipe: args.recipe.clone(),
-        out: args.out.clone(),
+        out: match &args.out {
+            Some(out) => out.clone(),
+            // --no-dir: the tar's path names what is staged beside it.
+            None => args.tar.clone().expect("clap requires --tar with --no-dir"),
+        },
+        no_dir: args.no_dir,
         key,
         key_paths: args.keys.clone(),
         secrets,
@@ -1035,6 +1043,7 @@ fn cmd_demo(args: &DemoArgs) -> Result<Status> {
         source_tar: None,
         volume_size: None,
         iso: false,
+        no_dir: false,
         base: None,
     })?;
     println!(
@@ -1210,6 +1219,7 @@ fn cmd_repo_build(args: &RepoBuildArgs) -> Result<Status> {
     let opts = repo::Options {
         previous_cache: previous.as_ref().map(|p| p.join(repo::CACHE_FILE)),
         adopt: true,
+        peek: false,
         previous,
         discs,
         out: args.out.clone(),

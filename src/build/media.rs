@@ -171,6 +171,23 @@ impl Medium {
         }
     }
 
+    /// `f`'s bytes as a reader (for a consumer that pulls, such as a tar
+    /// writer). It ends early, with an error, where the image does.
+    pub fn reader<'a>(&'a self, f: &'a MediaFile) -> Result<FileReader<'a>> {
+        Ok(match (&f.location, &self.kind) {
+            (Location::Path(p), _) => FileReader::Plain(
+                File::open(p).with_context(|| format!("{}: opening {}", self.label, f.path))?,
+            ),
+            (Location::Extents(ext), Kind::Image { file, .. }) => FileReader::Extents {
+                image: file,
+                extents: ext,
+                at: 0,
+                done: 0,
+            },
+            (Location::Extents(_), Kind::Dir) => unreachable!("extents only come from images"),
+        })
+    }
+
     /// Reads a whole (small) file, such as a Packages index.
     pub fn read(&self, f: &MediaFile) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(f.size as usize);
@@ -188,6 +205,51 @@ impl Medium {
             .binary_search_by(|f| f.path.as_str().cmp(path))
             .ok()
             .map(|i| &self.files[i])
+    }
+}
+
+/// A disc file's bytes in order (see [`Medium::reader`]).
+pub enum FileReader<'a> {
+    Plain(File),
+    Extents {
+        image: &'a File,
+        extents: &'a [(u64, u64)],
+        /// The extent being read and how far into it.
+        at: usize,
+        done: u64,
+    },
+}
+
+impl Read for FileReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            FileReader::Plain(f) => f.read(buf),
+            FileReader::Extents {
+                image,
+                extents,
+                at,
+                done,
+            } => loop {
+                let Some(&(off, len)) = extents.get(*at) else {
+                    return Ok(0);
+                };
+                if *done == len {
+                    *at += 1;
+                    *done = 0;
+                    continue;
+                }
+                let want = ((len - *done) as usize).min(buf.len());
+                let n = image.read_at(&mut buf[..want], off + *done)?;
+                if n == 0 && want > 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the image ends at byte {}: it is truncated", off + *done),
+                    ));
+                }
+                *done += n as u64;
+                return Ok(n);
+            },
+        }
     }
 }
 

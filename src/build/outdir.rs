@@ -124,6 +124,29 @@ pub fn check(
     Ok(())
 }
 
+/// Refuses an output file (`flag`, such as `--tar` with `--no-dir`) that
+/// is, or lies inside, an input the build reads.
+pub fn check_file(file: &Path, flag: &str, inputs: &[(&str, &Path)]) -> Result<()> {
+    if file.is_dir() {
+        bail!(
+            "{flag} {}: is a directory; name the tar file to write",
+            file.display()
+        );
+    }
+    let f = resolved(file);
+    for (what, input) in inputs {
+        let i = resolved(input);
+        if f == i || f.starts_with(&i) {
+            bail!(
+                "{flag} {}: it is, or lies inside, the {what} {} that the build reads; write the tar elsewhere",
+                file.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

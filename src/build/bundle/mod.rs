@@ -74,6 +74,9 @@ pub struct BuildOptions {
     /// Write to `out` only what this earlier bundle (a directory, tar,
     /// volumes or its `SHA256SUMS`) lacks: a delta.
     pub base: Option<PathBuf>,
+    /// Write only `tar`, streaming the packages from the discs into it
+    /// (`out` is then the tar's path: what is staged goes beside it).
+    pub no_dir: bool,
 }
 
 /// What a build made.
@@ -163,6 +166,9 @@ fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
             "--tar and --volume-size together: a volume is a directory to burn or copy as it is (one tar would have to be split); give one of them"
         );
     }
+    if opts.no_dir {
+        return crate::build::outdir::check_file(&opts.out, "--tar", &inputs);
+    }
     let also: Vec<(&str, &Path)> = opts.tar.iter().map(|t| ("--tar", t.as_path())).collect();
     crate::build::outdir::check(
         &opts.out,
@@ -201,9 +207,9 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
     copy_vendor_disc(plan, staging.path())?;
     write_fixed_files(&mut w, opts, recipe, plan, &runner)?;
     copy_source_tar(opts, staging.path())?;
-    let adopted = adopted_pool_files(staging.path(), &opts.out, &repository)?;
-    write_modes(&mut w, staging.path(), &adopted)?;
-    let (files, bytes) = write_manifest(&mut w, staging.path(), &adopted, &repository, opts)?;
+    let outside = outside_files(staging.path(), opts, &repository)?;
+    write_modes(&mut w, staging.path(), &outside)?;
+    let (files, bytes) = write_manifest(&mut w, staging.path(), &outside, &repository, opts)?;
     let mut summary = BuildSummary {
         out: opts.out.clone(),
         tar: opts.tar.clone(),
@@ -231,7 +237,13 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
         summary.seconds = started.elapsed().as_secs_f64();
         return Ok(summary);
     }
-    commit(staging, &opts.out, &repository, &adopted)?;
+    if opts.no_dir {
+        let discs = repository_discs(plan);
+        stream_tar(staging.path(), &outside, &discs, &repository, opts)?;
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+    commit(staging, &opts.out, &repository, &outside)?;
     cache.keep(&opts.out, &opts.key)?;
     if let Some(tar) = &opts.tar {
         write_tar(&opts.out, tar, opts.time, opts.progress)?;
@@ -320,13 +332,18 @@ struct RepoCache {
 
 impl RepoCache {
     fn beside(out: &Path) -> Result<RepoCache> {
+        let kept = RepoCache::kept_beside(out)?;
+        let fresh = kept.with_extension("json.new");
+        Ok(RepoCache { kept, fresh })
+    }
+
+    /// Where the cache of the bundle at `out` is kept.
+    fn kept_beside(out: &Path) -> Result<PathBuf> {
         let name = out
             .file_name()
             .with_context(|| format!("{}: the output must name a directory", out.display()))?
             .to_string_lossy();
-        let kept = out.with_file_name(format!(".{name}.airlock-repo-cache.json"));
-        let fresh = kept.with_extension("json.new");
-        Ok(RepoCache { kept, fresh })
+        Ok(out.with_file_name(format!(".{name}.airlock-repo-cache.json")))
     }
 
     /// Moves the new cache into place and seals it for the repository at
@@ -334,6 +351,13 @@ impl RepoCache {
     fn keep(&self, out: &Path, key: &Signers) -> Result<()> {
         fs::rename(&self.fresh, &self.kept).context("keeping the repository cache")?;
         repo::refresh_cache(&out.join("repo"), &self.kept, key)
+    }
+}
+
+impl Drop for RepoCache {
+    /// A build that fails (or writes no directory) keeps no new cache.
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.fresh);
     }
 }
 
@@ -348,19 +372,11 @@ fn build_repository(
     cache: &RepoCache,
     base: Option<&crate::build::delta::Base>,
 ) -> Result<repo::Summary> {
-    let media = &plan.media;
-    let discs = repo::source_discs(
-        media
-            .main
-            .as_deref()
-            .expect("checked by MediaCheck::Require"),
-        media.devel.as_deref(),
-        &media.updates,
-    );
+    let discs = repository_discs(plan);
     let (old_repo, old_cache) = match base {
         None => (opts.out.join("repo"), cache.kept.clone()),
         Some(b) => match &b.dir {
-            Some(d) => (d.join("repo"), RepoCache::beside(d)?.kept),
+            Some(d) => (d.join("repo"), RepoCache::kept_beside(d)?),
             None => (PathBuf::new(), PathBuf::new()),
         },
     };
@@ -376,16 +392,83 @@ fn build_repository(
             time: opts.time,
             progress: opts.progress,
             jobs: 0,
-            previous: old_repo.is_dir().then_some(old_repo),
-            previous_cache: old_cache.is_file().then_some(old_cache),
+            // --no-dir keeps no pool, so nothing to take from a cache.
+            previous: (old_repo.is_dir() && !opts.no_dir).then_some(old_repo),
+            previous_cache: (old_cache.is_file() && !opts.no_dir).then_some(old_cache),
             // A base is only read; the bundle at --out is ours to take over.
             adopt: base.is_none(),
+            peek: opts.no_dir,
         },
         &opts.key,
     )?;
     fs::rename(staging.join("repo").join(repo::CACHE_FILE), &cache.fresh)
         .context("moving the repository cache out of the bundle")?;
     Ok(summary)
+}
+
+/// The repository's discs in the order its summary counts them: main,
+/// devel, the update discs.
+fn repository_discs(plan: &Plan) -> Vec<(String, PathBuf)> {
+    let media = &plan.media;
+    repo::source_discs(
+        media
+            .main
+            .as_deref()
+            .expect("checked by MediaCheck::Require"),
+        media.devel.as_deref(),
+        &media.updates,
+    )
+}
+
+/// `--no-dir`: the tar from the staged files and, for the pool, straight
+/// from the discs, each package checked against the signed manifest as it
+/// is copied.
+fn stream_tar(
+    staging: &Path,
+    outside: &BTreeMap<String, Outside>,
+    discs: &[(String, PathBuf)],
+    repository: &repo::Summary,
+    opts: &BuildOptions,
+) -> Result<()> {
+    let media = discs
+        .iter()
+        .map(|(role, path)| Medium::open(path).with_context(|| format!("reading the {role} disc")))
+        .collect::<Result<Vec<_>>>()?;
+    let hashes: BTreeMap<&str, &str> = repository
+        .pool_hashes
+        .iter()
+        .map(|(p, h)| (p.as_str(), h.as_str()))
+        .collect();
+    let mut entries = BTreeMap::new();
+    for (rel, size) in list_tree(staging)? {
+        entries.insert(rel.clone(), (size, tar::Source::File(staging.join(rel))));
+    }
+    for (rel, o) in outside {
+        let Outside::OnDisc { disc, size } = o else {
+            continue;
+        };
+        let pool_path = rel
+            .strip_prefix("repo/")
+            .expect("pool files are under repo/");
+        let medium = &media[*disc];
+        let file = medium
+            .find(pool_path)
+            .with_context(|| format!("{}: {pool_path} is gone from the disc", medium.label))?;
+        let sha256 = hashes[pool_path];
+        entries.insert(
+            rel.clone(),
+            (
+                *size,
+                tar::Source::Disc {
+                    medium,
+                    file,
+                    sha256,
+                },
+            ),
+        );
+    }
+    let tar = opts.tar.as_ref().expect("--no-dir requires --tar");
+    tar::write_tar_entries(&entries, staging, tar, opts.time, opts.progress)
 }
 
 /// The vendor disc's files under `vendor/`, scripts executable.
@@ -457,34 +540,52 @@ fn copy_source_tar(opts: &BuildOptions, staging: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Pool files the repository kept from the previous bundle at `out`
-/// without linking them into the staged one (they join it at the commit):
-/// (path in the bundle, where they are now).
-fn adopted_pool_files(
-    staging: &Path,
-    out: &Path,
-    repository: &repo::Summary,
-) -> Result<BTreeMap<String, PathBuf>> {
-    let mut adopted = BTreeMap::new();
-    for (p, _) in &repository.pool_hashes {
-        let rel = format!("repo/{p}");
-        if !staging.join(&rel).exists() {
-            adopted.insert(rel.clone(), out.join(rel));
-        }
-    }
-    Ok(adopted)
+/// A bundle file that is not in the staging directory.
+#[derive(Debug)]
+enum Outside {
+    /// A pool file the repository kept from the previous bundle at `--out`
+    /// without linking it into the staged one: it joins at the commit.
+    Adopted(PathBuf),
+    /// With `--no-dir`: a package that goes from its disc (counted in
+    /// [`repository_discs`]' order) straight into the tar.
+    OnDisc { disc: usize, size: u64 },
 }
 
-/// The staged files and the adopted ones: (path in the bundle, size).
-fn bundle_tree(staging: &Path, adopted: &BTreeMap<String, PathBuf>) -> Result<Vec<(String, u64)>> {
-    let mut tree = list_tree(staging)?;
-    for (rel, path) in adopted {
-        let meta = fs::symlink_metadata(path)
-            .with_context(|| format!("the previous bundle's {}", path.display()))?;
-        if !meta.is_file() {
-            bail!("{}: not a regular file", path.display());
+/// The bundle's files that are not staged, by path in the bundle.
+fn outside_files(
+    staging: &Path,
+    opts: &BuildOptions,
+    repository: &repo::Summary,
+) -> Result<BTreeMap<String, Outside>> {
+    let mut outside = BTreeMap::new();
+    for (p, &(disc, size)) in &repository.pool_origin {
+        let rel = format!("repo/{p}");
+        if opts.no_dir {
+            outside.insert(rel, Outside::OnDisc { disc, size });
+        } else if !staging.join(&rel).exists() {
+            let path = opts.out.join(&rel);
+            outside.insert(rel, Outside::Adopted(path));
         }
-        tree.push((rel.clone(), meta.len()));
+    }
+    Ok(outside)
+}
+
+/// The staged files and the outside ones: (path in the bundle, size).
+fn bundle_tree(staging: &Path, outside: &BTreeMap<String, Outside>) -> Result<Vec<(String, u64)>> {
+    let mut tree = list_tree(staging)?;
+    for (rel, o) in outside {
+        let size = match o {
+            Outside::OnDisc { size, .. } => *size,
+            Outside::Adopted(path) => {
+                let meta = fs::symlink_metadata(path)
+                    .with_context(|| format!("the previous bundle's {}", path.display()))?;
+                if !meta.is_file() {
+                    bail!("{}: not a regular file", path.display());
+                }
+                meta.len()
+            }
+        };
+        tree.push((rel.clone(), size));
     }
     tree.sort();
     Ok(tree)
@@ -496,9 +597,9 @@ fn commit(
     staging: Staging,
     out: &Path,
     repository: &repo::Summary,
-    adopted: &BTreeMap<String, PathBuf>,
+    outside: &BTreeMap<String, Outside>,
 ) -> Result<()> {
-    if adopted.is_empty() {
+    if outside.is_empty() {
         return staging.replace(out);
     }
     let wanted = repository
@@ -513,16 +614,24 @@ fn commit(
 fn write_modes(
     w: &mut RootWriter,
     staging: &Path,
-    adopted: &BTreeMap<String, PathBuf>,
+    outside: &BTreeMap<String, Outside>,
 ) -> Result<()> {
     let mut modes = BTreeMap::new();
-    for (p, _) in bundle_tree(staging, adopted)? {
+    for (p, _) in bundle_tree(staging, outside)? {
         if !safe_path(&p) {
             bail!(
                 "{p:?}: a file name with a control character or an odd component; it would forge lines in SHA256SUMS (rename it on the disc it comes from)"
             );
         }
-        let path = adopted.get(&p).cloned().unwrap_or_else(|| staging.join(&p));
+        let path = match outside.get(&p) {
+            // Written into the tar as the policy says.
+            Some(Outside::OnDisc { .. }) => {
+                modes.insert(p, 0o644);
+                continue;
+            }
+            Some(Outside::Adopted(path)) => path.clone(),
+            None => staging.join(&p),
+        };
         let have = fs::metadata(&path)?.permissions().mode() & 0o7777;
         let mode = policy_mode(have);
         if have != mode {
@@ -541,7 +650,7 @@ fn write_modes(
 fn write_manifest(
     w: &mut RootWriter,
     staging: &Path,
-    adopted: &BTreeMap<String, PathBuf>,
+    outside: &BTreeMap<String, Outside>,
     repository: &repo::Summary,
     opts: &BuildOptions,
 ) -> Result<(usize, u64)> {
@@ -550,7 +659,7 @@ fn write_manifest(
         .iter()
         .map(|(p, h)| (format!("repo/{p}"), h.clone()))
         .collect();
-    let tree = bundle_tree(staging, adopted)?;
+    let tree = bundle_tree(staging, outside)?;
     let todo: Vec<(PathBuf, u64)> = tree
         .iter()
         .filter(|(p, _)| !known.contains_key(p))

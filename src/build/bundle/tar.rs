@@ -4,11 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write;
-use std::path::Path;
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use sha2::Digest as _;
 
+use crate::build::media::{FileReader, MediaFile, Medium};
+use crate::build::repo::deb::DebScanner;
 use crate::shared::manifest::{self, MODES, SUMS, SUMS_SIG, canonical_order};
 use crate::shared::par::progress_bar;
 use crate::shared::tarform;
@@ -58,11 +61,42 @@ pub fn render_modes(modes: &BTreeMap<String, u32>) -> String {
     s
 }
 
+/// Where a tar entry's bytes come from.
+pub enum Source<'a> {
+    File(PathBuf),
+    /// A package on a disc, checked as it is copied: its SHA256 must be
+    /// `sha256` (what the signed manifest says) and it must be a whole
+    /// `.deb`, or the tar is not written.
+    Disc {
+        medium: &'a Medium,
+        file: &'a MediaFile,
+        sha256: &'a str,
+    },
+}
+
 /// Writes the bundle directory as one tar in [`tarform`]'s form (entries in
 /// [`canonical_order`], mtime `time`, modes from `MODES`), gzip compressed
 /// (one member) when `file` ends in `.gz`. Written beside and renamed.
 pub fn write_tar(dir: &Path, file: &Path, time: i64, progress: bool) -> Result<()> {
-    let tree = list_tree(dir)?;
+    let entries = list_tree(dir)?
+        .into_iter()
+        .map(|(rel, size)| {
+            let path = dir.join(&rel);
+            (rel, (size, Source::File(path)))
+        })
+        .collect();
+    write_tar_entries(&entries, dir, file, time, progress)
+}
+
+/// Writes `entries` (path in the bundle → size and source) as one tar like
+/// [`write_tar`], with the modes of `dir`'s `MODES`.
+pub fn write_tar_entries(
+    entries: &BTreeMap<String, (u64, Source<'_>)>,
+    dir: &Path,
+    file: &Path,
+    time: i64,
+    progress: bool,
+) -> Result<()> {
     let modes_text = fs::read_to_string(dir.join(MODES))
         .with_context(|| format!("reading {}", dir.join(MODES).display()))?;
     let mut problems = Vec::new();
@@ -70,8 +104,7 @@ pub fn write_tar(dir: &Path, file: &Path, time: i64, progress: bool) -> Result<(
     if let Some(p) = problems.first() {
         bail!("{}: {}: {}", dir.display(), p.path, p.detail);
     }
-    let sizes: BTreeMap<String, u64> = tree.iter().cloned().collect();
-    let total = tree.iter().map(|t| t.1).sum();
+    let total = entries.values().map(|e| e.0).sum();
     let bar = progress_bar(progress, total, "writing the tar");
     let tmp = file.with_file_name(format!(
         ".{}.airlock-tmp",
@@ -90,7 +123,7 @@ pub fn write_tar(dir: &Path, file: &Path, time: i64, progress: bool) -> Result<(
         Box::new(out)
     };
     let mut tw = tarform::TarWriter::new(sink, time.max(0) as u64);
-    let files: BTreeSet<String> = sizes.keys().cloned().collect();
+    let files: BTreeSet<String> = entries.keys().cloned().collect();
     let result = (|| -> Result<()> {
         for (rel, kind) in canonical_order(&files) {
             if kind == tarform::Kind::Dir {
@@ -103,9 +136,8 @@ pub fn write_tar(dir: &Path, file: &Path, time: i64, progress: bool) -> Result<(
                     .get(&rel)
                     .with_context(|| format!("{rel} is not in {MODES}"))?,
             };
-            let path = dir.join(&rel);
-            let f = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-            tw.file(&rel, mode, sizes[&rel], bar.wrap_read(f))
+            let (size, source) = &entries[&rel];
+            add_entry(&mut tw, &rel, mode, *size, source, &bar)
                 .with_context(|| format!("adding {rel}"))?;
         }
         let mut sink = tw.finish()?;
@@ -120,4 +152,75 @@ pub fn write_tar(dir: &Path, file: &Path, time: i64, progress: bool) -> Result<(
     }
     fs::rename(&tmp, file).with_context(|| format!("renaming {} into place", file.display()))?;
     Ok(())
+}
+
+/// How much is read at a time (a copy through a buffered reader moves
+/// whole buffers; through a plain one, 8 KiB at a time).
+const CHUNK: usize = 1 << 20;
+
+/// One file into the tar from its source.
+fn add_entry<W: Write>(
+    tw: &mut tarform::TarWriter<W>,
+    rel: &str,
+    mode: u32,
+    size: u64,
+    source: &Source<'_>,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    match source {
+        Source::File(path) => {
+            let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            tw.file(
+                rel,
+                mode,
+                size,
+                BufReader::with_capacity(CHUNK, bar.wrap_read(f)),
+            )?;
+        }
+        Source::Disc {
+            medium,
+            file,
+            sha256,
+        } => {
+            let mut checked = Checked {
+                inner: medium.reader(file)?,
+                sha: sha2::Sha256::new(),
+                deb: DebScanner::new(),
+            };
+            tw.file(
+                rel,
+                mode,
+                size,
+                BufReader::with_capacity(CHUNK, bar.wrap_read(&mut checked)),
+            )?;
+            let got = crate::shared::hex(&checked.sha.finalize());
+            if got != *sha256 {
+                bail!(
+                    "{}: {} changed or does not match its disc's index: SHA256 {got}, the index and the signed manifest say {sha256}",
+                    medium.label,
+                    file.path
+                );
+            }
+            checked.deb.finish().map_err(|e| {
+                anyhow::anyhow!("{}: {}: corrupt .deb: {e}", medium.label, file.path)
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A disc file's bytes, hashed and scanned as a `.deb` on the way through.
+struct Checked<'a> {
+    inner: FileReader<'a>,
+    sha: sha2::Sha256,
+    deb: DebScanner,
+}
+
+impl std::io::Read for Checked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sha.update(&buf[..n]);
+        self.deb.feed(&buf[..n]);
+        Ok(n)
+    }
 }

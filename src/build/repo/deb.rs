@@ -187,6 +187,31 @@ impl DebScanner {
         };
     }
 
+    /// Whether the control member has been read whole: a reader after the
+    /// control paragraph alone may stop here and take [`DebScanner::control`].
+    pub fn has_control(&self) -> bool {
+        self.error.is_none()
+            && (self.members.len() > 2
+                || (self.members.len() == 2 && !matches!(self.state, State::Body { .. })))
+    }
+
+    /// The control paragraph from what was fed so far, without the checks
+    /// of the whole file's framing that [`DebScanner::finish`] makes (the
+    /// caller reads the rest of the file later and checks it then).
+    pub fn control(&self) -> Result<Paragraph, DebError> {
+        if let Some(e) = &self.error {
+            return err(e.clone());
+        }
+        if !self.has_control() {
+            return err("truncated before the end of its control member");
+        }
+        let Some((name, bytes)) = &self.control else {
+            return err("no control.tar member");
+        };
+        let (text, _) = control_from_tar(name, bytes)?;
+        Paragraph::parse(&text).map_err(|e| DebError(format!("control file: {e}")))
+    }
+
     /// Ends the stream: checks the framing is complete and returns the
     /// control paragraph.
     pub fn finish(self) -> Result<Paragraph, DebError> {

@@ -101,6 +101,12 @@ pub struct Options {
     /// into its own previous output does that itself; a bundle, whose
     /// repository is one part of it, does it at its own commit.
     pub adopt: bool,
+    /// Write no pool: read only each package's control member and take
+    /// its SHA256 from its disc's own index (a package the index does not
+    /// list is read whole). For a caller that streams the pool from the
+    /// discs itself (`build --no-dir`): it must check every file against
+    /// `Summary::pool_origin` as it goes.
+    pub peek: bool,
 }
 
 /// What a build did, for people and for `--json`.
@@ -136,6 +142,10 @@ pub struct Summary {
     /// SHA256SUMS need not hash them again.
     #[serde(skip)]
     pub pool_hashes: Vec<(String, String)>,
+    /// Where each pool file comes from: its path → (the disc, counted in
+    /// `Options::discs`' order, and its size).
+    #[serde(skip)]
+    pub pool_origin: BTreeMap<String, (usize, u64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -257,6 +267,16 @@ struct Job<'a> {
     /// Where to put the bytes in the new pool (first occurrence of a path).
     dest: Option<PathBuf>,
     cached: Option<CacheEntry>,
+    /// The SHA256 the disc's own index lists for it.
+    listed: Option<String>,
+}
+
+impl Job<'_> {
+    /// Whether this build reads the whole file (not taken from the cache,
+    /// not only peeked at).
+    fn is_read(&self, opts: &Options) -> bool {
+        self.cached.is_none() && !(opts.peek && self.listed.is_some())
+    }
 }
 
 /// The result of reading one `.deb`.
@@ -339,7 +359,7 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
     let results = scan_all(&media, &jobs, opts)?;
     summary.hashed_bytes = jobs
         .iter()
-        .filter(|j| j.cached.is_none())
+        .filter(|j| j.is_read(opts))
         .map(|j| j.file.size)
         .sum();
     summary.reused = jobs.iter().filter(|j| j.cached.is_some()).count();
@@ -408,9 +428,8 @@ fn plan_jobs<'a>(
                 continue;
             }
             debs += 1;
-            let dest = claimed
-                .insert(f.path.as_str())
-                .then(|| staging.join(&f.path));
+            let dest =
+                (claimed.insert(f.path.as_str()) && !opts.peek).then(|| staging.join(&f.path));
             let listed_sha = indexes[d].files.get(&f.path).map(|l| &l.sha256);
             let key = (
                 role.clone(),
@@ -438,6 +457,7 @@ fn plan_jobs<'a>(
                 file: f,
                 dest,
                 cached,
+                listed: listed_sha.cloned(),
             });
         }
         summary.discs.push(DiscSummary {
@@ -752,6 +772,9 @@ fn render_packages(
         summary
             .pool_hashes
             .push((job.file.path.clone(), s.sha256.clone()));
+        summary
+            .pool_origin
+            .insert(job.file.path.clone(), (job.disc, job.file.size));
         *summary.packages.entry(e.component.clone()).or_default() += 1;
         summary.total_packages += 1;
         summary.bytes += job.file.size;
@@ -1293,7 +1316,7 @@ fn decompress(path: &str, raw: &[u8]) -> Result<String> {
 fn scan_all(media: &[Medium], jobs: &[Job<'_>], opts: &Options) -> Result<Vec<Scanned>> {
     let total_bytes: u64 = jobs
         .iter()
-        .filter(|j| j.cached.is_none())
+        .filter(|j| j.is_read(opts))
         .map(|j| j.file.size)
         .sum();
     let bar = crate::shared::par::progress_bar(opts.progress, total_bytes, "reading packages");
@@ -1302,8 +1325,9 @@ fn scan_all(media: &[Medium], jobs: &[Job<'_>], opts: &Options) -> Result<Vec<Sc
         jobs,
         crate::shared::par::threads(opts.jobs),
         |job, buf| {
-            let res = match (&job.cached, &opts.previous) {
-                (Some(c), Some(prev)) => reuse(job, c, prev, !opts.adopt),
+            let res = match (&job.cached, &opts.previous, &job.listed) {
+                (Some(c), Some(prev), _) => reuse(job, c, prev, !opts.adopt),
+                (None, _, Some(sha)) if opts.peek => peek_one(&media[job.disc], job, sha),
                 _ => scan_one(&media[job.disc], job, buf, &bar),
             };
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -1347,6 +1371,30 @@ fn reuse(job: &Job<'_>, c: &CacheEntry, previous: &Path, link: bool) -> Result<S
         sha256: c.sha256.clone(),
         control: Paragraph::parse(&c.control)
             .map_err(|e| anyhow::anyhow!("cached control: {e}"))?,
+    })
+}
+
+/// Reads one `.deb` only as far as its control member; its hash is the one
+/// its disc's index lists (whoever copies it checks that, see
+/// `Options::peek`).
+fn peek_one(medium: &Medium, job: &Job<'_>, listed: &str) -> Result<Scanned> {
+    use std::io::Read as _;
+    let mut reader = medium.reader(job.file)?;
+    let mut deb = DebScanner::new();
+    let mut buf = [0u8; 1 << 16];
+    while !deb.has_control() {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        deb.feed(&buf[..n]);
+    }
+    let control = deb
+        .control()
+        .map_err(|e| anyhow::anyhow!("corrupt .deb: {e}"))?;
+    Ok(Scanned {
+        sha256: listed.to_string(),
+        control,
     })
 }
 
