@@ -1,6 +1,7 @@
 //! The builder wing: `airlock` at the secure site.
 
 pub mod bundle;
+pub mod check;
 pub mod cli;
 pub(crate) mod cloudinit;
 pub mod delta;

@@ -74,6 +74,9 @@ pub struct BuildOptions {
     /// Write to `out` only what this earlier bundle (a directory, tar,
     /// volumes or its `SHA256SUMS`) lacks: a delta.
     pub base: Option<PathBuf>,
+    /// Build even when apt could not install some role's packages from
+    /// the repository (the completeness check's problems are reported).
+    pub allow_incomplete: bool,
 }
 
 /// What a build made.
@@ -97,6 +100,8 @@ pub struct BuildSummary {
     pub volumes: Option<crate::build::volumes::Summary>,
     /// What the delta holds, when `out` is a delta (`--base`).
     pub delta: Option<crate::build::delta::Summary>,
+    /// Whether apt can install every role's packages (`airlock check`).
+    pub completeness: crate::build::check::Report,
     pub seconds: f64,
 }
 
@@ -114,6 +119,7 @@ pub fn resolved_recipe(recipe: &Recipe) -> Result<String> {
         .map(|p| p.file_name().map_or_else(|| p.clone(), PathBuf::from))
         .collect();
     r.media.vendor = name_only(&r.media.vendor);
+    r.media.base_status = name_only(&r.media.base_status);
     r.database.password_file = None;
     Ok(format!(
         "# The recipe this bundle was built from, with every default filled in.\n# Media are named by file only; the DB password is in the payloads, not here.\n{}",
@@ -191,6 +197,7 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
     let staging = Staging::beside(&opts.out)?;
     let cache = RepoCache::beside(&opts.out)?;
     let mut repository = build_repository(opts, plan, staging.path(), &cache, base.as_ref())?;
+    let completeness = check_completeness(opts, recipe, plan, &mut repository, &cache)?;
     let mut w = RootWriter::new(staging.path());
     let payloads = cloudinit::render_all(plan, &secrets)?;
     seed::write_all(&mut w, plan, &payloads, opts.time)?;
@@ -213,6 +220,7 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
         fingerprints: opts.key.fingerprints(),
         volumes: None,
         delta: None,
+        completeness,
         seconds: 0.0,
     };
     if let Some(base) = &base {
@@ -378,6 +386,32 @@ fn build_repository(
     fs::rename(staging.join("repo").join(repo::CACHE_FILE), &cache.fresh)
         .context("moving the repository cache out of the bundle")?;
     Ok(summary)
+}
+
+/// The completeness check over the controls the repository build read;
+/// an incomplete bundle is refused (the staging directory and the new
+/// cache go) unless `allow_incomplete`.
+fn check_completeness(
+    opts: &BuildOptions,
+    recipe: &Recipe,
+    plan: &Plan,
+    repository: &mut repo::Summary,
+    cache: &RepoCache,
+) -> Result<crate::build::check::Report> {
+    let catalog = std::mem::take(&mut repository.catalog);
+    let report = crate::build::check::read_base(plan)
+        .and_then(|base| crate::build::check::evaluate(recipe, plan, &catalog, base.as_ref()));
+    match report {
+        Ok(r) if r.ok || opts.allow_incomplete => Ok(r),
+        Ok(r) => {
+            let _ = fs::remove_file(&cache.fresh);
+            Err(crate::build::check::refuse(&r, &opts.recipe))
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&cache.fresh);
+            Err(e)
+        }
+    }
 }
 
 /// The vendor disc's files under `vendor/`, scripts executable.
