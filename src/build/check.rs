@@ -266,11 +266,22 @@ pub fn to_text(r: &Report) -> String {
     out
 }
 
-/// The build's refusal of an incomplete bundle.
+/// The build's refusal of an incomplete bundle: a failed check (exit 1),
+/// which the command line tells apart from an I/O error.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the bundle would be incomplete; nothing was written:\n{report}pass --allow-incomplete to build it anyway, or see `airlock check {recipe}`"
+)]
+pub struct Incomplete {
+    report: String,
+    recipe: String,
+}
+
+/// [`Incomplete`] for report `r` of the recipe at `recipe`.
 pub fn refuse(r: &Report, recipe: &Path) -> anyhow::Error {
-    anyhow::anyhow!(
-        "the bundle would be incomplete; nothing was written:\n{}pass --allow-incomplete to build it anyway, or see `airlock check {}`",
-        to_text(r),
-        recipe.display()
-    )
+    Incomplete {
+        report: to_text(r),
+        recipe: recipe.display().to_string(),
+    }
+    .into()
 }

@@ -687,7 +687,13 @@ fn cmd_build(args: &BuildArgs) -> Result<Status> {
         base: args.base.clone(),
         allow_incomplete: args.allow_incomplete,
     };
-    let summary = bundle::build_planned(&opts, &recipe, &plan)?;
+    let summary = match bundle::build_planned(&opts, &recipe, &plan) {
+        Err(e) if e.is::<crate::build::check::Incomplete>() => {
+            eprintln!("{e}");
+            return Ok(Status::CheckFailed);
+        }
+        other => other?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
