@@ -663,7 +663,7 @@ ip = "192.0.2.20"
         let text = MINIMAL.replace("[database]", "[packages]\ndb_master = [\"x\"]\n[database]");
         let e = parse(&src(&text)).unwrap_err().to_string();
         assert!(
-            e.starts_with("site.toml:10:1: packages.db_master: unknown field `db_master`"),
+            e.starts_with("site.toml:9:1: packages.db_master: unknown field `db_master`"),
             "{e}"
         );
         assert!(e.contains("did you mean `db-master`?"), "{e}");
