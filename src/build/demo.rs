@@ -187,7 +187,7 @@ const DEMO_PACKAGES: &str = "
 db-master = [\"airlock-demo-base\", \"airlock-demo-shared\"]
 db-replica = [\"airlock-demo-base\", \"airlock-demo-shared\"]
 leader = [\"airlock-demo-base\", \"airlock-demo-devtools\"]
-manager = [\"airlock-demo-base\", \"airlock-demo-doc\"]
+manager = [\"airlock-demo-base\"]
 
 [database]
 ";
@@ -231,9 +231,6 @@ mod tests {
         assert!(r.contains("main = \"media/main\""));
         assert!(r.contains("vendor = \"media/vendor\""));
         let parsed = toml::from_str::<crate::build::recipe::Recipe>(&r).unwrap();
-        assert_eq!(
-            parsed.packages.manager.unwrap(),
-            ["airlock-demo-base", "airlock-demo-doc"]
-        );
+        assert_eq!(parsed.packages.manager.unwrap(), ["airlock-demo-base"]);
     }
 }
