@@ -2,6 +2,7 @@
 
 mod bake;
 mod bundle;
+mod check;
 mod common;
 mod delta;
 mod docs;

@@ -25,6 +25,9 @@ _airlock() {
             airlock,build)
                 cmd="airlock__subcmd__build"
                 ;;
+            airlock,check)
+                cmd="airlock__subcmd__check"
+                ;;
             airlock,demo)
                 cmd="airlock__subcmd__demo"
                 ;;
@@ -54,6 +57,9 @@ _airlock() {
                 ;;
             airlock__subcmd__help,build)
                 cmd="airlock__subcmd__help__subcmd__build"
+                ;;
+            airlock__subcmd__help,check)
+                cmd="airlock__subcmd__help__subcmd__check"
                 ;;
             airlock__subcmd__help,demo)
                 cmd="airlock__subcmd__help__subcmd__demo"
@@ -113,7 +119,7 @@ _airlock() {
 
     case "${cmd}" in
         airlock)
-            opts="-h -V --help --version plan build verify apply demo bake keygen repo report help"
+            opts="-h -V --help --version plan check build verify apply demo bake keygen repo report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -179,7 +185,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__build)
-            opts="-h -V --key --out --tar --no-dir --secrets --runner --allow-new-glibc --with-source --volume-size --iso --base --json --help --version"
+            opts="-h -V --key --out --tar --no-dir --secrets --runner --allow-new-glibc --allow-incomplete --with-source --volume-size --iso --base --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -224,6 +230,20 @@ _airlock() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        airlock__subcmd__check)
+            opts="-h -V --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         airlock__subcmd__demo)
             opts="-h -V --out --runner --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -247,7 +267,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__help)
-            opts="plan build verify apply demo bake keygen repo report help"
+            opts="plan check build verify apply demo bake keygen repo report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -289,6 +309,20 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__help__subcmd__build)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__help__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -71,6 +71,37 @@ pub enum Command {
     )]
     Plan(PlanArgs),
 
+    /// Check that apt can install each role's packages from the discs onto the reference VM's base
+    #[command(
+        long_about = "Check that apt can install each role's packages from the discs onto the \
+            reference VM's base, before anything is built or carried through the gate.\n\n\
+            For each role of the recipe's hosts, the packages its steps and the vendor \
+            installer install (the recipe's [packages] table, or airlock's list: \
+            db-master and db-replica postgresql-<major> and keepalived, leader docker.io \
+            and postgresql-client-<major>, manager docker.io) are resolved with their \
+            whole Pre-Depends and Depends closure as apt resolves them: the newest \
+            version of a package is the one installed, version constraints (<< <= = >= \
+            >>), alternatives (a | b), virtual packages and versioned Provides, Breaks \
+            and Conflicts. The repository is the main, devel and update discs as their \
+            own Packages indexes list them (what `airlock build` checks every .deb \
+            against); the base is media.base_status (a /var/lib/dpkg/status copied \
+            from the reference VM) or, without it, the main disc's required and \
+            important packages.\n\n\
+            Each problem names the role, the chain of relations that needs the package \
+            and what is there instead, e.g. `keepalived → libnl-3-200 (>= 3.2.7) → not \
+            on any disc (there is libnl-3-200 3.2.2 on main)`. `airlock build` runs the \
+            same check over the packages it read and refuses an incomplete bundle \
+            unless --allow-incomplete.\n\n\
+            Exit codes: 0 every role can be installed, 1 a problem in the recipe or a \
+            role (every one is listed), 2 a disc or the status file could not be read.",
+        after_help = "Examples:\n  \
+            airlock check site.toml\n  \
+            airlock check site.toml --json | jq '.roles[] | {role, problems: [.problems[] | .chain | join(\" → \")]}'\n\n\
+            The reference VM's base, for an exact answer:\n  \
+            scp ref-vm:/var/lib/dpkg/status ref-status   # then media.base_status = \"ref-status\""
+    )]
+    Check(CheckArgs),
+
     /// Build the whole bundle: signed repository, seeds, vendor disc, runner, signed SHA256SUMS
     #[command(
         long_about = "Build the whole bundle for a site.\n\n\
@@ -340,6 +371,9 @@ pub struct BuildArgs {
     /// Ship a runner that needs a glibc newer than Astra SE 1.7's 2.28 (for tests on other systems)
     #[arg(long)]
     pub allow_new_glibc: bool,
+    /// Build even when apt could not install some role's packages from the bundle (see `airlock check`)
+    #[arg(long)]
+    pub allow_incomplete: bool,
     /// Add airlock's source and vendored crates (target/airlock-src.tar from `just vendor`) as source/airlock-src.tar
     #[arg(long, value_name = "TAR")]
     pub with_source: Option<PathBuf>,
@@ -472,6 +506,16 @@ pub struct RepoBuildArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The cluster recipe (TOML, `version = 1`); its [media] discs are read
+    #[arg(value_name = "RECIPE")]
+    pub recipe: PathBuf,
+    /// Print the verdict per role, with every problem, as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct PlanArgs {
     /// The cluster recipe (TOML, `version = 1`)
     #[arg(value_name = "RECIPE")]
@@ -498,6 +542,7 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> Result<Status> {
     match cli.command {
         Command::Plan(args) => cmd_plan(&args),
+        Command::Check(args) => cmd_check(&args),
         Command::Build(args) => cmd_build(&args),
         Command::Verify(args) => cmd_verify(&args),
         Command::Apply(args) => cmd_apply(&args),
@@ -648,8 +693,15 @@ fn cmd_build(args: &BuildArgs) -> Result<Status> {
         volume_size: args.volume_size,
         iso: args.iso,
         base: args.base.clone(),
+        allow_incomplete: args.allow_incomplete,
     };
-    let summary = bundle::build_planned(&opts, &recipe, &plan)?;
+    let summary = match bundle::build_planned(&opts, &recipe, &plan) {
+        Err(e) if e.is::<crate::build::check::Incomplete>() => {
+            eprintln!("{e}");
+            return Ok(Status::CheckFailed);
+        }
+        other => other?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -676,6 +728,7 @@ fn print_build_summary(s: &bundle::BuildSummary) {
         println!("  note: {r}");
     }
     print_repo_summary(&s.repository);
+    print_completeness(&s.completeness);
     if let Some(t) = &s.tar {
         println!("  tar: {}", t.display());
     }
@@ -722,6 +775,21 @@ fn print_build_summary(s: &bundle::BuildSummary) {
         } else {
             ""
         }
+    );
+}
+
+fn print_completeness(r: &crate::build::check::Report) {
+    if r.ok {
+        println!(
+            "  complete: apt can install every role's packages ({} role(s), base: {})",
+            r.roles.len(),
+            r.base.source
+        );
+        return;
+    }
+    eprint!(
+        "WARNING: built with --allow-incomplete:\n{}",
+        crate::build::check::to_text(r)
     );
 }
 
@@ -1045,6 +1113,7 @@ fn cmd_demo(args: &DemoArgs) -> Result<Status> {
         iso: false,
         no_dir: false,
         base: None,
+        allow_incomplete: false,
     })?;
     println!(
         "*** DEMO: the signing key and secrets are INSECURE (fixed seed). Never use them at a site. ***"
@@ -1177,6 +1246,59 @@ fn cmd_plan(args: &PlanArgs) -> Result<Status> {
             Status::Ok
         },
     )
+}
+
+fn cmd_check(args: &CheckArgs) -> Result<Status> {
+    let problems_json = |problems: serde_json::Value| serde_json::json!({ "ok": false, "problems": problems, "repository": null, "base": null, "roles": [] });
+    let (recipe, source) = match recipe::load(&args.recipe) {
+        Ok(loaded) => loaded,
+        Err(e) if e.is_io() => return Err(e.into()),
+        Err(e) => {
+            if args.json {
+                let p = serde_json::json!([{ "severity": "error", "message": e.to_string() }]);
+                println!("{}", serde_json::to_string_pretty(&problems_json(p))?);
+            } else {
+                eprintln!("{e}");
+            }
+            return Ok(Status::CheckFailed);
+        }
+    };
+    let outcome = plan::resolve(&recipe, &source, MediaCheck::Require);
+    let Some(plan) = outcome
+        .plan
+        .as_ref()
+        .filter(|_| outcome.errors().next().is_none())
+    else {
+        if args.json {
+            let p = serde_json::to_value(&outcome.problems)?;
+            println!("{}", serde_json::to_string_pretty(&problems_json(p))?);
+        } else {
+            for p in &outcome.problems {
+                eprintln!("{p}");
+            }
+            eprintln!(
+                "{}: fix the recipe first; nothing was checked",
+                args.recipe.display()
+            );
+        }
+        return Ok(Status::CheckFailed);
+    };
+    let report = crate::build::check::check_discs(&recipe, plan)?;
+    if args.json {
+        let mut out = serde_json::to_value(&report)?;
+        out["problems"] = serde_json::to_value(&outcome.problems)?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for p in &outcome.problems {
+            eprintln!("{p}");
+        }
+        print!("{}", crate::build::check::to_text(&report));
+    }
+    Ok(if report.ok {
+        Status::Ok
+    } else {
+        Status::CheckFailed
+    })
 }
 
 fn cmd_keygen(args: &KeygenArgs) -> Result<Status> {

@@ -167,13 +167,30 @@ fn write_disc(dir: &Path, pkgs: &[DemoPkg], time: i64) -> Result<()> {
     Ok(())
 }
 
-/// The demo recipe: the article's stand, with the demo media.
+/// The demo recipe: the article's stand, with the demo media, and the demo
+/// discs' packages as what the roles install (the demo discs hold no
+/// PostgreSQL, keepalived or Docker), so the build's completeness check
+/// passes.
 pub fn demo_recipe() -> String {
     include_str!("../../recipes/space-vdi-5.4-ha.toml")
         .replace("../media/1.7.0-main.iso", "media/main")
         .replace("../media/1.7.0-devel.iso", "media/devel")
         .replace("../media/space-dispatcher-5.4.iso", "media/vendor")
+        .replacen("\n[database]\n", DEMO_PACKAGES, 1)
 }
+
+/// `[packages]` of the demo recipe, before `[database]`.
+const DEMO_PACKAGES: &str = "
+# The demo discs hold stand-ins only: each role installs those
+# (`airlock check recipe.toml` shows the closure).
+[packages]
+db-master = [\"airlock-demo-base\", \"airlock-demo-shared\"]
+db-replica = [\"airlock-demo-base\", \"airlock-demo-shared\"]
+leader = [\"airlock-demo-base\", \"airlock-demo-devtools\"]
+manager = [\"airlock-demo-base\"]
+
+[database]
+";
 
 /// Writes `dir/media/{main,devel,vendor}` and `dir/recipe.toml`.
 pub fn write_media(dir: &Path, time: i64) -> Result<()> {
@@ -213,5 +230,7 @@ mod tests {
         let r = demo_recipe();
         assert!(r.contains("main = \"media/main\""));
         assert!(r.contains("vendor = \"media/vendor\""));
+        let parsed = toml::from_str::<crate::build::recipe::Recipe>(&r).unwrap();
+        assert_eq!(parsed.packages.manager.unwrap(), ["airlock-demo-base"]);
     }
 }

@@ -1,6 +1,7 @@
 //! The builder wing: `airlock` at the secure site.
 
 pub mod bundle;
+pub mod check;
 pub mod cli;
 pub(crate) mod cloudinit;
 pub mod delta;
@@ -13,6 +14,7 @@ pub mod plan;
 pub mod recipe;
 pub mod repo;
 pub mod report;
+pub mod resolve;
 pub(crate) mod secrets;
 pub(crate) mod seed;
 pub mod sign;

@@ -32,6 +32,9 @@ pub struct Recipe {
     /// The apt repository the VMs will use.
     #[serde(default)]
     pub repository: Repository,
+    /// The packages each role installs, for `airlock check`.
+    #[serde(default, skip_serializing_if = "Packages::is_default")]
+    pub packages: Packages,
     /// The PostgreSQL pair (or single server) behind the dispatchers.
     pub database: Database,
     /// The virtual machines, one `[[host]]` table each.
@@ -85,6 +88,50 @@ pub struct Media {
     pub updates: Vec<PathBuf>,
     /// The vendor's Space Dispatcher disc (holds `install.sh`).
     pub vendor: Option<PathBuf>,
+    /// `/var/lib/dpkg/status` exported from the reference VM: what is
+    /// installed before any role runs (`airlock check`). Without it, the
+    /// main disc's `Priority: required` and `important` packages count as
+    /// installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_status: Option<PathBuf>,
+}
+
+/// `[packages]`: what each role's steps and the vendor installer install,
+/// as `apt-get install` names them. `airlock check` (and `build`) resolve
+/// each list with its whole dependency closure against the discs and the
+/// base. A role left out keeps airlock's list (`airlock check` prints it).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Packages {
+    /// Default: `postgresql-<database.postgresql>`, `keepalived`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_master: Option<Vec<String>>,
+    /// Default: as `db-master`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_replica: Option<Vec<String>>,
+    /// Default: `docker.io`, `postgresql-client-<database.postgresql>`
+    /// (the installer checks the database with `psql`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<Vec<String>>,
+    /// Default: `docker.io`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<Vec<String>>,
+}
+
+impl Packages {
+    fn is_default(&self) -> bool {
+        *self == Packages::default()
+    }
+
+    /// The recipe's list for `role`, if it gives one.
+    pub fn for_role(&self, role: Role) -> Option<&Vec<String>> {
+        match role {
+            Role::DbMaster => self.db_master.as_ref(),
+            Role::DbReplica => self.db_replica.as_ref(),
+            Role::Leader => self.leader.as_ref(),
+            Role::Manager => self.manager.as_ref(),
+        }
+    }
 }
 
 /// `[repository]`
@@ -588,6 +635,44 @@ ip = "192.0.2.20"
             e.contains("site.toml:9:11: media.updates: invalid type"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn packages_per_role_and_the_base_status_are_read_and_strict() {
+        let r = parse(&src(MINIMAL)).unwrap();
+        assert_eq!(r.packages, Packages::default());
+        assert_eq!(r.media.base_status, None);
+        // Left out, they are left out of the recipe a bundle keeps.
+        let kept = toml::to_string(&r).unwrap();
+        assert!(
+            !kept.contains("packages") && !kept.contains("base_status"),
+            "{kept}"
+        );
+        let text = MINIMAL.replace(
+            "[database]",
+            "[media]\nbase_status = \"ref/status\"\n[packages]\ndb-master = [\"postgresql-11\", \"keepalived\", \"chrony\"]\nmanager = []\n[database]",
+        );
+        let r = parse(&src(&text)).unwrap();
+        assert_eq!(r.media.base_status, Some(PathBuf::from("ref/status")));
+        assert_eq!(
+            r.packages.for_role(Role::DbMaster).unwrap(),
+            &["postgresql-11", "keepalived", "chrony"]
+        );
+        assert_eq!(r.packages.for_role(Role::Manager).unwrap().len(), 0);
+        assert_eq!(r.packages.for_role(Role::Leader), None);
+        let text = MINIMAL.replace("[database]", "[packages]\ndb_master = [\"x\"]\n[database]");
+        let e = parse(&src(&text)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("site.toml:9:1: packages.db_master: unknown field `db_master`"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `db-master`?"), "{e}");
+        let text = MINIMAL.replace(
+            "[database]",
+            "[packages]\nleader = \"docker.io\"\n[database]",
+        );
+        let e = parse(&src(&text)).unwrap_err().to_string();
+        assert!(e.contains("packages.leader: invalid type: string"), "{e}");
     }
 
     #[test]

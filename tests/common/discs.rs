@@ -28,6 +28,9 @@ pub struct Pkg<'a> {
     pub component: &'a str,
     /// Goes into a file in the package: different payloads, different bytes.
     pub payload: &'a str,
+    pub priority: &'a str,
+    /// More control fields, each line ending in a newline (`Depends: x\n`).
+    pub control: &'a str,
 }
 
 impl<'a> Pkg<'a> {
@@ -38,6 +41,8 @@ impl<'a> Pkg<'a> {
             arch: "amd64",
             component: "main",
             payload: "payload",
+            priority: "optional",
+            control: "",
         }
     }
 
@@ -65,8 +70,8 @@ pub fn make_deb(disc: &Path, pkg: &Pkg) -> PathBuf {
     fs::write(
         root.join("DEBIAN/control"),
         format!(
-            "Package: {}\nVersion: {}\nArchitecture: {}\nMaintainer: Test <test@example.org>\nSection: misc\nPriority: optional\nDescription: test package {}\n A package made by the airlock tests.\n .\n It has a long description.\n",
-            pkg.name, pkg.version, pkg.arch, pkg.name
+            "Package: {}\nVersion: {}\nArchitecture: {}\nMaintainer: Test <test@example.org>\nSection: misc\nPriority: {}\n{}Description: test package {}\n A package made by the airlock tests.\n .\n It has a long description.\n",
+            pkg.name, pkg.version, pkg.arch, pkg.priority, pkg.control, pkg.name
         ),
     )
     .unwrap();

@@ -77,6 +77,9 @@ pub struct BuildOptions {
     /// Write only `tar`, streaming the packages from the discs into it
     /// (`out` is then the tar's path: what is staged goes beside it).
     pub no_dir: bool,
+    /// Build even when apt could not install some role's packages from
+    /// the repository (the completeness check's problems are reported).
+    pub allow_incomplete: bool,
 }
 
 /// What a build made.
@@ -100,6 +103,8 @@ pub struct BuildSummary {
     pub volumes: Option<crate::build::volumes::Summary>,
     /// What the delta holds, when `out` is a delta (`--base`).
     pub delta: Option<crate::build::delta::Summary>,
+    /// Whether apt can install every role's packages (`airlock check`).
+    pub completeness: crate::build::check::Report,
     pub seconds: f64,
     /// What became of an earlier build of `out` that was interrupted.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -120,6 +125,7 @@ pub fn resolved_recipe(recipe: &Recipe) -> Result<String> {
         .map(|p| p.file_name().map_or_else(|| p.clone(), PathBuf::from))
         .collect();
     r.media.vendor = name_only(&r.media.vendor);
+    r.media.base_status = name_only(&r.media.base_status);
     r.database.password_file = None;
     Ok(format!(
         "# The recipe this bundle was built from, with every default filled in.\n# Media are named by file only; the DB password is in the payloads, not here.\n{}",
@@ -201,6 +207,7 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
     let staging = Staging::beside(&opts.out)?;
     let cache = RepoCache::beside(&opts.out)?;
     let mut repository = build_repository(opts, plan, staging.path(), &cache, base.as_ref())?;
+    let completeness = check_completeness(opts, recipe, plan, &mut repository)?;
     let mut w = RootWriter::new(staging.path());
     let payloads = cloudinit::render_all(plan, &secrets)?;
     seed::write_all(&mut w, plan, &payloads, opts.time)?;
@@ -224,6 +231,7 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
         fingerprints: opts.key.fingerprints(),
         volumes: None,
         delta: None,
+        completeness,
         seconds: 0.0,
         recovered,
     };
@@ -469,6 +477,24 @@ fn stream_tar(
     }
     let tar = opts.tar.as_ref().expect("--no-dir requires --tar");
     tar::write_tar_entries(&entries, staging, tar, opts.time, opts.progress)
+}
+
+/// The completeness check over the controls the repository build read;
+/// an incomplete bundle is refused (the staging directory and the new
+/// cache go when they drop) unless `allow_incomplete`.
+fn check_completeness(
+    opts: &BuildOptions,
+    recipe: &Recipe,
+    plan: &Plan,
+    repository: &mut repo::Summary,
+) -> Result<crate::build::check::Report> {
+    let catalog = std::mem::take(&mut repository.catalog);
+    let base = crate::build::check::read_base(plan)?;
+    let report = crate::build::check::evaluate(recipe, plan, &catalog, base.as_ref())?;
+    if !report.ok && !opts.allow_incomplete {
+        return Err(crate::build::check::refuse(&report, &opts.recipe));
+    }
+    Ok(report)
 }
 
 /// The vendor disc's files under `vendor/`, scripts executable.

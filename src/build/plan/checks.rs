@@ -747,6 +747,7 @@ pub(crate) fn files(
         devel: recipe.media.devel.as_ref().map(resolve_path),
         updates: recipe.media.updates.iter().map(resolve_path).collect(),
         vendor: recipe.media.vendor.as_ref().map(resolve_path),
+        base_status: recipe.media.base_status.as_ref().map(resolve_path),
     };
     let severity = match media {
         MediaCheck::Warn | MediaCheck::Ignore => Severity::Warning,
@@ -808,6 +809,18 @@ fn discs(c: &mut Checker<'_>, media: &MediaPlan, severity: Severity) {
         let key = format!("media.updates[{n}]");
         let what = format!("update disc {}", n + 1);
         disc_exists(c, severity, &key, p, &what);
+    }
+    if let Some(p) = &media.base_status
+        && !p.is_file()
+    {
+        c.push(
+            severity,
+            "media.base_status",
+            format!(
+                "{} does not exist; copy /var/lib/dpkg/status from the reference VM, or remove the key to count the main disc's required and important packages as installed",
+                p.display()
+            ),
+        );
     }
 }
 

@@ -175,6 +175,9 @@ pub struct MediaPlan {
     #[serde(default)]
     pub updates: Vec<PathBuf>,
     pub vendor: Option<PathBuf>,
+    /// The reference VM's dpkg status file (`media.base_status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_status: Option<PathBuf>,
 }
 
 impl MediaPlan {

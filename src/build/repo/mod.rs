@@ -146,6 +146,11 @@ pub struct Summary {
     /// `Options::discs`' order, and its size).
     #[serde(skip)]
     pub pool_origin: BTreeMap<String, (usize, u64)>,
+    /// (disc role, control paragraph) of every package in the repository,
+    /// as read from its `.deb`, so the completeness check reads nothing
+    /// again.
+    #[serde(skip)]
+    pub catalog: Vec<(String, Paragraph)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -195,6 +200,8 @@ impl std::fmt::Display for ReleaseSignature {
 #[derive(Debug)]
 struct DiscIndex {
     files: HashMap<String, Listed>,
+    /// Every paragraph of its Packages indexes, as listed.
+    paragraphs: Vec<Paragraph>,
     present: bool,
     signature: ReleaseSignature,
 }
@@ -365,6 +372,15 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
     summary.reused = jobs.iter().filter(|j| j.cached.is_some()).count();
     check_custody(opts, &media, &indexes, &jobs, &results, &mut summary)?;
     let merged = merge(opts, &media, &indexes, &jobs, &results, &mut summary)?;
+    summary.catalog = merged
+        .values()
+        .map(|e| {
+            (
+                opts.discs[jobs[e.job].disc].0.clone(),
+                results[e.job].control.clone(),
+            )
+        })
+        .collect();
     remove_duplicate_files(opts, &jobs, &merged)?;
     write_indexes(
         opts,
@@ -403,6 +419,26 @@ fn open_discs(opts: &Options) -> Result<(Vec<Medium>, Vec<DiscIndex>)> {
         indexes.push(index);
     }
     Ok((media, indexes))
+}
+
+/// (disc role, paragraph) of every package the discs' own indexes list,
+/// in merge order: what `airlock check` reads instead of every `.deb`
+/// (each index checked against its disc's `Release`, as a build checks it;
+/// the build then checks every `.deb` against the index).
+pub fn disc_catalog(discs: &[(String, PathBuf)]) -> Result<Vec<(String, Paragraph)>> {
+    let mut out = Vec::new();
+    for (role, path) in discs {
+        let medium = Medium::open(path).with_context(|| format!("reading the {role} disc"))?;
+        let index = read_disc_index(&medium, None)?;
+        if !index.present {
+            bail!(
+                "{}: the {role} disc has no Packages index (dists/*/*/binary-*/Packages): `airlock check` reads the discs' own indexes; `airlock build` reads every package and runs the same check",
+                medium.label
+            );
+        }
+        out.extend(index.paragraphs.into_iter().map(|p| (role.clone(), p)));
+    }
+    Ok(out)
 }
 
 /// One `.deb` job per pool file, with what the cache knows of it.
@@ -1132,6 +1168,7 @@ fn read_disc_index(medium: &Medium, keyring: Option<&Keyring>) -> Result<DiscInd
     }
     let mut index = DiscIndex {
         files: HashMap::new(),
+        paragraphs: Vec::new(),
         present: false,
         signature: match (keyring.is_some(), releases.is_empty()) {
             (_, true) => ReleaseSignature::Unsigned,
@@ -1159,6 +1196,7 @@ fn read_disc_index(medium: &Medium, keyring: Option<&Keyring>) -> Result<DiscInd
             control::parse_all(&text).map_err(|e| anyhow::anyhow!("{label}: {}: {e}", f.path))?;
         for p in paragraphs {
             add_listed(&mut index, label, &f.path, &component, &p)?;
+            index.paragraphs.push(p);
         }
         index.present = true;
     }
@@ -1271,6 +1309,7 @@ fn add_listed(
 pub fn parse_disc_packages(name: &str, raw: &[u8]) -> Result<usize> {
     let mut index = DiscIndex {
         files: HashMap::new(),
+        paragraphs: Vec::new(),
         present: true,
         signature: ReleaseSignature::Unsigned,
     };
