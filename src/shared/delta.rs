@@ -388,6 +388,52 @@ pub fn apply(
     trust: Option<&Trust>,
     progress: bool,
 ) -> Result<Applied> {
+    apply_scoped(delta, base, out, trust, None, progress)
+}
+
+/// [`apply`] making only the files of the new bundle that `keep` names (a
+/// name ending in `/` keeps everything under that directory): what a
+/// prepared VM keeps of a bundle. `base` holds only those of the base
+/// (with its whole `SHA256SUMS`); the part made is verified as `verify`
+/// verifies a bundle, its signature with `trust`, except that the files
+/// `keep` leaves out are not there.
+pub fn apply_kept(
+    delta: &Path,
+    base: &Path,
+    out: &Path,
+    trust: &Trust,
+    keep: &[&str],
+    progress: bool,
+) -> Result<Applied> {
+    apply_scoped(delta, base, out, Some(trust), Some(keep), progress)
+}
+
+/// `path` is one of the files `keep` names (all of them: None).
+pub fn kept(path: &str, keep: Option<&[&str]>) -> bool {
+    keep.is_none_or(|k| {
+        k.iter().any(|p| match p.strip_suffix('/') {
+            Some(dir) => path.strip_prefix(dir).is_some_and(|r| r.starts_with('/')),
+            None => path == *p,
+        })
+    })
+}
+
+/// Which base a delta applies to and which bundle it makes: the sha256 of
+/// the base's `SHA256SUMS` (what BASE names) and of the new one. Nothing is
+/// checked but the form: see [`apply`].
+pub fn base_and_new(delta: &Path) -> Result<(String, String)> {
+    let head = Head::read(delta)?;
+    Ok((head.want, sha256(&head.sums)))
+}
+
+fn apply_scoped(
+    delta: &Path,
+    base: &Path,
+    out: &Path,
+    trust: Option<&Trust>,
+    keep: Option<&[&str]>,
+    progress: bool,
+) -> Result<Applied> {
     let head = Head::read(delta)?;
     let new = sha256(&head.sums);
     let base = BaseBundle::read(base, delta, &head, &new)?;
@@ -413,13 +459,13 @@ pub fn apply(
     if !applied.problems.is_empty() {
         return Ok(applied);
     }
-    let sources = sources_of(delta, &listing, &base, &mut applied.problems);
+    let sources = sources_of(delta, &listing, &base, keep, &mut applied.problems);
     if !applied.problems.is_empty() {
         return Ok(applied);
     }
     if applied.already && same_dir(&base.dir, out) {
         // Applied in place before: check it, write nothing.
-        let report = verify_dir(out, &trust, progress)?;
+        let report = verify_kept(out, &trust, keep, progress)?;
         applied.from_base = sources.len();
         applied.ok = report.ok;
         applied.problems = report.problems.clone();
@@ -442,21 +488,9 @@ pub fn apply(
         SUMS_SIG,
         head.sums_sig.as_deref().expect("checked"),
     )?;
-    let report = verify_dir(staging.path(), &trust, progress)?;
+    let report = verify_kept(staging.path(), &trust, keep, progress)?;
     if !report.ok {
-        for p in &report.problems {
-            let whence = match sources.get(&p.path) {
-                Some(Source::Delta) => format!(" (taken from the delta {})", delta.display()),
-                Some(Source::Base(b)) => {
-                    format!(" (taken from the base {})", base.dir.join(b).display())
-                }
-                None => String::new(),
-            };
-            applied.problems.push(Finding {
-                detail: format!("{}{whence}", p.detail),
-                ..p.clone()
-            });
-        }
+        applied.problems = with_whence(&report.problems, &sources, delta, &base.dir);
         applied.report = Some(report);
         return Ok(applied);
     }
@@ -464,6 +498,44 @@ pub fn apply(
     applied.ok = true;
     applied.report = Some(report);
     Ok(applied)
+}
+
+/// `verify` of the bundle (or the part of it `keep` names) in `dir`: the
+/// files `keep` leaves out are not missing.
+fn verify_kept(dir: &Path, trust: &Trust, keep: Option<&[&str]>, progress: bool) -> Result<Report> {
+    let mut report = verify_dir(dir, trust, progress)?;
+    if keep.is_some() {
+        report
+            .problems
+            .retain(|p| p.kind != "missing" || kept(&p.path, keep));
+        report.ok = report.problems.is_empty();
+    }
+    Ok(report)
+}
+
+/// The new bundle's problems, each saying where its file was taken from.
+fn with_whence(
+    problems: &[Finding],
+    sources: &BTreeMap<String, Source>,
+    delta: &Path,
+    base: &Path,
+) -> Vec<Finding> {
+    problems
+        .iter()
+        .map(|p| {
+            let whence = match sources.get(&p.path) {
+                Some(Source::Delta) => format!(" (taken from the delta {})", delta.display()),
+                Some(Source::Base(b)) => {
+                    format!(" (taken from the base {})", base.join(b).display())
+                }
+                None => String::new(),
+            };
+            Finding {
+                detail: format!("{}{whence}", p.detail),
+                ..p.clone()
+            }
+        })
+        .collect()
 }
 
 /// The delta's signatures, manifest and paths checked: the new listing.
@@ -493,16 +565,19 @@ fn sources_of(
     delta: &Path,
     listing: &BTreeMap<String, String>,
     base: &BaseBundle,
+    keep: Option<&[&str]>,
     problems: &mut Vec<Finding>,
 ) -> BTreeMap<String, Source> {
     let carried = walk_delta(delta, listing, problems);
+    // The base holds only the files `keep` names.
     let by_hash: BTreeMap<&str, &str> = base
         .listing
         .iter()
+        .filter(|(p, _)| kept(p, keep))
         .map(|(p, h)| (h.as_str(), p.as_str()))
         .collect();
     let mut sources = BTreeMap::new();
-    for (path, hash) in listing {
+    for (path, hash) in listing.iter().filter(|(p, _)| kept(p, keep)) {
         let source = if carried.contains_key(path) {
             Source::Delta
         } else if let Some(p) = base.find(path, hash, &by_hash) {
@@ -626,6 +701,22 @@ mod tests {
             format!("{}  SHA256SUMS\n", &h[1..]),
         ] {
             assert_eq!(parse_base(&bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn kept_names_files_and_whole_directories() {
+        let keep: &[&str] = &["repo/", "MODES"];
+        for (path, want) in [
+            ("repo/pool/a.deb", true),
+            ("repo", false),
+            ("repository/x", false),
+            ("MODES", true),
+            ("MODES.bak", false),
+            ("seeds/spdb1.iso", false),
+        ] {
+            assert_eq!(kept(path, Some(keep)), want, "{path}");
+            assert!(kept(path, None), "{path}");
         }
     }
 
