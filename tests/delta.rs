@@ -26,6 +26,15 @@ fn run(dir: &Path, args: &[&str]) -> Run {
     Run::from_output(out)
 }
 
+/// `airlock apply delta --to TO --out new` in `d` exits with `code`, and
+/// writes nothing.
+fn apply_fails(d: &Path, to: &str, code: i32) -> Run {
+    let r = run(d, &["apply", "delta", "--to", to, "--out", "new"]);
+    assert_eq!(r.code, code, "--to {to}: {}\n{}", r.stdout, r.stderr);
+    assert!(!d.join("new").exists(), "--to {to}: new written");
+    r
+}
+
 fn ok(dir: &Path, args: &[&str]) -> Run {
     let r = run(dir, args);
     assert_eq!(r.code, 0, "airlock {args:?}:\n{}\n{}", r.stdout, r.stderr);
@@ -247,8 +256,7 @@ fn a_wrong_or_missing_base_is_refused_naming_both_hashes() {
     let want = fs::read_to_string(d.join("delta/BASE")).unwrap()[..64].to_string();
     // The demo's own bundle: the same cluster, another build.
     let have = airlock::shared::volumes::sha256(&fs::read(d.join("d/bundle/SHA256SUMS")).unwrap());
-    let r = run(d, &["apply", "delta", "--to", "d/bundle", "--out", "new"]);
-    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let r = apply_fails(d, "d/bundle", 2);
     assert!(r.stderr.contains("wrong base"), "{}", r.stderr);
     assert!(
         r.stderr.contains(&want) && r.stderr.contains(&have),
@@ -388,8 +396,7 @@ fn a_tampered_delta_is_refused_with_nothing_written() {
     let mut b = fs::read(&runner).unwrap();
     b[0] ^= 1;
     fs::write(&runner, b).unwrap();
-    let r = run(d, &["apply", "delta", "--to", "v1", "--out", "new"]);
-    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let r = apply_fails(d, "v1", 1);
     assert!(
         r.stdout.contains("MODIFIED") && r.stdout.contains("taken from the base"),
         "{}",
@@ -784,4 +791,74 @@ fn an_update_killed_in_the_middle_leaves_the_old_bundle_usable_and_runs_again() 
         candidate(&apt, &root, "airlock-demo-base").as_deref(),
         Some("1.1-1")
     );
+}
+
+#[test]
+fn apply_reads_the_base_from_its_tar_plain_or_gzip_and_refuses_a_wrong_or_damaged_one() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    let whole = tree(&d.join("v2full"));
+    assert!(sh_ok(
+        Command::new("gzip").args(["-k", "v1.tar"]).current_dir(d)
+    ));
+    for (base, out) in [("v1.tar", "v2t"), ("v1.tar.gz", "v2z")] {
+        let r = ok(d, &["apply", "delta", "--to", base, "--out", out]);
+        assert!(r.stdout.contains(&format!("{out}: OK")), "{}", r.stdout);
+        assert_eq!(tree(&d.join(out)), whole, "--to {base}");
+    }
+
+    // Another bundle's tar: both hashes named, nothing written.
+    let want = fs::read_to_string(d.join("delta/BASE")).unwrap()[..64].to_string();
+    let have = sha256_of(&d.join("d/bundle/SHA256SUMS"));
+    let r = apply_fails(d, "d/bundle.tar", 2);
+    assert!(
+        r.stderr.contains("wrong base") && r.stderr.contains(&want) && r.stderr.contains(&have),
+        "{}",
+        r.stderr
+    );
+    // A byte changed in a file NEW takes from the tar: named, with where it
+    // came from; a truncated tar: an error naming it. Nothing written.
+    let runner_at = {
+        let bytes = fs::read(d.join("v1.tar")).unwrap();
+        let runner = fs::read(d.join("v1/bin/airlock-firstboot")).unwrap();
+        bytes
+            .windows(runner.len())
+            .position(|w| w == runner.as_slice())
+            .unwrap()
+    };
+    let mut bytes = fs::read(d.join("v1.tar")).unwrap();
+    bytes[runner_at] ^= 1;
+    fs::write(d.join("flipped.tar"), &bytes).unwrap();
+    let r = apply_fails(d, "flipped.tar", 1);
+    assert!(
+        r.stdout.contains("MODIFIED") && r.stdout.contains("in the tar flipped.tar"),
+        "{}",
+        r.stdout
+    );
+    fs::write(d.join("short.tar"), &bytes[..runner_at]).unwrap();
+    let r = apply_fails(d, "short.tar", 2);
+    assert!(
+        r.stderr.contains("short.tar") && r.stderr.contains("truncated"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_delta_as_a_tar_or_in_volumes_is_refused_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo_site(d);
+    for (option, value) in [("--tar", "delta.tar"), ("--volume-size", "dvd")] {
+        let mut args = vec!["build", "d/recipe.toml", "--key", "keys/signing-key.asc"];
+        args.extend(["--out", "delta", "--base", "d/bundle", option, value]);
+        let r = run(d, &args);
+        assert_eq!(r.code, 2, "{option}: {}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains(&format!("--base with {option}")),
+            "{option}: {}",
+            r.stderr
+        );
+        assert!(!d.join("delta").exists());
+    }
 }
