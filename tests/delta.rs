@@ -26,6 +26,15 @@ fn run(dir: &Path, args: &[&str]) -> Run {
     Run::from_output(out)
 }
 
+/// `airlock apply delta --to TO --out new` in `d` exits with `code`, and
+/// writes nothing.
+fn apply_fails(d: &Path, to: &str, code: i32) -> Run {
+    let r = run(d, &["apply", "delta", "--to", to, "--out", "new"]);
+    assert_eq!(r.code, code, "--to {to}: {}\n{}", r.stdout, r.stderr);
+    assert!(!d.join("new").exists(), "--to {to}: new written");
+    r
+}
+
 fn ok(dir: &Path, args: &[&str]) -> Run {
     let r = run(dir, args);
     assert_eq!(r.code, 0, "airlock {args:?}:\n{}\n{}", r.stdout, r.stderr);
@@ -88,6 +97,33 @@ fn sh_ok(cmd: &mut Command) -> bool {
     cmd.output().unwrap().status.success()
 }
 
+/// `sha256sum -c --strict --quiet --ignore-missing SHA256SUMS` in `dir`
+/// passes: every file there is the one the manifest lists.
+fn sums_check(dir: &Path) -> bool {
+    sh_ok(
+        Command::new("sha256sum")
+            .args([
+                "-c",
+                "--strict",
+                "--quiet",
+                "--ignore-missing",
+                "SHA256SUMS",
+            ])
+            .current_dir(dir),
+    )
+}
+
+/// `gpgv --keyring KEYRING SIG DATA` in `dir` passes.
+fn gpgv_ok(keyring: &Path, dir: &Path, sig: &str, data: &str) -> bool {
+    sh_ok(
+        Command::new("gpgv")
+            .arg("--keyring")
+            .arg(keyring)
+            .args([sig, data])
+            .current_dir(dir),
+    )
+}
+
 /// In a temporary directory: the demo site, `v1` (and `v1.tar`) built, the
 /// site moved on to its successor, `delta` against v1 and `v2full`, the
 /// successor built whole.
@@ -136,28 +172,9 @@ fn a_delta_to_the_successor_carries_only_what_changed_and_applies_to_the_whole_b
     // BASE checked in the base's directory.
     let keyring = d.join("keys/archive-keyring.gpg");
     for (sig, data) in [("SHA256SUMS.gpg", "SHA256SUMS"), ("BASE.gpg", "BASE")] {
-        assert!(
-            sh_ok(
-                Command::new("gpgv")
-                    .arg("--keyring")
-                    .arg(&keyring)
-                    .args([sig, data])
-                    .current_dir(&delta)
-            ),
-            "gpgv {sig}"
-        );
+        assert!(gpgv_ok(&keyring, &delta, sig, data), "gpgv {sig}");
     }
-    assert!(sh_ok(
-        Command::new("sha256sum")
-            .args([
-                "-c",
-                "--strict",
-                "--quiet",
-                "--ignore-missing",
-                "SHA256SUMS"
-            ])
-            .current_dir(&delta)
-    ));
+    assert!(sums_check(&delta));
     assert!(sh_ok(
         Command::new("sha256sum")
             .args(["-c", "--strict", "../delta/BASE"])
@@ -239,8 +256,7 @@ fn a_wrong_or_missing_base_is_refused_naming_both_hashes() {
     let want = fs::read_to_string(d.join("delta/BASE")).unwrap()[..64].to_string();
     // The demo's own bundle: the same cluster, another build.
     let have = airlock::shared::volumes::sha256(&fs::read(d.join("d/bundle/SHA256SUMS")).unwrap());
-    let r = run(d, &["apply", "delta", "--to", "d/bundle", "--out", "new"]);
-    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let r = apply_fails(d, "d/bundle", 2);
     assert!(r.stderr.contains("wrong base"), "{}", r.stderr);
     assert!(
         r.stderr.contains(&want) && r.stderr.contains(&have),
@@ -380,8 +396,7 @@ fn a_tampered_delta_is_refused_with_nothing_written() {
     let mut b = fs::read(&runner).unwrap();
     b[0] ^= 1;
     fs::write(&runner, b).unwrap();
-    let r = run(d, &["apply", "delta", "--to", "v1", "--out", "new"]);
-    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let r = apply_fails(d, "v1", 1);
     assert!(
         r.stdout.contains("MODIFIED") && r.stdout.contains("taken from the base"),
         "{}",
@@ -446,4 +461,404 @@ fn prepare_takes_a_delta_with_its_base_and_refuses_a_wrong_one() {
         !root.join("var/tmp/airlock-bundle").exists(),
         "removed after"
     );
+}
+
+/// `airlock-firstboot update --root ROOT ARGS`, as a person with umask 077
+/// would run it.
+fn update(root: &Path, args: &[&str]) -> Run {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 077; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_airlock-firstboot"))
+        .arg("update")
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    Run::from_output(out)
+}
+
+/// A reference VM's root prepared from the bundle `bundle`.
+fn prepared(d: &Path, name: &str, bundle: &Path) -> std::path::PathBuf {
+    let root = d.join(name);
+    fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    let r = prepare(&root, &[Path::new("--bundle"), bundle]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    root
+}
+
+fn sha256_of(path: &Path) -> String {
+    airlock::shared::volumes::sha256(&fs::read(path).unwrap())
+}
+
+/// Where `current` points, and what `bundles/` holds, under `root`.
+fn kept_state(root: &Path) -> (std::path::PathBuf, Vec<String>) {
+    let link = fs::read_link(root.join("opt/airlock/current")).unwrap();
+    let mut names: Vec<String> = fs::read_dir(root.join("opt/airlock/bundles"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    (link, names)
+}
+
+/// The VM's apt setting that accepts the repository though the VM's clock
+/// is behind the build (the tests' builds are dated ahead).
+fn apt_conf(root: &Path) -> std::path::PathBuf {
+    root.join("etc/apt/apt.conf.d/50airlock")
+}
+
+/// An apt root reading the VM's /opt/main with the key and the setting the
+/// VM has; after `apt-get update`, the candidate version of `package`
+/// (None: apt does not know it).
+fn candidate(apt: &crate::common::discs::AptRoot, root: &Path, package: &str) -> Option<String> {
+    let (ok, out) = apt.apt_get_env(&["update"], &[("APT_CONFIG", &apt_conf(root))]);
+    assert!(ok, "apt-get update:\n{out}");
+    let (_, policy) = apt.apt_cache(&["policy", package]);
+    policy
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate: "))
+        .filter(|c| *c != "(none)")
+        .map(str::to_string)
+}
+
+fn apt_for(d: &Path, root: &Path) -> crate::common::discs::AptRoot {
+    crate::common::discs::AptRoot::new(
+        d,
+        &root.join("opt/main"),
+        &root.join("etc/apt/trusted.gpg.d/airlock-archive.gpg"),
+        "1.7_x86-64",
+    )
+}
+
+#[test]
+fn update_moves_a_prepared_vm_to_the_successor_apt_sees_it_and_twice_is_harmless() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    let root = prepared(d, "vm", &d.join("v1"));
+    let old = sha256_of(&d.join("v1/SHA256SUMS"));
+    let new = sha256_of(&d.join("delta/SHA256SUMS"));
+    assert_eq!(
+        kept_state(&root),
+        (format!("bundles/{old}").into(), vec![old.clone()])
+    );
+    let apt = apt_for(d, &root);
+    assert_eq!(
+        candidate(&apt, &root, "airlock-demo-base").as_deref(),
+        Some("1.0-1")
+    );
+    assert_eq!(
+        candidate(&apt, &root, "airlock-demo-doc").as_deref(),
+        Some("1.0-1")
+    );
+
+    let r = update(&root, &["--bundle", d.join("delta").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for says in [
+        new.as_str(),
+        old.as_str(),
+        "airlock-demo-base 1.0-1 -> 1.1-1",
+        "+ airlock-demo-extra 1.0-1",
+        "- airlock-demo-doc 1.0-1",
+        "recipe.toml",
+        "apt-get update",
+    ] {
+        assert!(r.stdout.contains(says), "{says}:\n{}", r.stdout);
+    }
+    // Only the new bundle is kept, and `current` points at it.
+    assert_eq!(
+        kept_state(&root),
+        (format!("bundles/{new}").into(), vec![new.clone()])
+    );
+    // Its repository and vendor disc are the whole build's, byte for byte
+    // and mode for mode.
+    let current = root.join("opt/airlock/current");
+    for part in ["repo", "vendor"] {
+        assert_eq!(
+            tree(&current.join(part)),
+            tree(&d.join("v2full").join(part)),
+            "{part}"
+        );
+    }
+    // apt's _apt user reads it: every directory 0755 (the umask was 077).
+    for e in walkdir::WalkDir::new(root.join("opt/airlock/bundles")) {
+        let e = e.unwrap();
+        if e.file_type().is_dir() {
+            let mode = e.metadata().unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, 0o755, "{}", e.path().display());
+        }
+    }
+    // The stock tools agree, with the key the VM trusts.
+    let trusted = root.join("etc/apt/trusted.gpg.d/airlock-archive.gpg");
+    assert!(gpgv_ok(&trusted, &current, "SHA256SUMS.gpg", "SHA256SUMS"));
+    assert!(sums_check(&current));
+    // apt, through /opt/main, sees the upgraded and the added package and
+    // no longer the removed one.
+    assert_eq!(
+        candidate(&apt, &root, "airlock-demo-base").as_deref(),
+        Some("1.1-1")
+    );
+    assert_eq!(
+        candidate(&apt, &root, "airlock-demo-extra").as_deref(),
+        Some("1.0-1")
+    );
+    assert_eq!(candidate(&apt, &root, "airlock-demo-doc"), None);
+    let (ok, out) = apt.apt_get_env(
+        &["install", "--download-only", "-y", "airlock-demo-base"],
+        &[("APT_CONFIG", &apt_conf(&root))],
+    );
+    assert!(ok, "apt-get install --download-only:\n{out}");
+
+    // The same delta again: said, and nothing changes.
+    let before = tree(&root);
+    let r = update(&root, &["--bundle", d.join("delta").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "already at the bundle whose SHA256SUMS has sha256 {new}"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(tree(&root), before);
+    assert_eq!(kept_state(&root).1, vec![new]);
+}
+
+#[test]
+fn update_refuses_a_delta_for_another_base_or_a_damaged_one_and_changes_nothing() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    // The demo's own bundle: the same cluster, another build.
+    let other = prepared(d, "other", &d.join("d/bundle"));
+    let have = sha256_of(&d.join("d/bundle/SHA256SUMS"));
+    let want = sha256_of(&d.join("v1/SHA256SUMS"));
+    let before = (tree(&other), kept_state(&other));
+    let r = update(&other, &["--bundle", d.join("delta").to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("wrong base"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&want) && r.stderr.contains(&have),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("nothing was changed"), "{}", r.stderr);
+    assert_eq!((tree(&other), kept_state(&other)), before);
+
+    // The right base, a damaged delta: refused, exit 1, nothing changed.
+    let root = prepared(d, "vm", &d.join("v1"));
+    ok(d, &["keygen", "--out", "other-key"]);
+    let deb = carried_file(&d.join("delta"), "repo/pool/");
+    let sums = fs::read_to_string(d.join("delta/SHA256SUMS")).unwrap();
+    let cases = [
+        (
+            altered(d, "truncated", |t| {
+                let f = fs::OpenOptions::new()
+                    .write(true)
+                    .open(t.join(&deb))
+                    .unwrap();
+                f.set_len(100).unwrap();
+            }),
+            "MODIFIED",
+        ),
+        (
+            altered(d, "foreign", |t| {
+                resign(t, &sums, &d.join("other-key/signing-key.asc"))
+            }),
+            "SIGNATURE",
+        ),
+    ];
+    let before = (tree(&root), kept_state(&root));
+    for (name, kind) in cases {
+        let r = update(&root, &["--bundle", d.join(&name).to_str().unwrap()]);
+        assert_eq!(r.code, 1, "{name}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("REFUSED") && r.stderr.contains(kind),
+            "{name}: {}",
+            r.stderr
+        );
+        assert_eq!((tree(&root), kept_state(&root)), before, "{name}");
+    }
+    // A whole bundle is not a delta.
+    let r = update(&root, &["--bundle", d.join("v2full").to_str().unwrap()]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not a delta"), "{}", r.stderr);
+}
+
+/// A copy of the delta that also carries a large file for the vendor disc,
+/// listed in its manifest and MODES and signed by the site key: an update
+/// long enough to be killed in the middle.
+fn delta_with_a_large_file(d: &Path) -> String {
+    let big = 400 << 20;
+    altered(d, "large", |t| {
+        let path = t.join("vendor/large.img");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let f = fs::File::create(&path).unwrap();
+        f.set_len(big).unwrap();
+        drop(f);
+        let modes_path = t.join("MODES");
+        let modes = format!(
+            "{}0644  vendor/large.img\n",
+            fs::read_to_string(&modes_path).unwrap()
+        );
+        fs::write(&modes_path, &modes).unwrap();
+        let mut sums = String::new();
+        for line in fs::read_to_string(t.join("SHA256SUMS")).unwrap().lines() {
+            if line.ends_with("  MODES") {
+                sums.push_str(&format!("{}  MODES\n", sha256_of(&modes_path)));
+            } else {
+                sums.push_str(line);
+                sums.push('\n');
+            }
+        }
+        sums.push_str(&format!("{}  vendor/large.img\n", sha256_of(&path)));
+        resign(t, &sums, &d.join("keys/signing-key.asc"));
+    })
+}
+
+#[test]
+fn an_update_killed_in_the_middle_leaves_the_old_bundle_usable_and_runs_again() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    let root = prepared(d, "vm", &d.join("v1"));
+    let old = sha256_of(&d.join("v1/SHA256SUMS"));
+    let large = delta_with_a_large_file(d);
+    let apt = apt_for(d, &root);
+
+    // Killed while the new bundle is being made beside the old one.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock-firstboot"))
+        .arg("update")
+        .arg("--root")
+        .arg(&root)
+        .arg("--bundle")
+        .arg(d.join(&large))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let bundles = root.join("opt/airlock/bundles");
+    let started = std::time::Instant::now();
+    let staging = loop {
+        // In the middle of copying the large file.
+        let found = fs::read_dir(&bundles)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find(|n| n.contains("airlock-tmp"));
+        if let Some(n) = found
+            && bundles.join(&n).join("vendor/large.img").exists()
+        {
+            break n;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "update ended before it could be killed"
+        );
+        assert!(started.elapsed().as_secs() < 60);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The old bundle is current, whole, and apt uses it.
+    let (link, names) = kept_state(&root);
+    assert_eq!(link, Path::new(&format!("bundles/{old}")));
+    assert!(
+        names.contains(&staging) && names.contains(&old),
+        "{names:?}"
+    );
+    assert!(sums_check(&root.join("opt/airlock/current")));
+    assert_eq!(
+        candidate(&apt, &root, "airlock-demo-base").as_deref(),
+        Some("1.0-1")
+    );
+
+    // Run again: it completes, and what the killed run left is gone.
+    let r = update(&root, &["--bundle", d.join(&large).to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let new = sha256_of(&d.join(&large).join("SHA256SUMS"));
+    assert_eq!(
+        kept_state(&root),
+        (format!("bundles/{new}").into(), vec![new])
+    );
+    assert_eq!(
+        fs::metadata(root.join("opt/airlock/vendor/large.img"))
+            .unwrap()
+            .len(),
+        400 << 20
+    );
+    assert_eq!(
+        candidate(&apt, &root, "airlock-demo-base").as_deref(),
+        Some("1.1-1")
+    );
+}
+
+#[test]
+fn apply_reads_the_base_from_its_tar_plain_or_gzip_and_refuses_a_wrong_or_damaged_one() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    let whole = tree(&d.join("v2full"));
+    assert!(sh_ok(
+        Command::new("gzip").args(["-k", "v1.tar"]).current_dir(d)
+    ));
+    for (base, out) in [("v1.tar", "v2t"), ("v1.tar.gz", "v2z")] {
+        let r = ok(d, &["apply", "delta", "--to", base, "--out", out]);
+        assert!(r.stdout.contains(&format!("{out}: OK")), "{}", r.stdout);
+        assert_eq!(tree(&d.join(out)), whole, "--to {base}");
+    }
+
+    // Another bundle's tar: both hashes named, nothing written.
+    let want = fs::read_to_string(d.join("delta/BASE")).unwrap()[..64].to_string();
+    let have = sha256_of(&d.join("d/bundle/SHA256SUMS"));
+    let r = apply_fails(d, "d/bundle.tar", 2);
+    assert!(
+        r.stderr.contains("wrong base") && r.stderr.contains(&want) && r.stderr.contains(&have),
+        "{}",
+        r.stderr
+    );
+    // A byte changed in a file NEW takes from the tar: named, with where it
+    // came from; a truncated tar: an error naming it. Nothing written.
+    let runner_at = {
+        let bytes = fs::read(d.join("v1.tar")).unwrap();
+        let runner = fs::read(d.join("v1/bin/airlock-firstboot")).unwrap();
+        bytes
+            .windows(runner.len())
+            .position(|w| w == runner.as_slice())
+            .unwrap()
+    };
+    let mut bytes = fs::read(d.join("v1.tar")).unwrap();
+    bytes[runner_at] ^= 1;
+    fs::write(d.join("flipped.tar"), &bytes).unwrap();
+    let r = apply_fails(d, "flipped.tar", 1);
+    assert!(
+        r.stdout.contains("MODIFIED") && r.stdout.contains("in the tar flipped.tar"),
+        "{}",
+        r.stdout
+    );
+    fs::write(d.join("short.tar"), &bytes[..runner_at]).unwrap();
+    let r = apply_fails(d, "short.tar", 2);
+    assert!(
+        r.stderr.contains("short.tar") && r.stderr.contains("truncated"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_delta_as_a_tar_or_in_volumes_is_refused_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo_site(d);
+    for (option, value) in [("--tar", "delta.tar"), ("--volume-size", "dvd")] {
+        let mut args = vec!["build", "d/recipe.toml", "--key", "keys/signing-key.asc"];
+        args.extend(["--out", "delta", "--base", "d/bundle", option, value]);
+        let r = run(d, &args);
+        assert_eq!(r.code, 2, "{option}: {}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains(&format!("--base with {option}")),
+            "{option}: {}",
+            r.stderr
+        );
+        assert!(!d.join("delta").exists());
+    }
 }

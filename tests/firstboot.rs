@@ -183,8 +183,15 @@ fn prepare_puts_the_bundle_in_place_and_seals_the_image_whatever_the_umask() {
         "{}",
         run.stdout
     );
+    // The repository is kept with the bundle's manifest; /opt/airlock/repo
+    // links to it through the one link `update` switches.
+    assert_eq!(
+        fs::read_link(root.join("opt/airlock/repo")).unwrap(),
+        Path::new("current/repo")
+    );
+    assert!(root.join("opt/airlock/current/SHA256SUMS").is_file());
     // apt's _apt user reads the repository: every directory 0755, files 0644.
-    let repo = root.join("opt/airlock/repo");
+    let repo = root.join("opt/airlock/current/repo");
     for e in walkdir::WalkDir::new(&repo) {
         let e = e.unwrap();
         let want = if e.file_type().is_dir() { 0o755 } else { 0o644 };

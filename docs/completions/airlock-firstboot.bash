@@ -52,6 +52,9 @@ _airlock__firstboot() {
             airlock__firstboot,token)
                 cmd="airlock__firstboot__subcmd__token"
                 ;;
+            airlock__firstboot,update)
+                cmd="airlock__firstboot__subcmd__update"
+                ;;
             airlock__firstboot__subcmd__help,answer)
                 cmd="airlock__firstboot__subcmd__help__subcmd__answer"
                 ;;
@@ -88,6 +91,9 @@ _airlock__firstboot() {
             airlock__firstboot__subcmd__help,token)
                 cmd="airlock__firstboot__subcmd__help__subcmd__token"
                 ;;
+            airlock__firstboot__subcmd__help,update)
+                cmd="airlock__firstboot__subcmd__help__subcmd__update"
+                ;;
             *)
                 ;;
         esac
@@ -95,7 +101,7 @@ _airlock__firstboot() {
 
     case "${cmd}" in
         airlock__firstboot)
-            opts="-h -V --help --version run status prepare role token pg-guard rejoin answer quorum promote report help"
+            opts="-h -V --help --version run status prepare update role token pg-guard rejoin answer quorum promote report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -127,7 +133,7 @@ _airlock__firstboot() {
             return 0
             ;;
         airlock__subcmd__firstboot__subcmd__help)
-            opts="run status prepare role token pg-guard rejoin answer quorum promote report help"
+            opts="run status prepare update role token pg-guard rejoin answer quorum promote report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -295,6 +301,20 @@ _airlock__firstboot() {
             return 0
             ;;
         airlock__subcmd__firstboot__subcmd__help__subcmd__token)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__firstboot__subcmd__help__subcmd__update)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -497,6 +517,28 @@ _airlock__firstboot() {
                 return 0
             fi
             case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__firstboot__subcmd__update)
+            opts="-h --bundle --json --root --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bundle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -63,7 +63,7 @@ complete -c airlock -n "__fish_airlock_using_subcommand verify" -l require-signe
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -l json -d 'Print the report as JSON on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s V -l version -d 'Print version'
-complete -c airlock -n "__fish_airlock_using_subcommand apply" -l to -d 'The earlier bundle\'s directory the delta was built against' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand apply" -l to -d 'The earlier bundle the delta was built against: its directory, or its tar (`build --tar`)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand apply" -l out -d 'The new bundle\'s directory (new, empty, an earlier bundle, or OLD itself); replaced only once it verifies' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand apply" -l keyring -d 'A keyring whose keys are trusted (default: the bundle\'s own; for apply, OLD\'s); repeatable' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand apply" -l require-signers -d 'How many distinct keys of the keyrings must have signed' -r

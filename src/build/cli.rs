@@ -181,6 +181,10 @@ pub enum Command {
     #[command(
         long_about = "Make the whole new bundle from a delta (`airlock build --base`) and the \
             earlier bundle it was built against, and verify it.\n\n\
+            OLD is the earlier bundle's directory or its tar (as `build --tar` wrote it, \
+            plain or gzip): a tar is never extracted whole; its head (SHA256SUMS, the keys, \
+            MODES) is read first, then the files NEW takes from it are copied out in one \
+            pass.\n\n\
             The delta's BASE names the sha256 of the earlier bundle's SHA256SUMS; an OLD \
             whose SHA256SUMS has another hash, or none, is refused with both hashes named. \
             The signatures of the new SHA256SUMS and of BASE are checked with the keys of \
@@ -206,6 +210,7 @@ pub enum Command {
         after_help = "Examples:\n  \
             airlock apply /media/usb/delta-v2 --to bundle-v1 --out bundle-v2\n  \
             airlock apply /media/usb/delta-v2 --to bundle --out bundle      (in place)\n  \
+            airlock apply /media/usb/delta-v2 --to bundle-v1.tar --out bundle-v2\n  \
             airlock apply delta-v2 --to bundle-v1 --out bundle-v2 --keyring keys/archive-keyring.gpg --json\n\n\
             Which bundle a delta applies to, with stock tools:\n  \
             cat delta-v2/BASE;  cd bundle-v1 && sha256sum -c ../delta-v2/BASE\n\n\
@@ -425,7 +430,7 @@ pub struct ApplyArgs {
     /// The delta directory (from `airlock build --base`)
     #[arg(value_name = "DELTA")]
     pub delta: PathBuf,
-    /// The earlier bundle's directory the delta was built against
+    /// The earlier bundle the delta was built against: its directory, or its tar (`build --tar`)
     #[arg(long, value_name = "OLD")]
     pub to: PathBuf,
     /// The new bundle's directory (new, empty, an earlier bundle, or OLD itself); replaced only once it verifies

@@ -103,35 +103,9 @@ fn base_manifest(path: &Path) -> Result<(Vec<u8>, Option<PathBuf>)> {
     if !tar && !gz {
         return Ok((read_limited(path)?, None));
     }
-    let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let input: Box<dyn Read> = if gz {
-        Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)))
-    } else {
-        Box::new(std::io::BufReader::new(f))
-    };
-    let mut tr = crate::shared::tarform::TarReader::new(input);
-    let entry = tr
-        .next_entry()
-        .map_err(|e| anyhow::anyhow!("--base {}: {e}", path.display()))?;
-    match entry {
-        Some(e) if e.path == SUMS && e.size <= SUMS_LIMIT => {}
-        _ => bail!(
-            "--base {}: a bundle tar starts with {SUMS}; this one does not (give the bundle's directory or its {SUMS})",
-            path.display()
-        ),
-    }
-    let mut sums = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let k = tr
-            .read_data(&mut buf)
-            .map_err(|e| anyhow::anyhow!("--base {}: {e}", path.display()))?;
-        if k == 0 {
-            break;
-        }
-        sums.extend_from_slice(&buf[..k]);
-    }
-    Ok((sums, None))
+    let head = crate::shared::basetar::TarBase::read_head(path)
+        .with_context(|| format!("--base {}", path.display()))?;
+    Ok((head.head[SUMS].clone(), None))
 }
 
 fn read_up_to(f: &mut fs::File, buf: &mut [u8]) -> Result<usize> {

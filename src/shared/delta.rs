@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use crate::shared::basetar::TarBase;
 use crate::shared::keyring::{Keyring, PUBLIC_ASC_FILE, PUBLIC_GPG_FILE};
 use crate::shared::manifest::{
     self, Finding, MODES, Report, SUMS, SUMS_SIG, Trust, parse_manifest, verify_dir,
@@ -186,36 +187,52 @@ impl Head {
 
 /// The base: its manifest, parsed, and where its files are.
 struct BaseBundle {
+    /// Its directory, or the tar file.
     dir: PathBuf,
+    /// When it is a bundle tar: its head, read.
+    tar: Option<TarBase>,
     hash: String,
     listing: BTreeMap<String, String>,
 }
 
 impl BaseBundle {
-    /// Reads the base at `dir`, which must be the bundle `head` names (or
-    /// already the new bundle): refused with both hashes named otherwise.
+    /// Reads the base at `dir` (a bundle directory or tar), which must be
+    /// the bundle `head` names (or already the new bundle): refused with
+    /// both hashes named otherwise.
     fn read(dir: &Path, delta: &Path, head: &Head, new: &str) -> Result<BaseBundle> {
-        if !dir.is_dir() {
-            bail!(
-                "{}: the base must be the earlier bundle's directory (unpack a bundle tar first: mkdir old && tar -xf OLD.tar -C old)",
+        let tar = match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => None,
+            Ok(m) if m.is_file() => Some(TarBase::read_head(dir)?),
+            _ => bail!(
+                "{}: cannot read it; the base is the earlier bundle's directory or its tar (`airlock build --tar`)",
                 dir.display()
-            );
-        }
-        let Some(sums) = read_head(dir, SUMS)? else {
+            ),
+        };
+        let sums = match &tar {
+            Some(t) => Some(t.head[SUMS].clone()),
+            None => read_head(dir, SUMS)?,
+        };
+        let Some(sums) = sums else {
             bail!(
-                "missing base: {} holds no {SUMS}; the delta {} applies to the bundle whose {SUMS} has sha256 {}. Give that bundle's directory",
+                "missing base: {} holds no {SUMS}; the delta {} applies to the bundle whose {SUMS} has sha256 {}. Give that bundle's directory or tar",
                 dir.display(),
                 delta.display(),
                 head.want
             );
         };
-        let hash = sha256(&sums);
-        if hash != head.want && hash != new {
+        let base = BaseBundle {
+            dir: dir.to_path_buf(),
+            tar,
+            hash: sha256(&sums),
+            listing: BTreeMap::new(),
+        };
+        if base.hash != head.want && base.hash != new {
             bail!(
-                "wrong base: the delta {} applies to the bundle whose {SUMS} has sha256 {}, but {} has sha256 {hash}. Give the bundle the delta was built against (`sha256sum OLD/{SUMS}`, or `sha256sum -c {}` in its directory, finds it)",
+                "wrong base: the delta {} applies to the bundle whose {SUMS} has sha256 {}, but {} has sha256 {}. Give the bundle the delta was built against (`sha256sum OLD/{SUMS}`, or `sha256sum -c {}` in its directory, finds it)",
                 delta.display(),
                 head.want,
-                dir.join(SUMS).display(),
+                base.label(SUMS),
+                base.hash,
                 delta.join(BASE).display()
             );
         }
@@ -223,24 +240,37 @@ impl BaseBundle {
         if let Some(p) = problems.first() {
             bail!(
                 "the base's manifest {} is damaged ({} {}: {}): check the base with `airlock verify {}`",
-                dir.join(SUMS).display(),
+                base.label(SUMS),
                 p.kind,
                 p.path,
                 p.detail,
                 dir.display()
             );
         }
-        Ok(BaseBundle {
-            dir: dir.to_path_buf(),
-            hash,
-            listing,
-        })
+        Ok(BaseBundle { listing, ..base })
+    }
+
+    /// How to name the base's file `name` in a message.
+    fn label(&self, name: &str) -> String {
+        match &self.tar {
+            Some(_) => format!("{} (in the tar {})", name, self.dir.display()),
+            None => self.dir.join(name).display().to_string(),
+        }
+    }
+
+    /// A head file of the base (its manifest, keys, MODES).
+    fn head_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        match &self.tar {
+            Some(t) => Ok(t.head.get(name).cloned()),
+            None => read_head(&self.dir, name),
+        }
     }
 
     /// The base's own keyring, as its manifest lists it.
     fn keyring(&self) -> Result<Keyring> {
-        let label = self.dir.join(PUBLIC_GPG_FILE).display().to_string();
-        let bytes = read_head(&self.dir, PUBLIC_GPG_FILE)?
+        let label = self.label(PUBLIC_GPG_FILE);
+        let bytes = self
+            .head_file(PUBLIC_GPG_FILE)?
             .with_context(|| format!("{label} is missing: pass --keyring"))?;
         match self.listing.get(PUBLIC_GPG_FILE) {
             Some(h) if *h == sha256(&bytes) => {}
@@ -388,6 +418,52 @@ pub fn apply(
     trust: Option<&Trust>,
     progress: bool,
 ) -> Result<Applied> {
+    apply_scoped(delta, base, out, trust, None, progress)
+}
+
+/// [`apply`] making only the files of the new bundle that `keep` names (a
+/// name ending in `/` keeps everything under that directory): what a
+/// prepared VM keeps of a bundle. `base` holds only those of the base
+/// (with its whole `SHA256SUMS`); the part made is verified as `verify`
+/// verifies a bundle, its signature with `trust`, except that the files
+/// `keep` leaves out are not there.
+pub fn apply_kept(
+    delta: &Path,
+    base: &Path,
+    out: &Path,
+    trust: &Trust,
+    keep: &[&str],
+    progress: bool,
+) -> Result<Applied> {
+    apply_scoped(delta, base, out, Some(trust), Some(keep), progress)
+}
+
+/// `path` is one of the files `keep` names (all of them: None).
+pub fn kept(path: &str, keep: Option<&[&str]>) -> bool {
+    keep.is_none_or(|k| {
+        k.iter().any(|p| match p.strip_suffix('/') {
+            Some(dir) => path.strip_prefix(dir).is_some_and(|r| r.starts_with('/')),
+            None => path == *p,
+        })
+    })
+}
+
+/// Which base a delta applies to and which bundle it makes: the sha256 of
+/// the base's `SHA256SUMS` (what BASE names) and of the new one. Nothing is
+/// checked but the form: see [`apply`].
+pub fn base_and_new(delta: &Path) -> Result<(String, String)> {
+    let head = Head::read(delta)?;
+    Ok((head.want, sha256(&head.sums)))
+}
+
+fn apply_scoped(
+    delta: &Path,
+    base: &Path,
+    out: &Path,
+    trust: Option<&Trust>,
+    keep: Option<&[&str]>,
+    progress: bool,
+) -> Result<Applied> {
     let head = Head::read(delta)?;
     let new = sha256(&head.sums);
     let base = BaseBundle::read(base, delta, &head, &new)?;
@@ -413,50 +489,31 @@ pub fn apply(
     if !applied.problems.is_empty() {
         return Ok(applied);
     }
-    let sources = sources_of(delta, &listing, &base, &mut applied.problems);
+    let sources = sources_of(delta, &listing, &base, keep, &mut applied.problems);
     if !applied.problems.is_empty() {
         return Ok(applied);
     }
     if applied.already && same_dir(&base.dir, out) {
         // Applied in place before: check it, write nothing.
-        let report = verify_dir(out, &trust, progress)?;
+        let report = verify_kept(out, &trust, keep, progress)?;
         applied.from_base = sources.len();
         applied.ok = report.ok;
         applied.problems = report.problems.clone();
         applied.report = Some(report);
         return Ok(applied);
     }
-    let modes = read_modes(delta, &base.dir, &sources, &listing)?;
+    let modes = read_modes(delta, &base, &sources, &listing)?;
     let staging = Staging::beside(out)?;
-    copy_sources(
-        delta,
-        &base.dir,
-        &sources,
-        &modes,
-        staging.path(),
-        &mut applied,
-    )?;
+    copy_sources(delta, &base, &sources, &modes, staging.path(), &mut applied)?;
     write_new(staging.path(), SUMS, &head.sums)?;
     write_new(
         staging.path(),
         SUMS_SIG,
         head.sums_sig.as_deref().expect("checked"),
     )?;
-    let report = verify_dir(staging.path(), &trust, progress)?;
+    let report = verify_kept(staging.path(), &trust, keep, progress)?;
     if !report.ok {
-        for p in &report.problems {
-            let whence = match sources.get(&p.path) {
-                Some(Source::Delta) => format!(" (taken from the delta {})", delta.display()),
-                Some(Source::Base(b)) => {
-                    format!(" (taken from the base {})", base.dir.join(b).display())
-                }
-                None => String::new(),
-            };
-            applied.problems.push(Finding {
-                detail: format!("{}{whence}", p.detail),
-                ..p.clone()
-            });
-        }
+        applied.problems = with_whence(&report.problems, &sources, delta, &base);
         applied.report = Some(report);
         return Ok(applied);
     }
@@ -464,6 +521,42 @@ pub fn apply(
     applied.ok = true;
     applied.report = Some(report);
     Ok(applied)
+}
+
+/// `verify` of the bundle (or the part of it `keep` names) in `dir`: the
+/// files `keep` leaves out are not missing.
+fn verify_kept(dir: &Path, trust: &Trust, keep: Option<&[&str]>, progress: bool) -> Result<Report> {
+    let mut report = verify_dir(dir, trust, progress)?;
+    if keep.is_some() {
+        report
+            .problems
+            .retain(|p| p.kind != "missing" || kept(&p.path, keep));
+        report.ok = report.problems.is_empty();
+    }
+    Ok(report)
+}
+
+/// The new bundle's problems, each saying where its file was taken from.
+fn with_whence(
+    problems: &[Finding],
+    sources: &BTreeMap<String, Source>,
+    delta: &Path,
+    base: &BaseBundle,
+) -> Vec<Finding> {
+    problems
+        .iter()
+        .map(|p| {
+            let whence = match sources.get(&p.path) {
+                Some(Source::Delta) => format!(" (taken from the delta {})", delta.display()),
+                Some(Source::Base(b)) => format!(" (taken from the base {})", base.label(b)),
+                None => String::new(),
+            };
+            Finding {
+                detail: format!("{}{whence}", p.detail),
+                ..p.clone()
+            }
+        })
+        .collect()
 }
 
 /// The delta's signatures, manifest and paths checked: the new listing.
@@ -493,16 +586,19 @@ fn sources_of(
     delta: &Path,
     listing: &BTreeMap<String, String>,
     base: &BaseBundle,
+    keep: Option<&[&str]>,
     problems: &mut Vec<Finding>,
 ) -> BTreeMap<String, Source> {
     let carried = walk_delta(delta, listing, problems);
+    // The base holds only the files `keep` names.
     let by_hash: BTreeMap<&str, &str> = base
         .listing
         .iter()
+        .filter(|(p, _)| kept(p, keep))
         .map(|(p, h)| (h.as_str(), p.as_str()))
         .collect();
     let mut sources = BTreeMap::new();
-    for (path, hash) in listing {
+    for (path, hash) in listing.iter().filter(|(p, _)| kept(p, keep)) {
         let source = if carried.contains_key(path) {
             Source::Delta
         } else if let Some(p) = base.find(path, hash, &by_hash) {
@@ -522,21 +618,29 @@ fn sources_of(
     sources
 }
 
-/// Copies every file from where it comes into `to`, counting.
+/// Copies every file from where it comes into `to`, counting: from a
+/// base tar, in one pass over it.
 fn copy_sources(
     delta: &Path,
-    base: &Path,
+    base: &BaseBundle,
     sources: &BTreeMap<String, Source>,
     modes: &BTreeMap<String, u32>,
     to: &Path,
     applied: &mut Applied,
 ) -> Result<()> {
+    let mode = |path: &str| modes.get(path).copied();
+    let mut from_tar: BTreeMap<String, Vec<(String, u32)>> = BTreeMap::new();
     for (path, source) in sources {
-        let from = match source {
-            Source::Delta => delta.join(path),
-            Source::Base(p) => base.join(p),
+        let from = match (source, &base.tar) {
+            (Source::Delta, _) => delta.join(path),
+            (Source::Base(p), Some(_)) => {
+                let dests = from_tar.entry(p.clone()).or_default();
+                dests.push((path.clone(), mode(path).unwrap_or(0o644)));
+                continue;
+            }
+            (Source::Base(p), None) => base.dir.join(p),
         };
-        let n = put(&from, to, path, modes.get(path).copied())?;
+        let n = put(&from, to, path, mode(path))?;
         match source {
             Source::Delta => {
                 applied.from_delta += 1;
@@ -546,6 +650,13 @@ fn copy_sources(
                 applied.from_base += 1;
                 applied.bytes_from_base += n;
             }
+        }
+    }
+    if let Some(tar) = &base.tar {
+        let sizes = tar.extract(&from_tar, to)?;
+        for (p, dests) in &from_tar {
+            applied.from_base += dests.len();
+            applied.bytes_from_base += sizes[p] * dests.len() as u64;
         }
     }
     Ok(())
@@ -563,24 +674,32 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// parse leaves the modes at 0644 here; verify names the problem.
 fn read_modes(
     delta: &Path,
-    base: &Path,
+    base: &BaseBundle,
     sources: &BTreeMap<String, Source>,
     listing: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, u32>> {
     let from = match sources.get(MODES) {
         Some(Source::Delta) => delta.join(MODES),
-        Some(Source::Base(p)) => base.join(p),
+        Some(Source::Base(p)) if base.tar.is_some() => {
+            return Ok(parse_modes_if(base.head_file(p)?, listing));
+        }
+        Some(Source::Base(p)) => base.dir.join(p),
         None => return Ok(BTreeMap::new()),
     };
     let bytes = fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
-    if listing.get(MODES).is_none_or(|h| *h != sha256(&bytes)) {
-        return Ok(BTreeMap::new());
-    }
+    Ok(parse_modes_if(Some(bytes), listing))
+}
+
+/// The modes MODES (`bytes`) gives, when it is the one `listing` names.
+fn parse_modes_if(
+    bytes: Option<Vec<u8>>,
+    listing: &BTreeMap<String, String>,
+) -> BTreeMap<String, u32> {
+    let Some(bytes) = bytes.filter(|b| listing.get(MODES).is_some_and(|h| *h == sha256(b))) else {
+        return BTreeMap::new();
+    };
     let mut ignored = Vec::new();
-    Ok(manifest::parse_modes(
-        &String::from_utf8_lossy(&bytes),
-        &mut ignored,
-    ))
+    manifest::parse_modes(&String::from_utf8_lossy(&bytes), &mut ignored)
 }
 
 /// Copies the regular file `from` (never through a link) to `root/rel`
@@ -626,6 +745,22 @@ mod tests {
             format!("{}  SHA256SUMS\n", &h[1..]),
         ] {
             assert_eq!(parse_base(&bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn kept_names_files_and_whole_directories() {
+        let keep: &[&str] = &["repo/", "MODES"];
+        for (path, want) in [
+            ("repo/pool/a.deb", true),
+            ("repo", false),
+            ("repository/x", false),
+            ("MODES", true),
+            ("MODES.bak", false),
+            ("seeds/spdb1.iso", false),
+        ] {
+            assert_eq!(kept(path, Some(keep)), want, "{path}");
+            assert!(kept(path, None), "{path}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! The contract between the builder and the runner: what both read and
 //! write. Imports nothing from `build` or `vm`.
 
+pub(crate) mod basetar;
 pub mod delta;
 pub mod exit;
 pub(crate) mod inventory;

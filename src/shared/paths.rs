@@ -82,14 +82,23 @@ pub const PEER_SUDOERS: &str = "/etc/sudoers.d/airlock-peer";
 pub const PEER_SWARM_COMMAND: [&str; 5] =
     ["/usr/bin/docker", "node", "ls", "--format", "{{json .}}"];
 
-/// Where the merged, signed repository lives on every VM.
+/// Where the merged, signed repository lives on every VM: a link into
+/// [`CURRENT_BUNDLE`].
 pub const REPO_ROOT: &str = "/opt/airlock/repo";
+/// What a prepared VM keeps of each bundle it had (the repository, the
+/// vendor disc, the signed manifest), one directory each, named by the
+/// sha256 of its `SHA256SUMS`.
+pub const BUNDLES: &str = "/opt/airlock/bundles";
+/// A link to the bundle in use in [`BUNDLES`]; [`REPO_ROOT`] and
+/// [`VENDOR_DIR`] are links through it, so one rename switches both.
+pub const CURRENT_BUNDLE: &str = "/opt/airlock/current";
 /// The paths the vendor installer writes into sources.list and insists on.
 pub const VENDOR_REPO_PATHS: [&str; 2] = ["/opt/main", "/opt/devel"];
 /// The archive key, trusted system-wide (the vendor's sources.list lines
 /// carry no `signed-by`).
 pub const TRUSTED_KEYRING: &str = "/etc/apt/trusted.gpg.d/airlock-archive.gpg";
-/// Where the vendor disc's content is put on a VM.
+/// Where the vendor disc's content is put on a VM: a link into
+/// [`CURRENT_BUNDLE`].
 pub const VENDOR_DIR: &str = "/opt/airlock/vendor";
 /// The `Label` of the repository's Release; apt settings name it.
 pub const REPO_LABEL: &str = "airlock";

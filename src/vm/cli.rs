@@ -79,9 +79,11 @@ pub enum Command {
         long_about = "Prepare the reference VM from the bundle and seal it for cloning.\n\n\
             Run once on the reference VM (Astra Linux SE 1.7), with the bundle mounted or \
             copied, before making the clones. It checks the bundle against its SHA256SUMS, \
-            copies the signed repository to /opt/airlock/repo and links /opt/main and \
-            /opt/devel to it (the vendor installer uses those), copies the vendor disc to \
-            /opt/airlock/vendor and the inventory with every host's payload to /opt/airlock \
+            keeps the signed repository and the vendor disc with the bundle's SHA256SUMS in \
+            /opt/airlock/bundles/<sha256> (/opt/airlock/current points there; \
+            /opt/airlock/repo and /opt/airlock/vendor link through it, and /opt/main and \
+            /opt/devel to the repository: the vendor installer uses those; `update` moves \
+            it on with a delta), copies the inventory with every host's payload to /opt/airlock \
             (for clones that boot without a seed; each clone keeps only its own), trusts the \
             archive key, installs this runner and airlock-firstboot.service, then seals the \
             image: it records the image's machine id and SSH host keys (no clone keeps them), \
@@ -101,6 +103,43 @@ pub enum Command {
             sudo /media/old/bin/airlock-firstboot prepare --bundle /media/usb/delta-v2 --base /media/old   (a delta and the bundle it applies to)"
     )]
     Prepare(PrepareArgs),
+    /// Move this VM's repository on to the next bundle with a delta (`airlock build --base`)
+    #[command(
+        long_about = "Move this VM's repository and vendor disc on to the next bundle with a \
+            delta (the directory `airlock build --base` wrote).\n\n\
+            `prepare` keeps what a VM uses of its bundle (the signed repository, the vendor \
+            disc, the bundle's SHA256SUMS and its signature) in \
+            /opt/airlock/bundles/<sha256 of that SHA256SUMS>, and /opt/airlock/current \
+            points there; /opt/airlock/repo (apt's source, and /opt/main and /opt/devel \
+            for the vendor installer) and /opt/airlock/vendor are links through it.\n\n\
+            update checks that the delta was built against that bundle (its BASE names the \
+            sha256 of this VM's SHA256SUMS; another base is refused with both hashes named \
+            and nothing changed), makes the new bundle's repository and vendor disc beside \
+            the old one from the files the delta carries and those this VM has, checks the \
+            delta's signatures and every file against the new signed SHA256SUMS with the \
+            archive key this VM already trusts (/etc/apt/trusted.gpg.d/airlock-archive.gpg; \
+            never a key in the delta), writes it to the disk, and only then points \
+            /opt/airlock/current at it with one rename. Interrupted at any point (a power \
+            cut, a kill, a full disk, a damaged delta), the VM keeps the old bundle whole, \
+            or has the new one whole; run update again. The old bundle is removed after \
+            the switch. Applying the same delta again says \"already at …\" and changes \
+            nothing.\n\n\
+            It says what changed: packages upgraded, added and removed, files of the \
+            repository and vendor disc, and the files of the bundle a VM does not keep \
+            (recipe, seeds, payloads: a changed plan reaches new clones only through a \
+            reference VM prepared from the whole new bundle). Then run `apt-get update`. \
+            The new bundle needs room for a second copy of the repository and vendor disc \
+            until the switch.\n\n\
+            Exit codes: 0 updated or already there, 1 the delta does not make a bundle \
+            that verifies (nothing changed), 2 usage or I/O error, or a wrong base.",
+        after_help = "Examples:\n  \
+            sudo airlock-firstboot update --bundle /media/usb/delta-v2\n  \
+            sudo apt-get update && sudo apt-get upgrade\n  \
+            sudo airlock-firstboot update --bundle delta-v2 --root /mnt/reference-disk   (an image, mounted)\n\n\
+            Which bundle this VM has, and which a delta applies to:\n  \
+            sha256sum /opt/airlock/current/SHA256SUMS;  cat /media/usb/delta-v2/BASE"
+    )]
+    Update(UpdateArgs),
     /// Show who this VM is: host, role, address, peers
     #[command(after_help = "Example:\n  airlock-firstboot role")]
     Role(RoleArgs),
@@ -278,6 +317,18 @@ pub struct PrepareArgs {
     /// With a delta as --bundle (from `airlock build --base`): the earlier bundle's directory it was built against
     #[arg(long, value_name = "OLD")]
     pub base: Option<PathBuf>,
+    #[command(flatten)]
+    pub root: RootArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// The delta directory (from `airlock build --base`), built against the bundle this VM has
+    #[arg(long, value_name = "DIR")]
+    pub bundle: PathBuf,
+    /// Print what was done as JSON
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -679,6 +730,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Update(args) => cmd_update(&args),
         Command::Status(args) => cmd_status(&args),
         Command::Role(args) => cmd_role(&args),
         Command::Token(r) => cmd_token(&r.root),
@@ -689,6 +741,71 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Promote(r) => cmd_promote(&r.root),
         Command::Report(args) => cmd_report(&args),
     }
+}
+
+fn cmd_update(args: &UpdateArgs) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let root = &args.root.root;
+    let u = match crate::vm::update::update(root, &args.bundle, std::io::stderr().is_terminal()) {
+        Ok(u) => u,
+        Err(e) if e.downcast_ref::<crate::vm::update::Refused>().is_some() => {
+            eprintln!("airlock-firstboot update: REFUSED: {e:#}");
+            return Ok(ExitCode::from(exit::FAILED));
+        }
+        Err(e) => return Err(e),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&u)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if u.already {
+        println!(
+            "already at the bundle whose SHA256SUMS has sha256 {} (the one this delta makes): nothing changed",
+            u.new
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let c = &u.changes;
+    println!(
+        "updated: {} now points at the bundle whose SHA256SUMS has sha256 {}\n  (was {}; {} file(s) from the delta, {} kept from the old bundle, verified with {})",
+        paths::CURRENT_BUNDLE,
+        u.new,
+        u.old,
+        u.from_delta,
+        u.from_kept,
+        paths::TRUSTED_KEYRING
+    );
+    let packages = c.package_lines();
+    println!(
+        "packages: {}",
+        if packages.is_empty() {
+            "none changed"
+        } else {
+            ""
+        }
+    );
+    for line in packages {
+        println!("  {line}");
+    }
+    println!(
+        "files of the repository and vendor disc: {} added, {} removed, {} changed",
+        c.files_added, c.files_removed, c.files_changed
+    );
+    if !c.elsewhere.is_empty() {
+        println!(
+            "not applied here ({} file(s) of the bundle a VM does not keep changed: {}): a changed plan reaches new clones through a reference VM prepared from the whole new bundle",
+            c.elsewhere.len(),
+            c.elsewhere_short()
+        );
+    }
+    if u.key_differs {
+        println!(
+            "note: the new bundle's archive-keyring.gpg differs from {}, which update leaves as it is: the new SHA256SUMS was signed by a key this VM trusts, but if apt refuses the new repository's signature, install the new key there",
+            paths::TRUSTED_KEYRING
+        );
+    }
+    println!("next: apt-get update (apt reads {} anew)", paths::REPO_ROOT);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_report(args: &ReportArgs) -> Result<ExitCode> {

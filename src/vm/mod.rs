@@ -1,7 +1,8 @@
 //! The VM wing: `airlock-firstboot`, the runner on each cloned VM.
 //!
 //! - [`cli`]: the command line (`run`, `status`, `prepare`, `role`, `token`,
-//!   `pg-guard`, `rejoin`, `answer`, `quorum`, `promote`, `report`) and
+//!   `pg-guard`, `rejoin`, `answer`, `quorum`, `promote`, `report`,
+//!   `update`) and
 //!   its exit codes;
 //! - [`clusterstatus`]: one status for the whole cluster, over the peer
 //!   channel, and the DB state file root writes for it;
@@ -16,6 +17,7 @@
 //! - [`guard`]: PostgreSQL's start guard, so a returning old master never
 //!   comes back writable;
 //! - [`report`]: this host's section of the as-built report;
+//! - [`update`]: the bundle a prepared VM keeps, moved on with a delta;
 //! - [`roles`]: one file per role.
 
 pub mod cli;
@@ -32,6 +34,7 @@ pub(crate) mod rejoin;
 pub mod report;
 pub mod roles;
 pub(crate) mod sync;
+pub(crate) mod update;
 pub(crate) mod zps;
 
 #[cfg(test)]

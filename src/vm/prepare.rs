@@ -17,9 +17,8 @@ use crate::shared::staging::Staging;
 use crate::shared::writer::{RootWriter, Writer, create_dirs};
 use crate::vm::engine::under;
 
-/// Where prepare puts things, absolute on the VM.
+/// Where prepare puts the repository, absolute on the VM.
 const REPO: &str = crate::shared::paths::REPO_ROOT;
-const VENDOR: &str = crate::shared::paths::VENDOR_DIR;
 
 /// The prepared image's own identity: whatever a clone must not keep.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,7 +159,7 @@ pub fn link_vendor_paths(root: &Path, links: &[String], target: &str) -> Result<
 
 /// Makes `link` a symbolic link to `want`, replacing a file or link there
 /// in one rename, so a power cut leaves the old one or the new one.
-fn replace_with_symlink(link: &Path, want: &Path) -> Result<()> {
+pub(crate) fn replace_with_symlink(link: &Path, want: &Path) -> Result<()> {
     let name = link.file_name().unwrap_or_default().to_string_lossy();
     let tmp = link.with_file_name(format!(".{name}.airlock-new"));
     let _ = fs::remove_file(&tmp);
@@ -171,7 +170,7 @@ fn replace_with_symlink(link: &Path, want: &Path) -> Result<()> {
 
 /// How copied files get their modes.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Modes {
+pub(crate) enum Modes {
     /// 0644, or 0755 when the source is executable (the repository, the
     /// vendor disc: readable by apt's `_apt` user and the installer).
     Public,
@@ -182,7 +181,7 @@ enum Modes {
 
 /// Copies a tree to `to`, replacing what is there only once the copy is
 /// complete. Returns the number of files.
-fn copy_tree(from: &Path, to: &Path, modes: Modes) -> Result<u64> {
+pub(crate) fn copy_tree(from: &Path, to: &Path, modes: Modes) -> Result<u64> {
     create_dirs(to.parent().expect("an absolute path has a parent"))?;
     let stage = Staging::beside(to)?;
     let staging = stage.path().to_path_buf();
@@ -270,13 +269,7 @@ fn verify_bundle(bundle: &Path) -> Result<()> {
 /// The repository, the vendor disc, the inventory with the payloads (for
 /// clones without a seed), the vendor links, the key and apt's settings.
 fn copy_bundle(root: &Path, bundle: &Path) -> Result<Vec<String>> {
-    let mut done = Vec::new();
-    let n = copy_tree(&bundle.join("repo"), &under(root, REPO), Modes::Public)?;
-    done.push(format!(
-        "copied the signed repository to {REPO} ({n} files)"
-    ));
-    let n = copy_tree(&bundle.join("vendor"), &under(root, VENDOR), Modes::Public)?;
-    done.push(format!("copied the vendor disc to {VENDOR} ({n} files)"));
+    let mut done = crate::vm::update::keep_bundle(root, bundle)?;
     let n = copy_tree(
         &bundle.join("payloads"),
         &under(root, paths::PREPARED_PAYLOADS),

@@ -161,9 +161,13 @@ fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
     }
     if let Some(b) = &opts.base {
         inputs.push(("base", b.as_path()));
-        if opts.tar.is_some() || opts.volume_size.is_some() {
+        let given = [
+            opts.tar.as_ref().map(|_| "--tar"),
+            opts.volume_size.map(|_| "--volume-size"),
+        ];
+        if let Some(option) = given.into_iter().flatten().next() {
             bail!(
-                "--base with --tar or --volume-size: a delta is written as a directory only; build the delta, then carry its directory as it is"
+                "--base with {option}: a delta is written as a directory only (not yet as a tar or in volumes); build the delta without {option}, then carry its directory as it is (`tar -cf delta.tar DIR` to move it as one file, unpacked before `airlock apply`)"
             );
         }
     }

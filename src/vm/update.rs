@@ -1,0 +1,512 @@
+//! The bundle a prepared VM keeps, and `airlock-firstboot update`, which
+//! moves it on with a delta.
+//!
+//! ```text
+//! /opt/airlock/bundles/<sha256 of its SHA256SUMS>/   repo/, vendor/, SHA256SUMS(.gpg), MODES, key
+//! /opt/airlock/current -> bundles/<sha256>           the one switch
+//! /opt/airlock/repo    -> current/repo               (apt's source, /opt/main, /opt/devel)
+//! /opt/airlock/vendor  -> current/vendor
+//! ```
+//!
+//! `prepare` puts the first bundle there. `update` makes the next one
+//! beside it from a delta and the kept one, verifies it against the new
+//! signed manifest with the key the VM already trusts, makes its files
+//! durable, and only then renames the `current` link: a power cut leaves
+//! `current` on the old bundle, whole, or on the new one, whole. What the
+//! old bundle held is removed after the switch (or by the next update).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::shared::delta;
+use crate::shared::keyring::{Keyring, PUBLIC_GPG_FILE};
+use crate::shared::manifest::{MODES, SUMS, SUMS_SIG, Trust, parse_manifest};
+use crate::shared::paths;
+use crate::shared::staging::Staging;
+use crate::shared::volumes::sha256;
+use crate::shared::writer::{RootWriter, Writer, create_dirs};
+use crate::vm::engine::under;
+use crate::vm::prepare::{Modes, copy_tree, relative_target, replace_with_symlink};
+
+/// What a VM keeps of a bundle besides its manifest and signature: the
+/// repository, the vendor disc, the modes and the archive key. Payloads
+/// and seeds hold every host's secrets: clones do not keep them.
+pub const KEPT: [&str; 4] = ["repo/", "vendor/", MODES, PUBLIC_GPG_FILE];
+
+/// The links into the current bundle, and what they point at.
+const LINKS: [(&str, &str); 2] = [(paths::REPO_ROOT, "repo"), (paths::VENDOR_DIR, "vendor")];
+
+/// The bundle a VM keeps.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    /// The sha256 of its `SHA256SUMS` (the directory's name).
+    pub hash: String,
+    pub dir: PathBuf,
+}
+
+/// The directory of the kept bundle whose manifest hashes to `hash`.
+fn bundle_dir(root: &Path, hash: &str) -> PathBuf {
+    under(root, paths::BUNDLES).join(hash)
+}
+
+fn is_hash(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+}
+
+/// The bundle `current` points at; None when there is no `current` link
+/// (a VM prepared by an older runner, or not prepared). A link to
+/// something else, or a manifest that does not hash to its name, is an
+/// error naming it.
+pub fn current(root: &Path) -> Result<Option<Kept>> {
+    let link = under(root, paths::CURRENT_BUNDLE);
+    let target = match fs::read_link(&link) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "reading the link {}: it should point at bundles/<sha256>",
+                    paths::CURRENT_BUNDLE
+                )
+            });
+        }
+    };
+    let hash = target
+        .strip_prefix("bundles")
+        .ok()
+        .and_then(|h| h.to_str())
+        .filter(|h| is_hash(h))
+        .with_context(|| {
+            format!(
+                "{} points at {}, not at bundles/<sha256>: it was changed by hand; prepare the VM again",
+                paths::CURRENT_BUNDLE,
+                target.display()
+            )
+        })?
+        .to_string();
+    let dir = bundle_dir(root, &hash);
+    let sums = fs::read(dir.join(SUMS))
+        .with_context(|| format!("reading the kept bundle's manifest in {}", dir.display()))?;
+    if sha256(&sums) != hash {
+        bail!(
+            "{}: its sha256 is {}, not the {hash} its directory is named by: the kept bundle was changed; prepare the VM again",
+            dir.join(SUMS).display(),
+            sha256(&sums)
+        );
+    }
+    Ok(Some(Kept { hash, dir }))
+}
+
+/// `prepare`: keeps what a VM uses of the verified bundle `bundle` in
+/// `/opt/airlock/bundles/<sha256>`, makes it current and links the
+/// repository and vendor paths into it.
+pub fn keep_bundle(root: &Path, bundle: &Path) -> Result<Vec<String>> {
+    let sums = fs::read(bundle.join(SUMS))
+        .with_context(|| format!("reading {}", bundle.join(SUMS).display()))?;
+    let hash = sha256(&sums);
+    let dir = bundle_dir(root, &hash);
+    create_dirs(&under(root, paths::BUNDLES))?;
+    let stage = Staging::beside(&dir)?;
+    readable(stage.path())?;
+    let repo = copy_tree(
+        &bundle.join("repo"),
+        &stage.path().join("repo"),
+        Modes::Public,
+    )?;
+    let vendor = copy_tree(
+        &bundle.join("vendor"),
+        &stage.path().join("vendor"),
+        Modes::Public,
+    )?;
+    let mut w = RootWriter::new(stage.path());
+    for name in [SUMS, SUMS_SIG, MODES, PUBLIC_GPG_FILE] {
+        let from = bundle.join(name);
+        if from.is_file() {
+            let bytes = fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+            w.write(name, &bytes, 0o644)?;
+        }
+    }
+    sync_tree(stage.path())?;
+    stage.replace(&dir)?;
+    switch_to(root, &hash)?;
+    let mut done = vec![
+        format!(
+            "copied the signed repository to {} ({repo} files)",
+            paths::REPO_ROOT
+        ),
+        format!(
+            "copied the vendor disc to {} ({vendor} files)",
+            paths::VENDOR_DIR
+        ),
+    ];
+    done.extend(link_paths(root)?);
+    remove_others(root, &hash)?;
+    done.push(format!(
+        "kept them with the bundle's signed manifest in {}/{hash} ({} points there; `airlock-firstboot update` moves it on with a delta)",
+        paths::BUNDLES,
+        paths::CURRENT_BUNDLE
+    ));
+    Ok(done)
+}
+
+/// Points `current` at the kept bundle `hash`: one rename of a link.
+fn switch_to(root: &Path, hash: &str) -> Result<()> {
+    let link = under(root, paths::CURRENT_BUNDLE);
+    let want = relative_target(paths::CURRENT_BUNDLE, &format!("{}/{hash}", paths::BUNDLES));
+    replace_with_symlink(&link, &want)
+        .with_context(|| format!("pointing {} at {}", paths::CURRENT_BUNDLE, want.display()))?;
+    sync_dir(link.parent().expect("an absolute path has a parent"))
+}
+
+/// Links the repository and vendor paths into `current`. A directory
+/// there (a VM prepared by an older runner) is moved aside, replaced by
+/// the link and removed.
+fn link_paths(root: &Path) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    for (path, part) in LINKS {
+        let link = under(root, path);
+        let want = relative_target(path, &format!("{}/{part}", paths::CURRENT_BUNDLE));
+        if fs::read_link(&link).is_ok_and(|t| t == want) {
+            continue;
+        }
+        let is_dir = fs::symlink_metadata(&link).is_ok_and(|m| m.is_dir());
+        let aside = link.with_file_name(format!(".{part}.airlock-old-{}", std::process::id()));
+        if is_dir {
+            fs::rename(&link, &aside)
+                .with_context(|| format!("moving the old copy {path} aside"))?;
+        }
+        replace_with_symlink(&link, &want)
+            .with_context(|| format!("linking {path} to {}", want.display()))?;
+        if is_dir {
+            fs::remove_dir_all(&aside)
+                .with_context(|| format!("removing the old copy {}", aside.display()))?;
+        }
+        done.push(format!("linked {path} -> {}", want.display()));
+    }
+    Ok(done)
+}
+
+/// Removes everything in `bundles/` but the bundle `keep`: the old
+/// bundle after a switch, and what an interrupted run left. Returns how
+/// many entries went.
+fn remove_others(root: &Path, keep: &str) -> Result<usize> {
+    let dir = under(root, paths::BUNDLES);
+    let mut n = 0;
+    for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        if e.file_name() == keep {
+            continue;
+        }
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        }
+        .with_context(|| format!("removing {}", p.display()))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A kept bundle's top directory is 0755 whatever the umask: apt's `_apt`
+/// user reads the repository in it.
+fn readable(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("setting the mode of {}", dir.display()))
+}
+
+/// Every file and directory under `dir` on the disk, so that a rename
+/// after it never exposes a file a power cut emptied.
+fn sync_tree(dir: &Path) -> Result<()> {
+    for e in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .contents_first(true)
+    {
+        let e = e.with_context(|| format!("reading {}", dir.display()))?;
+        if e.file_type().is_file() || e.file_type().is_dir() {
+            sync_path(e.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_path(p: &Path) -> Result<()> {
+    fs::File::open(p)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("writing {} to the disk", p.display()))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    sync_path(dir)
+}
+
+/// A package of the repository: `repo/pool/…/NAME_VERSION_ARCH.deb`.
+fn package_of(path: &str) -> Option<(String, String)> {
+    let file = path.strip_prefix("repo/pool/")?.rsplit('/').next()?;
+    let stem = file.strip_suffix(".deb")?;
+    let mut parts = stem.splitn(3, '_');
+    let (name, version, _arch) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((name.to_string(), version.replace("%3a", ":")))
+}
+
+/// What an update changed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Changes {
+    /// Package name → (versions gone, versions come).
+    pub packages: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    /// Files of the kept part added, removed, with other contents.
+    pub files_added: usize,
+    pub files_removed: usize,
+    pub files_changed: usize,
+    /// Files of the bundle a VM does not keep that changed (the recipe,
+    /// seeds, payloads): update does not apply them.
+    pub elsewhere: Vec<String>,
+}
+
+impl Changes {
+    /// Between the manifests `old` and `new`.
+    pub fn between(old: &str, new: &str) -> Changes {
+        let (old, _) = parse_manifest(old);
+        let (new, _) = parse_manifest(new);
+        let keep = Some(&KEPT[..]);
+        let mut c = Changes::default();
+        let paths: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+        for p in paths {
+            let (o, n) = (old.get(p), new.get(p));
+            if o == n {
+                continue;
+            }
+            if !delta::kept(p, keep) {
+                c.elsewhere.push(p.clone());
+                continue;
+            }
+            match (o, n) {
+                (None, _) => c.files_added += 1,
+                (_, None) => c.files_removed += 1,
+                _ => c.files_changed += 1,
+            }
+            if o.is_none() != n.is_none()
+                && let Some((name, version)) = package_of(p)
+            {
+                let entry = c.packages.entry(name).or_default();
+                match o {
+                    Some(_) => entry.0.push(version),
+                    None => entry.1.push(version),
+                }
+            }
+        }
+        c
+    }
+
+    /// The files of [`Changes::elsewhere`] in short: a top-level file by
+    /// its name, a directory as `payloads/ (50 files)`.
+    pub fn elsewhere_short(&self) -> String {
+        let mut by_top: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in &self.elsewhere {
+            let top = p.split_once('/').map_or(p.as_str(), |(t, _)| t);
+            *by_top.entry(top).or_default() += 1;
+        }
+        by_top
+            .into_iter()
+            .map(|(top, n)| match self.elsewhere.iter().any(|p| p == top) {
+                true => top.to_string(),
+                false => format!("{top}/ ({n} file{})", if n == 1 { "" } else { "s" }),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// One line per package: `+ NAME VERSION`, `- NAME VERSION`, `NAME OLD -> NEW`.
+    pub fn package_lines(&self) -> Vec<String> {
+        self.packages
+            .iter()
+            .map(
+                |(name, (gone, come))| match (gone.is_empty(), come.is_empty()) {
+                    (true, _) => format!("+ {name} {}", come.join(", ")),
+                    (_, true) => format!("- {name} {}", gone.join(", ")),
+                    _ => format!("{name} {} -> {}", gone.join(", "), come.join(", ")),
+                },
+            )
+            .collect()
+    }
+}
+
+/// What `update` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Updated {
+    /// The sha256 of the manifest of the bundle the VM had, and has now.
+    pub old: String,
+    pub new: String,
+    /// It already had the new bundle: nothing was changed.
+    pub already: bool,
+    pub changes: Changes,
+    /// Files taken from the delta and from the kept bundle.
+    pub from_delta: usize,
+    pub from_kept: usize,
+    /// The new bundle's archive key is not the one this VM trusts.
+    pub key_differs: bool,
+}
+
+/// `airlock-firstboot update --bundle DELTA`: see the module's text.
+pub fn update(root: &Path, delta_dir: &Path, progress: bool) -> Result<Updated> {
+    if delta_dir.is_dir() && !delta::is_delta(delta_dir) {
+        bail!(
+            "{}: not a delta (no {}): update takes the directory `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
+            delta_dir.display(),
+            delta::BASE
+        );
+    }
+    let (want, new) = delta::base_and_new(delta_dir)?;
+    let Some(kept) = current(root)? else {
+        bail!(
+            "this VM keeps no bundle ({} is missing): it was prepared by an older airlock-firstboot or not at all; prepare a reference VM from the whole new bundle (`airlock apply` makes it at the site)",
+            paths::CURRENT_BUNDLE
+        );
+    };
+    if kept.hash == new {
+        remove_others(root, &new)?;
+        return Ok(Updated {
+            old: new.clone(),
+            new,
+            already: true,
+            changes: Changes::default(),
+            from_delta: 0,
+            from_kept: 0,
+            key_differs: false,
+        });
+    }
+    if kept.hash != want {
+        bail!(
+            "wrong base: the delta {} applies to the bundle whose {SUMS} has sha256 {want}, but this VM holds the bundle whose {SUMS} has sha256 {} ({}); nothing was changed. Give the delta built against this VM's bundle (`airlock build --base` with that bundle), or apply the deltas in between first",
+            delta_dir.display(),
+            kept.hash,
+            kept.dir.display()
+        );
+    }
+    let trusted = under(root, paths::TRUSTED_KEYRING);
+    let keyring = Keyring::load(&trusted).with_context(|| {
+        format!(
+            "reading the archive key this VM trusts, {}",
+            trusted.display()
+        )
+    })?;
+    let out = bundle_dir(root, &new);
+    let applied = delta::apply_kept(
+        delta_dir,
+        &kept.dir,
+        &out,
+        &Trust::keyring(keyring),
+        &KEPT,
+        progress,
+    )?;
+    if !applied.ok {
+        return Err(refused(delta_dir, &applied));
+    }
+    readable(&out)?;
+    sync_tree(&out)?;
+    sync_dir(&under(root, paths::BUNDLES))?;
+    let text = |d: &Path| fs::read_to_string(d.join(SUMS)).unwrap_or_default();
+    let changes = Changes::between(&text(&kept.dir), &text(&out));
+    let key_differs = fs::read(out.join(PUBLIC_GPG_FILE)).ok() != fs::read(&trusted).ok();
+    switch_to(root, &new)?;
+    link_paths(root)?;
+    remove_others(root, &new)?;
+    Ok(Updated {
+        old: kept.hash,
+        new,
+        already: false,
+        changes,
+        from_delta: applied.from_delta,
+        from_kept: applied.from_base,
+        key_differs,
+    })
+}
+
+/// The delta did not make a bundle that verifies: every problem, up to a
+/// few, and that nothing changed.
+fn refused(delta_dir: &Path, applied: &delta::Applied) -> anyhow::Error {
+    let first: Vec<String> = applied
+        .problems
+        .iter()
+        .take(5)
+        .map(|p| format!("{} {}: {}", p.kind.to_uppercase(), p.path, p.detail))
+        .collect();
+    anyhow::Error::new(Refused(format!(
+        "the delta {} does not make a bundle that verifies with the key this VM trusts ({} problem(s)): {}; nothing was changed, {} still points at the bundle this VM had",
+        delta_dir.display(),
+        applied.problems.len(),
+        first.join("; "),
+        paths::CURRENT_BUNDLE
+    )))
+}
+
+/// The delta was refused (exit status 1, not 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_package_is_named_by_its_pool_file() {
+        assert_eq!(
+            package_of("repo/pool/main/a/airlock-demo-base/airlock-demo-base_1.1-1_amd64.deb"),
+            Some(("airlock-demo-base".into(), "1.1-1".into()))
+        );
+        assert_eq!(
+            package_of("repo/pool/main/l/libx/libx_1%3a2.0-1_amd64.deb"),
+            Some(("libx".into(), "1:2.0-1".into()))
+        );
+        assert_eq!(package_of("repo/dists/1.7_x86-64/Release"), None);
+        assert_eq!(package_of("vendor/pool/x_1_amd64.deb"), None);
+    }
+
+    #[test]
+    fn changes_name_upgrades_additions_removals_and_what_update_leaves() {
+        let h = |c: char| c.to_string().repeat(64);
+        let old = format!(
+            "{}  repo/pool/main/a/a_1.0-1_amd64.deb\n{}  repo/pool/main/d/d_1.0-1_all.deb\n{}  recipe.toml\n{}  repo/dists/s/Release\n",
+            h('1'),
+            h('2'),
+            h('3'),
+            h('4')
+        );
+        let new = format!(
+            "{}  repo/pool/main/a/a_1.1-1_amd64.deb\n{}  repo/pool/main/e/e_1.0-1_amd64.deb\n{}  recipe.toml\n{}  repo/dists/s/Release\n",
+            h('5'),
+            h('6'),
+            h('7'),
+            h('8')
+        );
+        let c = Changes::between(&old, &new);
+        assert_eq!(
+            c.package_lines(),
+            ["a 1.0-1 -> 1.1-1", "- d 1.0-1", "+ e 1.0-1"]
+        );
+        assert_eq!((c.files_added, c.files_removed, c.files_changed), (2, 2, 1));
+        assert_eq!(c.elsewhere, ["recipe.toml"]);
+        let c = Changes {
+            elsewhere: vec![
+                "payloads/a/x".into(),
+                "payloads/b/y".into(),
+                "recipe.toml".into(),
+                "seeds/a.iso".into(),
+            ],
+            ..Changes::default()
+        };
+        assert_eq!(
+            c.elsewhere_short(),
+            "payloads/ (2 files), recipe.toml, seeds/ (1 file)"
+        );
+    }
+}
