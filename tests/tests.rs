@@ -11,5 +11,6 @@ mod hostile_discs;
 mod offline;
 mod plan;
 mod repo;
+mod sbom;
 mod report;
 mod volumes;

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod recipe;
 pub mod repo;
 pub mod report;
+pub mod sbom;
 pub(crate) mod secrets;
 pub(crate) mod seed;
 pub mod sign;
