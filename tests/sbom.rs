@@ -20,8 +20,8 @@ fn validate(bom: &Path) -> (i32, String) {
         .arg(bom)
         .output()
         .expect("running python3 (scripts/test-all installs python3-jsonschema)");
-    let said = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), said)
 }
 
@@ -61,8 +61,14 @@ fn the_demo_sbom_is_valid_cyclonedx_and_lists_every_package() {
             .unwrap_or_else(|| panic!("{path} is not in the SBOM"));
         let purl = c["purl"].as_str().unwrap();
         let name = c["name"].as_str().unwrap();
-        assert!(purl.starts_with(&format!("pkg:deb/astra/{name}@")), "{purl}");
-        assert!(purl.ends_with("?arch=amd64") || purl.ends_with("?arch=all"), "{purl}");
+        assert!(
+            purl.starts_with(&format!("pkg:deb/astra/{name}@")),
+            "{purl}"
+        );
+        assert!(
+            purl.ends_with("?arch=amd64") || purl.ends_with("?arch=all"),
+            "{purl}"
+        );
         let props = c["properties"].as_array().unwrap();
         let disc = props.iter().find(|p| p["name"] == "airlock:disc").unwrap();
         assert!(disc["value"] == "main" || disc["value"] == "devel", "{c}");
@@ -74,7 +80,10 @@ fn the_demo_sbom_is_valid_cyclonedx_and_lists_every_package() {
         .iter()
         .find(|c| c["bom-ref"] == "airlock-firstboot")
         .unwrap();
-    assert_eq!(runner["hashes"][0]["content"], listed["bin/airlock-firstboot"]);
+    assert_eq!(
+        runner["hashes"][0]["content"],
+        listed["bin/airlock-firstboot"]
+    );
     assert!(components.iter().any(|c| c["bom-ref"] == "airlock"));
     assert!(
         components
@@ -105,5 +114,8 @@ fn an_invalid_sbom_fails_the_schema() {
     assert_eq!(validate(&good).0, 0, "{}", validate(&good).1);
     let (code, said) = validate(&bad);
     assert_eq!(code, 1, "{said}");
-    assert!(said.contains("SHA-257") && said.contains("serial"), "{said}");
+    assert!(
+        said.contains("SHA-257") && said.contains("serial"),
+        "{said}"
+    );
 }

@@ -183,7 +183,11 @@ pub fn render(inputs: &Inputs<'_>) -> Result<String> {
     let version = env!("CARGO_PKG_VERSION");
     let mut components: Vec<Component> = inputs.debs.iter().map(deb_component).collect();
     components.push(program("airlock", version, None));
-    components.push(program("airlock-firstboot", version, Some(inputs.runner_sha256)));
+    components.push(program(
+        "airlock-firstboot",
+        version,
+        Some(inputs.runner_sha256),
+    ));
     components.extend(crates.components());
     let mut properties = vec![property("airlock:cluster", inputs.cluster)];
     for (role, file) in inputs.discs {
@@ -322,10 +326,16 @@ impl Crates {
         for p in &lock.package {
             let deps: Vec<(String, String)> = p.dependencies.iter().map(|d| resolve(d)).collect();
             if p.name == "airlock" && p.checksum.is_none() {
-                root = deps.into_iter().filter(|(n, _)| normal.contains(n)).collect();
+                root = deps
+                    .into_iter()
+                    .filter(|(n, _)| normal.contains(n))
+                    .collect();
                 continue;
             }
-            packages.insert((p.name.clone(), p.version.clone()), (p.checksum.clone(), deps));
+            packages.insert(
+                (p.name.clone(), p.version.clone()),
+                (p.checksum.clone(), deps),
+            );
         }
         let runner = root
             .iter()
@@ -415,7 +425,8 @@ fn crate_ref(name: &str, version: &str) -> String {
 
 /// Reads an SBOM written by [`render`].
 pub fn parse(text: &str) -> Result<Bom> {
-    serde_json::from_str(text).with_context(|| format!("reading {SBOM_FILE}: not a CycloneDX BOM airlock reads"))
+    serde_json::from_str(text)
+        .with_context(|| format!("reading {SBOM_FILE}: not a CycloneDX BOM airlock reads"))
 }
 
 #[cfg(test)]
@@ -435,7 +446,10 @@ mod tests {
     }
 
     fn render_two() -> String {
-        let debs = [deb("keepalived", "1:2.0.10-1"), deb("libc6", "2.28-10+deb10u1")];
+        let debs = [
+            deb("keepalived", "1:2.0.10-1"),
+            deb("libc6", "2.28-10+deb10u1"),
+        ];
         render(&Inputs {
             cluster: "c",
             discs: &[("main".into(), "main.iso".into())],

@@ -445,17 +445,21 @@ fn write_sbom(
 ) -> Result<()> {
     use sha2::Digest as _;
     let media = &plan.media;
-    let main = media.main.as_deref().expect("checked by MediaCheck::Require");
-    let discs: Vec<(String, String)> = repo::source_discs(main, media.devel.as_deref(), &media.updates)
-        .into_iter()
-        .map(|(role, path)| {
-            let name = path.file_name().map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
-            (role, name)
-        })
-        .collect();
+    let main = media
+        .main
+        .as_deref()
+        .expect("checked by MediaCheck::Require");
+    let discs: Vec<(String, String)> =
+        repo::source_discs(main, media.devel.as_deref(), &media.updates)
+            .into_iter()
+            .map(|(role, path)| {
+                let name = path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                (role, name)
+            })
+            .collect();
     let runner_sha256 = crate::shared::hex(&sha2::Sha256::digest(runner));
     let text = crate::build::sbom::render(&crate::build::sbom::Inputs {
         cluster: &plan.cluster,
