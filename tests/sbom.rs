@@ -72,7 +72,7 @@ fn the_demo_sbom_is_valid_cyclonedx_and_lists_every_package() {
         let props = c["properties"].as_array().unwrap();
         let disc = props.iter().find(|p| p["name"] == "airlock:disc").unwrap();
         assert!(disc["value"] == "main" || disc["value"] == "devel", "{c}");
-        assert!(props.iter().any(|p| p["value"] == format!("{path}")), "{c}");
+        assert!(props.iter().any(|p| p["value"] == **path), "{c}");
     }
     // Both programs, the runner with the hash of the one shipped, and
     // their crates.

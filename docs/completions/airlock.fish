@@ -29,6 +29,8 @@ complete -c airlock -n "__fish_airlock_needs_command" -s V -l version -d 'Print 
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "plan" -d 'Check a recipe and show every value each host will use'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "build" -d 'Build the whole bundle: signed repository, seeds, vendor disc, runner, signed SHA256SUMS'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "verify" -d 'Check a bundle (directory or tar) against its signed SHA256SUMS'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "inspect" -d 'Show what a bundle holds: cluster, hosts, discs, signers, runner, volumes'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "diff" -d 'Show what a new bundle changes against an old one: packages, each host\'s payload, the runner'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "apply" -d 'Make the whole new bundle from a delta and the bundle it was built against, and verify it'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "demo" -d 'Build and verify a bundle from built-in demo media (no discs needed)'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "bake" -d 'Render every VM\'s payload and cloud-init seed from a recipe'
@@ -57,6 +59,16 @@ complete -c airlock -n "__fish_airlock_using_subcommand verify" -l require-signe
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -l json -d 'Print the report as JSON on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l keyring -d 'A keyring whose keys are trusted (default: the bundle\'s own; for apply, OLD\'s); repeatable' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l require-signers -d 'How many distinct keys of the keyrings must have signed' -r
+complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l json -d 'Print the inspection as JSON on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock -n "__fish_airlock_using_subcommand inspect" -s V -l version -d 'Print version'
+complete -c airlock -n "__fish_airlock_using_subcommand diff" -l keyring -d 'A keyring whose keys are trusted (default: the bundle\'s own; for apply, OLD\'s); repeatable' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand diff" -l require-signers -d 'How many distinct keys of the keyrings must have signed' -r
+complete -c airlock -n "__fish_airlock_using_subcommand diff" -l json -d 'Print the comparison as JSON on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand diff" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock -n "__fish_airlock_using_subcommand diff" -s V -l version -d 'Print version'
 complete -c airlock -n "__fish_airlock_using_subcommand apply" -l to -d 'The earlier bundle\'s directory the delta was built against' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand apply" -l out -d 'The new bundle\'s directory (new, empty, an earlier bundle, or OLD itself); replaced only once it verifies' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand apply" -l keyring -d 'A keyring whose keys are trusted (default: the bundle\'s own; for apply, OLD\'s); repeatable' -r -F
@@ -106,15 +118,17 @@ complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_
 complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
 complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from help" -f -a "check" -d 'Check an as-built report against the bundle: is every installed package from it?'
 complete -c airlock -n "__fish_airlock_using_subcommand report; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "plan" -d 'Check a recipe and show every value each host will use'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "build" -d 'Build the whole bundle: signed repository, seeds, vendor disc, runner, signed SHA256SUMS'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "verify" -d 'Check a bundle (directory or tar) against its signed SHA256SUMS'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "apply" -d 'Make the whole new bundle from a delta and the bundle it was built against, and verify it'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "demo" -d 'Build and verify a bundle from built-in demo media (no discs needed)'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "bake" -d 'Render every VM\'s payload and cloud-init seed from a recipe'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "keygen" -d 'Generate the site\'s archive signing key'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "repo" -d 'Work with the signed apt repository on its own'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "report" -d 'Hold the VMs\' as-built reports against the bundle'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify apply demo bake keygen repo report help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify inspect diff apply demo bake keygen repo report help" -f -a "plan" -d 'Check a recipe and show every value each host will use'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify inspect diff apply demo bake keygen repo report help" -f -a "build" -d 'Build the whole bundle: signed repository, seeds, vendor disc, runner, signed SHA256SUMS'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify inspect diff apply demo bake keygen repo report help" -f -a "verify" -d 'Check a bundle (directory or tar) against its signed SHA256SUMS'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify inspect diff apply demo bake keygen repo report help" -f -a "inspect" -d 'Show what a bundle holds: cluster, hosts, discs, signers, runner, volumes'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify inspect diff apply demo bake keygen repo report help" -f -a "diff" -d 'Show what a new bundle changes against an old one: packages, each host\'s payload, the runner'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify inspect diff apply demo bake keygen repo report help" -f -a "apply" -d 'Make the whole new bundle from a delta and the bundle it was built against, and verify it'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify inspect diff apply demo bake keygen repo report help" -f -a "demo" -d 'Build and verify a bundle from built-in demo media (no discs needed)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify inspect diff apply demo bake keygen repo report help" -f -a "bake" -d 'Render every VM\'s payload and cloud-init seed from a recipe'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify inspect diff apply demo bake keygen repo report help" -f -a "keygen" -d 'Generate the site\'s archive signing key'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify inspect diff apply demo bake keygen repo report help" -f -a "repo" -d 'Work with the signed apt repository on its own'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify inspect diff apply demo bake keygen repo report help" -f -a "report" -d 'Hold the VMs\' as-built reports against the bundle'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from plan build verify inspect diff apply demo bake keygen repo report help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from repo" -f -a "build" -d 'Merge the main, devel and update discs into one signed apt repository'
 complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from report" -f -a "check" -d 'Check an as-built report against the bundle: is every installed package from it?'

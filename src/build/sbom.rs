@@ -254,10 +254,13 @@ fn program(name: &str, version: &str, sha: Option<&str>) -> Component {
     }
 }
 
+/// A crate of the lock: (name, version).
+type CrateId = (String, String);
+
 /// The crates of `Cargo.lock` that the two programs are made of.
 struct Crates {
-    /// (name, version) → (checksum, dependencies as (name, version)).
-    packages: BTreeMap<(String, String), (Option<String>, Vec<(String, String)>)>,
+    /// (name, version) → (checksum, dependencies).
+    packages: BTreeMap<CrateId, (Option<String>, Vec<CrateId>)>,
     /// The direct dependencies of `airlock` and of `airlock-firstboot`.
     builder: Vec<(String, String)>,
     runner: Vec<(String, String)>,
