@@ -221,6 +221,13 @@ fn diff_names_each_package_change_with_its_disc_and_masks_the_secrets() {
     assert_eq!(p["downgraded"][0]["new_version"], "1.0~rc1-1");
     assert_eq!(p["downgraded"][0]["new_disc"], "devel");
     assert_eq!(p["added"][0]["disc"], "main");
+    // Which bundles these are: the sha256 of each SHA256SUMS, also of the tar.
+    for (side, dir) in [("old", "v1"), ("new", "v2")] {
+        let sums = fs::read(d.join(dir).join("SHA256SUMS")).unwrap();
+        let want = airlock::shared::volumes::sha256(&sums);
+        assert_eq!(j[side]["manifest_sha256"], want.as_str(), "{side}");
+        assert!(text.contains(&want), "{want}:\n{text}");
+    }
     assert_eq!(j["runner"]["changed"], true);
     assert_eq!(j["runner"]["new_version"], env!("CARGO_PKG_VERSION"));
     assert!(j["runner"]["old_version"].is_null());

@@ -93,7 +93,7 @@ pub fn open(
             path.display()
         );
     }
-    let want = |p: &str| wanted(p) || p == MODES || p == keyring::PUBLIC_GPG_FILE;
+    let want = |p: &str| wanted(p) || [SUMS, MODES, keyring::PUBLIC_GPG_FILE].contains(&p);
     if meta.is_dir() {
         let dirs = if volumes::is_volume(path) {
             Some(vec![path.to_path_buf()])
@@ -160,7 +160,7 @@ fn finish(
             path.display()
         )
     };
-    if form != "volumes" && files.get(SUMS).is_some_and(|s| s != verified_sums) {
+    if form != "volumes" && files.get(SUMS).map(Vec::as_slice) != Some(verified_sums) {
         bail!(changed());
     }
     let (sums, _) = manifest::parse_manifest(&String::from_utf8_lossy(verified_sums));
@@ -649,4 +649,68 @@ pub fn to_text(i: &Inspection) -> String {
         i.completeness
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report {
+            ok: true,
+            signature: "good".into(),
+            signer: None,
+            signed_at: None,
+            signers: Vec::new(),
+            required_signers: 1,
+            not_signed_by: Vec::new(),
+            unknown_signers: Vec::new(),
+            own_keyring: false,
+            files_checked: 1,
+            bytes: 4,
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_bundle_changed_between_verifying_and_reading_is_refused() {
+        let data = b"data".to_vec();
+        let sums = format!("{}  a\n", crate::shared::hex(&Sha256::digest(&data)));
+        let files = |s: &str, a: &[u8]| -> BTreeMap<String, Vec<u8>> {
+            [
+                (SUMS.to_string(), s.as_bytes().to_vec()),
+                ("a".to_string(), a.to_vec()),
+            ]
+            .into()
+        };
+        let p = Path::new("b");
+        assert!(
+            finish(
+                p,
+                "directory",
+                report(),
+                sums.as_bytes(),
+                files(&sums, &data),
+                None
+            )
+            .is_ok()
+        );
+        // Another manifest read than the one that verified.
+        let e = finish(p, "tar", report(), b"other", files(&sums, &data), None)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("changed while it was read"), "{e}");
+        // A file that is not what the manifest says.
+        let e = finish(
+            p,
+            "tar",
+            report(),
+            sums.as_bytes(),
+            files(&sums, b"evil"),
+            None,
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().ends_with(": a"), "{e}");
+    }
 }
