@@ -241,6 +241,7 @@ fn diff_names_each_package_change_with_its_disc_and_masks_the_secrets() {
         "changed payloads/spdb1/rootfs/etc/airlock/db-password (secret: contents not shown)",
         "[secret masked]",
         "changed recipe.toml",
+        "changed README.txt\n",
         "(version not recorded) -> 0.1.0",
     ] {
         assert!(text.contains(want), "{want}:\n{text}");

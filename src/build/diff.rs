@@ -124,7 +124,8 @@ pub struct RunnerDiff {
 pub fn diff_wants(p: &str) -> bool {
     inspect::inspect_wants(p)
         || p.starts_with("payloads/")
-        || p == "recipe.toml"
+        || ["recipe.toml", "README.txt"].contains(&p)
+        || (p.starts_with("vendor/") && p.ends_with(".sh"))
         || (p.starts_with("repo/dists/") && p.ends_with("/Packages"))
 }
 
