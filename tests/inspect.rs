@@ -4,27 +4,12 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use crate::common::discs::{Pkg, index_disc, make_deb};
-use crate::common::{Run, airlock_bin, demo_site, fingerprints};
+use crate::common::{Run, demo_site, fingerprints};
 
-/// `airlock ARGS` in `dir` at a fixed build time.
-fn run(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(airlock_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("SOURCE_DATE_EPOCH", "1800000000")
-        .output()
-        .unwrap();
-    Run::from_output(out)
-}
-
-fn ok(dir: &Path, args: &[&str]) -> Run {
-    let r = run(dir, args);
-    assert_eq!(r.code, 0, "airlock {args:?}:\n{}\n{}", r.stdout, r.stderr);
-    r
-}
+// `airlock ARGS` at the delta tests' fixed build time.
+use crate::delta::{ok, run};
 
 /// The demo recipe built with the site key, with the runner given.
 fn build(dir: &Path, runner: &str, extra: &[&str]) {
@@ -32,6 +17,14 @@ fn build(dir: &Path, runner: &str, extra: &[&str]) {
     args.extend(["--runner", runner, "--allow-new-glibc"]);
     args.extend(extra);
     ok(dir, &args);
+}
+
+/// The demo site in a fresh directory, built once with `runner` and `args`.
+fn site(runner: &str, args: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    demo_site(dir.path());
+    build(dir.path(), runner, args);
+    dir
 }
 
 fn json(r: &Run) -> serde_json::Value {
@@ -42,10 +35,8 @@ const RUNNER: &str = env!("CARGO_BIN_EXE_airlock-firstboot");
 
 #[test]
 fn inspect_shows_hosts_discs_signers_runner_and_no_verdict() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = site(RUNNER, &["--out", "b", "--tar", "b.tar"]);
     let d = dir.path();
-    demo_site(d);
-    build(d, RUNNER, &["--out", "b", "--tar", "b.tar"]);
     let fpr = fingerprints(&d.join("keys/archive-keyring.gpg"))[0].clone();
     for bundle in ["b", "b.tar"] {
         let r = ok(
@@ -115,10 +106,8 @@ fn inspect_shows_hosts_discs_signers_runner_and_no_verdict() {
 
 #[test]
 fn inspect_lists_the_volumes_of_a_bundle_in_volumes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = site("/bin/true", &["--out", "v", "--volume-size", "512K"]);
     let d = dir.path();
-    demo_site(d);
-    build(d, "/bin/true", &["--out", "v", "--volume-size", "512K"]);
     let i = json(&ok(
         d,
         &[
@@ -142,47 +131,33 @@ fn inspect_lists_the_volumes_of_a_bundle_in_volumes() {
     assert!(r.stdout.contains("MISSING"), "{}", r.stdout);
 }
 
-/// The site moves on: on the main disc airlock-demo-base upgraded, one
-/// package added and one removed; on the devel disc airlock-demo-devtools
-/// downgraded; the VRRP router id and the DB password changed.
+/// The site moves on as in the delta tests (on the main disc
+/// airlock-demo-base upgraded, one package added and one removed, the VRRP
+/// router id changed), and more: on the devel disc airlock-demo-devtools
+/// downgraded, and the DB password changed.
 fn make_successor(d: &Path) {
-    let main = d.join("d/media/main");
-    fs::remove_file(main.join("pool/main/a/airlock-demo-base/airlock-demo-base_1.0-1_amd64.deb"))
-        .unwrap();
-    fs::remove_dir_all(main.join("pool/main/a/airlock-demo-doc")).unwrap();
-    make_deb(&main, &Pkg::new("airlock-demo-base", "1.1-1"));
-    make_deb(&main, &Pkg::new("airlock-demo-extra", "1.0-1"));
-    index_disc(&main, &["main", "contrib"]);
+    crate::delta::make_successor(d);
     let devel = d.join("d/media/devel");
     fs::remove_dir_all(devel.join("pool/main/a/airlock-demo-devtools")).unwrap();
     make_deb(&devel, &Pkg::new("airlock-demo-devtools", "1.0~rc1-1"));
     index_disc(&devel, &["main", "contrib"]);
-    let edit = |path: &Path, from: &str, to: &str| {
-        let text = fs::read_to_string(path).unwrap();
-        assert!(text.contains(from), "{from} in {}", path.display());
-        fs::write(path, text.replace(from, to)).unwrap();
-    };
-    edit(
-        &d.join("d/recipe.toml"),
-        "virtual_router_id = 51",
-        "virtual_router_id = 52",
-    );
     let secrets = d.join("d/recipe.secrets.toml");
     let text = fs::read_to_string(&secrets).unwrap();
     let old = text
         .lines()
         .find(|l| l.starts_with("db_password = "))
-        .unwrap()
-        .to_string();
-    edit(&secrets, &old, "db_password = \"n3w-S3cret-pw\"");
+        .unwrap();
+    fs::write(
+        &secrets,
+        text.replace(old, "db_password = \"n3w-S3cret-pw\""),
+    )
+    .unwrap();
 }
 
 #[test]
 fn diff_names_each_package_change_with_its_disc_and_masks_the_secrets() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = site("/bin/true", &["--out", "v1"]);
     let d = dir.path();
-    demo_site(d);
-    build(d, "/bin/true", &["--out", "v1"]);
     let secrets = fs::read_to_string(d.join("d/recipe.secrets.toml")).unwrap();
     let old_password = secrets
         .lines()
@@ -258,10 +233,8 @@ fn diff_names_each_package_change_with_its_disc_and_masks_the_secrets() {
 
 #[test]
 fn diff_refuses_a_bundle_that_does_not_verify_and_a_delta() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = site("/bin/true", &["--out", "v1"]);
     let d = dir.path();
-    demo_site(d);
-    build(d, "/bin/true", &["--out", "v1"]);
     build(d, "/bin/true", &["--out", "delta", "--base", "v1"]);
     let r = run(d, &["diff", "v1", "delta"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
