@@ -147,13 +147,13 @@ fn sha256(hex: &str) -> Vec<Hash> {
 }
 
 /// The purl of a package of the repository (`pkg:deb/astra/…`). Debian
-/// version characters outside purl's unreserved set (`:` of an epoch, `+`,
-/// `~`) are percent-encoded.
+/// version characters outside the URI's unreserved set (`:` of an epoch,
+/// `+`) are percent-encoded; `~` is unreserved and stays.
 pub fn deb_purl(name: &str, version: &str, arch: &str) -> String {
     let mut v = String::new();
     for c in version.chars() {
         match c {
-            'A'..='Z' | 'a'..='z' | '0'..='9' | '.' | '-' | '_' => v.push(c),
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '.' | '-' | '_' | '~' => v.push(c),
             _ => v.push_str(&format!("%{:02X}", c as u32)),
         }
     }
@@ -475,7 +475,7 @@ mod tests {
     fn purls_encode_epochs_and_pluses() {
         assert_eq!(
             deb_purl("libc6", "1:2.28-10+deb10u1~bpo", "amd64"),
-            "pkg:deb/astra/libc6@1%3A2.28-10%2Bdeb10u1%7Ebpo?arch=amd64"
+            "pkg:deb/astra/libc6@1%3A2.28-10%2Bdeb10u1~bpo?arch=amd64"
         );
     }
 
