@@ -109,6 +109,8 @@ pub struct FileChange {
     /// The lines removed (`-`) and added (`+`), secrets masked; empty for
     /// a secret or binary file.
     pub lines: Vec<String>,
+    /// Why no lines are shown, when none are.
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -355,8 +357,18 @@ fn changed_files(
             _ => "changed",
         };
         let secret = is_secret(p);
-        let lines = if secret {
-            Vec::new()
+        let (lines, note) = if secret {
+            (Vec::new(), Some("secret: contents not shown"))
+        } else if p.starts_with("seeds/") {
+            (
+                Vec::new(),
+                Some("seed image: it holds the payload files above"),
+            )
+        } else if p == sbom::SBOM_FILE {
+            (
+                Vec::new(),
+                Some("the SBOM: PACKAGES above says what changed"),
+            )
         } else {
             let text = |b: &Opened| {
                 b.files
@@ -364,14 +376,17 @@ fn changed_files(
                     .and_then(|t| std::str::from_utf8(t).ok().map(String::from))
             };
             match (text(old), text(new)) {
-                (a, b) if a.is_some() || b.is_some() => line_diff(
-                    a.as_deref().unwrap_or_default(),
-                    b.as_deref().unwrap_or_default(),
-                )
-                .into_iter()
-                .map(|l| mask(&l, secrets))
-                .collect(),
-                _ => Vec::new(),
+                (a, b) if a.is_some() || b.is_some() => {
+                    let lines = line_diff(
+                        a.as_deref().unwrap_or_default(),
+                        b.as_deref().unwrap_or_default(),
+                    );
+                    (lines.into_iter().map(|l| mask(&l, secrets)).collect(), None)
+                }
+                _ => (
+                    Vec::new(),
+                    Some("not shown: binary, or not read; compare the sha256 in SHA256SUMS"),
+                ),
             }
         };
         out.push(FileChange {
@@ -379,6 +394,7 @@ fn changed_files(
             change: change.into(),
             secret,
             lines,
+            note: note.map(String::from),
         });
     }
     out
@@ -542,13 +558,11 @@ fn hosts_text(s: &mut String, hosts: &[HostDiff]) {
 }
 
 fn file_text(s: &mut String, f: &FileChange, indent: &str) {
-    let note = if f.secret {
-        " (secret: contents not shown)"
-    } else if f.lines.is_empty() && f.change == "changed" {
-        " (binary or not read)"
-    } else {
-        ""
-    };
+    let note = f
+        .note
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
     let _ = writeln!(s, "{indent}{} {}{note}", f.change, f.path);
     for l in &f.lines {
         let _ = writeln!(s, "{indent}  | {l}");
@@ -598,6 +612,62 @@ mod tests {
                 .push(p.clone());
         }
         m
+    }
+
+    /// A bundle made by hand: its Packages index and, maybe, its SBOM.
+    fn opened(packages: &str, sbom: Option<&str>) -> Opened {
+        let mut files = BTreeMap::new();
+        files.insert(
+            "repo/dists/s/main/binary-amd64/Packages".to_string(),
+            packages.as_bytes().to_vec(),
+        );
+        if let Some(s) = sbom {
+            files.insert(sbom::SBOM_FILE.to_string(), s.as_bytes().to_vec());
+        }
+        Opened {
+            path: "b".into(),
+            form: "directory",
+            report: crate::build::inspect::tests::report(),
+            sums: BTreeMap::new(),
+            modes: BTreeMap::new(),
+            files,
+            table: None,
+            runner: None,
+        }
+    }
+
+    #[test]
+    fn a_bundle_without_an_sbom_names_no_disc_and_an_arch_all_package_counts_once() {
+        let all = "Package: doc\nVersion: 1\nArchitecture: all\nSHA256: aa\n";
+        let text =
+            format!("{all}\nPackage: a\nVersion: 1:2\nArchitecture: amd64\nSHA256: bb\n\n{all}");
+        let pkgs = packages_of(&opened(&text, None)).unwrap();
+        assert_eq!(pkgs.len(), 2, "{pkgs:?}");
+        let a = &pkgs[&("a".to_string(), "amd64".to_string())][0];
+        assert_eq!((a.version.as_str(), a.disc.as_str()), ("1:2", "?"));
+        let deb = crate::build::repo::Deb {
+            name: "a".into(),
+            version: "1:2".into(),
+            arch: "amd64".into(),
+            filename: "pool/a.deb".into(),
+            size: 1,
+            sha256: "bb".into(),
+            disc: "update1".into(),
+        };
+        let bom = sbom::render(&sbom::Inputs {
+            cluster: "c",
+            discs: &[],
+            debs: &[deb],
+            runner_sha256: "cc",
+            time: 0,
+        })
+        .unwrap();
+        let pkgs = packages_of(&opened(&text, Some(&bom))).unwrap();
+        assert_eq!(
+            pkgs[&("a".to_string(), "amd64".to_string())][0].disc,
+            "update1"
+        );
+        assert_eq!(pkgs[&("doc".to_string(), "all".to_string())][0].disc, "?");
     }
 
     #[test]

@@ -562,7 +562,10 @@ fn runner_facts(sums: &BTreeMap<String, String>, bytes: &[u8]) -> Result<Runner>
 pub fn to_text(i: &Inspection) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
+    let mb = |b: u64| match b {
+        0..1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
+        _ => format!("{:.1} MB", b as f64 / 1e6),
+    };
     let _ = writeln!(s, "bundle      {} ({})", i.bundle.display(), i.form);
     let _ = writeln!(
         s,
@@ -652,10 +655,11 @@ pub fn to_text(i: &Inspection) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn report() -> Report {
+    /// A report of a bundle that verified, for opened bundles made by hand.
+    pub(crate) fn report() -> Report {
         Report {
             ok: true,
             signature: "good".into(),
