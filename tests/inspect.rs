@@ -124,6 +124,10 @@ fn inspect_lists_the_volumes_of_a_bundle_in_volumes() {
     assert_eq!(volumes[0]["name"], "01");
     assert_eq!(i["packages"], 4, "{i}");
     assert_eq!(i["hosts"].as_array().unwrap().len(), 5);
+    // One volume alone holds only its share: refused, saying what to give.
+    let r = run(d, &["inspect", "v/volumes/01"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("one volume"), "{}", r.stderr);
     // One volume missing: not inspected.
     fs::remove_dir_all(d.join("v/volumes/02")).unwrap();
     let r = run(d, &["inspect", "v"]);

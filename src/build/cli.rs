@@ -160,13 +160,15 @@ pub enum Command {
             `airlock check` gives one). Every file shown is checked against the manifest \
             that verified.\n\n\
             BUNDLE is a bundle directory, its tar (.tar or .tar.gz, read as a stream, \
-            never extracted), one volume or a directory of volumes. A delta is refused: \
-            apply it first.\n\n\
+            never extracted) or a directory of volumes (DIR/volumes/NN/, all of them). \
+            One volume alone and a delta are refused: a volume holds only its share \
+            (`airlock verify` checks it alone), a delta only what its base lacks (apply it \
+            first).\n\n\
             Exit codes: 0 shown, 1 the bundle does not verify, 2 usage or I/O error.",
         after_help = "Examples:\n  \
             airlock inspect bundle --keyring keys/archive-keyring.gpg\n  \
             airlock inspect bundle.tar --json | jq '.sources'\n  \
-            airlock inspect /media/cdrom --keyring site-archive-keyring.gpg"
+            airlock inspect bundle-in-volumes --keyring site-archive-keyring.gpg"
     )]
     Inspect(InspectArgs),
 
@@ -187,8 +189,8 @@ pub enum Command {
             another file (user-data) that holds a line of theirs reads `[secret masked]`;\n\
             - the runner's version and hash;\n\
             - every other file that differs (recipe, README, inventory, vendor disc, keys).\n\n\
-            OLD and NEW are bundle directories, tars, volumes or directories of volumes. \
-            A delta is refused: apply it first.\n\n\
+            OLD and NEW are bundle directories, tars or directories of volumes. A delta \
+            or a single volume is refused: apply the delta first, gather the volumes.\n\n\
             Exit codes: 0 compared (whatever changed), 1 a bundle does not verify, 2 usage \
             or I/O error.",
         after_help = "Examples:\n  \
@@ -437,7 +439,7 @@ pub struct VerifyArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// The bundle: a directory, a .tar / .tar.gz file, a volume or a directory of volumes
+    /// The bundle: a directory, a .tar / .tar.gz file or a directory of volumes
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
     #[command(flatten)]
@@ -449,7 +451,7 @@ pub struct InspectArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
-    /// The bundle the site has (directory, tar, volume or directory of volumes)
+    /// The bundle the site has (directory, tar or directory of volumes)
     #[arg(value_name = "OLD")]
     pub old: PathBuf,
     /// The bundle to deliver

@@ -95,9 +95,14 @@ pub fn open(
     }
     let want = |p: &str| wanted(p) || [SUMS, MODES, keyring::PUBLIC_GPG_FILE].contains(&p);
     if meta.is_dir() {
-        let dirs = if volumes::is_volume(path) {
-            Some(vec![path.to_path_buf()])
-        } else if !path.join(SUMS).exists() {
+        if volumes::is_volume(path) {
+            bail!(
+                "{} is one volume: what it holds is spread over all of them; copy every volume into DIR/volumes/NN/ and give DIR (`airlock verify {}` checks this one alone)",
+                path.display(),
+                path.display()
+            );
+        }
+        let dirs = if !path.join(SUMS).exists() {
             volumes::volume_dirs(path)
         } else {
             None
