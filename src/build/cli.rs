@@ -408,7 +408,7 @@ pub struct BuildArgs {
     pub json: bool,
 }
 
-/// Whose signatures `verify`, `report check` and `apply` accept.
+/// Whose signatures `verify`, `inspect`, `diff`, `report check` and `apply` accept.
 #[derive(Debug, clap::Args)]
 pub struct TrustArgs {
     /// A keyring whose keys are trusted (default: the bundle's own; for apply, OLD's); repeatable
