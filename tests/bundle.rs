@@ -515,6 +515,11 @@ fn the_runner_for_astra_needs_at_most_glibc_2_28() {
         v.is_none_or(|v| v <= (2, 28)),
         "the runner needs GLIBC_{v:?}"
     );
+    // Stripped and linked with LTO, it still carries the version inspect reads.
+    assert_eq!(
+        airlock::shared::version_in(&bytes).as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
     // And airlock build ships it by default.
     let dir = tempfile::tempdir().unwrap();
     crate::common::demo_site(dir.path());

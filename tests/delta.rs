@@ -16,7 +16,7 @@ use crate::common::{Run, airlock_bin, demo_site};
 const EPOCH: &str = "1800000000";
 
 /// `airlock ARGS` in `dir` at the fixed build time.
-fn run(dir: &Path, args: &[&str]) -> Run {
+pub(crate) fn run(dir: &Path, args: &[&str]) -> Run {
     let out = Command::new(airlock_bin())
         .args(args)
         .current_dir(dir)
@@ -35,7 +35,7 @@ fn apply_fails(d: &Path, to: &str, code: i32) -> Run {
     r
 }
 
-fn ok(dir: &Path, args: &[&str]) -> Run {
+pub(crate) fn ok(dir: &Path, args: &[&str]) -> Run {
     let r = run(dir, args);
     assert_eq!(r.code, 0, "airlock {args:?}:\n{}\n{}", r.stdout, r.stderr);
     r
@@ -53,7 +53,7 @@ fn build(dir: &Path, extra: &[&str]) -> Run {
 /// The successor of the demo site: on the main disc one package upgraded
 /// (airlock-demo-base 1.0-1 -> 1.1-1), one added (airlock-demo-extra), one
 /// removed (airlock-demo-doc); in the recipe the VRRP router id changed.
-fn make_successor(dir: &Path) {
+pub(crate) fn make_successor(dir: &Path) {
     let main = dir.join("d/media/main");
     fs::remove_file(main.join("pool/main/a/airlock-demo-base/airlock-demo-base_1.0-1_amd64.deb"))
         .unwrap();

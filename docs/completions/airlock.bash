@@ -31,8 +31,14 @@ _airlock() {
             airlock,demo)
                 cmd="airlock__subcmd__demo"
                 ;;
+            airlock,diff)
+                cmd="airlock__subcmd__diff"
+                ;;
             airlock,help)
                 cmd="airlock__subcmd__help"
+                ;;
+            airlock,inspect)
+                cmd="airlock__subcmd__inspect"
                 ;;
             airlock,keygen)
                 cmd="airlock__subcmd__keygen"
@@ -64,8 +70,14 @@ _airlock() {
             airlock__subcmd__help,demo)
                 cmd="airlock__subcmd__help__subcmd__demo"
                 ;;
+            airlock__subcmd__help,diff)
+                cmd="airlock__subcmd__help__subcmd__diff"
+                ;;
             airlock__subcmd__help,help)
                 cmd="airlock__subcmd__help__subcmd__help"
+                ;;
+            airlock__subcmd__help,inspect)
+                cmd="airlock__subcmd__help__subcmd__inspect"
                 ;;
             airlock__subcmd__help,keygen)
                 cmd="airlock__subcmd__help__subcmd__keygen"
@@ -119,7 +131,7 @@ _airlock() {
 
     case "${cmd}" in
         airlock)
-            opts="-h -V --help --version plan check build verify apply demo bake keygen repo report help"
+            opts="-h -V --help --version plan check build verify inspect diff apply demo bake keygen repo report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -266,8 +278,30 @@ _airlock() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        airlock__subcmd__diff)
+            opts="-h -V --keyring --require-signers --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --keyring)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require-signers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         airlock__subcmd__help)
-            opts="plan check build verify apply demo bake keygen repo report help"
+            opts="plan check build verify inspect diff apply demo bake keygen repo report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -350,7 +384,35 @@ _airlock() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        airlock__subcmd__help__subcmd__diff)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         airlock__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__help__subcmd__inspect)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -455,6 +517,28 @@ _airlock() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__inspect)
+            opts="-h -V --keyring --require-signers --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --keyring)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require-signers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -177,6 +177,60 @@ pub enum Command {
     )]
     Verify(VerifyArgs),
 
+    /// Show what a bundle holds: cluster, hosts, discs, signers, runner, volumes
+    #[command(
+        long_about = "Show what a bundle holds, read from the bundle itself once it verified.\n\n\
+            First verifies BUNDLE exactly as `airlock verify` does (--keyring and \
+            --require-signers as there); a bundle that does not verify is not inspected: \
+            its problems are listed and the exit code is 1. Then shows the cluster and its \
+            hosts (role, address, MAC, SMBIOS UUID, seed), the discs the repository was \
+            merged from with their package counts and sizes (from sbom.cdx.json), who \
+            signed SHA256SUMS and when (fingerprint and user id), the runner's version \
+            and the newest glibc it needs (Astra SE 1.7 has 2.28), the volumes of a \
+            bundle in volumes, and the completeness verdict (`not checked` until \
+            `airlock check` gives one). Every file shown is checked against the manifest \
+            that verified.\n\n\
+            BUNDLE is a bundle directory, its tar (.tar or .tar.gz, read as a stream, \
+            never extracted) or a directory of volumes (DIR/volumes/NN/, all of them). \
+            One volume alone and a delta are refused: a volume holds only its share \
+            (`airlock verify` checks it alone), a delta only what its base lacks (apply it \
+            first).\n\n\
+            Exit codes: 0 shown, 1 the bundle does not verify, 2 usage or I/O error.",
+        after_help = "Examples:\n  \
+            airlock inspect bundle --keyring keys/archive-keyring.gpg\n  \
+            airlock inspect bundle.tar --json | jq '.sources'\n  \
+            airlock inspect bundle-in-volumes --keyring site-archive-keyring.gpg"
+    )]
+    Inspect(InspectArgs),
+
+    /// Show what a new bundle changes against an old one: packages, each host's payload, the runner
+    #[command(
+        long_about = "Show what a new bundle changes against an old one: the document to read \
+            and sign before a transfer.\n\n\
+            Verifies both bundles first, exactly as `airlock verify` does (--keyring and \
+            --require-signers apply to both); one that does not verify is not compared (exit 1). \
+            Then lists:\n\
+            - packages added, removed, upgraded and downgraded (versions in Debian order: \
+            epoch, upstream, revision, `~` before anything) and rebuilt (same version, other \
+            bytes), each with the disc it came from (from sbom.cdx.json; `?` for a bundle \
+            built before SBOMs), read from the repository's own Packages indexes;\n\
+            - per host, each file of its payload and its seed that is added, removed or \
+            changed, with the lines removed (-) and added (+). The DB password and private \
+            keys are never shown: their files say only that they changed, and any line of \
+            another file (user-data) that holds a line of theirs reads `[secret masked]`;\n\
+            - the runner's version and hash;\n\
+            - every other file that differs (recipe, README, inventory, vendor disc, keys).\n\n\
+            OLD and NEW are bundle directories, tars or directories of volumes. A delta \
+            or a single volume is refused: apply the delta first, gather the volumes.\n\n\
+            Exit codes: 0 compared (whatever changed), 1 a bundle does not verify, 2 usage \
+            or I/O error.",
+        after_help = "Examples:\n  \
+            airlock diff delivered/v1 bundle --keyring keys/archive-keyring.gpg\n  \
+            airlock diff v1.tar v2.tar > transfer-v2.txt\n  \
+            airlock diff v1 v2 --json | jq '.packages.upgraded'"
+    )]
+    Diff(DiffArgs),
+
     /// Make the whole new bundle from a delta and the bundle it was built against, and verify it
     #[command(
         long_about = "Make the whole new bundle from a delta (`airlock build --base`) and the \
@@ -396,7 +450,7 @@ pub struct BuildArgs {
     pub json: bool,
 }
 
-/// Whose signatures `verify`, `report check` and `apply` accept.
+/// Whose signatures `verify`, `inspect`, `diff`, `report check` and `apply` accept.
 #[derive(Debug, clap::Args)]
 pub struct TrustArgs {
     /// A keyring whose keys are trusted (default: the bundle's own; for apply, OLD's); repeatable
@@ -421,6 +475,33 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub trust: TrustArgs,
     /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// The bundle: a directory, a .tar / .tar.gz file or a directory of volumes
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Print the inspection as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The bundle the site has (directory, tar or directory of volumes)
+    #[arg(value_name = "OLD")]
+    pub old: PathBuf,
+    /// The bundle to deliver
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Print the comparison as JSON on stdout
     #[arg(long)]
     pub json: bool,
 }
@@ -550,6 +631,8 @@ pub fn run(cli: Cli) -> Result<Status> {
         Command::Check(args) => cmd_check(&args),
         Command::Build(args) => cmd_build(&args),
         Command::Verify(args) => cmd_verify(&args),
+        Command::Inspect(args) => cmd_inspect(&args),
+        Command::Diff(args) => cmd_diff(&args),
         Command::Apply(args) => cmd_apply(&args),
         Command::Demo(args) => cmd_demo(&args),
         Command::Bake(args) => cmd_bake(&args),
@@ -915,6 +998,61 @@ fn print_delta_summary(s: &bundle::BuildSummary, d: &crate::build::delta::Summar
         s.out.display(),
         d.base_path.display()
     );
+}
+
+fn cmd_inspect(args: &InspectArgs) -> Result<Status> {
+    use crate::build::inspect;
+    let progress = !args.json && std::io::stderr().is_terminal();
+    let trust = args.trust.load()?;
+    let opened = match inspect::open(&args.bundle, &trust, progress, &inspect::inspect_wants)? {
+        Ok(b) => b,
+        Err(unverified) => return Ok(refuse_unverified(&unverified, args.json)),
+    };
+    let inspection = inspect::inspect(&opened, trust.keyring.as_ref())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&inspection)?);
+    } else {
+        print!("{}", inspect::to_text(&inspection));
+    }
+    Ok(Status::Ok)
+}
+
+fn cmd_diff(args: &DiffArgs) -> Result<Status> {
+    use crate::build::{diff, inspect};
+    let progress = !args.json && std::io::stderr().is_terminal();
+    let trust = args.trust.load()?;
+    let mut opened = Vec::new();
+    for path in [&args.old, &args.new] {
+        match inspect::open(path, &trust, progress, &diff::diff_wants)? {
+            Ok(b) => opened.push(b),
+            Err(unverified) => return Ok(refuse_unverified(&unverified, args.json)),
+        }
+    }
+    let d = diff::diff(&opened[0], &opened[1])?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        print!("{}", diff::to_text(&d));
+    }
+    Ok(Status::Ok)
+}
+
+/// A bundle that does not verify: every problem listed, exit 1.
+fn refuse_unverified(u: &crate::build::inspect::Unverified, json: bool) -> Status {
+    if json {
+        let reports =
+            serde_json::json!({"bundle": u.path, "verified": false, "reports": u.reports});
+        println!("{reports:#}");
+    } else {
+        for r in &u.reports {
+            print_report(&u.path, r);
+        }
+        println!(
+            "{}: NOT VERIFIED, so not read any further (`airlock verify` says the same; use an intact copy or the right --keyring)",
+            u.path.display()
+        );
+    }
+    Status::CheckFailed
 }
 
 fn cmd_verify(args: &VerifyArgs) -> Result<Status> {

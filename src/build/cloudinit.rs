@@ -436,6 +436,38 @@ ip = "192.0.2.20"
     }
 
     #[test]
+    fn every_secret_file_is_one_diff_masks() {
+        // `airlock diff` knows the secret files by path: a new secret file
+        // must be added to its list, or its contents would be shown.
+        let manager = |n: u8| {
+            format!("[[host]]\nname = \"disp{n}\"\nrole = \"manager\"\nip = \"192.0.2.2{n}\"\n")
+        };
+        let text = format!("{PAIR}{}{}", manager(2), manager(3));
+        let plan = plan_of(&text);
+        let mut secrets = Secrets::generate("lab").unwrap();
+        secrets
+            .complete(&plan.cluster, &plan.ssh_hosts(), &mut rand::rngs::OsRng)
+            .unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for p in render_all(&plan, &secrets).unwrap() {
+            for f in &p.files {
+                let rel = f.path.trim_start_matches('/');
+                let holds_one = secrets.all().iter().any(|s| f.content.contains(s.trim()));
+                assert_eq!(f.secret, holds_one, "{}", f.path);
+                if f.secret {
+                    assert!(crate::build::diff::SECRET_FILES.contains(&rel), "{rel}");
+                    seen.insert(rel.to_string());
+                }
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            crate::build::diff::SECRET_FILES.len(),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
     fn keepalived_promote_mode() {
         let conf = keepalived_conf(&role(PAIR, "db1")).unwrap();
         assert!(conf.contains("    state BACKUP\n    interface eth0\n    virtual_router_id 42\n    priority 150\n    nopreempt\n"), "{conf}");

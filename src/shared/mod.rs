@@ -30,3 +30,58 @@ pub fn hex(bytes: &[u8]) -> String {
     }
     s
 }
+
+/// airlock's version as both binaries carry it: a marked string a reader
+/// of the file finds without running it (`airlock inspect` reads the
+/// shipped runner's). The runner's `--version` prints it through
+/// [`version`], so the string is in the binary.
+pub static VERSION_MARK: &str = concat!("airlock-version=", env!("CARGO_PKG_VERSION"), ";");
+
+const VERSION_PREFIX: &str = "airlock-version=";
+
+/// This airlock's version (`0.1.0`), taken from [`VERSION_MARK`].
+pub fn version() -> &'static str {
+    VERSION_MARK
+        .strip_prefix(VERSION_PREFIX)
+        .and_then(|v| v.strip_suffix(';'))
+        .unwrap_or(VERSION_MARK)
+}
+
+/// The version a binary carries in its [`VERSION_MARK`], if it has one
+/// (the first well-formed one: digits, dots, letters, `-` and `+`).
+pub fn version_in(binary: &[u8]) -> Option<String> {
+    let prefix = VERSION_PREFIX.as_bytes();
+    let mut at = 0;
+    while let Some(i) = binary[at..].windows(prefix.len()).position(|w| w == prefix) {
+        let start = at + i + prefix.len();
+        let rest = &binary[start..binary.len().min(start + 64)];
+        if let Some(end) = rest.iter().position(|b| *b == b';') {
+            let v = &rest[..end];
+            let ok = !v.is_empty()
+                && v.iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-+.".contains(b));
+            if ok {
+                return Some(String::from_utf8_lossy(v).into_owned());
+            }
+        }
+        at = start;
+    }
+    None
+}
+
+#[cfg(test)]
+mod version_tests {
+    #[test]
+    fn the_version_is_found_in_a_binary_and_in_this_one() {
+        assert_eq!(super::version(), env!("CARGO_PKG_VERSION"));
+        let blob = [
+            b"xx airlock-version=;airlock-version=1.2.3-rc1;".as_slice(),
+            b"\0",
+        ]
+        .concat();
+        assert_eq!(super::version_in(&blob).as_deref(), Some("1.2.3-rc1"));
+        assert_eq!(super::version_in(b"nothing"), None);
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(super::version_in(&me).as_deref(), Some(super::version()));
+    }
+}

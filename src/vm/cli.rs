@@ -19,7 +19,7 @@ use crate::vm::exec::{Exec, System};
 #[derive(Debug, Parser)]
 #[command(
     name = "airlock-firstboot",
-    version,
+    version = crate::shared::version(),
     about = "Turn this cloned VM into its Space VDI cluster role",
     long_about = "Turn this cloned VM into its Space VDI cluster role.\n\n\
         airlock-firstboot.service runs `airlock-firstboot run` at every boot. It finds \

@@ -12,6 +12,7 @@
 //! bin/airlock-firstboot
 //! recipe.toml           the resolved recipe
 //! README.txt            what to do at the site
+//! sbom.cdx.json         CycloneDX SBOM: every package with its disc, both programs with their crates
 //! ```
 
 use std::collections::BTreeMap;
@@ -217,6 +218,7 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
     seed::write_all(&mut w, plan, &payloads, opts.time)?;
     copy_vendor_disc(plan, staging.path())?;
     write_fixed_files(&mut w, opts, recipe, plan, &runner)?;
+    write_sbom(&mut w, plan, &repository, &runner, opts.time)?;
     copy_source_tar(opts, staging.path())?;
     let outside = outside_files(staging.path(), opts, &repository)?;
     write_modes(&mut w, staging.path(), &outside)?;
@@ -550,6 +552,44 @@ fn write_fixed_files(
     w.write("recipe.toml", resolved_recipe(recipe)?.as_bytes(), 0o644)?;
     let readme = site_readme(plan, &opts.key.fingerprints());
     w.write("README.txt", readme.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// `sbom.cdx.json`: every package with the disc it came from, and both
+/// programs with their crates.
+fn write_sbom(
+    w: &mut RootWriter,
+    plan: &Plan,
+    repository: &repo::Summary,
+    runner: &[u8],
+    time: i64,
+) -> Result<()> {
+    use sha2::Digest as _;
+    let media = &plan.media;
+    let main = media
+        .main
+        .as_deref()
+        .expect("checked by MediaCheck::Require");
+    let discs: Vec<(String, String)> =
+        repo::source_discs(main, media.devel.as_deref(), &media.updates)
+            .into_iter()
+            .map(|(role, path)| {
+                let name = path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                (role, name)
+            })
+            .collect();
+    let runner_sha256 = crate::shared::hex(&sha2::Sha256::digest(runner));
+    let text = crate::build::sbom::render(&crate::build::sbom::Inputs {
+        cluster: &plan.cluster,
+        discs: &discs,
+        debs: &repository.debs,
+        runner_sha256: &runner_sha256,
+        time,
+    })?;
+    w.write(crate::build::sbom::SBOM_FILE, text.as_bytes(), 0o644)?;
     Ok(())
 }
 

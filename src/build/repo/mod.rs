@@ -151,6 +151,25 @@ pub struct Summary {
     /// again.
     #[serde(skip)]
     pub catalog: Vec<(String, Paragraph)>,
+    /// Every package of the repository with the disc it was taken from,
+    /// in (name, version, architecture) order: the bundle's SBOM lists them.
+    #[serde(skip)]
+    pub debs: Vec<Deb>,
+}
+
+/// One package of the merged repository, as the bundle's SBOM lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deb {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    /// Its path in the repository (`pool/…`).
+    pub filename: String,
+    pub size: u64,
+    pub sha256: String,
+    /// The role of the disc it was taken from (`main`, `devel`, `update1`…;
+    /// the first disc that has it, in merge order).
+    pub disc: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -785,9 +804,18 @@ fn render_packages(
             packages.insert((c.clone(), a.clone()), String::new());
         }
     }
-    for e in merged.values() {
+    for ((name, version, _), e) in merged {
         let job = &jobs[e.job];
         let s = &results[e.job];
+        summary.debs.push(Deb {
+            name: name.clone(),
+            version: version.clone(),
+            arch: e.arch.clone(),
+            filename: job.file.path.clone(),
+            size: job.file.size,
+            sha256: s.sha256.clone(),
+            disc: summary.discs[job.disc].role.clone(),
+        });
         let mut p = s.control.clone();
         for f in ["Filename", "Size", "MD5sum", "SHA1", "SHA256", "SHA512"] {
             p.remove(f);
