@@ -34,7 +34,7 @@ fn json(r: &Run) -> serde_json::Value {
 const RUNNER: &str = env!("CARGO_BIN_EXE_airlock-firstboot");
 
 #[test]
-fn inspect_shows_hosts_discs_signers_runner_and_no_verdict() {
+fn inspect_shows_hosts_discs_signers_runner_and_the_verdict() {
     let dir = site(RUNNER, &["--out", "b", "--tar", "b.tar"]);
     let d = dir.path();
     let fpr = fingerprints(&d.join("keys/archive-keyring.gpg"))[0].clone();
@@ -75,7 +75,8 @@ fn inspect_shows_hosts_discs_signers_runner_and_no_verdict() {
             "{i}"
         );
         assert_eq!(i["volumes"].as_array().unwrap().len(), 0);
-        assert_eq!(i["completeness"], "not checked");
+        let verdict = i["completeness"].as_str().unwrap();
+        assert!(verdict.starts_with("complete: "), "{verdict}");
     }
     let text = ok(d, &["inspect", "b"]).stdout;
     for want in [
@@ -84,7 +85,7 @@ fn inspect_shows_hosts_discs_signers_runner_and_no_verdict() {
         "db-replica",
         "main ",
         "devel ",
-        "not checked",
+        "complete: apt can install every role's packages",
         "GLIBC_2.",
     ] {
         assert!(text.contains(want), "{want}:\n{text}");
@@ -251,4 +252,25 @@ fn diff_refuses_a_bundle_that_does_not_verify_and_a_delta() {
         "{}",
         r.stdout
     );
+}
+
+/// A bundle built with `--allow-incomplete` is named incomplete by inspect,
+/// with the role and the package apt could not find.
+#[test]
+fn inspect_names_what_an_incomplete_bundle_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo_site(d);
+    let recipe = d.join("d/recipe.toml");
+    let text = fs::read_to_string(&recipe).unwrap().replace(
+        "manager = [\"airlock-demo-base\"]",
+        "manager = [\"airlock-demo-base\", \"no-such-tool\"]",
+    );
+    assert!(text.contains("no-such-tool"));
+    fs::write(&recipe, text).unwrap();
+    build(d, RUNNER, &["--out", "b", "--allow-incomplete"]);
+    let i = json(&ok(d, &["inspect", "b", "--json"]));
+    let verdict = i["completeness"].as_str().unwrap();
+    assert!(verdict.starts_with("INCOMPLETE: manager: "), "{verdict}");
+    assert!(verdict.contains("no-such-tool"), "{verdict}");
 }

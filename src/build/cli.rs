@@ -187,8 +187,10 @@ pub enum Command {
             merged from with their package counts and sizes (from sbom.cdx.json), who \
             signed SHA256SUMS and when (fingerprint and user id), the runner's version \
             and the newest glibc it needs (Astra SE 1.7 has 2.28), the volumes of a \
-            bundle in volumes, and the completeness verdict (`not checked` until \
-            `airlock check` gives one). Every file shown is checked against the manifest \
+            bundle in volumes, and the completeness verdict: `airlock check` over the \
+            bundle's own recipe and Packages, with the main disc's required and important \
+            packages as the installed base (a bundle does not carry the reference VM's \
+            dpkg status). Every file shown is checked against the manifest \
             that verified.\n\n\
             BUNDLE is a bundle directory, its tar (.tar or .tar.gz, read as a stream, \
             never extracted) or a directory of volumes (DIR/volumes/NN/, all of them). \

@@ -25,7 +25,7 @@ use crate::shared::{tarform, timefmt, volumes};
 /// The runner's path in a bundle.
 pub const RUNNER: &str = "bin/airlock-firstboot";
 
-/// What `completeness` says until `airlock check` gives a verdict.
+/// What `completeness` says when the bundle cannot be checked (why follows).
 pub const NOT_CHECKED: &str = "not checked";
 
 /// A bundle that verified, with the files asked for.
@@ -347,9 +347,8 @@ pub struct Inspection {
     pub sbom: Option<String>,
     pub runner: Runner,
     pub volumes: Vec<Volume>,
-    /// Whether every role's packages can be installed from the bundle.
-    /// `airlock check` (issue 15, items 1-2) fills it; until then it says
-    /// "not checked", and nothing here pretends to a verdict.
+    /// Whether every role's packages can be installed from the bundle:
+    /// `complete: …`, `INCOMPLETE: role: chain; …`, or `not checked: why`.
     pub completeness: String,
 }
 
@@ -405,7 +404,80 @@ pub struct Volume {
 
 /// The files `inspect` reads.
 pub fn inspect_wants(p: &str) -> bool {
-    [sbom::SBOM_FILE, "inventory.toml", RUNNER].contains(&p)
+    [sbom::SBOM_FILE, "inventory.toml", "recipe.toml", RUNNER].contains(&p)
+        || (p.starts_with("repo/dists/") && p.ends_with("/Packages"))
+}
+
+/// The completeness verdict over the bundle's own recipe and repository
+/// indexes. A bundle does not carry the reference VM's dpkg status, so the
+/// main disc's required and important packages stand for the installed
+/// base, as in `airlock check` without `media.base_status`.
+fn completeness(b: &Opened, bom: Option<&Bom>) -> String {
+    match check_bundle(b, bom) {
+        Ok(r) if r.ok => format!(
+            "complete: apt can install every role's packages ({} role(s); base: {})",
+            r.roles.len(),
+            r.base.source
+        ),
+        Ok(r) => {
+            let problems: Vec<String> = r
+                .roles
+                .iter()
+                .flat_map(|role| {
+                    role.problems
+                        .iter()
+                        .map(move |p| format!("{}: {p}", role.role))
+                })
+                .collect();
+            format!("INCOMPLETE: {}", problems.join("; "))
+        }
+        Err(e) => format!("{NOT_CHECKED}: {e:#}"),
+    }
+}
+
+fn check_bundle(b: &Opened, bom: Option<&Bom>) -> Result<crate::build::check::Report> {
+    use crate::build::{check, plan, recipe};
+    let text = b
+        .text("recipe.toml")
+        .context("the bundle has no recipe.toml")?;
+    let source = recipe::Source {
+        path: b.path.join("recipe.toml"),
+        text,
+    };
+    let recipe = recipe::parse(&source)?;
+    let plan = plan::resolve(&recipe, &source, plan::MediaCheck::Ignore)
+        .plan
+        .context("the bundle's recipe.toml does not plan")?;
+    // The disc each package came from, as the SBOM records it.
+    let disc_of: BTreeMap<&str, &str> = bom
+        .map(|bom| {
+            bom.components
+                .iter()
+                .filter_map(|c| {
+                    Some((
+                        c.property("airlock:filename")?,
+                        c.property(sbom::DISC_PROPERTY)?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut catalog = Vec::new();
+    for (path, bytes) in b
+        .files
+        .iter()
+        .filter(|(p, _)| inspect_wants(p) && p.ends_with("/Packages"))
+    {
+        let text = String::from_utf8_lossy(bytes);
+        for para in crate::build::repo::control::parse_all(&text)
+            .map_err(|e| anyhow::anyhow!("{path}: {e}"))?
+        {
+            let file = format!("repo/{}", para.get("Filename").unwrap_or_default());
+            let disc = disc_of.get(file.as_str()).copied().unwrap_or("main");
+            catalog.push((disc.to_string(), para));
+        }
+    }
+    check::evaluate(&recipe, &plan, &catalog, None)
 }
 
 /// The inspection of a bundle that verified.
@@ -454,7 +526,7 @@ pub fn inspect(b: &Opened, trust_keyring: Option<&Keyring>) -> Result<Inspection
                 bytes: v.bytes,
             })
             .collect(),
-        completeness: NOT_CHECKED.into(),
+        completeness: completeness(b, bom.as_ref()),
     })
 }
 
