@@ -314,20 +314,53 @@ struct Scanned {
 
 pub use crate::shared::hex;
 
-/// HMAC-SHA256 (RFC 2104).
-fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    k[..32].copy_from_slice(key);
-    let pad = |x: u8| k.map(|b| b ^ x);
-    let inner = sha2::Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(data)
-        .finalize();
-    sha2::Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+/// HMAC-SHA256 (RFC 2104) fed as a writer, so what it seals need not be
+/// held whole.
+struct Hmac {
+    key: [u8; 32],
+    inner: sha2::Sha256,
+}
+
+impl Hmac {
+    fn pad(key: &[u8; 32], x: u8) -> [u8; 64] {
+        let mut k = [0u8; 64];
+        k[..32].copy_from_slice(key);
+        k.map(|b| b ^ x)
+    }
+
+    fn new(key: &[u8; 32]) -> Hmac {
+        Hmac {
+            key: *key,
+            inner: sha2::Sha256::new().chain_update(Hmac::pad(key, 0x36)),
+        }
+    }
+
+    fn finish(self) -> [u8; 32] {
+        sha2::Sha256::new()
+            .chain_update(Hmac::pad(&self.key, 0x5c))
+            .chain_update(self.inner.finalize())
+            .finalize()
+            .into()
+    }
+}
+
+impl std::io::Write for Hmac {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The seal of a cache's entries: the MAC of their compact JSON, computed
+/// as it is written out (a cache of 2,500 packages is 6 MB of JSON).
+fn entries_mac(seal: &[u8; 32], entries: &[CacheEntry]) -> Result<String> {
+    let mut h = Hmac::new(seal);
+    serde_json::to_writer(&mut h, entries)?;
+    Ok(hex(&h.finish()))
 }
 
 /// The key that seals the cache: derived from the signing keys' secrets,
@@ -371,7 +404,7 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
     check_options(opts)?;
     let (media, indexes) = open_discs(opts)?;
     let seal = cache_key(key)?;
-    let (cache, cache_note) = read_cache(opts, &seal);
+    let (mut cache, cache_note) = read_cache(opts, &seal);
     let staging = Staging::beside(&opts.out)?;
     let mut summary = Summary {
         out: opts.out.clone(),
@@ -380,7 +413,15 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
         recovered,
         ..Summary::default()
     };
-    let jobs = plan_jobs(opts, &media, &indexes, &cache, staging.path(), &mut summary);
+    let jobs = plan_jobs(
+        opts,
+        &media,
+        &indexes,
+        &mut cache,
+        staging.path(),
+        &mut summary,
+    );
+    drop(cache);
     check_index_is_complete(&media, &indexes)?;
     let results = scan_all(&media, &jobs, opts)?;
     summary.hashed_bytes = jobs
@@ -391,15 +432,6 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
     summary.reused = jobs.iter().filter(|j| j.cached.is_some()).count();
     check_custody(opts, &media, &indexes, &jobs, &results, &mut summary)?;
     let merged = merge(opts, &media, &indexes, &jobs, &results, &mut summary)?;
-    summary.catalog = merged
-        .values()
-        .map(|e| {
-            (
-                opts.discs[jobs[e.job].disc].0.clone(),
-                results[e.job].control.clone(),
-            )
-        })
-        .collect();
     remove_duplicate_files(opts, &jobs, &merged)?;
     write_indexes(
         opts,
@@ -418,6 +450,16 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
     }
     // The cache names the pool files as they are now, in place.
     write_cache(opts, &seal, &jobs, &results)?;
+    // The controls move into the catalog: nothing needs them here any more.
+    let mut controls: Vec<Option<Paragraph>> =
+        results.into_iter().map(|s| Some(s.control)).collect();
+    summary.catalog = merged
+        .values()
+        .filter_map(|e| {
+            let control = controls[e.job].take()?;
+            Some((opts.discs[jobs[e.job].disc].0.clone(), control))
+        })
+        .collect();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
@@ -465,7 +507,7 @@ fn plan_jobs<'a>(
     opts: &Options,
     media: &'a [Medium],
     indexes: &[DiscIndex],
-    cache: &HashMap<CacheKey, CacheEntry>,
+    cache: &mut HashMap<CacheKey, CacheEntry>,
     staging: &Path,
     summary: &mut Summary,
 ) -> Vec<Job<'a>> {
@@ -494,8 +536,9 @@ fn plan_jobs<'a>(
                 f.ctime,
                 f.ident,
             );
+            // Taken out of the cache, not copied: each key is one file.
             let cached = cache
-                .get(&key)
+                .remove(&key)
                 // The disc's index re-checks what the cache remembers.
                 .filter(|c| listed_sha.is_none_or(|want| *want == c.sha256))
                 // The previous pool file must be as this build left it.
@@ -505,8 +548,7 @@ fn plan_jobs<'a>(
                             .previous
                             .as_ref()
                             .is_some_and(|p| FileIdentity::of(&p.join(&f.path)) == c.pool)
-                })
-                .cloned();
+                });
             jobs.push(Job {
                 disc: d,
                 file: f,
@@ -902,13 +944,26 @@ fn compress_indexes(
 /// The previous build's `Packages.EXT` in `dir`, if it expands to exactly
 /// `body`.
 fn earlier_packed(dir: Option<&Path>, ext: &str, body: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
     let dir = dir?;
-    if fs::read(dir.join("Packages")).ok()? != body.as_bytes() {
-        return None;
-    }
     let name = format!("Packages.{ext}");
     let packed = fs::read(dir.join(&name)).ok()?;
-    (decompress(&name, &packed).ok()? == body).then_some(packed)
+    // Compared as it expands, a buffer at a time: the text is not held twice.
+    let mut reader: Box<dyn Read + '_> = match ext {
+        "gz" => Box::new(flate2::read::GzDecoder::new(packed.as_slice())),
+        _ => Box::new(liblzma::read::XzDecoder::new(packed.as_slice())),
+    };
+    let mut want = body.as_bytes();
+    let mut buf = [0u8; 1 << 16];
+    loop {
+        let n = reader.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        want = want.strip_prefix(&buf[..n])?;
+    }
+    drop(reader);
+    want.is_empty().then_some(packed)
 }
 
 /// The cache for the next build, sealed, in the output: what each pool
@@ -949,14 +1004,19 @@ fn save_cache(
         e.pool = FileIdentity::of(&repo.join(&e.path));
     }
     entries.sort_by(|a, b| (&a.disc, &a.path).cmp(&(&b.disc, &b.path)));
-    let body = serde_json::to_vec(&entries)?;
     let file = CacheFile {
         version: CACHE_VERSION,
-        mac: hex(&hmac_sha256(seal, &body)),
+        mac: entries_mac(seal, &entries)?,
         entries,
     };
     let tmp = path.with_extension("json.airlock-new");
-    write_file(&tmp, serde_json::to_string_pretty(&file)?.as_bytes())?;
+    let out = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
+    serde_json::to_writer(&mut out, &file)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| Ok(out.flush()?))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    drop(out);
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -965,14 +1025,10 @@ fn save_cache(
 /// A cache without this key's seal is left alone.
 pub fn refresh_cache(repo: &Path, cache: &Path, key: &Signers) -> Result<()> {
     let seal = cache_key(key)?;
-    let Ok(bytes) = fs::read(cache) else {
+    let Some(file) = read_cache_file(cache) else {
         return Ok(());
     };
-    let Some(file) = serde_json::from_slice::<CacheFile>(&bytes).ok() else {
-        return Ok(());
-    };
-    let body = serde_json::to_vec(&file.entries)?;
-    if hex(&hmac_sha256(&seal, &body)) != file.mac {
+    if entries_mac(&seal, &file.entries)? != file.mac {
         return Ok(());
     }
     save_cache(repo, cache, &seal, file.entries)
@@ -1075,11 +1131,10 @@ fn read_cache(opts: &Options, seal: &[u8; 32]) -> (HashMap<CacheKey, CacheEntry>
     let Some(path) = opts.previous_cache.as_ref() else {
         return (HashMap::new(), None);
     };
-    let Ok(bytes) = fs::read(path) else {
+    if !path.exists() {
         return (HashMap::new(), None);
-    };
-    let file: Option<CacheFile> = serde_json::from_slice(&bytes).ok();
-    let Some(file) = file.filter(|f| f.version == CACHE_VERSION) else {
+    }
+    let Some(file) = read_cache_file(path).filter(|f| f.version == CACHE_VERSION) else {
         return (
             HashMap::new(),
             Some(format!(
@@ -1088,8 +1143,7 @@ fn read_cache(opts: &Options, seal: &[u8; 32]) -> (HashMap<CacheKey, CacheEntry>
             )),
         );
     };
-    let body = serde_json::to_vec(&file.entries).unwrap_or_default();
-    if hex(&hmac_sha256(seal, &body)) != file.mac {
+    if entries_mac(seal, &file.entries).ok().as_ref() != Some(&file.mac) {
         return (
             HashMap::new(),
             Some(format!(
@@ -1100,6 +1154,12 @@ fn read_cache(opts: &Options, seal: &[u8; 32]) -> (HashMap<CacheKey, CacheEntry>
     }
     let map = file.entries.into_iter().map(|e| (e.key(), e)).collect();
     (map, None)
+}
+
+/// A cache file as read (its bytes are gone once it is parsed).
+fn read_cache_file(path: &Path) -> Option<CacheFile> {
+    let bytes = fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// The most a compressed index may expand to.
@@ -1520,6 +1580,21 @@ fn scan_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_seal_is_hmac_sha256() {
+        use std::io::Write as _;
+        // RFC 4231, test case 2 (a short key is zero-padded, as here).
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        let mut h = Hmac::new(&key);
+        h.write_all(b"what do ya want ").unwrap();
+        h.write_all(b"for nothing?").unwrap();
+        assert_eq!(
+            hex(&h.finish()),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
 
     #[test]
     fn release_lists_hash_size_path_in_that_order() {
