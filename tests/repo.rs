@@ -737,6 +737,16 @@ fn a_rebuild_takes_over_the_previous_pool() {
     assert!(!site.path("repo").join(&gone).exists());
     assert!(!site.path("repo").join(&gone).parent().unwrap().exists());
 
+    // Nothing changed since: the cache goes along as it is, and still
+    // vouches for every package the build after takes.
+    let cache = site.path("repo/.airlock-cache.json");
+    let cache_ino = fs::metadata(&cache).unwrap().ino();
+    let run = site.build("main.iso", None, "repo", &["--json"]);
+    assert_eq!(json(&run)["reused"], 4, "{}", run.stdout);
+    assert_eq!(fs::metadata(&cache).unwrap().ino(), cache_ino);
+    let run = site.build("main.iso", None, "repo", &["--json"]);
+    assert_eq!(json(&run)["reused"], 4, "{}", run.stdout);
+
     assert_eq!(site.build("main.iso", None, "fresh", &[]).code, 0);
     let strip = |t: Vec<(String, Vec<u8>)>| -> Vec<(String, Vec<u8>)> {
         t.into_iter()

@@ -132,6 +132,33 @@ impl<W: Write> TarWriter<W> {
         self.out.write_all(&[0u8; BLOCK][..pad])
     }
 
+    /// A regular file of `size` bytes that `fill` writes to the output
+    /// itself (for a writer that moves whole buffers); `fill` returns how
+    /// many bytes it wrote, which must be `size`.
+    pub fn file_from(
+        &mut self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        fill: impl FnOnce(&mut W) -> io::Result<u64>,
+    ) -> io::Result<()> {
+        if size > MAX_SIZE {
+            return Err(io::Error::other(format!(
+                "{path} is {size} bytes, more than a bundle tar holds ({MAX_SIZE})"
+            )));
+        }
+        self.out
+            .write_all(&entry_blocks(path, Kind::File, mode, size, self.mtime))?;
+        let copied = fill(&mut self.out)?;
+        if copied != size {
+            return Err(io::Error::other(format!(
+                "{path} changed while it was written ({copied} of {size} bytes)"
+            )));
+        }
+        let pad = (BLOCK - (size as usize % BLOCK)) % BLOCK;
+        self.out.write_all(&[0u8; BLOCK][..pad])
+    }
+
     /// The end marker; returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.out.write_all(&[0u8; 2 * BLOCK])?;

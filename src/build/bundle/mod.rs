@@ -477,6 +477,7 @@ fn stream_tar(
                     medium,
                     file,
                     sha256,
+                    control: repository.pool_control.get(pool_path),
                 },
             ),
         );

@@ -71,6 +71,10 @@ pub enum Source<'a> {
         medium: &'a Medium,
         file: &'a MediaFile,
         sha256: &'a str,
+        /// The control member's digest when it was read for the index
+        /// (the copy's must be the same); without it the copy's control
+        /// member is expanded and checked whole.
+        control: Option<&'a [u8; 32]>,
     },
 }
 
@@ -181,19 +185,9 @@ fn add_entry<W: Write>(
             medium,
             file,
             sha256,
+            control,
         } => {
-            let mut checked = Checked {
-                inner: medium.reader(file)?,
-                sha: sha2::Sha256::new(),
-                deb: DebScanner::new(),
-            };
-            tw.file(
-                rel,
-                mode,
-                size,
-                BufReader::with_capacity(CHUNK, bar.wrap_read(&mut checked)),
-            )?;
-            let got = crate::shared::hex(&checked.sha.finalize());
+            let (got, deb) = copy_hashed(tw, rel, mode, size, medium.reader(file)?, bar)?;
             if got != *sha256 {
                 bail!(
                     "{}: {} changed or does not match its disc's index: SHA256 {got}, the index and the signed manifest say {sha256}",
@@ -201,26 +195,83 @@ fn add_entry<W: Write>(
                     file.path
                 );
             }
-            checked.deb.finish().map_err(|e| {
-                anyhow::anyhow!("{}: {}: corrupt .deb: {e}", medium.label, file.path)
-            })?;
+            let corrupt = |e| anyhow::anyhow!("{}: {}: corrupt .deb: {e}", medium.label, file.path);
+            match control {
+                Some(want) => {
+                    if deb.finish_framing().map_err(corrupt)? != **want {
+                        bail!(
+                            "{}: {}: its control member changed since it was read for the index",
+                            medium.label,
+                            file.path
+                        );
+                    }
+                }
+                None => {
+                    deb.finish().map_err(corrupt)?;
+                }
+            }
         }
     }
     Ok(())
 }
 
-/// A disc file's bytes, hashed and scanned as a `.deb` on the way through.
-struct Checked<'a> {
-    inner: FileReader<'a>,
-    sha: sha2::Sha256,
-    deb: DebScanner,
-}
-
-impl std::io::Read for Checked<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.sha.update(&buf[..n]);
-        self.deb.feed(&buf[..n]);
-        Ok(n)
+/// Copies `reader` into the tar a buffer at a time while a second thread
+/// hashes and scans (as a `.deb`) the very buffers written: the copy and
+/// the check overlap, and what is checked is what the tar holds. Returns
+/// the SHA256 and the scanner.
+fn copy_hashed<W: Write>(
+    tw: &mut tarform::TarWriter<W>,
+    rel: &str,
+    mode: u32,
+    size: u64,
+    mut reader: FileReader<'_>,
+    bar: &indicatif::ProgressBar,
+) -> Result<(String, DebScanner)> {
+    use std::io::Read as _;
+    use std::sync::mpsc::sync_channel;
+    const BUFFERS: usize = 3;
+    let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(BUFFERS);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(BUFFERS);
+    for _ in 0..BUFFERS {
+        free_tx
+            .send(vec![0u8; CHUNK])
+            .expect("room for each buffer");
     }
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || {
+            let mut sha = sha2::Sha256::new();
+            let mut deb = DebScanner::new();
+            for (buf, n) in full_rx {
+                sha.update(&buf[..n]);
+                deb.feed(&buf[..n]);
+                // The reader may be gone after an error; nothing waits.
+                let _ = free_tx.send(buf);
+            }
+            (crate::shared::hex(&sha.finalize()), deb)
+        });
+        let copied = tw.file_from(rel, mode, size, |out| {
+            let mut total = 0u64;
+            loop {
+                let mut buf = free_rx.recv().map_err(std::io::Error::other)?;
+                let mut n = 0;
+                while n < buf.len() {
+                    match reader.read(&mut buf[n..])? {
+                        0 => break,
+                        k => n += k,
+                    }
+                }
+                if n == 0 {
+                    return Ok(total);
+                }
+                out.write_all(&buf[..n])?;
+                bar.inc(n as u64);
+                total += n as u64;
+                full_tx.send((buf, n)).map_err(std::io::Error::other)?;
+            }
+        });
+        drop(full_tx);
+        let hashed = hasher.join().expect("hashing does not panic");
+        copied?;
+        Ok(hashed)
+    })
 }

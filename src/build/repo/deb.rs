@@ -222,8 +222,45 @@ impl DebScanner {
     /// `md5sums` file, verbatim, when the package has one (dpkg copies it
     /// as it is to `/var/lib/dpkg/info/PACKAGE.md5sums`).
     pub fn finish_with_md5sums(self) -> Result<(Paragraph, Option<Vec<u8>>), DebError> {
-        if let Some(e) = self.error {
-            return err(e);
+        self.check_framing()?;
+        let Some((name, bytes)) = self.control else {
+            return err("no control.tar member");
+        };
+        let (text, md5sums) = control_from_tar(&name, &bytes)?;
+        let control =
+            Paragraph::parse(&text).map_err(|e| DebError(format!("control file: {e}")))?;
+        Ok((control, md5sums))
+    }
+
+    /// The SHA256 of the control member as read (its name, then its
+    /// bytes), once it is whole: what a second reader of the same file
+    /// compares instead of expanding the member again.
+    pub fn control_digest(&self) -> Option<[u8; 32]> {
+        use sha2::Digest as _;
+        let (name, bytes) = self.control.as_ref().filter(|_| self.has_control())?;
+        Some(
+            sha2::Sha256::new()
+                .chain_update(name.as_bytes())
+                .chain_update([0])
+                .chain_update(bytes)
+                .finalize()
+                .into(),
+        )
+    }
+
+    /// Ends the stream like [`DebScanner::finish`] without expanding the
+    /// control member: the framing is checked and the control member's
+    /// digest (see [`DebScanner::control_digest`]) returned.
+    pub fn finish_framing(self) -> Result<[u8; 32], DebError> {
+        self.check_framing()?;
+        self.control_digest()
+            .map_or_else(|| err("no control.tar member"), Ok)
+    }
+
+    /// The whole file was a `.deb` as dpkg reads one.
+    fn check_framing(&self) -> Result<(), DebError> {
+        if let Some(e) = &self.error {
+            return err(e.clone());
         }
         match self.state {
             State::Magic => return err("empty or truncated before the ar magic"),
@@ -248,13 +285,7 @@ impl DebScanner {
                 String::from_utf8_lossy(&self.format)
             ));
         }
-        let Some((name, bytes)) = self.control else {
-            return err("no control.tar member");
-        };
-        let (text, md5sums) = control_from_tar(&name, &bytes)?;
-        let control =
-            Paragraph::parse(&text).map_err(|e| DebError(format!("control file: {e}")))?;
-        Ok((control, md5sums))
+        Ok(())
     }
 }
 
@@ -522,6 +553,29 @@ mod tests {
                 "cut at {cut}: {e}"
             );
         }
+    }
+
+    /// A reader that stops at the control member and one that checks a
+    /// whole copy agree on the member's digest; a truncated copy fails.
+    #[test]
+    fn a_peek_and_a_framing_check_agree_on_the_control_member() {
+        let deb = sample();
+        let mut peek = DebScanner::new();
+        let mut at = 0;
+        while !peek.has_control() {
+            peek.feed(&deb[at..at + 7]);
+            at += 7;
+        }
+        assert!(at < deb.len(), "stopped before the data member");
+        let control = peek.control().unwrap();
+        assert_eq!(control, scan(&deb, 4096).unwrap());
+        let digest = peek.control_digest().unwrap();
+        let mut whole = DebScanner::new();
+        whole.feed(&deb);
+        assert_eq!(whole.finish_framing().unwrap(), digest);
+        let mut cut = DebScanner::new();
+        cut.feed(&deb[..deb.len() - 1]);
+        assert!(cut.finish_framing().unwrap_err().0.contains("truncated"));
     }
 
     #[test]

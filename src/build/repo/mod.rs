@@ -146,6 +146,10 @@ pub struct Summary {
     /// `Options::discs`' order, and its size).
     #[serde(skip)]
     pub pool_origin: BTreeMap<String, (usize, u64)>,
+    /// With `Options::peek`: each pool file's control member digest as it
+    /// was read, which its copy must match (see `DebScanner::control_digest`).
+    #[serde(skip)]
+    pub pool_control: BTreeMap<String, [u8; 32]>,
     /// (disc role, control paragraph) of every package in the repository,
     /// as read from its `.deb`, so the completeness check reads nothing
     /// again.
@@ -310,6 +314,8 @@ impl Job<'_> {
 struct Scanned {
     sha256: String,
     control: Paragraph,
+    /// With `Options::peek`: the control member's digest, for the copy.
+    control_digest: Option<[u8; 32]>,
 }
 
 pub use crate::shared::hex;
@@ -421,6 +427,8 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
         staging.path(),
         &mut summary,
     );
+    // Every file as the cache knew it and nothing else: the cache can stay.
+    let unchanged = cache.is_empty() && jobs.iter().all(|j| j.cached.is_some());
     drop(cache);
     check_index_is_complete(&media, &indexes)?;
     let results = scan_all(&media, &jobs, opts)?;
@@ -442,14 +450,21 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
         &merged,
         &mut summary,
     )?;
+    let mut cache_kept = false;
     if opts.adopt && opts.previous.as_deref() == Some(opts.out.as_path()) {
+        // Nothing changed and the pool is taken over as it is: the cache
+        // still names every file rightly, so it goes along (a link).
+        cache_kept = unchanged
+            && fs::hard_link(opts.out.join(CACHE_FILE), staging.path().join(CACHE_FILE)).is_ok();
         let wanted = summary.pool_hashes.iter().map(|(p, _)| p.clone()).collect();
         crate::build::takeover::commit(staging, &opts.out, "pool", wanted)?;
     } else {
         staging.replace(&opts.out)?;
     }
-    // The cache names the pool files as they are now, in place.
-    write_cache(opts, &seal, &jobs, &results)?;
+    if !cache_kept {
+        // The cache names the pool files as they are now, in place.
+        write_cache(opts, &seal, &jobs, &results)?;
+    }
     // The controls move into the catalog: nothing needs them here any more.
     let mut controls: Vec<Option<Paragraph>> =
         results.into_iter().map(|s| Some(s.control)).collect();
@@ -881,6 +896,9 @@ fn render_packages(
         summary
             .pool_origin
             .insert(job.file.path.clone(), (job.disc, job.file.size));
+        if let Some(d) = s.control_digest {
+            summary.pool_control.insert(job.file.path.clone(), d);
+        }
         *summary.packages.entry(e.component.clone()).or_default() += 1;
         summary.total_packages += 1;
         summary.bytes += job.file.size;
@@ -1498,6 +1516,7 @@ fn reuse(job: &Job<'_>, c: &CacheEntry, previous: &Path, link: bool) -> Result<S
         sha256: c.sha256.clone(),
         control: Paragraph::parse(&c.control)
             .map_err(|e| anyhow::anyhow!("cached control: {e}"))?,
+        control_digest: None,
     })
 }
 
@@ -1522,6 +1541,7 @@ fn peek_one(medium: &Medium, job: &Job<'_>, listed: &str) -> Result<Scanned> {
     Ok(Scanned {
         sha256: listed.to_string(),
         control,
+        control_digest: deb.control_digest(),
     })
 }
 
@@ -1574,6 +1594,7 @@ fn scan_one(
     Ok(Scanned {
         sha256: hex(&sha.finalize()),
         control,
+        control_digest: None,
     })
 }
 
