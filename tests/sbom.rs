@@ -14,12 +14,14 @@ use crate::common::{airlock, repo_dir};
 /// Runs the official schema over `bom`: (exit code, what it said).
 fn validate(bom: &Path) -> (i32, String) {
     let fixtures = repo_dir().join("tests/fixtures/cyclonedx");
-    let out = Command::new("python3")
+    // Debian's python3, where python3-jsonschema is installed: a `python3`
+    // earlier on PATH (pyenv, a venv) would not see it.
+    let out = Command::new("/usr/bin/python3")
         .arg(fixtures.join("validate.py"))
         .arg(&fixtures)
         .arg(bom)
         .output()
-        .expect("running python3 (scripts/test-all installs python3-jsonschema)");
+        .expect("running /usr/bin/python3 (scripts/test-all installs python3-jsonschema)");
     let said =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), said)
