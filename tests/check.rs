@@ -149,9 +149,14 @@ fn apt_root(dir: &Path) -> AptRoot {
         ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
+    apt_over(dir, &dir.join("repo"))
+}
+
+/// apt's root over the signed repository at `repo`, with the base.
+fn apt_over(dir: &Path, repo: &Path) -> AptRoot {
     let apt = AptRoot::new(
         dir,
-        &dir.join("repo"),
+        repo,
         &dir.join("keys/archive-keyring.gpg"),
         "1.7_x86-64",
     );
@@ -295,4 +300,66 @@ fn build_refuses_an_incomplete_bundle_and_writes_nothing() {
         run.stderr
     );
     assert!(dir.join("bundle/SHA256SUMS").is_file());
+}
+
+/// `repository.subset = "closure"`: the bundle's repository holds only what
+/// the roles install (here `good` with its Pre-Depends and Depends), and
+/// apt, with the reference VM's base, installs every role's packages from
+/// it; a closure that is not complete is refused before a package is read.
+#[test]
+fn a_closure_subset_ships_only_what_the_roles_need_and_apt_installs_from_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    site(dir);
+    closure_recipe(dir, "good");
+    let build = |out: &str| {
+        let args = [
+            "build",
+            "site.toml",
+            "--key",
+            "keys/signing-key.asc",
+            "--out",
+            out,
+            "--allow-new-glibc",
+            "--json",
+        ];
+        airlock(dir, &args)
+    };
+    let run = build("bundle");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let total = MAIN.len() + DEVEL.len();
+    let kept = summary["repository"]["total_packages"].as_u64().unwrap() as usize;
+    assert_eq!(summary["repository"]["left_out"], total - kept, "{summary}");
+    assert!(kept < total / 2, "{kept} of {total}");
+    assert_eq!(summary["completeness"]["ok"], true, "{summary}");
+
+    let apt = apt_over(dir, &dir.join("bundle/repo"));
+    let (ok, out) = apt.apt_get(&["install", "--download-only", "-y", "good"]);
+    assert!(ok, "apt-get install good from the subset:\n{out}");
+    // What the subset left out is not there for apt either.
+    let (ok, _) = apt.apt_get(&["install", "--simulate", "needs-newer"]);
+    assert!(!ok, "needs-newer should not be in the subset");
+
+    // A closure with a hole: refused, nothing written.
+    closure_recipe(dir, "needs-missing");
+    let run = build("hole");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("needs-missing → nowhere"),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.join("hole").exists());
+}
+
+/// [`recipe`] with `repository.subset = "closure"`.
+fn closure_recipe(dir: &Path, wanted: &str) {
+    recipe(dir, wanted);
+    let text = fs::read_to_string(dir.join("site.toml")).unwrap();
+    let text = text.replace(
+        "[database]",
+        "[repository]\nsubset = \"closure\"\n[database]",
+    );
+    fs::write(dir.join("site.toml"), text).unwrap();
 }

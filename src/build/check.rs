@@ -9,7 +9,7 @@
 //! `required` and `important` packages. [`evaluate`] and [`to_text`] are
 //! pure; the resolving is [`crate::build::resolve`]'s.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -78,6 +78,11 @@ pub struct Report {
 /// The check for a planned recipe: reads the discs' indexes and the base
 /// status file, then [`evaluate`]s.
 pub fn check_discs(recipe: &Recipe, plan: &Plan) -> Result<Report> {
+    disc_check(recipe, plan).map(|(_, report)| report)
+}
+
+/// The discs' own catalog and the check over it.
+fn disc_check(recipe: &Recipe, plan: &Plan) -> Result<(Vec<(String, Paragraph)>, Report)> {
     let discs = plan
         .media
         .sources()
@@ -89,7 +94,34 @@ pub fn check_discs(recipe: &Recipe, plan: &Plan) -> Result<Report> {
         .collect::<Result<Vec<_>>>()?;
     let catalog = repo::disc_catalog(&discs)?;
     let base = read_base(plan)?;
-    evaluate(recipe, plan, &catalog, base.as_ref())
+    let report = evaluate(recipe, plan, &catalog, base.as_ref())?;
+    Ok((catalog, report))
+}
+
+/// `repository.subset = "closure"`: the pool paths of every package some
+/// role installs, resolved over the discs' own indexes as [`check_discs`]
+/// does, with the check's report.
+pub fn closure_paths(recipe: &Recipe, plan: &Plan) -> Result<(BTreeSet<String>, Report)> {
+    let (catalog, report) = disc_check(recipe, plan)?;
+    let mut paths = BTreeSet::new();
+    for install in report.roles.iter().flat_map(|r| &r.installs) {
+        // `name version on disc`, as the resolver writes it.
+        let mut words = install.split_whitespace();
+        let (Some(name), Some(version), Some("on"), Some(disc)) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            bail!("the resolver said {install:?}, not `name version on disc`");
+        };
+        let filename = catalog
+            .iter()
+            .find(|(d, p)| {
+                d == disc && p.get("Package") == Some(name) && p.get("Version") == Some(version)
+            })
+            .and_then(|(_, p)| p.get("Filename"))
+            .with_context(|| format!("{name} {version} on {disc}: no Filename in its index"))?;
+        paths.insert(filename.to_string());
+    }
+    Ok((paths, report))
 }
 
 /// The base status file's paragraphs with its path, when the recipe names

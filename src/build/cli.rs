@@ -1487,6 +1487,7 @@ fn cmd_repo_build(args: &RepoBuildArgs) -> Result<Status> {
         previous_cache: previous.as_ref().map(|p| p.join(repo::CACHE_FILE)),
         adopt: true,
         peek: false,
+        only: None,
         previous,
         discs,
         out: args.out.clone(),
@@ -1542,6 +1543,12 @@ fn print_repo_summary(s: &repo::Summary) {
     }
     if !s.skipped.is_empty() {
         println!("  {} non-.deb file(s) in pool/ skipped", s.skipped.len());
+    }
+    if s.left_out > 0 {
+        println!(
+            "  repository.subset = \"closure\": {} package(s) the roles do not need left out",
+            s.left_out
+        );
     }
     println!(
         "  read {:.1} MB, reused {} unchanged package(s), {:.2} s",

@@ -147,6 +147,26 @@ pub struct Repository {
     /// Architectures the VMs install.
     #[serde(default = "default_architectures")]
     pub architectures: Vec<String>,
+    /// What of the discs the repository holds: `all` (both whole discs),
+    /// or `closure` (only what the roles' packages need, as `airlock check`
+    /// resolves them).
+    #[serde(default, skip_serializing_if = "Subset::is_all")]
+    pub subset: Subset,
+}
+
+/// `repository.subset`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Subset {
+    #[default]
+    All,
+    Closure,
+}
+
+impl Subset {
+    fn is_all(&self) -> bool {
+        *self == Subset::All
+    }
 }
 
 impl Default for Repository {
@@ -155,6 +175,7 @@ impl Default for Repository {
             suite: default_suite(),
             components: default_components(),
             architectures: default_architectures(),
+            subset: Subset::All,
         }
     }
 }

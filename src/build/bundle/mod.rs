@@ -211,7 +211,8 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
     let (secrets, secrets_created) = load_secrets(opts, plan)?;
     let staging = Staging::beside(&opts.out)?;
     let cache = RepoCache::beside(&opts.out)?;
-    let mut repository = build_repository(opts, plan, staging.path(), &cache, base.as_ref())?;
+    let only = subset(opts, recipe, plan)?;
+    let mut repository = build_repository(opts, plan, staging.path(), &cache, base.as_ref(), only)?;
     let completeness = check_completeness(opts, recipe, plan, &mut repository)?;
     let mut w = RootWriter::new(staging.path());
     let payloads = cloudinit::render_all(plan, &secrets)?;
@@ -385,6 +386,7 @@ fn build_repository(
     staging: &Path,
     cache: &RepoCache,
     base: Option<&crate::build::delta::Base>,
+    only: Option<std::collections::BTreeSet<String>>,
 ) -> Result<repo::Summary> {
     let discs = repository_discs(plan);
     let (old_repo, old_cache) = match base {
@@ -412,6 +414,7 @@ fn build_repository(
             // A base is only read; the bundle at --out is ours to take over.
             adopt: base.is_none(),
             peek: opts.no_dir,
+            only,
         },
         &opts.key,
     )?;
@@ -484,6 +487,24 @@ fn stream_tar(
     }
     let tar = opts.tar.as_ref().expect("--no-dir requires --tar");
     tar::write_tar_entries(&entries, staging, tar, opts.time, opts.progress)
+}
+
+/// With `repository.subset = "closure"`: the pool files the roles need,
+/// resolved over the discs' own indexes before any package is read; an
+/// incomplete closure is refused unless `allow_incomplete`.
+fn subset(
+    opts: &BuildOptions,
+    recipe: &Recipe,
+    plan: &Plan,
+) -> Result<Option<std::collections::BTreeSet<String>>> {
+    if recipe.repository.subset == crate::build::recipe::Subset::All {
+        return Ok(None);
+    }
+    let (paths, report) = crate::build::check::closure_paths(recipe, plan)?;
+    if !report.ok && !opts.allow_incomplete {
+        return Err(crate::build::check::refuse(&report, &opts.recipe));
+    }
+    Ok(Some(paths))
 }
 
 /// The completeness check over the controls the repository build read;

@@ -35,6 +35,10 @@ use crate::shared::timefmt;
 use control::Paragraph;
 use deb::DebScanner;
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// The name of the incremental-build cache inside the output directory.
 pub const CACHE_FILE: &str = ".airlock-cache.json";
 /// The suite (and codename) Astra SE 1.7 discs use and the vendor
@@ -107,6 +111,9 @@ pub struct Options {
     /// discs itself (`build --no-dir`): it must check every file against
     /// `Summary::pool_origin` as it goes.
     pub peek: bool,
+    /// Take only these pool files (`repository.subset = "closure"`); the
+    /// discs' other packages are left out of the repository.
+    pub only: Option<BTreeSet<String>>,
 }
 
 /// What a build did, for people and for `--json`.
@@ -131,6 +138,9 @@ pub struct Summary {
     pub hashed_bytes: u64,
     /// Packages taken from the cache without reading them.
     pub reused: usize,
+    /// `.deb` files of the discs left out (`repository.subset`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub left_out: usize,
     pub discs: Vec<DiscSummary>,
     /// Why the previous build's cache was not used, if it was not.
     pub cache: Option<String>,
@@ -537,6 +547,14 @@ fn plan_jobs<'a>(
             }
             if !f.path.ends_with(".deb") {
                 summary.skipped.push(format!("{}:{}", medium.label, f.path));
+                continue;
+            }
+            if opts
+                .only
+                .as_ref()
+                .is_some_and(|only| !only.contains(&f.path))
+            {
+                summary.left_out += 1;
                 continue;
             }
             debs += 1;
