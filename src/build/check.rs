@@ -112,14 +112,20 @@ pub fn closure_paths(recipe: &Recipe, plan: &Plan) -> Result<(BTreeSet<String>, 
         else {
             bail!("the resolver said {install:?}, not `name version on disc`");
         };
-        let filename = catalog
+        // Every architecture's file of that version: the resolver's line
+        // does not name one, and a package of another architecture too
+        // many is harmless where one too few is not.
+        let files: Vec<String> = catalog
             .iter()
-            .find(|(d, p)| {
+            .filter(|(d, p)| {
                 d == disc && p.get("Package") == Some(name) && p.get("Version") == Some(version)
             })
-            .and_then(|(_, p)| p.get("Filename"))
-            .with_context(|| format!("{name} {version} on {disc}: no Filename in its index"))?;
-        paths.insert(filename.to_string());
+            .filter_map(|(_, p)| p.get("Filename").map(String::from))
+            .collect();
+        if files.is_empty() {
+            bail!("{name} {version} on {disc}: no Filename in its disc's index");
+        }
+        paths.extend(files);
     }
     Ok((paths, report))
 }

@@ -181,7 +181,7 @@ pub fn write(full: &Path, base: &Base, out: &Path, key: &Signers, time: i64) -> 
         }
         let to = staging.path().join(path);
         create_dirs(to.parent().expect("under the staging directory"))?;
-        link_or_copy(&from, &to)?;
+        crate::build::link_or_copy(&from, &to)?;
         summary.files += 1;
         summary.bytes += len;
     }
@@ -206,15 +206,4 @@ pub fn write(full: &Path, base: &Base, out: &Path, key: &Signers, time: i64) -> 
     summary.delta_bytes = delta_bytes;
     staging.replace(out)?;
     Ok(summary)
-}
-
-/// A hard link to the staged bundle's file (it is removed after, so the
-/// delta keeps the only name), else a copy.
-fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
-    if fs::hard_link(from, to).is_ok() {
-        return Ok(());
-    }
-    fs::copy(from, to)
-        .map(|_| ())
-        .with_context(|| format!("copying {} to {}", from.display(), to.display()))
 }

@@ -23,3 +23,15 @@ pub(crate) mod seed;
 pub mod sign;
 pub(crate) mod takeover;
 pub mod volumes;
+
+/// A hard link to `from` at `to` (same file system: no bytes copied), else
+/// a copy.
+pub(crate) fn link_or_copy(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))
+}

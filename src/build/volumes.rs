@@ -272,7 +272,7 @@ fn write_volume(
     for p in linked {
         let target = vol.join(&p);
         fs::create_dir_all(target.parent().expect("under the volume"))?;
-        link_or_copy(&b.dir.join(&p), &target)?;
+        crate::build::link_or_copy(&b.dir.join(&p), &target)?;
         let hash = b
             .listed
             .get(&p)
@@ -319,17 +319,6 @@ fn write_table(root: &Path, table: &Table, size: u64, key: &Signers, time: i64) 
         }
     }
     Ok(())
-}
-
-/// A hard link to the bundle's file (same file system: no bytes copied),
-/// else a copy.
-fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
-    if fs::hard_link(from, to).is_ok() {
-        return Ok(());
-    }
-    fs::copy(from, to)
-        .map(|_| ())
-        .with_context(|| format!("copying {} to {}", from.display(), to.display()))
 }
 
 /// The ISO 9660 label of a volume: `AIRLOCK_<CLUSTER>_<NN>`, in the

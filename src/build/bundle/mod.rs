@@ -222,8 +222,12 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
     write_sbom(&mut w, plan, &repository, &runner, opts.time)?;
     copy_source_tar(opts, staging.path())?;
     let outside = outside_files(staging.path(), opts, &repository)?;
-    write_modes(&mut w, staging.path(), &outside)?;
-    let (files, bytes) = write_manifest(&mut w, staging.path(), &outside, &repository, opts)?;
+    // One listing serves MODES and SHA256SUMS (MODES joins it once written).
+    let mut tree = bundle_tree(staging.path(), &outside)?;
+    let modes_len = write_modes(&mut w, staging.path(), &outside, &tree)?;
+    tree.push((MODES.to_string(), modes_len));
+    tree.sort();
+    let (files, bytes) = write_manifest(&mut w, staging.path(), &tree, &repository, opts)?;
     let mut summary = BuildSummary {
         out: opts.out.clone(),
         tar: opts.tar.clone(),
@@ -702,14 +706,17 @@ fn commit(
     crate::build::takeover::commit(staging, out, "repo/pool", wanted)
 }
 
-/// MODES: every file's mode, set exactly to the policy.
+/// MODES: every file's mode (of `tree`, the bundle's files), set exactly
+/// to the policy. Returns MODES' size.
 fn write_modes(
     w: &mut RootWriter,
     staging: &Path,
     outside: &BTreeMap<String, Outside>,
-) -> Result<()> {
+    tree: &[(String, u64)],
+) -> Result<u64> {
     let mut modes = BTreeMap::new();
-    for (p, _) in bundle_tree(staging, outside)? {
+    for (p, _) in tree {
+        let p = p.clone();
         if !safe_path(&p) {
             bail!(
                 "{p:?}: a file name with a control character or an odd component; it would forge lines in SHA256SUMS (rename it on the disc it comes from)"
@@ -732,17 +739,19 @@ fn write_modes(
         modes.insert(p, mode);
     }
     modes.insert(MODES.to_string(), 0o644);
-    w.write(MODES, render_modes(&modes).as_bytes(), 0o644)?;
-    Ok(())
+    let text = render_modes(&modes);
+    w.write(MODES, text.as_bytes(), 0o644)?;
+    Ok(text.len() as u64)
 }
 
 /// SHA256SUMS and its signature. Pool files were hashed while the
 /// repository was built; the rest is hashed here. Returns the number of
-/// files in the bundle and the bytes the manifest covers.
+/// files in the bundle and the bytes the manifest covers. `tree`: the
+/// bundle's files (path, size) but the manifest and its signature, sorted.
 fn write_manifest(
     w: &mut RootWriter,
     staging: &Path,
-    outside: &BTreeMap<String, Outside>,
+    tree: &[(String, u64)],
     repository: &repo::Summary,
     opts: &BuildOptions,
 ) -> Result<(usize, u64)> {
@@ -751,7 +760,6 @@ fn write_manifest(
         .iter()
         .map(|(p, h)| (format!("repo/{p}"), h.clone()))
         .collect();
-    let tree = bundle_tree(staging, outside)?;
     let todo: Vec<(PathBuf, u64)> = tree
         .iter()
         .filter(|(p, _)| !known.contains_key(p))
@@ -759,7 +767,7 @@ fn write_manifest(
         .collect();
     let mut hashed = hash_parallel(&todo, opts.progress, "hashing the bundle").into_iter();
     let mut sums = BTreeMap::new();
-    for (p, _) in &tree {
+    for (p, _) in tree {
         let h = match known.get(p) {
             Some(h) => h.clone(),
             None => hashed.next().expect("one result per file")?.0,

@@ -1524,11 +1524,7 @@ fn reuse(job: &Job<'_>, c: &CacheEntry, previous: &Path, link: bool) -> Result<S
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent)?;
         }
-        let from = previous.join(&job.file.path);
-        if fs::hard_link(&from, dest).is_err() {
-            fs::copy(&from, dest)
-                .with_context(|| format!("copying {} to {}", from.display(), dest.display()))?;
-        }
+        crate::build::link_or_copy(&previous.join(&job.file.path), dest)?;
     }
     Ok(Scanned {
         sha256: c.sha256.clone(),
