@@ -774,6 +774,74 @@ fn a_tar_without_a_directory_is_the_same_tar_and_checks_every_package() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("main disc"), "{}", run.stderr);
 
+    // From ISO images (the kernel copies each package out of the image),
+    // plain and gzip compressed: the same bytes as from the finished
+    // directory.
+    crate::common::discs::make_iso(
+        &dir.path().join("d/media/main"),
+        &dir.path().join("d/main.iso"),
+    );
+    crate::common::discs::make_iso(
+        &dir.path().join("d/media/devel"),
+        &dir.path().join("d/devel.iso"),
+    );
+    let recipe = fs::read_to_string(dir.path().join("d/recipe.toml")).unwrap();
+    let recipe = recipe
+        .replace("main = \"media/main\"", "main = \"main.iso\"")
+        .replace("devel = \"media/devel\"", "devel = \"devel.iso\"");
+    fs::write(dir.path().join("d/iso.toml"), recipe).unwrap();
+    let build_iso = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "d/iso.toml",
+            "--key",
+            "keys/signing-key.asc",
+            "--allow-new-glibc",
+        ];
+        args.extend(extra);
+        airlock_in(dir.path(), &args, &env)
+    };
+    for (full, streamed) in [("i.tar", "ni.tar"), ("i.tar.gz", "ni.tar.gz")] {
+        let run = build_iso(&["--out", "i", "--tar", full]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let run = build_iso(&["--tar", streamed, "--no-dir"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            read(full) == read(streamed),
+            "{streamed}: the same bytes as {full}"
+        );
+        assert_eq!(verify(&dir.path().join(streamed), &[]).code, 0);
+    }
+    // A truncated image stops it, naming the image; nothing is left.
+    let before = names();
+    let iso = dir.path().join("d/main.iso");
+    let image = fs::read(&iso).unwrap();
+    let last_deb = image
+        .windows(8)
+        .rposition(|w| w == b"!<arch>\n")
+        .expect("a package in the image");
+    let f = fs::OpenOptions::new().write(true).open(&iso).unwrap();
+    f.set_len(last_deb as u64 + 100).unwrap();
+    let run = build_iso(&["--tar", "t.tar", "--no-dir"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("main.iso"), "{}", run.stderr);
+    assert_eq!(names(), before, "nothing left");
+    for f in [
+        "i",
+        "i.tar",
+        "i.tar.gz",
+        "ni.tar",
+        "ni.tar.gz",
+        ".i.airlock-repo-cache.json",
+    ] {
+        let p = dir.path().join(f);
+        if p.is_dir() {
+            fs::remove_dir_all(p).unwrap();
+        } else {
+            fs::remove_file(p).unwrap();
+        }
+    }
+
     // A package whose bytes are not what its disc's index says.
     let deb = first_file(&dir.path().join("d"), "media/main/pool", ".deb");
     let path = dir.path().join("d").join(&deb);

@@ -188,6 +188,30 @@ impl Medium {
         })
     }
 
+    /// Appends `f`'s bytes to `out` at its position (which moves on), copied
+    /// by the kernel (`copy_file_range`: the bytes never pass through this
+    /// process) where it can, else read and written. Returns how many bytes
+    /// were copied; a file shorter than its listing gives fewer than
+    /// `f.size`, a truncated image an error.
+    pub fn copy_to(&self, f: &MediaFile, out: &File) -> Result<u64> {
+        let reading = || format!("{}: copying {}", self.label, f.path);
+        match (&f.location, &self.kind) {
+            (Location::Path(p), _) => {
+                let src =
+                    File::open(p).with_context(|| format!("{}: opening {}", self.label, f.path))?;
+                copy_range(&src, 0, f.size, out, false).with_context(reading)
+            }
+            (Location::Extents(ext), Kind::Image { file, .. }) => {
+                let mut total = 0;
+                for &(off, len) in ext {
+                    total += copy_range(file, off, len, out, true).with_context(reading)?;
+                }
+                Ok(total)
+            }
+            (Location::Extents(_), Kind::Dir) => unreachable!("extents only come from images"),
+        }
+    }
+
     /// Reads a whole (small) file, such as a Packages index.
     pub fn read(&self, f: &MediaFile) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(f.size as usize);
@@ -253,6 +277,53 @@ impl Read for FileReader<'_> {
     }
 }
 
+/// Copies up to `len` bytes of `src` from `off` to `out`'s position. The
+/// end of `src` before `len` is an error when `whole` (an image's extent),
+/// else a short count. Falls back to reading and writing where the kernel
+/// cannot copy between the two files (another file system on older
+/// kernels, some network and FUSE file systems).
+fn copy_range(src: &File, off: u64, len: u64, out: &File, whole: bool) -> std::io::Result<u64> {
+    use rustix::io::Errno;
+    let end = off + len;
+    let mut at = off;
+    while at < end {
+        let want = (end - at).min(1 << 30) as usize;
+        match rustix::fs::copy_file_range(src, Some(&mut at), out, None, want) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM) => {
+                at += read_write(src, at, end, out)?;
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if whole && at < end {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the image ends at byte {at}: it is truncated"),
+        ));
+    }
+    Ok(at - off)
+}
+
+/// [`copy_range`]'s fallback: bytes `off..end` of `src` read and written.
+fn read_write(src: &File, mut off: u64, end: u64, mut out: &File) -> std::io::Result<u64> {
+    use std::io::Write as _;
+    let start = off;
+    let mut buf = vec![0u8; (end - off).min(1 << 20) as usize];
+    while off < end {
+        let want = ((end - off) as usize).min(buf.len());
+        let n = src.read_at(&mut buf[..want], off)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        off += n as u64;
+    }
+    Ok(off - start)
+}
+
 fn list_dir(root: &Path, tops: &[&str], label: &str) -> Result<Vec<MediaFile>> {
     let mut files = Vec::new();
     for top in tops {
@@ -294,4 +365,55 @@ fn list_dir(root: &Path, tops: &[&str], label: &str) -> Result<Vec<MediaFile>> {
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, Write};
+
+    fn file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, File) {
+        let mut t = tempfile::NamedTempFile::new().unwrap();
+        t.write_all(bytes).unwrap();
+        let f = File::open(t.path()).unwrap();
+        (t, f)
+    }
+
+    /// The kernel's copy and the fallback append the same bytes at the
+    /// output's position, which moves on past them.
+    #[test]
+    fn a_range_is_appended_by_either_copy() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (_t, src) = file_with(&data);
+        for kernel in [true, false] {
+            let mut out = tempfile::tempfile().unwrap();
+            out.write_all(b"head").unwrap();
+            let n = if kernel {
+                copy_range(&src, 1000, 200_000, &out, true).unwrap()
+            } else {
+                read_write(&src, 1000, 201_000, &out).unwrap()
+            };
+            assert_eq!(n, 200_000);
+            assert_eq!(out.stream_position().unwrap(), 200_004);
+            out.write_all(b"tail").unwrap();
+            out.rewind().unwrap();
+            let mut got = Vec::new();
+            out.read_to_end(&mut got).unwrap();
+            assert_eq!(&got[..4], b"head");
+            assert!(got[4..200_004] == data[1000..201_000], "kernel: {kernel}");
+            assert_eq!(&got[200_004..], b"tail");
+        }
+    }
+
+    /// Past the end of the source: an image's extent is an error, a plain
+    /// file's copy is short (its caller compares the count).
+    #[test]
+    fn the_end_of_the_source_is_an_error_for_an_image_only() {
+        let (_t, src) = file_with(&[1u8; 5000]);
+        let out = tempfile::tempfile().unwrap();
+        let e = copy_range(&src, 4000, 2000, &out, true).unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
+        let out = tempfile::tempfile().unwrap();
+        assert_eq!(copy_range(&src, 4000, 2000, &out, false).unwrap(), 1000);
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Seek as _, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -117,18 +117,21 @@ pub fn write_tar_entries(
     let out = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let out = std::io::BufWriter::with_capacity(1 << 20, out);
     let gz = file.extension().is_some_and(|e| e == "gz" || e == "tgz");
-    let sink: Box<dyn Write> = if gz {
-        Box::new(
+    let sink = if gz {
+        Sink::Gz(Box::new(
             flate2::GzBuilder::new()
                 .mtime(0)
                 .write(out, flate2::Compression::fast()),
-        )
+        ))
     } else {
-        Box::new(out)
+        Sink::Plain(out)
     };
     let mut tw = tarform::TarWriter::new(sink, time.max(0) as u64);
     let files: BTreeSet<String> = entries.keys().cloned().collect();
-    let result = (|| -> Result<()> {
+    let result = std::thread::scope(|scope| -> Result<()> {
+        // A plain tar gets the discs' packages copied by the kernel and
+        // read back on a second thread to be checked.
+        let checker = (!gz).then(|| Checker::spawn(scope, &tmp)).transpose()?;
         for (rel, kind) in canonical_order(&files) {
             if kind == tarform::Kind::Dir {
                 tw.dir(&rel)?;
@@ -141,14 +144,15 @@ pub fn write_tar_entries(
                     .with_context(|| format!("{rel} is not in {MODES}"))?,
             };
             let (size, source) = &entries[&rel];
-            add_entry(&mut tw, &rel, mode, *size, source, &bar)
+            add_entry(&mut tw, &rel, mode, *size, source, checker.as_ref(), &bar)
                 .with_context(|| format!("adding {rel}"))?;
         }
-        let mut sink = tw.finish()?;
-        sink.flush()?;
-        drop(sink);
-        Ok(())
-    })();
+        tw.finish()?.finish()?;
+        match checker {
+            Some(checker) => checker.finish(),
+            None => Ok(()),
+        }
+    });
     bar.finish_and_clear();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
@@ -163,56 +167,230 @@ pub fn write_tar_entries(
 const CHUNK: usize = 1 << 20;
 
 /// One file into the tar from its source.
-fn add_entry<W: Write>(
-    tw: &mut tarform::TarWriter<W>,
+fn add_entry<'a>(
+    tw: &mut tarform::TarWriter<Sink>,
     rel: &str,
     mode: u32,
     size: u64,
-    source: &Source<'_>,
+    source: &Source<'a>,
+    checker: Option<&Checker<'a>>,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
-    match source {
+    let (medium, file, sha256, control) = match source {
         Source::File(path) => {
             let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            tw.file(
-                rel,
-                mode,
-                size,
-                BufReader::with_capacity(CHUNK, bar.wrap_read(f)),
-            )?;
+            let data = BufReader::with_capacity(CHUNK, bar.wrap_read(f));
+            return Ok(tw.file(rel, mode, size, data)?);
         }
         Source::Disc {
             medium,
             file,
             sha256,
             control,
-        } => {
-            let (got, deb) = copy_hashed(tw, rel, mode, size, medium.reader(file)?, bar)?;
-            if got != *sha256 {
-                bail!(
-                    "{}: {} changed or does not match its disc's index: SHA256 {got}, the index and the signed manifest say {sha256}",
-                    medium.label,
-                    file.path
-                );
+        } => (*medium, *file, *sha256, *control),
+    };
+    let mut copied = Copied {
+        medium,
+        file,
+        sha256,
+        control,
+        rel: rel.to_string(),
+        at: 0,
+    };
+    let Some(checker) = checker else {
+        let (got, deb) = copy_hashed(tw, rel, mode, size, medium.reader(file)?, bar)?;
+        return copied.verdict(got, deb);
+    };
+    checker.failed()?;
+    tw.file_from(rel, mode, size, |sink| {
+        let mut out = sink.file()?;
+        copied.at = out.stream_position()?;
+        medium.copy_to(file, out).map_err(std::io::Error::other)
+    })?;
+    bar.inc(size);
+    checker.check(copied)
+}
+
+/// The tar being written: plain, where a disc's packages are copied by
+/// the kernel, or gzip compressed.
+enum Sink {
+    Plain(std::io::BufWriter<fs::File>),
+    Gz(Box<flate2::write::GzEncoder<std::io::BufWriter<fs::File>>>),
+}
+
+impl Sink {
+    /// The plain tar's file, everything buffered written to it.
+    fn file(&mut self) -> std::io::Result<&fs::File> {
+        match self {
+            Sink::Plain(out) => {
+                out.flush()?;
+                Ok(out.get_ref())
             }
-            let corrupt = |e| anyhow::anyhow!("{}: {}: corrupt .deb: {e}", medium.label, file.path);
-            match control {
-                Some(want) => {
-                    if deb.finish_framing().map_err(corrupt)? != **want {
-                        bail!(
-                            "{}: {}: its control member changed since it was read for the index",
-                            medium.label,
-                            file.path
-                        );
-                    }
-                }
-                None => {
-                    deb.finish().map_err(corrupt)?;
-                }
-            }
+            Sink::Gz(_) => Err(std::io::Error::other("a compressed tar has no plain file")),
         }
     }
-    Ok(())
+
+    /// Writes what is buffered (and gzip's trailer).
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(mut out) => out.flush(),
+            Sink::Gz(gz) => gz.finish()?.flush(),
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Plain(out) => out.write(buf),
+            Sink::Gz(out) => out.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(out) => out.write_all(buf),
+            Sink::Gz(out) => out.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(out) => out.flush(),
+            Sink::Gz(out) => out.flush(),
+        }
+    }
+}
+
+/// A disc's package as copied into the tar, to be checked.
+struct Copied<'a> {
+    medium: &'a Medium,
+    file: &'a MediaFile,
+    /// What the signed manifest says.
+    sha256: &'a str,
+    control: Option<&'a [u8; 32]>,
+    /// Its path in the bundle and where its bytes start in the tar.
+    rel: String,
+    at: u64,
+}
+
+impl Copied<'_> {
+    /// The copy's SHA256 must be the manifest's and its bytes a whole
+    /// `.deb` whose control member is the one indexed.
+    fn verdict(&self, got: String, deb: DebScanner) -> Result<()> {
+        let (label, path) = (&self.medium.label, &self.file.path);
+        if got != self.sha256 {
+            bail!(
+                "{label}: {path} changed or does not match its disc's index: SHA256 {got}, the index and the signed manifest say {}",
+                self.sha256
+            );
+        }
+        let corrupt = |e| anyhow::anyhow!("{label}: {path}: corrupt .deb: {e}");
+        match self.control {
+            Some(want) => {
+                if deb.finish_framing().map_err(corrupt)? != *want {
+                    bail!(
+                        "{label}: {path}: its control member changed since it was read for the index"
+                    );
+                }
+            }
+            None => {
+                deb.finish().map_err(corrupt)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads each disc package back from the plain tar on a second thread,
+/// hashes it and scans it as a `.deb`: what is checked is what the tar
+/// holds, while the next package is being copied.
+struct Checker<'a> {
+    queue: std::sync::mpsc::SyncSender<Copied<'a>>,
+    /// The first package that failed, once one has; closed when the
+    /// thread ends without one.
+    failure: std::sync::mpsc::Receiver<anyhow::Error>,
+}
+
+impl<'a> Checker<'a> {
+    /// How many copied packages may wait to be checked.
+    const QUEUE: usize = 64;
+    /// How many threads check.
+    const THREADS: usize = 2;
+
+    fn spawn<'s>(scope: &'s std::thread::Scope<'s, 'a>, tar: &Path) -> Result<Checker<'a>>
+    where
+        'a: 's,
+    {
+        let back = fs::File::open(tar).with_context(|| format!("opening {}", tar.display()))?;
+        let (queue, jobs) = std::sync::mpsc::sync_channel::<Copied<'a>>(Self::QUEUE);
+        let jobs = std::sync::Mutex::new(jobs);
+        let (fail, failure) = std::sync::mpsc::sync_channel(Self::THREADS);
+        let shared = std::sync::Arc::new((back, jobs));
+        for _ in 0..Self::THREADS {
+            let (shared, fail) = (shared.clone(), fail.clone());
+            scope.spawn(move || {
+                let (back, jobs) = &*shared;
+                let mut buf = vec![0u8; 1 << 18];
+                loop {
+                    let Ok(copied) = jobs.lock().expect("not poisoned").recv() else {
+                        return;
+                    };
+                    let checked = read_back(back, &copied, &mut buf)
+                        .and_then(|(got, deb)| copied.verdict(got, deb))
+                        .with_context(|| format!("adding {}", copied.rel));
+                    if let Err(e) = checked {
+                        // One failure per thread: there is room.
+                        let _ = fail.try_send(e);
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(Checker { queue, failure })
+    }
+
+    /// The first failure so far, if any (to stop early).
+    fn failed(&self) -> Result<()> {
+        self.failure.try_recv().map_or(Ok(()), Err)
+    }
+
+    /// Queues a copied package.
+    fn check(&self, copied: Copied<'a>) -> Result<()> {
+        if self.queue.send(copied).is_err() {
+            // The thread stopped at a failure, which says why.
+            return Err(self
+                .failure
+                .recv()
+                .unwrap_or_else(|_| anyhow::anyhow!("the checking thread stopped")));
+        }
+        Ok(())
+    }
+
+    /// Waits for every queued package to be checked.
+    fn finish(self) -> Result<()> {
+        drop(self.queue);
+        self.failure.recv().map_or(Ok(()), Err)
+    }
+}
+
+/// `copied`'s bytes read back from the tar: their SHA256 and scan.
+fn read_back(tar: &fs::File, copied: &Copied<'_>, buf: &mut [u8]) -> Result<(String, DebScanner)> {
+    use std::os::unix::fs::FileExt as _;
+    let mut sha = sha2::Sha256::new();
+    let mut deb = DebScanner::new();
+    let (mut at, end) = (copied.at, copied.at + copied.file.size);
+    while at < end {
+        let want = ((end - at) as usize).min(buf.len());
+        let n = tar.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            bail!("the tar being written ends at byte {at}");
+        }
+        sha.update(&buf[..n]);
+        deb.feed(&buf[..n]);
+        at += n as u64;
+    }
+    Ok((crate::shared::hex(&sha.finalize()), deb))
 }
 
 /// Copies `reader` into the tar a buffer at a time while a second thread
