@@ -793,6 +793,159 @@ fn an_update_killed_in_the_middle_leaves_the_old_bundle_usable_and_runs_again() 
     );
 }
 
+/// `airlock build` of the demo recipe signed by `keys`, with `runner`.
+fn build_signed(dir: &Path, keys: &[&str], runner: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["build", "d/recipe.toml"];
+    for k in keys {
+        args.extend(["--key", k]);
+    }
+    args.extend(["--runner", runner, "--allow-new-glibc"]);
+    args.extend(extra);
+    ok(dir, &args)
+}
+
+/// In a temporary directory, a site rolling its signing key over: `v1`
+/// signed by the site key K1; `v2` (its successor) by K1 and K2 (`k2/`),
+/// `delta12` from v1 to it; the site moved on again (a package added, the
+/// runner changed) and signed by K2 only: `delta23` from v2, `delta13`
+/// from v1.
+fn site_rolling_its_key() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo_site(d);
+    // Made now, as demo_site makes K1: gpgv refuses a key made after the
+    // signature (the builds are dated ahead).
+    let r = crate::common::airlock(d, &["keygen", "--out", "k2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (k1, k2) = ("keys/signing-key.asc", "k2/signing-key.asc");
+    build_signed(d, &[k1], "/bin/true", &["--out", "v1"]);
+    make_successor(d);
+    build_signed(d, &[k1, k2], "/bin/true", &["--out", "v2"]);
+    build_signed(
+        d,
+        &[k1, k2],
+        "/bin/true",
+        &["--out", "delta12", "--base", "v1"],
+    );
+    let main = d.join("d/media/main");
+    make_deb(&main, &Pkg::new("airlock-demo-third", "1.0-1"));
+    index_disc(&main, &["main", "contrib"]);
+    build_signed(
+        d,
+        &[k2],
+        "/bin/false",
+        &["--out", "delta23", "--base", "v2"],
+    );
+    build_signed(
+        d,
+        &[k2],
+        "/bin/false",
+        &["--out", "delta13", "--base", "v1"],
+    );
+    dir
+}
+
+#[test]
+fn update_follows_a_key_rollover_through_a_bundle_both_keys_sign_and_apt_accepts_it() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = site_rolling_its_key();
+    let d = dir.path();
+    let fpr = |p: &str| crate::common::fingerprints(&d.join(p)).remove(0);
+    let (k1, k2) = (
+        fpr("keys/archive-keyring.gpg"),
+        fpr("k2/archive-keyring.gpg"),
+    );
+    let root = prepared(d, "vm", &d.join("v1"));
+    let trusted = root.join("etc/apt/trusted.gpg.d/airlock-archive.gpg");
+    let runner = root.join("usr/local/sbin/airlock-firstboot");
+    let inode = |p: &Path| fs::metadata(p).unwrap().ino();
+    assert_eq!(crate::common::fingerprints(&trusted), vec![k1.clone()]);
+    let first_runner = inode(&runner);
+
+    // v2, signed by both: verified with K1, and both trusted after it.
+    let r = update(&root, &["--bundle", d.join("delta12").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let said = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("now trusting keys: "));
+    assert!(
+        said.is_some_and(|l| l.contains(&k1) && l.contains(&k2)),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("installed the new bundle's runner"));
+    assert_eq!(
+        crate::common::fingerprints(&trusted),
+        [k1.clone(), k2.clone()]
+    );
+    assert_eq!(fs::read(&runner).unwrap(), fs::read("/bin/true").unwrap());
+    assert_eq!(
+        inode(&runner),
+        first_runner,
+        "the same runner is left alone"
+    );
+
+    // v3, signed by K2 alone: verified with the keys v2 brought; apt
+    // (reading the VM's keyring) accepts its repository.
+    let r = update(&root, &["--bundle", d.join("delta23").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let said = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("now trusting keys: "));
+    assert!(
+        said.is_some_and(|l| l.contains(&k2) && !l.contains(&k1)),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("installed the new bundle's runner as /usr/local/sbin/airlock-firstboot"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(crate::common::fingerprints(&trusted), vec![k2.clone()]);
+    assert_eq!(fs::read(&runner).unwrap(), fs::read("/bin/false").unwrap());
+    assert_ne!(inode(&runner), first_runner, "replaced by a rename");
+    assert_eq!(
+        fs::metadata(&runner).unwrap().permissions().mode() & 0o7777,
+        0o755
+    );
+    let current = root.join("opt/airlock/current");
+    assert!(gpgv_ok(&trusted, &current, "SHA256SUMS.gpg", "SHA256SUMS"));
+    let k1_only = d.join("keys/archive-keyring.gpg");
+    assert!(!gpgv_ok(&k1_only, &current, "SHA256SUMS.gpg", "SHA256SUMS"));
+    let apt = apt_for(d, &root);
+    assert_eq!(
+        candidate(&apt, &root, "airlock-demo-third").as_deref(),
+        Some("1.0-1")
+    );
+    let (ok, out) = apt.apt_get_env(
+        &["install", "--download-only", "-y", "airlock-demo-third"],
+        &[("APT_CONFIG", &apt_conf(&root))],
+    );
+    assert!(ok, "apt-get install --download-only:\n{out}");
+
+    // From v1 straight to v3: no key the VM trusts signed it. Refused,
+    // both sides named, nothing changed.
+    let root = prepared(d, "vm-v1", &d.join("v1"));
+    let before = (tree(&root), kept_state(&root));
+    let r = update(&root, &["--bundle", d.join("delta13").to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    for says in [
+        "REFUSED",
+        &format!("signed by {k2} only"),
+        &format!("this VM trusts {k1}"),
+        "/etc/apt/trusted.gpg.d/airlock-archive.gpg",
+        "nothing was changed",
+        "--key OLD --key NEW",
+    ] {
+        assert!(r.stderr.contains(says), "{says}:\n{}", r.stderr);
+    }
+    assert_eq!((tree(&root), kept_state(&root)), before);
+}
+
 #[test]
 fn apply_reads_the_base_from_its_tar_plain_or_gzip_and_refuses_a_wrong_or_damaged_one() {
     let dir = site_with_delta();

@@ -788,7 +788,7 @@ fn cmd_update(args: &UpdateArgs) -> Result<ExitCode> {
         println!("  {line}");
     }
     println!(
-        "files of the repository and vendor disc: {} added, {} removed, {} changed",
+        "files of the repository, vendor disc and runner: {} added, {} removed, {} changed",
         c.files_added, c.files_removed, c.files_changed
     );
     if !c.elsewhere.is_empty() {
@@ -798,10 +798,19 @@ fn cmd_update(args: &UpdateArgs) -> Result<ExitCode> {
             c.elsewhere_short()
         );
     }
-    if u.key_differs {
+    if u.trust_changed {
         println!(
-            "note: the new bundle's archive-keyring.gpg differs from {}, which update leaves as it is: the new SHA256SUMS was signed by a key this VM trusts, but if apt refuses the new repository's signature, install the new key there",
+            "now trusting keys: {} (the new bundle's archive-keyring.gpg, in {}: apt and the next update check with it)",
+            u.trusted.join(", "),
             paths::TRUSTED_KEYRING
+        );
+    } else {
+        println!("trusted keys unchanged: {}", u.trusted.join(", "));
+    }
+    if u.runner_replaced {
+        println!(
+            "installed the new bundle's runner as {} (a runner already running keeps its old file until it ends)",
+            paths::RUNNER
         );
     }
     println!("next: apt-get update (apt reads {} anew)", paths::REPO_ROOT);
