@@ -434,7 +434,7 @@ fn prepare_takes_a_delta_with_its_base_and_refuses_a_wrong_one() {
     let r = prepare(&root, &[bundle, &delta, base, &d.join("d/bundle")]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("wrong base"), "{}", r.stderr);
-    assert!(!root.join("opt/airlock").exists());
+    assert!(crate::common::nothing_prepared(&root));
 
     let r = prepare(&root, &[bundle, &delta, base, &v1]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
@@ -944,6 +944,67 @@ fn update_follows_a_key_rollover_through_a_bundle_both_keys_sign_and_apt_accepts
         assert!(r.stderr.contains(says), "{says}:\n{}", r.stderr);
     }
     assert_eq!((tree(&root), kept_state(&root)), before);
+}
+
+#[test]
+fn a_second_update_or_prepare_is_refused_at_once_while_one_runs() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    let root = prepared(d, "vm", &d.join("v1"));
+    let large = delta_with_a_large_file(d);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock-firstboot"))
+        .arg("update")
+        .arg("--root")
+        .arg(&root)
+        .arg("--bundle")
+        .arg(d.join(&large))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let lock = root.join("opt/airlock/lock");
+    let started = std::time::Instant::now();
+    while !fs::read_to_string(&lock).is_ok_and(|t| t.starts_with(&format!("{pid} "))) {
+        assert!(child.try_wait().unwrap().is_none(), "update ended first");
+        assert!(started.elapsed().as_secs() < 60);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Stopped while it holds the lock: it cannot finish before the others ask.
+    let signal = |sig: &str| assert!(sh_ok(Command::new("kill").args([sig, &pid])));
+    signal("-STOP");
+    let asked = std::time::Instant::now();
+    let second = update(&root, &["--bundle", d.join("delta").to_str().unwrap()]);
+    let waited = asked.elapsed();
+    let third = prepare(&root, &[Path::new("--bundle"), &d.join("v1")]);
+    signal("-CONT");
+    let first = child.wait().unwrap();
+
+    assert!(first.success(), "the first update, let go on");
+    for (what, r) in [("update", &second), ("prepare", &third)] {
+        assert_eq!(r.code, 2, "{what}: {}{}", r.stdout, r.stderr);
+        for says in [
+            lock.display().to_string(),
+            format!("locked by pid {pid} (airlock-firstboot update)"),
+            "nothing was changed".to_string(),
+        ] {
+            assert!(r.stderr.contains(&says), "{what}: {says}:\n{}", r.stderr);
+        }
+    }
+    assert!(
+        waited.as_secs() < 5,
+        "refused at once, not after {waited:?}"
+    );
+    // The first one's bundle is in place, and the lock is free again.
+    let new = sha256_of(&d.join(&large).join("SHA256SUMS"));
+    assert_eq!(
+        kept_state(&root),
+        (format!("bundles/{new}").into(), vec![new.clone()])
+    );
+    assert_eq!(fs::read_to_string(&lock).unwrap(), "");
+    let r = update(&root, &["--bundle", d.join(&large).to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("already at"), "{}", r.stdout);
 }
 
 #[test]

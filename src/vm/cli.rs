@@ -725,6 +725,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Prepare(args) => {
             zps_check(&args.root.root);
+            let _lock = crate::vm::lock::Lock::take(&args.root.root, "prepare")?;
             for c in cmd_prepare(&args)? {
                 println!("  {c}");
             }
@@ -746,6 +747,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn cmd_update(args: &UpdateArgs) -> Result<ExitCode> {
     use std::io::IsTerminal;
     let root = &args.root.root;
+    let _lock = crate::vm::lock::Lock::take(root, "update")?;
     let u = match crate::vm::update::update(root, &args.bundle, std::io::stderr().is_terminal()) {
         Ok(u) => u,
         Err(e) if e.downcast_ref::<crate::vm::update::Refused>().is_some() => {
