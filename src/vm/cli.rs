@@ -108,7 +108,7 @@ pub enum Command {
         long_about = "Move this VM's repository and vendor disc on to the next bundle with a \
             delta (the directory `airlock build --base` wrote).\n\n\
             `prepare` keeps what a VM uses of its bundle (the signed repository, the vendor \
-            disc, the bundle's SHA256SUMS and its signature) in \
+            disc, the runner, the bundle's keyring, SHA256SUMS and its signature) in \
             /opt/airlock/bundles/<sha256 of that SHA256SUMS>, and /opt/airlock/current \
             points there; /opt/airlock/repo (apt's source, and /opt/main and /opt/devel \
             for the vendor installer) and /opt/airlock/vendor are links through it.\n\n\
@@ -124,6 +124,14 @@ pub enum Command {
             or has the new one whole; run update again. The old bundle is removed after \
             the switch. Applying the same delta again says \"already at …\" and changes \
             nothing.\n\n\
+            Just before the switch, the new bundle's archive-keyring.gpg becomes the keyring \
+            this VM trusts, for apt and for the next update (\"now trusting keys: …\"), once \
+            it verifies the bundle's own SHA256SUMS and InRelease; a new runner \
+            (bin/airlock-firstboot) replaces /usr/local/sbin/airlock-firstboot. A signing key \
+            is rolled over through a bundle both keys sign (`airlock build --key OLD --key \
+            NEW`); a delta signed by no key this VM trusts is refused, both named.\n\n\
+            One prepare or update at a time: each holds /opt/airlock/lock (flock, its pid \
+            in it) while it runs; another is refused at once.\n\n\
             It says what changed: packages upgraded, added and removed, files of the \
             repository and vendor disc, and the files of the bundle a VM does not keep \
             (recipe, seeds, payloads: a changed plan reaches new clones only through a \
@@ -131,7 +139,8 @@ pub enum Command {
             The new bundle needs room for a second copy of the repository and vendor disc \
             until the switch.\n\n\
             Exit codes: 0 updated or already there, 1 the delta does not make a bundle \
-            that verifies (nothing changed), 2 usage or I/O error, or a wrong base.",
+            that verifies with the keys this VM trusts (nothing changed), 2 usage or I/O \
+            error, a wrong base, or another prepare or update running.",
         after_help = "Examples:\n  \
             sudo airlock-firstboot update --bundle /media/usb/delta-v2\n  \
             sudo apt-get update && sudo apt-get upgrade\n  \
