@@ -669,6 +669,20 @@ fn update_refuses_a_delta_for_another_base_or_a_damaged_one_and_changes_nothing(
             }),
             "SIGNATURE",
         ),
+        (
+            // Signed by the site key, but shipping a keyring that holds
+            // only another key: trusting it would lock apt out.
+            altered(d, "keyring", |t| {
+                let other = fs::read(d.join("other-key/archive-keyring.gpg")).unwrap();
+                let path = t.join("archive-keyring.gpg");
+                let old = sha256_of(&path);
+                fs::write(&path, &other).unwrap();
+                let new = sums.replace(&old, &sha256_of(&path));
+                assert_ne!(new, sums);
+                resign(t, &new, &d.join("keys/signing-key.asc"))
+            }),
+            "does not verify its own SHA256SUMS",
+        ),
     ];
     let before = (tree(&root), kept_state(&root));
     for (name, kind) in cases {
