@@ -332,7 +332,7 @@ pub struct PrepareArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct UpdateArgs {
-    /// The delta directory (from `airlock build --base`), built against the bundle this VM has
+    /// The delta directory (from `airlock build --base`) or its tar (`--tar`), built against the bundle this VM has
     #[arg(long, value_name = "DIR")]
     pub bundle: PathBuf,
     /// Print what was done as JSON

@@ -366,21 +366,25 @@ pub struct Updated {
 }
 
 /// `airlock-firstboot update --bundle DELTA`: see the module's text.
-pub fn update(root: &Path, delta_dir: &Path, progress: bool) -> Result<Updated> {
-    if delta_dir.is_dir() && !delta::is_delta(delta_dir) {
-        bail!(
-            "{}: not a delta (no {}): update takes the directory `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
-            delta_dir.display(),
-            delta::BASE
-        );
-    }
-    let (want, new) = delta::base_and_new(delta_dir)?;
+/// `DELTA` is the delta's directory or its tar, unpacked first beside the
+/// kept bundles (and removed after).
+pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
     let Some(kept) = current(root)? else {
         bail!(
             "this VM keeps no bundle ({} is missing): it was prepared by an older airlock-firstboot or not at all; prepare a reference VM from the whole new bundle (`airlock apply` makes it at the site)",
             paths::CURRENT_BUNDLE
         );
     };
+    let unpacked = delta::unpack_tar(delta, &under(root, paths::BUNDLES).join("delta"))?;
+    let delta_dir = unpacked.as_ref().map_or(delta, |s| s.path());
+    if delta_dir.is_dir() && !delta::is_delta(delta_dir) {
+        bail!(
+            "{}: not a delta (no {}): update takes the directory or tar `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
+            delta.display(),
+            delta::BASE
+        );
+    }
+    let (want, new) = delta::base_and_new(delta_dir)?;
     if kept.hash == new {
         remove_others(root, &new)?;
         let trusted = trusted_keyring(root)
@@ -401,19 +405,19 @@ pub fn update(root: &Path, delta_dir: &Path, progress: bool) -> Result<Updated> 
     if kept.hash != want {
         bail!(
             "wrong base: the delta {} applies to the bundle whose {SUMS} has sha256 {want}, but this VM holds the bundle whose {SUMS} has sha256 {} ({}); nothing was changed. Give the delta built against this VM's bundle (`airlock build --base` with that bundle), or apply the deltas in between first",
-            delta_dir.display(),
+            delta.display(),
             kept.hash,
             kept.dir.display()
         );
     }
     let keyring = trusted_keyring(root)?;
-    refuse_foreign_signers(delta_dir, &keyring)?;
+    refuse_foreign_signers(delta_dir, delta, &keyring)?;
     let out = bundle_dir(root, &new);
     let keep = keep_for(&kept.dir, delta_dir);
     let trust = Trust::keyring(keyring);
     let applied = delta::apply_kept(delta_dir, &kept.dir, &out, &trust, &keep, progress)?;
     if !applied.ok {
-        return Err(refused(delta_dir, &applied));
+        return Err(refused(delta, &applied));
     }
     readable(&out)?;
     sync_tree(&out)?;
@@ -476,10 +480,10 @@ fn keep_for(kept_dir: &Path, delta_dir: &Path) -> Vec<&'static str> {
         .collect()
 }
 
-/// Refuses, naming both, a delta whose manifest is signed only by keys
-/// this VM does not trust. (A bad signature by a trusted key, or a
+/// Refuses, naming both, a delta (in `delta_dir`, given as `name`) whose
+/// manifest is signed only by keys this VM does not trust. (A bad signature by a trusted key, or a
 /// malformed one, is left to the delta's own check, which names it.)
-fn refuse_foreign_signers(delta_dir: &Path, trusted: &Keyring) -> Result<()> {
+fn refuse_foreign_signers(delta_dir: &Path, name: &Path, trusted: &Keyring) -> Result<()> {
     let (Ok(sums), Ok(sig)) = (
         fs::read(delta_dir.join(SUMS)),
         fs::read(delta_dir.join(SUMS_SIG)),
@@ -494,7 +498,7 @@ fn refuse_foreign_signers(delta_dir: &Path, trusted: &Keyring) -> Result<()> {
     }
     Err(anyhow::Error::new(Refused(format!(
         "the delta {} does not verify with the keys this VM trusts: SIGNATURE {SUMS_SIG}: signed by {} only, and this VM trusts {} ({}): no key it trusts signed it; nothing was changed. A new signing key reaches a VM through a bundle signed by the old key and the new one (`airlock build --key OLD --key NEW`): update to that bundle first",
-        delta_dir.display(),
+        name.display(),
         checked.unknown.join(", "),
         key_names(trusted).join(", "),
         paths::TRUSTED_KEYRING
