@@ -533,9 +533,12 @@ impl Adopted {
 /// signed manifest and every InRelease of its repository, which apt
 /// checks with it), and its runner replaces a different installed one.
 /// Each written beside and renamed: a running runner keeps its old file.
-/// Trusting the new keys before the switch keeps apt working whichever
-/// side of it a power cut falls: the old bundle was signed by a key the
-/// new bundle's signers include.
+/// The keys are trusted before the switch, so a cut after the switch never
+/// leaves a bundle its trusted keys cannot read (update would then say
+/// "already at" and not adopt them). A cut before it leaves the old bundle
+/// with the new keyring, which still reads it when, as in a rollover, a
+/// key signed both (`airlock build` ships exactly its signers' keys); the
+/// same update run again completes.
 fn adopt(root: &Path, out: &Path) -> Result<Adopted> {
     let keyring_bytes = fs::read(out.join(PUBLIC_GPG_FILE))
         .with_context(|| format!("reading {}", out.join(PUBLIC_GPG_FILE).display()))?;
