@@ -434,7 +434,7 @@ fn prepare_takes_a_delta_with_its_base_and_refuses_a_wrong_one() {
     let r = prepare(&root, &[bundle, &delta, base, &d.join("d/bundle")]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("wrong base"), "{}", r.stderr);
-    assert!(!root.join("opt/airlock").exists());
+    assert!(crate::common::nothing_prepared(&root));
 
     let r = prepare(&root, &[bundle, &delta, base, &v1]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
@@ -669,6 +669,20 @@ fn update_refuses_a_delta_for_another_base_or_a_damaged_one_and_changes_nothing(
             }),
             "SIGNATURE",
         ),
+        (
+            // Signed by the site key, but shipping a keyring that holds
+            // only another key: trusting it would lock apt out.
+            altered(d, "keyring", |t| {
+                let other = fs::read(d.join("other-key/archive-keyring.gpg")).unwrap();
+                let path = t.join("archive-keyring.gpg");
+                let old = sha256_of(&path);
+                fs::write(&path, &other).unwrap();
+                let new = sums.replace(&old, &sha256_of(&path));
+                assert_ne!(new, sums);
+                resign(t, &new, &d.join("keys/signing-key.asc"))
+            }),
+            "does not verify its own SHA256SUMS",
+        ),
     ];
     let before = (tree(&root), kept_state(&root));
     for (name, kind) in cases {
@@ -793,6 +807,294 @@ fn an_update_killed_in_the_middle_leaves_the_old_bundle_usable_and_runs_again() 
     );
 }
 
+/// `airlock build` of the demo recipe signed by `keys`, with `runner`.
+fn build_signed(dir: &Path, keys: &[&str], runner: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["build", "d/recipe.toml"];
+    for k in keys {
+        args.extend(["--key", k]);
+    }
+    args.extend(["--runner", runner, "--allow-new-glibc"]);
+    args.extend(extra);
+    ok(dir, &args)
+}
+
+/// In a temporary directory, a site rolling its signing key over: `v1`
+/// signed by the site key K1; `v2` (its successor) by K1 and K2 (`k2/`),
+/// `delta12` from v1 to it; the site moved on again (a package added, the
+/// runner changed) and signed by K2 only: `delta23` from v2, `delta13`
+/// from v1.
+fn site_rolling_its_key() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo_site(d);
+    // Made now, as demo_site makes K1: gpgv refuses a key made after the
+    // signature (the builds are dated ahead).
+    let r = crate::common::airlock(d, &["keygen", "--out", "k2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (k1, k2) = ("keys/signing-key.asc", "k2/signing-key.asc");
+    build_signed(d, &[k1], "/bin/true", &["--out", "v1"]);
+    make_successor(d);
+    build_signed(d, &[k1, k2], "/bin/true", &["--out", "v2"]);
+    build_signed(
+        d,
+        &[k1, k2],
+        "/bin/true",
+        &["--out", "delta12", "--base", "v1"],
+    );
+    let main = d.join("d/media/main");
+    make_deb(&main, &Pkg::new("airlock-demo-third", "1.0-1"));
+    index_disc(&main, &["main", "contrib"]);
+    build_signed(
+        d,
+        &[k2],
+        "/bin/false",
+        &["--out", "delta23", "--base", "v2"],
+    );
+    build_signed(
+        d,
+        &[k2],
+        "/bin/false",
+        &["--out", "delta13", "--base", "v1"],
+    );
+    dir
+}
+
+#[test]
+fn update_follows_a_key_rollover_through_a_bundle_both_keys_sign_and_apt_accepts_it() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = site_rolling_its_key();
+    let d = dir.path();
+    let fpr = |p: &str| crate::common::fingerprints(&d.join(p)).remove(0);
+    let (k1, k2) = (
+        fpr("keys/archive-keyring.gpg"),
+        fpr("k2/archive-keyring.gpg"),
+    );
+    let root = prepared(d, "vm", &d.join("v1"));
+    let trusted = root.join("etc/apt/trusted.gpg.d/airlock-archive.gpg");
+    let runner = root.join("usr/local/sbin/airlock-firstboot");
+    let inode = |p: &Path| fs::metadata(p).unwrap().ino();
+    assert_eq!(crate::common::fingerprints(&trusted), vec![k1.clone()]);
+    let first_runner = inode(&runner);
+
+    // v2, signed by both: verified with K1, and both trusted after it.
+    let r = update(&root, &["--bundle", d.join("delta12").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let said = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("now trusting keys: "));
+    assert!(
+        said.is_some_and(|l| l.contains(&k1) && l.contains(&k2)),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("installed the new bundle's runner"));
+    assert_eq!(
+        crate::common::fingerprints(&trusted),
+        [k1.clone(), k2.clone()]
+    );
+    assert_eq!(fs::read(&runner).unwrap(), fs::read("/bin/true").unwrap());
+    assert_eq!(
+        inode(&runner),
+        first_runner,
+        "the same runner is left alone"
+    );
+
+    // v3, signed by K2 alone: verified with the keys v2 brought; apt
+    // (reading the VM's keyring) accepts its repository.
+    let r = update(&root, &["--bundle", d.join("delta23").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let said = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("now trusting keys: "));
+    assert!(
+        said.is_some_and(|l| l.contains(&k2) && !l.contains(&k1)),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("installed the new bundle's runner as /usr/local/sbin/airlock-firstboot"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(crate::common::fingerprints(&trusted), vec![k2.clone()]);
+    assert_eq!(fs::read(&runner).unwrap(), fs::read("/bin/false").unwrap());
+    assert_ne!(inode(&runner), first_runner, "replaced by a rename");
+    assert_eq!(
+        fs::metadata(&runner).unwrap().permissions().mode() & 0o7777,
+        0o755
+    );
+    let current = root.join("opt/airlock/current");
+    assert!(gpgv_ok(&trusted, &current, "SHA256SUMS.gpg", "SHA256SUMS"));
+    let k1_only = d.join("keys/archive-keyring.gpg");
+    assert!(!gpgv_ok(&k1_only, &current, "SHA256SUMS.gpg", "SHA256SUMS"));
+    let apt = apt_for(d, &root);
+    assert_eq!(
+        candidate(&apt, &root, "airlock-demo-third").as_deref(),
+        Some("1.0-1")
+    );
+    let (ok, out) = apt.apt_get_env(
+        &["install", "--download-only", "-y", "airlock-demo-third"],
+        &[("APT_CONFIG", &apt_conf(&root))],
+    );
+    assert!(ok, "apt-get install --download-only:\n{out}");
+
+    // From v1 straight to v3: no key the VM trusts signed it. Refused,
+    // both sides named, nothing changed.
+    let root = prepared(d, "vm-v1", &d.join("v1"));
+    let before = (tree(&root), kept_state(&root));
+    let r = update(&root, &["--bundle", d.join("delta13").to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    for says in [
+        "REFUSED",
+        &format!("signed by {k2} only"),
+        &format!("this VM trusts {k1}"),
+        "/etc/apt/trusted.gpg.d/airlock-archive.gpg",
+        "nothing was changed",
+        "--key OLD --key NEW",
+    ] {
+        assert!(r.stderr.contains(says), "{says}:\n{}", r.stderr);
+    }
+    assert_eq!((tree(&root), kept_state(&root)), before);
+}
+
+#[test]
+fn a_second_update_or_prepare_is_refused_at_once_while_one_runs() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    let root = prepared(d, "vm", &d.join("v1"));
+    let large = delta_with_a_large_file(d);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock-firstboot"))
+        .arg("update")
+        .arg("--root")
+        .arg(&root)
+        .arg("--bundle")
+        .arg(d.join(&large))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let lock = root.join("opt/airlock/lock");
+    let started = std::time::Instant::now();
+    while !fs::read_to_string(&lock).is_ok_and(|t| t.starts_with(&format!("{pid} "))) {
+        assert!(child.try_wait().unwrap().is_none(), "update ended first");
+        assert!(started.elapsed().as_secs() < 60);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Stopped while it holds the lock: it cannot finish before the others ask.
+    let signal = |sig: &str| assert!(sh_ok(Command::new("kill").args([sig, &pid])));
+    signal("-STOP");
+    let asked = std::time::Instant::now();
+    let second = update(&root, &["--bundle", d.join("delta").to_str().unwrap()]);
+    let waited = asked.elapsed();
+    let third = prepare(&root, &[Path::new("--bundle"), &d.join("v1")]);
+    signal("-CONT");
+    let first = child.wait().unwrap();
+
+    assert!(first.success(), "the first update, let go on");
+    for (what, r) in [("update", &second), ("prepare", &third)] {
+        assert_eq!(r.code, 2, "{what}: {}{}", r.stdout, r.stderr);
+        for says in [
+            lock.display().to_string(),
+            format!("locked by pid {pid} (airlock-firstboot update)"),
+            "nothing was changed".to_string(),
+        ] {
+            assert!(r.stderr.contains(&says), "{what}: {says}:\n{}", r.stderr);
+        }
+    }
+    assert!(
+        waited.as_secs() < 5,
+        "refused at once, not after {waited:?}"
+    );
+    // The first one's bundle is in place, and the lock is free again.
+    let new = sha256_of(&d.join(&large).join("SHA256SUMS"));
+    assert_eq!(
+        kept_state(&root),
+        (format!("bundles/{new}").into(), vec![new.clone()])
+    );
+    assert_eq!(fs::read_to_string(&lock).unwrap(), "");
+    let r = update(&root, &["--bundle", d.join(&large).to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("already at"), "{}", r.stdout);
+}
+
+#[test]
+fn a_delta_written_as_a_tar_applies_and_updates_a_vm_as_its_directory_does() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    let whole = tree(&d.join("v2full"));
+    let r = build(
+        d,
+        &["--out", "delta-t", "--base", "v1", "--tar", "delta.tar"],
+    );
+    assert!(r.stdout.contains("tar: delta.tar"), "{}", r.stdout);
+    assert!(r.stdout.contains("airlock apply delta.tar"), "{}", r.stdout);
+    build(
+        d,
+        &["--out", "delta-g", "--base", "v1", "--tar", "delta.tar.gz"],
+    );
+    assert_eq!(tree(&d.join("delta-t")), tree(&d.join("delta")));
+    // The bundle tar's form: the head first, then BASE and its signature.
+    let out = Command::new("tar")
+        .args(["-tf", "delta.tar"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let first: Vec<&str> = listed.lines().take(7).collect();
+    assert_eq!(
+        first,
+        [
+            "SHA256SUMS",
+            "SHA256SUMS.gpg",
+            "archive-keyring.gpg",
+            "archive-keyring.asc",
+            "MODES",
+            "BASE",
+            "BASE.gpg"
+        ]
+    );
+    for t in ["delta.tar", "delta.tar.gz"] {
+        let new = format!("v2-{t}");
+        ok(d, &["apply", t, "--to", "v1", "--out", &new]);
+        assert_eq!(tree(&d.join(&new)), whole, "{t}");
+    }
+    // A byte of a carried package flipped in the tar: refused, nothing written.
+    let deb = carried_file(&d.join("delta"), "repo/pool/");
+    let deb = fs::read(d.join("delta").join(deb)).unwrap();
+    let mut bytes = fs::read(d.join("delta.tar")).unwrap();
+    let at = bytes.windows(deb.len()).position(|w| w == deb).unwrap();
+    bytes[at + 100] ^= 1;
+    fs::write(d.join("flipped.tar"), bytes).unwrap();
+    let r = run(
+        d,
+        &["apply", "flipped.tar", "--to", "v1", "--out", "v2-flipped"],
+    );
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("MODIFIED"), "{}", r.stdout);
+    assert!(!d.join("v2-flipped").exists());
+    let left: Vec<String> = fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("airlock-tmp") || n.contains("airlock-delta"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // On a prepared VM: update takes the tar, and leaves nothing of it.
+    let root = prepared(d, "vm", &d.join("v1"));
+    let r = update(&root, &["--bundle", d.join("delta.tar").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let new = sha256_of(&d.join("delta/SHA256SUMS"));
+    assert_eq!(
+        kept_state(&root),
+        (format!("bundles/{new}").into(), vec![new])
+    );
+}
+
 #[test]
 fn apply_reads_the_base_from_its_tar_plain_or_gzip_and_refuses_a_wrong_or_damaged_one() {
     let dir = site_with_delta();
@@ -845,20 +1147,25 @@ fn apply_reads_the_base_from_its_tar_plain_or_gzip_and_refuses_a_wrong_or_damage
 }
 
 #[test]
-fn a_delta_as_a_tar_or_in_volumes_is_refused_naming_the_option() {
+fn a_delta_in_volumes_is_refused_naming_the_option() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     demo_site(d);
-    for (option, value) in [("--tar", "delta.tar"), ("--volume-size", "dvd")] {
-        let mut args = vec!["build", "d/recipe.toml", "--key", "keys/signing-key.asc"];
-        args.extend(["--out", "delta", "--base", "d/bundle", option, value]);
-        let r = run(d, &args);
-        assert_eq!(r.code, 2, "{option}: {}\n{}", r.stdout, r.stderr);
-        assert!(
-            r.stderr.contains(&format!("--base with {option}")),
-            "{option}: {}",
-            r.stderr
-        );
-        assert!(!d.join("delta").exists());
-    }
+    let mut args = vec!["build", "d/recipe.toml", "--key", "keys/signing-key.asc"];
+    args.extend([
+        "--out",
+        "delta",
+        "--base",
+        "d/bundle",
+        "--volume-size",
+        "dvd",
+    ]);
+    let r = run(d, &args);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("--base with --volume-size"),
+        "{}",
+        r.stderr
+    );
+    assert!(!d.join("delta").exists());
 }

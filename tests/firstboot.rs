@@ -535,7 +535,7 @@ fn prepare_refuses_a_vm_with_a_role_and_a_tampered_bundle() {
         run.stderr
     );
     assert!(
-        !clean.join("opt").exists(),
+        crate::common::nothing_prepared(&clean),
         "nothing copied from a tampered bundle"
     );
 }

@@ -819,7 +819,7 @@ fn crafted_volumes_are_refused() {
         }
         let run = Run::from_output(cmd.stdin(std::process::Stdio::null()).output().unwrap());
         assert_ne!(run.code, 0, "{case}: prepare accepted it");
-        assert!(!root.join("opt/airlock").exists(), "{case}");
+        assert!(crate::common::nothing_prepared(&root), "{case}");
     };
 
     let planted = fresh("planted");

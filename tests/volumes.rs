@@ -225,7 +225,7 @@ fn prepare_takes_the_volumes_in_any_order_and_refuses_a_missing_one() {
         "{}",
         run.stderr
     );
-    assert!(!root.join("opt/airlock").exists());
+    assert!(crate::common::nothing_prepared(&root));
     // All of them, last first.
     let reversed: Vec<PathBuf> = volumes.iter().rev().cloned().collect();
     let run = prepare(&root, &reversed);

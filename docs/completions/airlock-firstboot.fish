@@ -52,7 +52,7 @@ complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prep
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l base -d 'With a delta as --bundle (from `airlock build --base`): the earlier bundle\'s directory it was built against' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l root -d 'Treat this directory as / (a clone\'s or the reference VM\'s disk, mounted)' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand update" -l bundle -d 'The delta directory (from `airlock build --base`), built against the bundle this VM has' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand update" -l bundle -d 'The delta directory (from `airlock build --base`) or its tar (`--tar`), built against the bundle this VM has' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand update" -l root -d 'Treat this directory as / (a clone\'s or the reference VM\'s disk, mounted)' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand update" -l json -d 'Print what was done as JSON'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand update" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -137,8 +137,11 @@ pub enum Command {
             \"<sha256 of OLD's SHA256SUMS>  SHA256SUMS\", signed in BASE.gpg. OLD is read \
             for its manifest only: a bundle directory, a bundle tar, a bundle in \
             volumes, an earlier delta (its SHA256SUMS is its whole bundle's) or a \
-            SHA256SUMS file. At the site, `airlock apply DELTA --to OLD --out NEW` makes \
-            the whole new bundle again and verifies it.",
+            SHA256SUMS file. With --tar FILE the delta is also written as one tar (the \
+            head, BASE and BASE.gpg, then the files carried), which `airlock apply` and \
+            `airlock-firstboot update` take as they take the directory. At the site, \
+            `airlock apply DELTA --to OLD --out NEW` makes the whole new bundle again and \
+            verifies it.",
         after_help = "Examples:\n  \
             airlock keygen --out keys\n  \
             airlock build site.toml --key keys/signing-key.asc --out bundle\n  \
@@ -510,7 +513,7 @@ pub struct DiffArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
-    /// The delta directory (from `airlock build --base`)
+    /// The delta directory (from `airlock build --base`), or its tar (`--tar`)
     #[arg(value_name = "DELTA")]
     pub delta: PathBuf,
     /// The earlier bundle the delta was built against: its directory, or its tar (`build --tar`)
@@ -995,9 +998,12 @@ fn print_delta_summary(s: &bundle::BuildSummary, d: &crate::build::delta::Summar
         d.new,
         s.fingerprints.join(", ")
     );
+    if let Some(t) = &s.tar {
+        println!("  tar: {} (the delta as one file)", t.display());
+    }
     println!(
         "  at the site: airlock apply {} --to OLD --out NEW   (OLD: the bundle delivered from {})",
-        s.out.display(),
+        s.tar.as_deref().unwrap_or(&s.out).display(),
         d.base_path.display()
     );
 }

@@ -73,6 +73,56 @@ pub fn is_delta(dir: &Path) -> bool {
     fs::symlink_metadata(dir.join(BASE)).is_ok_and(|m| m.is_file())
 }
 
+/// A delta given as the one tar `airlock build --base --tar` wrote (plain
+/// or gzip), unpacked into a staging directory beside `beside`, removed
+/// when dropped; None when `delta` is not a file (a directory is used as
+/// it is). Read as [`crate::shared::tarform`] reads a bundle tar; an entry
+/// that would leave the directory, or a path given twice, is refused. What
+/// it holds is then checked as a delta directory is.
+pub fn unpack_tar(delta: &Path, beside: &Path) -> Result<Option<Staging>> {
+    if !fs::metadata(delta).is_ok_and(|m| m.is_file()) {
+        return Ok(None);
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let label = delta.display().to_string();
+    let staging = Staging::beside_tagged(beside, "airlock-delta-tar")?;
+    let mut tr = crate::shared::basetar::open(delta)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let form = |e: crate::shared::tarform::FormError| anyhow::anyhow!("{label}: {e}");
+    while let Some(e) = tr.next_entry().map_err(form)? {
+        let rel = e.path.trim_end_matches('/');
+        if !manifest::safe_path(rel) {
+            bail!(
+                "{label}: the entry {:?} would leave the delta: refused",
+                e.path
+            );
+        }
+        let to = staging.path().join(rel);
+        if e.kind == crate::shared::tarform::Kind::Dir {
+            create_dirs(&to)?;
+            continue;
+        }
+        create_dirs(to.parent().expect("under the staging directory"))?;
+        let mode = if e.mode & 0o111 != 0 { 0o755 } else { 0o644 };
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&to)
+            .with_context(|| format!("{label}: {} (given twice?)", e.path))?;
+        loop {
+            let k = tr.read_data(&mut buf).map_err(form)?;
+            if k == 0 {
+                break;
+            }
+            f.write_all(&buf[..k])
+                .with_context(|| format!("writing {}", to.display()))?;
+        }
+    }
+    Ok(Some(staging))
+}
+
 /// Where a file of the new bundle comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
@@ -408,6 +458,8 @@ fn walk_delta(
 /// `archive-keyring.gpg`, so a delta is accepted when it is signed by a key
 /// the base already trusted.
 ///
+/// `delta` is the delta's directory or its tar ([`unpack_tar`]).
+///
 /// A wrong or missing base, or something unreadable, is an error; a delta
 /// that does not check out is `ok: false` with every problem, and nothing
 /// is written then.
@@ -418,6 +470,8 @@ pub fn apply(
     trust: Option<&Trust>,
     progress: bool,
 ) -> Result<Applied> {
+    let unpacked = unpack_tar(delta, out)?;
+    let delta = unpacked.as_ref().map_or(delta, |s| s.path());
     apply_scoped(delta, base, out, trust, None, progress)
 }
 
@@ -731,6 +785,49 @@ fn write_new(root: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tar in the bundle form holding `files` (path, bytes) in order.
+    fn tar_of(path: &Path, files: &[(&str, &[u8])]) {
+        let mut tw = crate::shared::tarform::TarWriter::new(Vec::new(), 0);
+        for (p, b) in files {
+            tw.file(p, 0o644, b.len() as u64, *b).unwrap();
+        }
+        fs::write(path, tw.finish().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_delta_tar_is_unpacked_beside_and_an_escaping_or_repeated_entry_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let out = d.join("new");
+        fs::create_dir(d.join("delta")).unwrap();
+        assert!(unpack_tar(&d.join("delta"), &out).unwrap().is_none());
+        tar_of(&d.join("ok.tar"), &[("BASE", b"b"), ("repo/x", b"x")]);
+        let staged = unpack_tar(&d.join("ok.tar"), &out).unwrap().unwrap();
+        assert_eq!(fs::read(staged.path().join("repo/x")).unwrap(), b"x");
+        assert_eq!(staged.path().parent(), Some(d));
+        let path = staged.path().to_path_buf();
+        drop(staged);
+        assert!(!path.exists(), "removed when dropped");
+        for (name, files, says) in [
+            ("up.tar", &[("../escape", &b"e"[..])][..], "would leave"),
+            (
+                "twice.tar",
+                &[("a", &b"1"[..]), ("a", &b"2"[..])][..],
+                "given twice",
+            ),
+        ] {
+            tar_of(&d.join(name), files);
+            let e = format!("{:#}", unpack_tar(&d.join(name), &out).unwrap_err());
+            assert!(e.contains(says), "{name}: {e}");
+        }
+        assert!(!d.join("escape").exists());
+        let names: Vec<_> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 4, "nothing left beside: {names:?}");
+    }
 
     #[test]
     fn base_is_one_sha256sum_line() {

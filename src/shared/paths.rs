@@ -92,6 +92,9 @@ pub const BUNDLES: &str = "/opt/airlock/bundles";
 /// A link to the bundle in use in [`BUNDLES`]; [`REPO_ROOT`] and
 /// [`VENDOR_DIR`] are links through it, so one rename switches both.
 pub const CURRENT_BUNDLE: &str = "/opt/airlock/current";
+/// Held (flock) by `prepare` and `update` for as long as they run, with
+/// the holder's pid in it: one at a time.
+pub const LOCK: &str = "/opt/airlock/lock";
 /// The paths the vendor installer writes into sources.list and insists on.
 pub const VENDOR_REPO_PATHS: [&str; 2] = ["/opt/main", "/opt/devel"];
 /// The archive key, trusted system-wide (the vendor's sources.list lines

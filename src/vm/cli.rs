@@ -108,7 +108,7 @@ pub enum Command {
         long_about = "Move this VM's repository and vendor disc on to the next bundle with a \
             delta (the directory `airlock build --base` wrote).\n\n\
             `prepare` keeps what a VM uses of its bundle (the signed repository, the vendor \
-            disc, the bundle's SHA256SUMS and its signature) in \
+            disc, the runner, the bundle's keyring, SHA256SUMS and its signature) in \
             /opt/airlock/bundles/<sha256 of that SHA256SUMS>, and /opt/airlock/current \
             points there; /opt/airlock/repo (apt's source, and /opt/main and /opt/devel \
             for the vendor installer) and /opt/airlock/vendor are links through it.\n\n\
@@ -124,6 +124,14 @@ pub enum Command {
             or has the new one whole; run update again. The old bundle is removed after \
             the switch. Applying the same delta again says \"already at …\" and changes \
             nothing.\n\n\
+            Just before the switch, the new bundle's archive-keyring.gpg becomes the keyring \
+            this VM trusts, for apt and for the next update (\"now trusting keys: …\"), once \
+            it verifies the bundle's own SHA256SUMS and InRelease; a new runner \
+            (bin/airlock-firstboot) replaces /usr/local/sbin/airlock-firstboot. A signing key \
+            is rolled over through a bundle both keys sign (`airlock build --key OLD --key \
+            NEW`); a delta signed by no key this VM trusts is refused, both named.\n\n\
+            One prepare or update at a time: each holds /opt/airlock/lock (flock, its pid \
+            in it) while it runs; another is refused at once.\n\n\
             It says what changed: packages upgraded, added and removed, files of the \
             repository and vendor disc, and the files of the bundle a VM does not keep \
             (recipe, seeds, payloads: a changed plan reaches new clones only through a \
@@ -131,7 +139,8 @@ pub enum Command {
             The new bundle needs room for a second copy of the repository and vendor disc \
             until the switch.\n\n\
             Exit codes: 0 updated or already there, 1 the delta does not make a bundle \
-            that verifies (nothing changed), 2 usage or I/O error, or a wrong base.",
+            that verifies with the keys this VM trusts (nothing changed), 2 usage or I/O \
+            error, a wrong base, or another prepare or update running.",
         after_help = "Examples:\n  \
             sudo airlock-firstboot update --bundle /media/usb/delta-v2\n  \
             sudo apt-get update && sudo apt-get upgrade\n  \
@@ -323,7 +332,7 @@ pub struct PrepareArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct UpdateArgs {
-    /// The delta directory (from `airlock build --base`), built against the bundle this VM has
+    /// The delta directory (from `airlock build --base`) or its tar (`--tar`), built against the bundle this VM has
     #[arg(long, value_name = "DIR")]
     pub bundle: PathBuf,
     /// Print what was done as JSON
@@ -725,6 +734,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Prepare(args) => {
             zps_check(&args.root.root);
+            let _lock = crate::vm::lock::Lock::take(&args.root.root, "prepare")?;
             for c in cmd_prepare(&args)? {
                 println!("  {c}");
             }
@@ -746,6 +756,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn cmd_update(args: &UpdateArgs) -> Result<ExitCode> {
     use std::io::IsTerminal;
     let root = &args.root.root;
+    let _lock = crate::vm::lock::Lock::take(root, "update")?;
     let u = match crate::vm::update::update(root, &args.bundle, std::io::stderr().is_terminal()) {
         Ok(u) => u,
         Err(e) if e.downcast_ref::<crate::vm::update::Refused>().is_some() => {
@@ -788,7 +799,7 @@ fn cmd_update(args: &UpdateArgs) -> Result<ExitCode> {
         println!("  {line}");
     }
     println!(
-        "files of the repository and vendor disc: {} added, {} removed, {} changed",
+        "files of the repository, vendor disc and runner: {} added, {} removed, {} changed",
         c.files_added, c.files_removed, c.files_changed
     );
     if !c.elsewhere.is_empty() {
@@ -798,10 +809,19 @@ fn cmd_update(args: &UpdateArgs) -> Result<ExitCode> {
             c.elsewhere_short()
         );
     }
-    if u.key_differs {
+    if u.trust_changed {
         println!(
-            "note: the new bundle's archive-keyring.gpg differs from {}, which update leaves as it is: the new SHA256SUMS was signed by a key this VM trusts, but if apt refuses the new repository's signature, install the new key there",
+            "now trusting keys: {} (the new bundle's archive-keyring.gpg, in {}: apt and the next update check with it)",
+            u.trusted.join(", "),
             paths::TRUSTED_KEYRING
+        );
+    } else {
+        println!("trusted keys unchanged: {}", u.trusted.join(", "));
+    }
+    if u.runner_replaced {
+        println!(
+            "installed the new bundle's runner as {} (a runner already running keeps its old file until it ends)",
+            paths::RUNNER
         );
     }
     println!("next: apt-get update (apt reads {} anew)", paths::REPO_ROOT);

@@ -18,6 +18,7 @@
 //!   comes back writable;
 //! - [`report`]: this host's section of the as-built report;
 //! - [`update`]: the bundle a prepared VM keeps, moved on with a delta;
+//! - [`lock`]: one `prepare` or `update` at a time;
 //! - [`roles`]: one file per role.
 
 pub mod cli;
@@ -27,6 +28,7 @@ pub(crate) mod edits;
 pub(crate) mod engine;
 pub(crate) mod exec;
 pub(crate) mod guard;
+pub(crate) mod lock;
 pub(crate) mod peer;
 pub(crate) mod prepare;
 pub(crate) mod quorum;

@@ -32,10 +32,14 @@ use crate::shared::writer::{RootWriter, Writer, create_dirs};
 use crate::vm::engine::under;
 use crate::vm::prepare::{Modes, copy_tree, relative_target, replace_with_symlink};
 
+/// The bundle's runner, `airlock-firstboot`.
+pub const RUNNER_FILE: &str = "bin/airlock-firstboot";
+
 /// What a VM keeps of a bundle besides its manifest and signature: the
-/// repository, the vendor disc, the modes and the archive key. Payloads
-/// and seeds hold every host's secrets: clones do not keep them.
-pub const KEPT: [&str; 4] = ["repo/", "vendor/", MODES, PUBLIC_GPG_FILE];
+/// repository, the vendor disc, the modes, the archive key and the
+/// runner. Payloads and seeds hold every host's secrets: clones do not
+/// keep them.
+pub const KEPT: [&str; 5] = ["repo/", "vendor/", MODES, PUBLIC_GPG_FILE, RUNNER_FILE];
 
 /// The links into the current bundle, and what they point at.
 const LINKS: [(&str, &str); 2] = [(paths::REPO_ROOT, "repo"), (paths::VENDOR_DIR, "vendor")];
@@ -125,11 +129,12 @@ pub fn keep_bundle(root: &Path, bundle: &Path) -> Result<Vec<String>> {
         Modes::Public,
     )?;
     let mut w = RootWriter::new(stage.path());
-    for name in [SUMS, SUMS_SIG, MODES, PUBLIC_GPG_FILE] {
+    for name in [SUMS, SUMS_SIG, MODES, PUBLIC_GPG_FILE, RUNNER_FILE] {
         let from = bundle.join(name);
         if from.is_file() {
             let bytes = fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
-            w.write(name, &bytes, 0o644)?;
+            let mode = if name == RUNNER_FILE { 0o755 } else { 0o644 };
+            w.write(name, &bytes, mode)?;
         }
     }
     sync_tree(stage.path())?;
@@ -351,28 +356,40 @@ pub struct Updated {
     /// Files taken from the delta and from the kept bundle.
     pub from_delta: usize,
     pub from_kept: usize,
-    /// The new bundle's archive key is not the one this VM trusts.
-    pub key_differs: bool,
+    /// The keys this VM trusts now (fingerprint and first user id), for
+    /// apt and for the next update.
+    pub trusted: Vec<String>,
+    /// The new bundle's keyring replaced the one this VM trusted.
+    pub trust_changed: bool,
+    /// The new bundle's runner replaced the installed one.
+    pub runner_replaced: bool,
 }
 
 /// `airlock-firstboot update --bundle DELTA`: see the module's text.
-pub fn update(root: &Path, delta_dir: &Path, progress: bool) -> Result<Updated> {
-    if delta_dir.is_dir() && !delta::is_delta(delta_dir) {
-        bail!(
-            "{}: not a delta (no {}): update takes the directory `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
-            delta_dir.display(),
-            delta::BASE
-        );
-    }
-    let (want, new) = delta::base_and_new(delta_dir)?;
+/// `DELTA` is the delta's directory or its tar, unpacked first beside the
+/// kept bundles (and removed after).
+pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
     let Some(kept) = current(root)? else {
         bail!(
             "this VM keeps no bundle ({} is missing): it was prepared by an older airlock-firstboot or not at all; prepare a reference VM from the whole new bundle (`airlock apply` makes it at the site)",
             paths::CURRENT_BUNDLE
         );
     };
+    let unpacked = delta::unpack_tar(delta, &under(root, paths::BUNDLES).join("delta"))?;
+    let delta_dir = unpacked.as_ref().map_or(delta, |s| s.path());
+    if delta_dir.is_dir() && !delta::is_delta(delta_dir) {
+        bail!(
+            "{}: not a delta (no {}): update takes the directory or tar `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
+            delta.display(),
+            delta::BASE
+        );
+    }
+    let (want, new) = delta::base_and_new(delta_dir)?;
     if kept.hash == new {
         remove_others(root, &new)?;
+        let trusted = trusted_keyring(root)
+            .map(|k| key_names(&k))
+            .unwrap_or_default();
         return Ok(Updated {
             old: new.clone(),
             new,
@@ -380,43 +397,44 @@ pub fn update(root: &Path, delta_dir: &Path, progress: bool) -> Result<Updated> 
             changes: Changes::default(),
             from_delta: 0,
             from_kept: 0,
-            key_differs: false,
+            trusted,
+            trust_changed: false,
+            runner_replaced: false,
         });
     }
     if kept.hash != want {
         bail!(
             "wrong base: the delta {} applies to the bundle whose {SUMS} has sha256 {want}, but this VM holds the bundle whose {SUMS} has sha256 {} ({}); nothing was changed. Give the delta built against this VM's bundle (`airlock build --base` with that bundle), or apply the deltas in between first",
-            delta_dir.display(),
+            delta.display(),
             kept.hash,
             kept.dir.display()
         );
     }
-    let trusted = under(root, paths::TRUSTED_KEYRING);
-    let keyring = Keyring::load(&trusted).with_context(|| {
-        format!(
-            "reading the archive key this VM trusts, {}",
-            trusted.display()
-        )
-    })?;
+    let keyring = trusted_keyring(root)?;
+    refuse_foreign_signers(delta_dir, delta, &keyring)?;
     let out = bundle_dir(root, &new);
-    let applied = delta::apply_kept(
-        delta_dir,
-        &kept.dir,
-        &out,
-        &Trust::keyring(keyring),
-        &KEPT,
-        progress,
-    )?;
+    let keep = keep_for(&kept.dir, delta_dir);
+    let trust = Trust::keyring(keyring);
+    let applied = delta::apply_kept(delta_dir, &kept.dir, &out, &trust, &keep, progress)?;
     if !applied.ok {
-        return Err(refused(delta_dir, &applied));
+        return Err(refused(delta, &applied));
     }
     readable(&out)?;
     sync_tree(&out)?;
     sync_dir(&under(root, paths::BUNDLES))?;
     let text = |d: &Path| fs::read_to_string(d.join(SUMS)).unwrap_or_default();
     let changes = Changes::between(&text(&kept.dir), &text(&out));
-    let key_differs = fs::read(out.join(PUBLIC_GPG_FILE)).ok() != fs::read(&trusted).ok();
-    switch_to(root, &new)?;
+    let adopted = match adopt(root, &out) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&out);
+            return Err(e);
+        }
+    };
+    if let Err(e) = switch_to(root, &new) {
+        adopted.undo(root);
+        return Err(e);
+    }
     link_paths(root)?;
     remove_others(root, &new)?;
     Ok(Updated {
@@ -426,8 +444,176 @@ pub fn update(root: &Path, delta_dir: &Path, progress: bool) -> Result<Updated> 
         changes,
         from_delta: applied.from_delta,
         from_kept: applied.from_base,
-        key_differs,
+        trusted: adopted.trusted,
+        trust_changed: adopted.trust_changed,
+        runner_replaced: adopted.runner_replaced,
     })
+}
+
+/// The keyring this VM trusts (apt's, and what `update` verifies with).
+fn trusted_keyring(root: &Path) -> Result<Keyring> {
+    let path = under(root, paths::TRUSTED_KEYRING);
+    Keyring::load(&path)
+        .with_context(|| format!("reading the archive key this VM trusts, {}", path.display()))
+}
+
+/// The keys of a keyring as the output names them: `FINGERPRINT "user id"`.
+fn key_names(keyring: &Keyring) -> Vec<String> {
+    keyring
+        .keys()
+        .into_iter()
+        .map(|k| match k.user_id {
+            Some(u) => format!("{} \"{u}\"", k.fingerprint),
+            None => k.fingerprint,
+        })
+        .collect()
+}
+
+/// What this VM keeps of the new bundle: [`KEPT`], but the runner only
+/// when the kept bundle has it or the delta carries it (a VM prepared
+/// before bundles kept their runner has it in neither when it did not
+/// change).
+fn keep_for(kept_dir: &Path, delta_dir: &Path) -> Vec<&'static str> {
+    let has_runner = kept_dir.join(RUNNER_FILE).is_file() || delta_dir.join(RUNNER_FILE).is_file();
+    KEPT.into_iter()
+        .filter(|p| *p != RUNNER_FILE || has_runner)
+        .collect()
+}
+
+/// Refuses, naming both, a delta (in `delta_dir`, given as `name`) whose
+/// manifest is signed only by keys this VM does not trust. (A bad signature by a trusted key, or a
+/// malformed one, is left to the delta's own check, which names it.)
+fn refuse_foreign_signers(delta_dir: &Path, name: &Path, trusted: &Keyring) -> Result<()> {
+    let (Ok(sums), Ok(sig)) = (
+        fs::read(delta_dir.join(SUMS)),
+        fs::read(delta_dir.join(SUMS_SIG)),
+    ) else {
+        return Ok(());
+    };
+    let Ok(checked) = trusted.check_detached(&sums, &sig) else {
+        return Ok(());
+    };
+    if !checked.good.is_empty() || checked.unknown.is_empty() {
+        return Ok(());
+    }
+    Err(anyhow::Error::new(Refused(format!(
+        "the delta {} does not verify with the keys this VM trusts: SIGNATURE {SUMS_SIG}: signed by {} only, and this VM trusts {} ({}): no key it trusts signed it; nothing was changed. A new signing key reaches a VM through a bundle signed by the old key and the new one (`airlock build --key OLD --key NEW`): update to that bundle first",
+        name.display(),
+        checked.unknown.join(", "),
+        key_names(trusted).join(", "),
+        paths::TRUSTED_KEYRING
+    ))))
+}
+
+/// What [`adopt`] put in place, and what was there before (to put back
+/// when the switch fails).
+struct Adopted {
+    trusted: Vec<String>,
+    trust_changed: bool,
+    runner_replaced: bool,
+    /// Each file replaced, its bytes before (None: it was not there) and mode.
+    before: Vec<(&'static str, Option<Vec<u8>>, u32)>,
+}
+
+impl Adopted {
+    /// Puts back what [`adopt`] replaced (best effort: the switch already failed).
+    fn undo(&self, root: &Path) {
+        let mut w = RootWriter::new(root);
+        for (path, bytes, mode) in &self.before {
+            let _ = match bytes {
+                Some(b) => w.write(rel(path), b, *mode).map(|_| ()),
+                None => fs::remove_file(under(root, path)).map_err(Into::into),
+            };
+        }
+    }
+}
+
+/// Before the switch, with the new bundle `out` verified: its keyring
+/// becomes the one this VM trusts (once it verifies the bundle's own
+/// signed manifest and every InRelease of its repository, which apt
+/// checks with it), and its runner replaces a different installed one.
+/// Each written beside and renamed: a running runner keeps its old file.
+/// The keys are trusted before the switch, so a cut after the switch never
+/// leaves a bundle its trusted keys cannot read (update would then say
+/// "already at" and not adopt them). A cut before it leaves the old bundle
+/// with the new keyring, which still reads it when, as in a rollover, a
+/// key signed both (`airlock build` ships exactly its signers' keys); the
+/// same update run again completes.
+fn adopt(root: &Path, out: &Path) -> Result<Adopted> {
+    let keyring_bytes = fs::read(out.join(PUBLIC_GPG_FILE))
+        .with_context(|| format!("reading {}", out.join(PUBLIC_GPG_FILE).display()))?;
+    let keyring = own_keyring(out, &keyring_bytes)?;
+    let runner = match out.join(RUNNER_FILE) {
+        p if p.is_file() => Some(fs::read(&p).with_context(|| format!("reading {}", p.display()))?),
+        _ => None,
+    };
+    let mut adopted = Adopted {
+        trusted: key_names(&keyring),
+        trust_changed: false,
+        runner_replaced: false,
+        before: Vec::new(),
+    };
+    let mut w = RootWriter::new(root);
+    let old = fs::read(under(root, paths::TRUSTED_KEYRING)).ok();
+    adopted.before.push((paths::TRUSTED_KEYRING, old, 0o644));
+    adopted.trust_changed = w.write(rel(paths::TRUSTED_KEYRING), &keyring_bytes, 0o644)?;
+    if let Some(bin) = runner {
+        let old = fs::read(under(root, paths::RUNNER)).ok();
+        if old.as_deref() != Some(&bin[..]) {
+            adopted.before.push((paths::RUNNER, old, 0o755));
+            match w.write(rel(paths::RUNNER), &bin, 0o755) {
+                Ok(_) => adopted.runner_replaced = true,
+                Err(e) => {
+                    adopted.undo(root);
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(adopted)
+}
+
+/// The new bundle's keyring, once it verifies the bundle's signed
+/// manifest and every `repo/dists/*/InRelease`: trusting a keyring that
+/// does not would leave apt, or the next update, unable to read what this
+/// one installs. Refused otherwise.
+fn own_keyring(out: &Path, bytes: &[u8]) -> Result<Keyring> {
+    let label = format!("the new bundle's {PUBLIC_GPG_FILE}");
+    let keyring = Keyring::from_bytes(bytes, &label)?;
+    let mut signed = vec![(SUMS.to_string(), out.join(SUMS))];
+    let dists = out.join("repo/dists");
+    if let Ok(rd) = fs::read_dir(&dists) {
+        for e in rd.flatten() {
+            let p = e.path().join("InRelease");
+            if p.is_file() {
+                let name = format!("repo/dists/{}/InRelease", e.file_name().to_string_lossy());
+                signed.push((name, p));
+            }
+        }
+    }
+    for (name, path) in signed {
+        let read = || fs::read(&path).with_context(|| format!("reading {}", path.display()));
+        let checked = match name.as_str() {
+            SUMS => keyring
+                .verify_detached(&read()?, &fs::read(out.join(SUMS_SIG))?)
+                .map(|_| ()),
+            _ => keyring
+                .verify_cleartext(&String::from_utf8_lossy(&read()?))
+                .map(|_| ()),
+        };
+        if let Err(e) = checked {
+            return Err(anyhow::Error::new(Refused(format!(
+                "the new bundle's {PUBLIC_GPG_FILE} ({}) does not verify its own {name}: {e:#}; trusting it would leave apt or the next update unable to read this bundle, so nothing was changed ({} still points at the bundle this VM had). Rebuild the bundle with its keys (`airlock build --key …`)",
+                key_names(&keyring).join(", "),
+                paths::CURRENT_BUNDLE
+            ))));
+        }
+    }
+    Ok(keyring)
+}
+
+fn rel(p: &str) -> &str {
+    p.trim_start_matches('/')
 }
 
 /// The delta did not make a bundle that verifies: every problem, up to a
@@ -469,6 +655,21 @@ mod tests {
         );
         assert_eq!(package_of("repo/dists/1.7_x86-64/Release"), None);
         assert_eq!(package_of("vendor/pool/x_1_amd64.deb"), None);
+    }
+
+    #[test]
+    fn the_runner_is_kept_when_the_kept_bundle_or_the_delta_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kept, delta) = (dir.path().join("kept"), dir.path().join("delta"));
+        fs::create_dir_all(kept.join("bin")).unwrap();
+        fs::create_dir_all(delta.join("bin")).unwrap();
+        let without: Vec<&str> = KEPT.into_iter().filter(|p| *p != RUNNER_FILE).collect();
+        assert_eq!(keep_for(&kept, &delta), without);
+        fs::write(delta.join(RUNNER_FILE), "new").unwrap();
+        assert_eq!(keep_for(&kept, &delta), KEPT);
+        fs::remove_file(delta.join(RUNNER_FILE)).unwrap();
+        fs::write(kept.join(RUNNER_FILE), "old").unwrap();
+        assert_eq!(keep_for(&kept, &delta), KEPT);
     }
 
     #[test]

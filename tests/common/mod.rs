@@ -55,6 +55,20 @@ pub fn demo_site(dir: &Path) {
     }
 }
 
+/// Nothing of a bundle was put in place under the VM root `root`: no
+/// `/opt/airlock`, or one that holds only the lock `prepare` took (and
+/// emptied when it ended).
+pub fn nothing_prepared(root: &Path) -> bool {
+    let dir = root.join("opt/airlock");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return true;
+    };
+    let names: Vec<String> = rd
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names == ["lock"] && std::fs::read(dir.join("lock")).unwrap().is_empty()
+}
+
 /// `gpgv --status-fd 1 --keyring KEYRING ARGS`: its exit code and its
 /// status lines (`[GNUPG:] GOODSIG …`, `NO_PUBKEY …`).
 pub fn gpgv_status(keyring: &Path, args: &[&Path]) -> (i32, String) {

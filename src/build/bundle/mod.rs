@@ -163,12 +163,12 @@ fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
     if let Some(b) = &opts.base {
         inputs.push(("base", b.as_path()));
         let given = [
-            opts.tar.as_ref().map(|_| "--tar"),
             opts.volume_size.map(|_| "--volume-size"),
+            opts.no_dir.then_some("--no-dir"),
         ];
         if let Some(option) = given.into_iter().flatten().next() {
             bail!(
-                "--base with {option}: a delta is written as a directory only (not yet as a tar or in volumes); build the delta without {option}, then carry its directory as it is (`tar -cf delta.tar DIR` to move it as one file, unpacked before `airlock apply`)"
+                "--base with {option}: a delta is written as a directory, and with --tar also as one tar (not in volumes, not without its directory); build the delta without {option}"
             );
         }
     }
@@ -251,6 +251,9 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
         // does the cache made for it (it would vouch for a partial pool).
         let delta =
             crate::build::delta::write(staging.path(), base, &opts.out, &opts.key, opts.time)?;
+        if let Some(tar) = &opts.tar {
+            crate::build::delta::write_tar(&opts.out, tar, opts.time)?;
+        }
         let _ = fs::remove_file(&cache.fresh);
         summary.delta = Some(delta);
         summary.seconds = started.elapsed().as_secs_f64();
