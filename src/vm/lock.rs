@@ -10,7 +10,6 @@
 
 use std::fs;
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -19,14 +18,6 @@ use anyhow::{Context, Result, bail};
 use crate::shared::paths;
 use crate::shared::writer::create_dirs;
 use crate::vm::engine::under;
-
-// flock(2) from the C library std already links. `File::try_lock` does the
-// same from Rust 1.89 on; the runner still builds with 1.88.
-unsafe extern "C" {
-    fn flock(fd: std::os::raw::c_int, operation: std::os::raw::c_int) -> std::os::raw::c_int;
-}
-const LOCK_EX: std::os::raw::c_int = 2;
-const LOCK_NB: std::os::raw::c_int = 4;
 
 /// The lock, held until dropped (closing the file releases it; a killed
 /// holder's lock goes with its process).
@@ -49,12 +40,13 @@ impl Lock {
             .mode(0o644)
             .open(&path)
             .with_context(|| format!("opening the lock file {}", path.display()))?;
-        // SAFETY: flock takes a file descriptor this File owns and keeps
-        // open for the call; it touches no memory of ours.
-        if unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::WouldBlock {
-                return Err(e).with_context(|| format!("locking {}", path.display()));
+        // flock(2) through rustix (`File::try_lock` needs Rust 1.89; the
+        // crate builds with 1.88).
+        use rustix::fs::{FlockOperation, flock};
+        if let Err(e) = flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            if e != rustix::io::Errno::WOULDBLOCK {
+                return Err(std::io::Error::from(e))
+                    .with_context(|| format!("locking {}", path.display()));
             }
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
