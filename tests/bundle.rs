@@ -755,6 +755,7 @@ fn a_tar_without_a_directory_is_the_same_tar_and_checks_every_package() {
     };
     let expected = [
         ".b.airlock-repo-cache.json",
+        ".n.tar.airlock-repo-cache.json",
         "b",
         "b.tar",
         "d",
@@ -812,14 +813,49 @@ fn a_tar_without_a_directory_is_the_same_tar_and_checks_every_package() {
         );
         assert_eq!(verify(&dir.path().join(streamed), &[]).code, 0);
     }
-    // A truncated image stops it, naming the image; nothing is left.
+    // Again: each control comes from the cache beside the tar (nothing is
+    // peeked at), and the tar is the same.
+    let run = build_iso(&["--tar", "ni.tar", "--no-dir"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("read 0.0 MB, reused 5 unchanged"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        read("i.tar") == read("ni.tar"),
+        "the same bytes from the cache"
+    );
+    // A package changed inside the image (its listing, so its cache key,
+    // the same): the copy's hash is not its index's, the build stops
+    // naming it, and the earlier tar and cache are as they were.
     let before = names();
+    let (tar_was, cache_was) = (read("ni.tar"), read(".ni.tar.airlock-repo-cache.json"));
     let iso = dir.path().join("d/main.iso");
     let image = fs::read(&iso).unwrap();
     let last_deb = image
         .windows(8)
         .rposition(|w| w == b"!<arch>\n")
         .expect("a package in the image");
+    let data = last_deb
+        + image[last_deb..]
+            .windows(8)
+            .position(|w| w == b"data.tar")
+            .expect("its data member");
+    flip_byte(&iso, data + 60 + 40);
+    let run = build_iso(&["--tar", "ni.tar", "--no-dir"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("does not match its disc's index"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(".deb"), "{}", run.stderr);
+    assert_eq!(names(), before, "nothing left");
+    assert!(read("ni.tar") == tar_was && read(".ni.tar.airlock-repo-cache.json") == cache_was);
+    flip_byte(&iso, data + 60 + 40);
+
+    // A truncated image stops it, naming the image; nothing is left.
     let f = fs::OpenOptions::new().write(true).open(&iso).unwrap();
     f.set_len(last_deb as u64 + 100).unwrap();
     let run = build_iso(&["--tar", "t.tar", "--no-dir"]);
@@ -827,6 +863,8 @@ fn a_tar_without_a_directory_is_the_same_tar_and_checks_every_package() {
     assert!(run.stderr.contains("main.iso"), "{}", run.stderr);
     assert_eq!(names(), before, "nothing left");
     for f in [
+        ".ni.tar.airlock-repo-cache.json",
+        ".ni.tar.gz.airlock-repo-cache.json",
         "i",
         "i.tar",
         "i.tar.gz",

@@ -423,7 +423,7 @@ pub struct BuildArgs {
     /// Also write the bundle as one deterministic tar (.tar, or .tar.gz to compress)
     #[arg(long, value_name = "FILE", required_if_eq("no_dir", "true"))]
     pub tar: Option<PathBuf>,
-    /// Write only the tar (--tar), no directory: the packages are streamed from the discs into it, each checked against its disc's index as it goes (no --out, no rebuild cache)
+    /// Write only the tar (--tar), no directory: the packages are streamed from the discs into it, each checked against its disc's index as it goes (no --out); a cache beside FILE (.FILE.airlock-repo-cache.json) keeps each package's control for the next --no-dir build
     #[arg(long, requires = "tar", conflicts_with_all = ["out", "volume_size", "base"])]
     pub no_dir: bool,
     /// Secrets file to read or create (default: RECIPE with .secrets.toml)
@@ -820,9 +820,18 @@ fn print_build_summary(s: &bundle::BuildSummary) {
     if let Some(r) = &s.recovered {
         println!("  note: {r}");
     }
-    print_repo_summary(&s.repository);
+    // --no-dir: the output is the tar itself, and the repository was only
+    // staged on the way into it.
+    let streamed = s.tar.as_deref() == Some(s.out.as_path());
+    if streamed {
+        let mut r = s.repository.clone();
+        r.out = PathBuf::from(format!("{}: repo/", s.out.display()));
+        print_repo_summary(&r);
+    } else {
+        print_repo_summary(&s.repository);
+    }
     print_completeness(&s.completeness);
-    if let Some(t) = &s.tar {
+    if let Some(t) = s.tar.as_ref().filter(|_| !streamed) {
         println!("  tar: {}", t.display());
     }
     if let Some(v) = &s.volumes {
@@ -854,6 +863,13 @@ fn print_build_summary(s: &bundle::BuildSummary) {
             path.display()
         ),
         None => println!("  secrets: the demo's fixed secrets (INSECURE)"),
+    }
+    if streamed {
+        println!(
+            "  check it: airlock verify {0}   or   mkdir x && tar -xf {0} -C x && cd x && sha256sum -c --quiet SHA256SUMS && gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS",
+            s.out.display()
+        );
+        return;
     }
     let one = match &s.volumes {
         Some(v) => s.out.join("volumes").join(&v.volumes[0].name),

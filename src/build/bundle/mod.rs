@@ -262,6 +262,7 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
     if opts.no_dir {
         let discs = repository_discs(plan);
         stream_tar(staging.path(), &outside, &discs, &repository, opts)?;
+        cache.keep_for_tar()?;
         summary.seconds = started.elapsed().as_secs_f64();
         return Ok(summary);
     }
@@ -376,6 +377,14 @@ impl RepoCache {
     }
 }
 
+impl RepoCache {
+    /// Keeps the new cache of a `--no-dir` tar as it was sealed: it names
+    /// no pool files, only what each package's control is.
+    fn keep_for_tar(&self) -> Result<()> {
+        fs::rename(&self.fresh, &self.kept).context("keeping the repository cache")
+    }
+}
+
 impl Drop for RepoCache {
     /// A build that fails (or writes no directory) keeps no new cache.
     fn drop(&mut self) {
@@ -415,9 +424,10 @@ fn build_repository(
             time: opts.time,
             progress: opts.progress,
             jobs: 0,
-            // --no-dir keeps no pool, so nothing to take from a cache.
+            // --no-dir keeps no pool: its cache (beside the tar) gives
+            // only each package's control.
             previous: (old_repo.is_dir() && !opts.no_dir).then_some(old_repo),
-            previous_cache: (old_cache.is_file() && !opts.no_dir).then_some(old_cache),
+            previous_cache: old_cache.is_file().then_some(old_cache),
             // A base is only read; the bundle at --out is ours to take over.
             adopt: base.is_none(),
             peek: opts.no_dir,

@@ -274,6 +274,11 @@ struct CacheEntry {
     pool: Option<FileIdentity>,
     sha256: String,
     control: String,
+    /// The control member's digest (see `DebScanner::control_digest`),
+    /// when it was peeked at (`Options::peek`): a `--no-dir` build that
+    /// takes the control from the cache compares the copy's with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    control_digest: Option<String>,
 }
 
 /// The cache file: entries sealed with a MAC keyed by the signing key, so
@@ -574,13 +579,18 @@ fn plan_jobs<'a>(
                 .remove(&key)
                 // The disc's index re-checks what the cache remembers.
                 .filter(|c| listed_sha.is_none_or(|want| *want == c.sha256))
-                // The previous pool file must be as this build left it.
-                .filter(|c| {
-                    c.pool.is_some()
-                        && opts
-                            .previous
-                            .as_ref()
-                            .is_some_and(|p| FileIdentity::of(&p.join(&f.path)) == c.pool)
+                .filter(|c| match opts.peek {
+                    // Only the control is taken (the copy is checked
+                    // against the index's hash and this digest).
+                    true => listed_sha.is_some() && c.control_digest.is_some(),
+                    // The previous pool file must be as this build left it.
+                    false => {
+                        c.pool.is_some()
+                            && opts
+                                .previous
+                                .as_ref()
+                                .is_some_and(|p| FileIdentity::of(&p.join(&f.path)) == c.pool)
+                    }
                 });
             jobs.push(Job {
                 disc: d,
@@ -1023,6 +1033,7 @@ fn write_cache(
             pool: None,
             sha256: s.sha256.clone(),
             control: s.control.to_text(),
+            control_digest: s.control_digest.as_ref().map(|d| hex(d)),
         })
         .collect();
     save_cache(&opts.out, &opts.out.join(CACHE_FILE), seal, entries)
@@ -1070,7 +1081,7 @@ pub fn refresh_cache(repo: &Path, cache: &Path, key: &Signers) -> Result<()> {
     save_cache(repo, cache, &seal, file.entries)
 }
 
-const CACHE_VERSION: u32 = 3;
+const CACHE_VERSION: u32 = 4;
 
 fn report(what: &str, errors: &[String]) -> String {
     let mut s = format!("{what}: {} problem(s)", errors.len());
@@ -1490,6 +1501,7 @@ fn scan_all(media: &[Medium], jobs: &[Job<'_>], opts: &Options) -> Result<Vec<Sc
         |job, buf| {
             let res = match (&job.cached, &opts.previous, &job.listed) {
                 (Some(c), Some(prev), _) => reuse(job, c, prev, !opts.adopt),
+                (Some(c), None, Some(_)) if opts.peek => recall(c),
                 (None, _, Some(sha)) if opts.peek => peek_one(&media[job.disc], job, sha),
                 _ => scan_one(&media[job.disc], job, buf, &bar),
             };
@@ -1531,6 +1543,25 @@ fn reuse(job: &Job<'_>, c: &CacheEntry, previous: &Path, link: bool) -> Result<S
         control: Paragraph::parse(&c.control)
             .map_err(|e| anyhow::anyhow!("cached control: {e}"))?,
         control_digest: None,
+    })
+}
+
+/// A file the cache knows, for a build that only peeks (`Options::peek`):
+/// its control and control member digest as an earlier peek found them.
+fn recall(c: &CacheEntry) -> Result<Scanned> {
+    let digest = c.control_digest.as_deref().unwrap_or_default();
+    let mut control_digest = [0u8; 32];
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("cached control digest {digest:?} is not a SHA256");
+    }
+    for (i, byte) in control_digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).expect("hex digits");
+    }
+    Ok(Scanned {
+        sha256: c.sha256.clone(),
+        control: Paragraph::parse(&c.control)
+            .map_err(|e| anyhow::anyhow!("cached control: {e}"))?,
+        control_digest: Some(control_digest),
     })
 }
 
