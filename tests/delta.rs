@@ -732,6 +732,21 @@ fn delta_with_a_large_file(d: &Path) -> String {
     })
 }
 
+/// `airlock-firstboot update --root ROOT --bundle DELTA` in the
+/// background, its output dropped.
+fn spawn_update(root: &Path, delta: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_airlock-firstboot"))
+        .arg("update")
+        .arg("--root")
+        .arg(root)
+        .arg("--bundle")
+        .arg(delta)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn an_update_killed_in_the_middle_leaves_the_old_bundle_usable_and_runs_again() {
     let dir = site_with_delta();
@@ -742,16 +757,7 @@ fn an_update_killed_in_the_middle_leaves_the_old_bundle_usable_and_runs_again() 
     let apt = apt_for(d, &root);
 
     // Killed while the new bundle is being made beside the old one.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock-firstboot"))
-        .arg("update")
-        .arg("--root")
-        .arg(&root)
-        .arg("--bundle")
-        .arg(d.join(&large))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_update(&root, &d.join(&large));
     let bundles = root.join("opt/airlock/bundles");
     let started = std::time::Instant::now();
     let staging = loop {
@@ -966,16 +972,7 @@ fn a_second_update_or_prepare_is_refused_at_once_while_one_runs() {
     let d = dir.path();
     let root = prepared(d, "vm", &d.join("v1"));
     let large = delta_with_a_large_file(d);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock-firstboot"))
-        .arg("update")
-        .arg("--root")
-        .arg(&root)
-        .arg("--bundle")
-        .arg(d.join(&large))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_update(&root, &d.join(&large));
     let pid = child.id().to_string();
     let lock = root.join("opt/airlock/lock");
     let started = std::time::Instant::now();
