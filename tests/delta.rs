@@ -881,14 +881,16 @@ fn update_follows_a_key_rollover_through_a_bundle_both_keys_sign_and_apt_accepts
     let inode = |p: &Path| fs::metadata(p).unwrap().ino();
     assert_eq!(crate::common::fingerprints(&trusted), vec![k1.clone()]);
     let first_runner = inode(&runner);
+    let trusting = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("now trusting keys: "))
+            .map(str::to_string)
+    };
 
     // v2, signed by both: verified with K1, and both trusted after it.
     let r = update(&root, &["--bundle", d.join("delta12").to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    let said = r
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("now trusting keys: "));
+    let said = trusting(&r.stdout);
     assert!(
         said.is_some_and(|l| l.contains(&k1) && l.contains(&k2)),
         "{}",
@@ -910,10 +912,7 @@ fn update_follows_a_key_rollover_through_a_bundle_both_keys_sign_and_apt_accepts
     // (reading the VM's keyring) accepts its repository.
     let r = update(&root, &["--bundle", d.join("delta23").to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    let said = r
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("now trusting keys: "));
+    let said = trusting(&r.stdout);
     assert!(
         said.is_some_and(|l| l.contains(&k2) && !l.contains(&k1)),
         "{}",
