@@ -864,6 +864,12 @@ fn print_build_summary(s: &bundle::BuildSummary) {
         ),
         None => println!("  secrets: the demo's fixed secrets (INSECURE)"),
     }
+    let unhashed = s.repository.pool_unchanged.len();
+    if streamed && unhashed > 0 && !s.out.to_string_lossy().ends_with("gz") {
+        println!(
+            "  {unhashed} package(s) copied without hashing them again: an earlier build checked them in these very images, which did not change"
+        );
+    }
     if streamed {
         println!(
             "  check it: airlock verify {0}   or   mkdir x && tar -xf {0} -C x && cd x && sha256sum -c --quiet SHA256SUMS && gpgv --keyring ./archive-keyring.gpg SHA256SUMS.gpg SHA256SUMS",

@@ -17,7 +17,31 @@ pub use crate::shared::iso::{Location, MediaFile, checked_relative};
 #[derive(Debug)]
 enum Kind {
     Dir,
-    Image { file: Arc<File>, len: u64 },
+    Image {
+        file: Arc<File>,
+        len: u64,
+        /// The image file's identity when it was opened (see
+        /// [`Medium::image_identity`]).
+        identity: String,
+    },
+}
+
+/// What changes when any byte of an image file changes: its device and
+/// inode, size, and modification and status change times (a write moves
+/// both; the status change time cannot be set back without setting the
+/// clock).
+fn identity_of(file: &File) -> std::io::Result<String> {
+    let m = file.metadata()?;
+    Ok(format!(
+        "{}:{}:{}:{}.{:09}:{}.{:09}",
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    ))
 }
 
 /// An opened disc: an `.iso` file or a directory.
@@ -63,6 +87,7 @@ impl Medium {
             }
         } else {
             let file = File::open(path).with_context(|| format!("opening disc image {label}"))?;
+            let identity = identity_of(&file).with_context(|| format!("reading {label}"))?;
             let len = meta.len();
             let files = iso::list_files(&file, len)
                 .with_context(|| format!("reading ISO 9660 image {label}"))?;
@@ -71,6 +96,7 @@ impl Medium {
                 kind: Kind::Image {
                     file: Arc::new(file),
                     len,
+                    identity,
                 },
                 files,
             };
@@ -84,6 +110,32 @@ impl Medium {
             medium
         };
         Ok(medium)
+    }
+
+    /// An image's identity when it was opened: equal identities mean the
+    /// same bytes (a rebuild cache may say a package of it was checked).
+    /// None for a directory, whose files carry their own.
+    pub fn image_identity(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Image { identity, .. } => Some(identity),
+            Kind::Dir => None,
+        }
+    }
+
+    /// Refuses an image that changed since it was opened (checked after
+    /// copying packages trusted by [`Medium::image_identity`]).
+    pub fn check_unchanged(&self) -> Result<()> {
+        let Kind::Image { file, identity, .. } = &self.kind else {
+            return Ok(());
+        };
+        let now = identity_of(file).with_context(|| format!("reading {}", self.label))?;
+        if now != *identity {
+            bail!(
+                "{}: the image changed while it was read (was {identity}, now {now}); nothing was written: build again once it stays as it is",
+                self.label
+            );
+        }
+        Ok(())
     }
 
     /// Every regular file, sorted by path.
@@ -403,6 +455,30 @@ mod tests {
             assert!(got[4..200_004] == data[1000..201_000], "kernel: {kernel}");
             assert_eq!(&got[200_004..], b"tail");
         }
+    }
+
+    /// An image written to after it was opened is refused; a directory,
+    /// whose files carry their own identity, has none to compare.
+    #[test]
+    fn an_image_changed_after_it_was_opened_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let iso = dir.path().join("vendor.iso");
+        let files: [(&str, &[u8]); 1] = [("install.sh", b"#!/bin/sh\n")];
+        let image = crate::build::isowrite::write_image("VENDOR", &files, 1_700_000_000).unwrap();
+        std::fs::write(&iso, &image).unwrap();
+        let medium = Medium::open_any(&iso).unwrap();
+        let identity = medium.image_identity().unwrap().to_string();
+        medium.check_unchanged().unwrap();
+        // The same bytes written again: the times move, so it is refused.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&iso, &image).unwrap();
+        let e = medium.check_unchanged().unwrap_err().to_string();
+        assert!(e.contains("changed while it was read"), "{e}");
+        assert_ne!(
+            Medium::open_any(&iso).unwrap().image_identity().unwrap(),
+            identity
+        );
+        assert_eq!(Medium::open_any(dir.path()).unwrap().image_identity(), None);
     }
 
     /// Past the end of the source: an image's extent is an error, a plain

@@ -498,6 +498,9 @@ fn stream_tar(
                     file,
                     sha256,
                     control: repository.pool_control.get(pool_path),
+                    unchanged: repository.pool_unchanged.contains(pool_path)
+                        && medium.image_identity().is_some()
+                        && medium.image_identity() == repository.disc_images[*disc].as_deref(),
                 },
             ),
         );

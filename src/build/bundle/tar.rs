@@ -75,6 +75,11 @@ pub enum Source<'a> {
         /// (the copy's must be the same); without it the copy's control
         /// member is expanded and checked whole.
         control: Option<&'a [u8; 32]>,
+        /// An earlier build checked this file in this very image (the
+        /// same identity, see `Medium::image_identity`): a plain tar gets
+        /// it copied without hashing it again, and the image is checked
+        /// to be still the same once the tar is written.
+        unchanged: bool,
     },
 }
 
@@ -148,6 +153,18 @@ pub fn write_tar_entries(
                 .with_context(|| format!("adding {rel}"))?;
         }
         tw.finish()?.finish()?;
+        // What was copied unhashed came from images that must not have
+        // changed since they were opened.
+        for source in entries.values().map(|e| &e.1) {
+            if let Source::Disc {
+                medium,
+                unchanged: true,
+                ..
+            } = source
+            {
+                medium.check_unchanged()?;
+            }
+        }
         match checker {
             Some(checker) => checker.finish(),
             None => Ok(()),
@@ -176,7 +193,7 @@ fn add_entry<'a>(
     checker: Option<&Checker<'a>>,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
-    let (medium, file, sha256, control) = match source {
+    let (medium, file, sha256, control, unchanged) = match source {
         Source::File(path) => {
             let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
             let data = BufReader::with_capacity(CHUNK, bar.wrap_read(f));
@@ -187,7 +204,8 @@ fn add_entry<'a>(
             file,
             sha256,
             control,
-        } => (*medium, *file, *sha256, *control),
+            unchanged,
+        } => (*medium, *file, *sha256, *control, *unchanged),
     };
     let mut copied = Copied {
         medium,
@@ -208,6 +226,9 @@ fn add_entry<'a>(
         medium.copy_to(file, out).map_err(std::io::Error::other)
     })?;
     bar.inc(size);
+    if unchanged {
+        return Ok(());
+    }
     checker.check(copied)
 }
 

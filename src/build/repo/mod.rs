@@ -160,6 +160,13 @@ pub struct Summary {
     /// was read, which its copy must match (see `DebScanner::control_digest`).
     #[serde(skip)]
     pub pool_control: BTreeMap<String, [u8; 32]>,
+    /// With `Options::peek`: the pool files an earlier build checked in the
+    /// very image they come from (`Medium::image_identity`), and each
+    /// disc's image identity as this build opened it.
+    #[serde(skip)]
+    pub pool_unchanged: BTreeSet<String>,
+    #[serde(skip)]
+    pub disc_images: Vec<Option<String>>,
     /// (disc role, control paragraph) of every package in the repository,
     /// as read from its `.deb`, so the completeness check reads nothing
     /// again.
@@ -279,6 +286,11 @@ struct CacheEntry {
     /// takes the control from the cache compares the copy's with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     control_digest: Option<String>,
+    /// The identity of the image (`Medium::image_identity`) whose bytes of
+    /// this file a build checked against `sha256`: while the image is the
+    /// same, a `--no-dir` build copies it without hashing it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checked_in: Option<String>,
 }
 
 /// The cache file: entries sealed with a MAC keyed by the signing key, so
@@ -331,6 +343,12 @@ struct Scanned {
     control: Paragraph,
     /// With `Options::peek`: the control member's digest, for the copy.
     control_digest: Option<[u8; 32]>,
+    /// The image identity in which these bytes are (or, with
+    /// `Options::peek`, will have been, once copied) checked.
+    checked_in: Option<String>,
+    /// With `Options::peek`: checked in this very image before, so the
+    /// copy need not be hashed again.
+    unchanged: bool,
 }
 
 pub use crate::shared::hex;
@@ -432,6 +450,10 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
         suite: opts.suite.clone(),
         cache: cache_note,
         recovered,
+        disc_images: media
+            .iter()
+            .map(|m| m.image_identity().map(str::to_string))
+            .collect(),
         ..Summary::default()
     };
     let jobs = plan_jobs(
@@ -927,6 +949,9 @@ fn render_packages(
         if let Some(d) = s.control_digest {
             summary.pool_control.insert(job.file.path.clone(), d);
         }
+        if s.unchanged {
+            summary.pool_unchanged.insert(job.file.path.clone());
+        }
         *summary.packages.entry(e.component.clone()).or_default() += 1;
         summary.total_packages += 1;
         summary.bytes += job.file.size;
@@ -1034,6 +1059,7 @@ fn write_cache(
             sha256: s.sha256.clone(),
             control: s.control.to_text(),
             control_digest: s.control_digest.as_ref().map(|d| hex(d)),
+            checked_in: s.checked_in.clone(),
         })
         .collect();
     save_cache(&opts.out, &opts.out.join(CACHE_FILE), seal, entries)
@@ -1500,8 +1526,8 @@ fn scan_all(media: &[Medium], jobs: &[Job<'_>], opts: &Options) -> Result<Vec<Sc
         crate::shared::par::threads(opts.jobs),
         |job, buf| {
             let res = match (&job.cached, &opts.previous, &job.listed) {
-                (Some(c), Some(prev), _) => reuse(job, c, prev, !opts.adopt),
-                (Some(c), None, Some(_)) if opts.peek => recall(c),
+                (Some(c), Some(prev), _) => reuse(&media[job.disc], job, c, prev, !opts.adopt),
+                (Some(c), None, Some(_)) if opts.peek => recall(&media[job.disc], c),
                 (None, _, Some(sha)) if opts.peek => peek_one(&media[job.disc], job, sha),
                 _ => scan_one(&media[job.disc], job, buf, &bar),
             };
@@ -1531,7 +1557,13 @@ fn scan_all(media: &[Medium], jobs: &[Job<'_>], opts: &Options) -> Result<Vec<Sc
 /// A file the cache knows: link the previous build's pool file (checked to
 /// be as that build left it) into the new pool, or with `link` false leave
 /// it to be adopted; nothing is read.
-fn reuse(job: &Job<'_>, c: &CacheEntry, previous: &Path, link: bool) -> Result<Scanned> {
+fn reuse(
+    medium: &Medium,
+    job: &Job<'_>,
+    c: &CacheEntry,
+    previous: &Path,
+    link: bool,
+) -> Result<Scanned> {
     if let Some(dest) = job.dest.as_ref().filter(|_| link) {
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent)?;
@@ -1543,12 +1575,19 @@ fn reuse(job: &Job<'_>, c: &CacheEntry, previous: &Path, link: bool) -> Result<S
         control: Paragraph::parse(&c.control)
             .map_err(|e| anyhow::anyhow!("cached control: {e}"))?,
         control_digest: None,
+        // The disc's bytes were not read again: checked only if the image
+        // is the one they were checked in.
+        checked_in: c
+            .checked_in
+            .clone()
+            .filter(|was| Some(was.as_str()) == medium.image_identity()),
+        unchanged: false,
     })
 }
 
 /// A file the cache knows, for a build that only peeks (`Options::peek`):
 /// its control and control member digest as an earlier peek found them.
-fn recall(c: &CacheEntry) -> Result<Scanned> {
+fn recall(medium: &Medium, c: &CacheEntry) -> Result<Scanned> {
     let digest = c.control_digest.as_deref().unwrap_or_default();
     let mut control_digest = [0u8; 32];
     if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -1562,6 +1601,9 @@ fn recall(c: &CacheEntry) -> Result<Scanned> {
         control: Paragraph::parse(&c.control)
             .map_err(|e| anyhow::anyhow!("cached control: {e}"))?,
         control_digest: Some(control_digest),
+        // Checked again as it is copied unless this very image was.
+        checked_in: medium.image_identity().map(str::to_string),
+        unchanged: c.checked_in.is_some() && c.checked_in.as_deref() == medium.image_identity(),
     })
 }
 
@@ -1587,6 +1629,8 @@ fn peek_one(medium: &Medium, job: &Job<'_>, listed: &str) -> Result<Scanned> {
         sha256: listed.to_string(),
         control,
         control_digest: deb.control_digest(),
+        checked_in: medium.image_identity().map(str::to_string),
+        unchanged: false,
     })
 }
 
@@ -1640,6 +1684,8 @@ fn scan_one(
         sha256: hex(&sha.finalize()),
         control,
         control_digest: None,
+        checked_in: medium.image_identity().map(str::to_string),
+        unchanged: false,
     })
 }
 
