@@ -64,6 +64,20 @@ fn first_file(bundle: &Path, under: &str, ext: &str) -> String {
         .unwrap_or_else(|| panic!("no {ext} under {under}"))
 }
 
+/// `airlock build RECIPE --key keys/signing-key.asc --allow-new-glibc
+/// EXTRA…` in `dir` at a fixed `SOURCE_DATE_EPOCH`.
+fn build_demo(dir: &Path, recipe: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "build",
+        recipe,
+        "--key",
+        "keys/signing-key.asc",
+        "--allow-new-glibc",
+    ];
+    args.extend(extra);
+    airlock_in(dir, &args, &[("SOURCE_DATE_EPOCH", "1800000000")])
+}
+
 fn flip_byte(path: &Path, at: usize) {
     let mut b = fs::read(path).unwrap();
     let i = at.min(b.len() - 1);
@@ -323,21 +337,10 @@ fn build_from_a_recipe_with_a_site_key_and_a_gz_tar() {
     let dir = tempfile::tempdir().unwrap();
     // Demo media and recipe, but the site's own key.
     crate::common::demo_site(dir.path());
-    let run = airlock_in(
+    let run = build_demo(
         dir.path(),
-        &[
-            "build",
-            "d/recipe.toml",
-            "--key",
-            "keys/signing-key.asc",
-            "--out",
-            "b",
-            "--tar",
-            "b.tar.gz",
-            "--json",
-            "--allow-new-glibc",
-        ],
-        &[("SOURCE_DATE_EPOCH", "1800000000")],
+        "d/recipe.toml",
+        &["--out", "b", "--tar", "b.tar.gz", "--json"],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
@@ -376,20 +379,7 @@ fn build_from_a_recipe_with_a_site_key_and_a_gz_tar() {
             .join("b")
             .join(first_file(&dir.path().join("b"), "repo/pool", ".deb"));
     let before = identity(fs::metadata(&pool_file).unwrap());
-    let run = airlock_in(
-        dir.path(),
-        &[
-            "build",
-            "d/recipe.toml",
-            "--key",
-            "keys/signing-key.asc",
-            "--out",
-            "b",
-            "--json",
-            "--allow-new-glibc",
-        ],
-        &[("SOURCE_DATE_EPOCH", "1800000000")],
-    );
+    let run = build_demo(dir.path(), "d/recipe.toml", &["--out", "b", "--json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let again: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(again["repository"]["reused"], 5, "{again}");
@@ -399,19 +389,7 @@ fn build_from_a_recipe_with_a_site_key_and_a_gz_tar() {
     assert_eq!(verify(&dir.path().join("b"), &[]).code, 0);
     assert_eq!(stock_tools_accept(&dir.path().join("b")), (true, true));
     // …and it is the bundle a fresh build gives.
-    let run = airlock_in(
-        dir.path(),
-        &[
-            "build",
-            "d/recipe.toml",
-            "--key",
-            "keys/signing-key.asc",
-            "--out",
-            "c",
-            "--allow-new-glibc",
-        ],
-        &[("SOURCE_DATE_EPOCH", "1800000000")],
-    );
+    let run = build_demo(dir.path(), "d/recipe.toml", &["--out", "c"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let sums = |d: &str| fs::read(dir.path().join(d).join("SHA256SUMS")).unwrap();
     assert!(
@@ -727,18 +705,7 @@ fn a_bundle_signed_by_two_keys() {
 fn a_tar_without_a_directory_is_the_same_tar_and_checks_every_package() {
     let dir = tempfile::tempdir().unwrap();
     crate::common::demo_site(dir.path());
-    let env = [("SOURCE_DATE_EPOCH", "1800000000")];
-    let build = |extra: &[&str]| {
-        let mut args = vec![
-            "build",
-            "d/recipe.toml",
-            "--key",
-            "keys/signing-key.asc",
-            "--allow-new-glibc",
-        ];
-        args.extend(extra);
-        airlock_in(dir.path(), &args, &env)
-    };
+    let build = |extra: &[&str]| build_demo(dir.path(), "d/recipe.toml", extra);
     let run = build(&["--out", "b", "--tar", "b.tar"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let run = build(&["--tar", "n.tar", "--no-dir"]);
@@ -791,17 +758,7 @@ fn a_tar_without_a_directory_is_the_same_tar_and_checks_every_package() {
         .replace("main = \"media/main\"", "main = \"main.iso\"")
         .replace("devel = \"media/devel\"", "devel = \"devel.iso\"");
     fs::write(dir.path().join("d/iso.toml"), recipe).unwrap();
-    let build_iso = |extra: &[&str]| {
-        let mut args = vec![
-            "build",
-            "d/iso.toml",
-            "--key",
-            "keys/signing-key.asc",
-            "--allow-new-glibc",
-        ];
-        args.extend(extra);
-        airlock_in(dir.path(), &args, &env)
-    };
+    let build_iso = |extra: &[&str]| build_demo(dir.path(), "d/iso.toml", extra);
     for (full, streamed) in [("i.tar", "ni.tar"), ("i.tar.gz", "ni.tar.gz")] {
         let run = build_iso(&["--out", "i", "--tar", full]);
         assert_eq!(run.code, 0, "{}", run.stderr);

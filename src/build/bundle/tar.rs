@@ -154,16 +154,21 @@ pub fn write_tar_entries(
         }
         tw.finish()?.finish()?;
         // What was copied unhashed came from images that must not have
-        // changed since they were opened.
+        // changed since they were opened: each checked once.
+        let mut trusted: Vec<&Medium> = Vec::new();
         for source in entries.values().map(|e| &e.1) {
             if let Source::Disc {
                 medium,
                 unchanged: true,
                 ..
             } = source
+                && !trusted.iter().any(|m| std::ptr::eq(*m, *medium))
             {
-                medium.check_unchanged()?;
+                trusted.push(medium);
             }
+        }
+        for medium in trusted {
+            medium.check_unchanged()?;
         }
         match checker {
             Some(checker) => checker.finish(),
@@ -473,4 +478,79 @@ fn copy_hashed<W: Write>(
         copied?;
         Ok(hashed)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::repo::control::Paragraph;
+    use crate::build::repo::deb::{DataFile, build_deb};
+
+    /// A disc holding one package; its bytes.
+    fn disc_with_one_package(dir: &Path, description: &str) -> Vec<u8> {
+        let control = Paragraph::parse(&format!(
+            "Package: x\nVersion: 1\nArchitecture: amd64\nDescription: {description}\n"
+        ))
+        .unwrap();
+        let file = DataFile {
+            path: "usr/share/doc/x/README",
+            mode: 0o644,
+            contents: b"x\n",
+        };
+        let deb = build_deb(&control, &[file], 1_700_000_000).unwrap();
+        fs::create_dir_all(dir.join("pool/main/x")).unwrap();
+        fs::write(dir.join("pool/main/x/x_1_amd64.deb"), &deb).unwrap();
+        deb
+    }
+
+    fn scanned(bytes: &[u8]) -> (String, DebScanner) {
+        let mut deb = DebScanner::new();
+        deb.feed(bytes);
+        (crate::shared::hex(&sha2::Sha256::digest(bytes)), deb)
+    }
+
+    /// The copy must hash to the manifest's SHA256 and carry the very
+    /// control member that was indexed: another package with the right
+    /// hash but another control member (the file changed between the two
+    /// reads) is refused, naming it.
+    #[test]
+    fn a_copy_must_match_the_manifest_and_the_indexed_control_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = disc_with_one_package(dir.path(), "first");
+        let medium = Medium::open(dir.path()).unwrap();
+        let file = medium.find("pool/main/x/x_1_amd64.deb").unwrap();
+        let (sha256, deb) = scanned(&bytes);
+        let indexed = deb.control_digest().unwrap();
+        let copied = |control| Copied {
+            medium: &medium,
+            file,
+            sha256: &sha256,
+            control,
+            rel: "repo/pool/main/x/x_1_amd64.deb".to_string(),
+            at: 0,
+        };
+        let (got, deb) = scanned(&bytes);
+        copied(Some(&indexed)).verdict(got, deb).unwrap();
+        let (got, deb) = scanned(&bytes);
+        copied(None).verdict(got, deb).unwrap();
+
+        let other = disc_with_one_package(&dir.path().join("other"), "second");
+        let (_, deb) = scanned(&other);
+        let e = copied(Some(&indexed))
+            .verdict(sha256.clone(), deb)
+            .unwrap_err();
+        assert!(e.to_string().contains("control member changed"), "{e}");
+        assert!(e.to_string().contains("x_1_amd64.deb"), "{e}");
+
+        let (got, deb) = scanned(&other);
+        let e = copied(Some(&indexed)).verdict(got, deb).unwrap_err();
+        assert!(
+            e.to_string().contains("does not match its disc's index"),
+            "{e}"
+        );
+        let mut cut = DebScanner::new();
+        cut.feed(&bytes[..bytes.len() - 5]);
+        let e = copied(None).verdict(sha256.clone(), cut).unwrap_err();
+        assert!(e.to_string().contains("corrupt .deb"), "{e}");
+    }
 }
