@@ -43,7 +43,13 @@ const MAIN: &[(&str, &str, &str)] = &[
     ("op-gt", "1", "Depends: lib-ok (>> 1.0)\n"),
     ("op-lt", "1", "Depends: lib-ok (<< 1.0)\n"),
     ("deep", "1", "Depends: good, needs-newer\n"),
+    ("uses-required", "1", "Depends: req-lib\n"),
+    ("req-lib", "1", ""),
 ];
+
+/// Packages of the discs with `Priority: required` (the others are
+/// optional): without `media.base_status` they stand for the base.
+const REQUIRED: &[&str] = &["req-lib"];
 
 /// The devel disc: a newer lib-two and base-pkg.
 const DEVEL: &[(&str, &str, &str)] = &[("lib-two", "2", ""), ("base-pkg", "2", "")];
@@ -78,6 +84,11 @@ fn disc(dir: &Path, pkgs: &[(&str, &str, &str)]) {
         .iter()
         .map(|(name, version, control)| Pkg {
             control,
+            priority: if REQUIRED.contains(name) {
+                "required"
+            } else {
+                "optional"
+            },
             ..Pkg::new(name, version)
         })
         .collect();
@@ -351,6 +362,53 @@ fn a_closure_subset_ships_only_what_the_roles_need_and_apt_installs_from_it() {
         run.stderr
     );
     assert!(!dir.join("hole").exists());
+}
+
+/// A closure subset without `media.base_status`: the main disc's required
+/// packages are the base, so the subset leaves them out, and the build's
+/// own check (over the subset) still counts them as installed; `inspect`
+/// says it cannot make the verdict again rather than calling it
+/// incomplete.
+#[test]
+fn a_closure_subset_keeps_the_disc_base_it_was_resolved_against() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    site(dir);
+    closure_recipe(dir, "uses-required");
+    let text = fs::read_to_string(dir.join("site.toml")).unwrap();
+    fs::write(
+        dir.join("site.toml"),
+        text.replace("base_status = \"base-status\"\n", ""),
+    )
+    .unwrap();
+    let args = [
+        "build",
+        "site.toml",
+        "--key",
+        "keys/signing-key.asc",
+        "--out",
+        "bundle",
+        "--allow-new-glibc",
+        "--json",
+    ];
+    let run = airlock(dir, &args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["completeness"]["ok"], true, "{summary}");
+    assert_eq!(
+        summary["completeness"]["base"]["source"], "main disc priorities",
+        "{summary}"
+    );
+    assert_eq!(summary["repository"]["total_packages"], 1, "{summary}");
+    let run = airlock(dir, &["inspect", "bundle"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("INCOMPLETE"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("installed base its build resolved against"),
+        "{}",
+        run.stdout
+    );
 }
 
 /// [`recipe`] with `repository.subset = "closure"`.

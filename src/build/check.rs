@@ -78,11 +78,14 @@ pub struct Report {
 /// The check for a planned recipe: reads the discs' indexes and the base
 /// status file, then [`evaluate`]s.
 pub fn check_discs(recipe: &Recipe, plan: &Plan) -> Result<Report> {
-    disc_check(recipe, plan).map(|(_, report)| report)
+    disc_check(recipe, plan).map(|(_, _, report)| report)
 }
 
-/// The discs' own catalog and the check over it.
-fn disc_check(recipe: &Recipe, plan: &Plan) -> Result<(Vec<(String, Paragraph)>, Report)> {
+/// The discs' own catalog, the installed base over it and the check.
+fn disc_check(
+    recipe: &Recipe,
+    plan: &Plan,
+) -> Result<(Vec<(String, Paragraph)>, Installed, Report)> {
     let discs = plan
         .media
         .sources()
@@ -93,16 +96,20 @@ fn disc_check(recipe: &Recipe, plan: &Plan) -> Result<(Vec<(String, Paragraph)>,
         })
         .collect::<Result<Vec<_>>>()?;
     let catalog = repo::disc_catalog(&discs)?;
-    let base = read_base(plan)?;
-    let report = evaluate(recipe, plan, &catalog, base.as_ref())?;
-    Ok((catalog, report))
+    let installed = installed_base(&catalog, read_base(plan)?.as_ref())?;
+    let report = evaluate(recipe, plan, &catalog, &installed)?;
+    Ok((catalog, installed, report))
 }
 
 /// `repository.subset = "closure"`: the pool paths of every package some
 /// role installs, resolved over the discs' own indexes as [`check_discs`]
-/// does, with the check's report.
-pub fn closure_paths(recipe: &Recipe, plan: &Plan) -> Result<(BTreeSet<String>, Report)> {
-    let (catalog, report) = disc_check(recipe, plan)?;
+/// does, with the check's report and the installed base it counted: the
+/// subset leaves that base out, so a check over the subset needs it given.
+pub fn closure_paths(
+    recipe: &Recipe,
+    plan: &Plan,
+) -> Result<(BTreeSet<String>, Installed, Report)> {
+    let (catalog, installed, report) = disc_check(recipe, plan)?;
     let mut paths = BTreeSet::new();
     for install in report.roles.iter().flat_map(|r| &r.installs) {
         // `name version on disc`, as the resolver writes it.
@@ -127,7 +134,7 @@ pub fn closure_paths(recipe: &Recipe, plan: &Plan) -> Result<(BTreeSet<String>, 
         }
         paths.extend(files);
     }
-    Ok((paths, report))
+    Ok((paths, installed, report))
 }
 
 /// The base status file's paragraphs with its path, when the recipe names
@@ -157,11 +164,15 @@ pub fn evaluate(
     recipe: &Recipe,
     plan: &Plan,
     catalog: &[(String, Paragraph)],
-    base: Option<&(String, Vec<Paragraph>)>,
+    installed: &Installed,
 ) -> Result<Report> {
     let repository = catalog_packages(catalog)?;
-    let (base_packages, base) = base_packages(catalog, &repository, base)?;
-    let universe = Universe::new(repository, base_packages, &plan.repository.architectures);
+    let base = installed.base.clone();
+    let universe = Universe::new(
+        repository,
+        installed.packages.clone(),
+        &plan.repository.architectures,
+    );
     let roles = role_lists(recipe, plan)
         .into_iter()
         .map(|(role, (hosts, packages, list))| {
@@ -202,6 +213,30 @@ fn catalog_packages(catalog: &[(String, Paragraph)]) -> Result<Vec<Package>> {
         );
     }
     Ok(out)
+}
+
+/// The packages counted as installed on the reference VM, and where
+/// that comes from.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub base: Base,
+    pub packages: Vec<Package>,
+}
+
+/// The installed base for a check over `catalog`: the status file's
+/// installed packages, or `catalog`'s main disc `required` and `important`
+/// ones (the newest of each). Read from the whole discs, it also serves a
+/// check over a subset of them.
+pub fn installed_base(
+    catalog: &[(String, Paragraph)],
+    status: Option<&(String, Vec<Paragraph>)>,
+) -> Result<Installed> {
+    let repository = match status {
+        Some(_) => Vec::new(),
+        None => catalog_packages(catalog)?,
+    };
+    let (packages, base) = base_packages(catalog, &repository, status)?;
+    Ok(Installed { base, packages })
 }
 
 /// The installed base: the status file's installed packages, or the main

@@ -445,6 +445,11 @@ fn check_bundle(b: &Opened, bom: Option<&Bom>) -> Result<crate::build::check::Re
         text,
     };
     let recipe = recipe::parse(&source)?;
+    if recipe.repository.subset == recipe::Subset::Closure {
+        bail!(
+            "repository.subset = \"closure\": the bundle leaves out the installed base its build resolved against (media.base_status, or the main disc's required and important packages), so the verdict cannot be made again from it; the build checked it (`airlock check RECIPE` with the discs does again)"
+        );
+    }
     let plan = plan::resolve(&recipe, &source, plan::MediaCheck::Ignore)
         .plan
         .context("the bundle's recipe.toml does not plan")?;
@@ -477,7 +482,8 @@ fn check_bundle(b: &Opened, bom: Option<&Bom>) -> Result<crate::build::check::Re
             catalog.push((disc.to_string(), para));
         }
     }
-    check::evaluate(&recipe, &plan, &catalog, None)
+    let installed = check::installed_base(&catalog, None)?;
+    check::evaluate(&recipe, &plan, &catalog, &installed)
 }
 
 /// The inspection of a bundle that verified.

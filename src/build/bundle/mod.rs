@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use crate::build::check;
 use crate::build::cloudinit;
 use crate::build::media::Medium;
 use crate::build::plan::{MediaCheck, Plan};
@@ -211,9 +212,9 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
     let (secrets, secrets_created) = load_secrets(opts, plan)?;
     let staging = Staging::beside(&opts.out)?;
     let cache = RepoCache::beside(&opts.out)?;
-    let only = subset(opts, recipe, plan)?;
+    let (only, closure_base) = subset(opts, recipe, plan)?.unzip();
     let mut repository = build_repository(opts, plan, staging.path(), &cache, base.as_ref(), only)?;
-    let completeness = check_completeness(opts, recipe, plan, &mut repository)?;
+    let completeness = check_completeness(opts, recipe, plan, &mut repository, closure_base)?;
     let mut w = RootWriter::new(staging.path());
     let payloads = cloudinit::render_all(plan, &secrets)?;
     seed::write_all(&mut w, plan, &payloads, opts.time)?;
@@ -516,31 +517,37 @@ fn subset(
     opts: &BuildOptions,
     recipe: &Recipe,
     plan: &Plan,
-) -> Result<Option<std::collections::BTreeSet<String>>> {
+) -> Result<Option<(std::collections::BTreeSet<String>, check::Installed)>> {
     if recipe.repository.subset == crate::build::recipe::Subset::All {
         return Ok(None);
     }
-    let (paths, report) = crate::build::check::closure_paths(recipe, plan)?;
+    let (paths, installed, report) = check::closure_paths(recipe, plan)?;
     if !report.ok && !opts.allow_incomplete {
-        return Err(crate::build::check::refuse(&report, &opts.recipe));
+        return Err(check::refuse(&report, &opts.recipe));
     }
-    Ok(Some(paths))
+    Ok(Some((paths, installed)))
 }
 
 /// The completeness check over the controls the repository build read;
 /// an incomplete bundle is refused (the staging directory and the new
 /// cache go when they drop) unless `allow_incomplete`.
+/// `installed`: the base a closure subset was resolved against (it is
+/// not in the subset); without one it is read as `airlock check` does.
 fn check_completeness(
     opts: &BuildOptions,
     recipe: &Recipe,
     plan: &Plan,
     repository: &mut repo::Summary,
-) -> Result<crate::build::check::Report> {
+    installed: Option<check::Installed>,
+) -> Result<check::Report> {
     let catalog = std::mem::take(&mut repository.catalog);
-    let base = crate::build::check::read_base(plan)?;
-    let report = crate::build::check::evaluate(recipe, plan, &catalog, base.as_ref())?;
+    let installed = match installed {
+        Some(i) => i,
+        None => check::installed_base(&catalog, check::read_base(plan)?.as_ref())?,
+    };
+    let report = check::evaluate(recipe, plan, &catalog, &installed)?;
     if !report.ok && !opts.allow_incomplete {
-        return Err(crate::build::check::refuse(&report, &opts.recipe));
+        return Err(check::refuse(&report, &opts.recipe));
     }
     Ok(report)
 }
