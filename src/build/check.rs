@@ -81,11 +81,11 @@ pub fn check_discs(recipe: &Recipe, plan: &Plan) -> Result<Report> {
     disc_check(recipe, plan).map(|(_, _, report)| report)
 }
 
+/// (disc role, paragraph) of every package a catalog lists.
+type Catalog = Vec<(String, Paragraph)>;
+
 /// The discs' own catalog, the installed base over it and the check.
-fn disc_check(
-    recipe: &Recipe,
-    plan: &Plan,
-) -> Result<(Vec<(String, Paragraph)>, Installed, Report)> {
+fn disc_check(recipe: &Recipe, plan: &Plan) -> Result<(Catalog, Installed, Report)> {
     let discs = plan
         .media
         .sources()

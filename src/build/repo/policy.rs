@@ -108,10 +108,15 @@ pub fn pool_path(s: &str) -> Result<(), String> {
 /// digits, `~` before anything, even the end; letters before other
 /// characters.
 pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    // An epoch is digits (one too large for a number sorts last); text
+    // before a colon that is not one is part of the upstream version.
     fn split(v: &str) -> (u64, &str, &str) {
+        let v = v.trim();
         let (epoch, rest) = match v.split_once(':') {
-            Some((e, r)) => (e.parse().unwrap_or(0), r),
-            None => (0, v),
+            Some((e, r)) if e.bytes().all(|b| b.is_ascii_digit()) => {
+                (e.parse().unwrap_or(u64::MAX), r)
+            }
+            _ => (0, v),
         };
         match rest.rsplit_once('-') {
             Some((u, r)) => (epoch, u, r),

@@ -148,10 +148,6 @@ impl Universe {
         self.available.values().map(Vec::len).sum()
     }
 
-    pub fn installed_count(&self) -> usize {
-        self.installed.len()
-    }
-
     /// What apt would install for `name`: the newest available version, or
     /// the installed one when it is as new.
     fn candidate(&self, name: &str) -> Option<&Package> {
@@ -428,7 +424,6 @@ impl<'u> Resolver<'u> {
                 }
             }
         }
-        self.problems.dedup();
     }
 
     fn push_conflict(&mut self, a: &Package, rel: &Relation, b: &Package) {

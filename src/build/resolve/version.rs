@@ -1,8 +1,9 @@
 //! Debian version ordering (Debian policy 5.6.12): `[epoch:]upstream[-revision]`,
 //! compared part by part, `~` sorting before everything, even the end.
 //!
-//! Written here because `debian-packaging` is not a dependency (see README,
-//! Choices); the unit tests pin the policy's examples and dpkg's corner cases.
+//! The order is `repo::policy::compare_versions`, the one the indexes,
+//! `diff` and the as-built report use; the unit tests pin the policy's
+//! examples and dpkg's corner cases.
 
 use std::cmp::Ordering;
 
@@ -19,21 +20,6 @@ impl Version {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// (epoch, upstream, revision); a missing revision is `""`, which dpkg
-    /// orders like `0`.
-    fn parts(&self) -> (u64, &str, &str) {
-        let (epoch, rest) = match self.0.split_once(':') {
-            Some((e, rest)) if e.bytes().all(|b| b.is_ascii_digit()) => {
-                (e.parse().unwrap_or(u64::MAX), rest)
-            }
-            _ => (0, self.0.as_str()),
-        };
-        match rest.rsplit_once('-') {
-            Some((upstream, revision)) => (epoch, upstream, revision),
-            None => (epoch, rest, ""),
-        }
-    }
 }
 
 impl std::fmt::Display for Version {
@@ -44,11 +30,7 @@ impl std::fmt::Display for Version {
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
-        let (ea, ua, ra) = self.parts();
-        let (eb, ub, rb) = other.parts();
-        ea.cmp(&eb)
-            .then_with(|| compare_part(ua, ub))
-            .then_with(|| compare_part(ra, rb))
+        crate::build::repo::policy::compare_versions(&self.0, &other.0)
     }
 }
 
@@ -65,56 +47,6 @@ impl PartialEq for Version {
 }
 
 impl Eq for Version {}
-
-/// A character's weight in the non-digit runs: `~` first, then the end of
-/// the run, then letters, then everything else.
-fn weight(c: Option<u8>) -> i32 {
-    match c {
-        Some(b'~') => -1,
-        None => 0,
-        Some(c) if c.is_ascii_alphabetic() => i32::from(c),
-        Some(c) => i32::from(c) + 256,
-    }
-}
-
-/// dpkg's `verrevcmp`: alternating non-digit and digit runs.
-fn compare_part(a: &str, b: &str) -> Ordering {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        // The non-digit run, character by character.
-        while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit()) {
-            let ca = a.get(i).copied().filter(|c| !c.is_ascii_digit());
-            let cb = b.get(j).copied().filter(|c| !c.is_ascii_digit());
-            let (wa, wb) = (weight(ca), weight(cb));
-            if wa != wb {
-                return wa.cmp(&wb);
-            }
-            i += usize::from(ca.is_some());
-            j += usize::from(cb.is_some());
-        }
-        // The digit run, as a number (leading zeros do not count).
-        while i < a.len() && a[i] == b'0' {
-            i += 1;
-        }
-        while j < b.len() && b[j] == b'0' {
-            j += 1;
-        }
-        let start = (i, j);
-        while i < a.len() && a[i].is_ascii_digit() {
-            i += 1;
-        }
-        while j < b.len() && b[j].is_ascii_digit() {
-            j += 1;
-        }
-        let (da, db) = (&a[start.0..i], &b[start.1..j]);
-        let by_value = da.len().cmp(&db.len()).then_with(|| da.cmp(db));
-        if by_value != Ordering::Equal {
-            return by_value;
-        }
-    }
-    Ordering::Equal
-}
 
 #[cfg(test)]
 mod tests {
@@ -155,7 +87,14 @@ mod tests {
 
     #[test]
     fn upstream_with_hyphens_splits_at_the_last_one() {
-        assert_eq!(Version::new("1:2.3-4-5").parts(), (1, "2.3-4", "5"));
-        assert_eq!(Version::new("2.3").parts(), (0, "2.3", ""));
+        // Upstream 2.3-4, revision 5: the revision decides against -4-4,
+        // the upstream against -5-1.
+        use Ordering::{Equal, Greater, Less};
+        assert_eq!(cmp("1:2.3-4-5", "1:2.3-4-4"), Greater);
+        assert_eq!(cmp("1:2.3-4-5", "1:2.3-5-1"), Less);
+        // No revision and no epoch are revision "" and epoch 0.
+        assert_eq!(cmp("2.3", "0:2.3"), Equal);
+        // Text before a colon that is not digits is no epoch.
+        assert_eq!(cmp("x:1.0", "1:0.1"), Less);
     }
 }
