@@ -1032,6 +1032,12 @@ fn a_delta_written_as_a_tar_applies_and_updates_a_vm_as_its_directory_does() {
         d,
         &["--out", "delta-g", "--base", "v1", "--tar", "delta.tar.gz"],
     );
+    // `.tgz` is gzip too, as for a bundle's tar.
+    build(
+        d,
+        &["--out", "delta-z", "--base", "v1", "--tar", "delta.tgz"],
+    );
+    assert_eq!(&fs::read(d.join("delta.tgz")).unwrap()[..2], [0x1f, 0x8b]);
     assert_eq!(tree(&d.join("delta-t")), tree(&d.join("delta")));
     // The bundle tar's form: the head first, then BASE and its signature.
     let out = Command::new("tar")

@@ -233,7 +233,7 @@ pub fn write_tar(dir: &Path, file: &Path, time: i64) -> Result<()> {
     let written = (|| -> Result<()> {
         let out = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let out = std::io::BufWriter::with_capacity(1 << 20, out);
-        let sink: Box<dyn std::io::Write> = match file.extension().is_some_and(|e| e == "gz") {
+        let sink: Box<dyn std::io::Write> = match crate::build::bundle::gzip_named(file) {
             true => Box::new(
                 flate2::GzBuilder::new()
                     .mtime(0)

@@ -72,7 +72,8 @@ impl Journal {
             wanted: BTreeSet::new(),
         };
         for name in [&j.staging, &j.aside] {
-            if name.is_empty() || name.contains('/') || name.starts_with("..") {
+            // One name beside the output: "." would be its parent.
+            if name.is_empty() || name == "." || name.contains('/') || name.starts_with("..") {
                 bail!("{name:?} is not a name beside the output");
             }
         }
@@ -414,6 +415,8 @@ mod tests {
         for bad in [
             "garbage\n",
             "airlock-takeover 1\nstaging ../x\naside .a\npool repo/pool\n",
+            "airlock-takeover 1\nstaging .\naside .a\npool repo/pool\n",
+            "airlock-takeover 1\nstaging .s\naside .\npool repo/pool\n",
             "airlock-takeover 1\nstaging .s\naside .a\npool repo/pool\nfile repo/pool/../../etc/passwd\n",
             "airlock-takeover 1\nstaging .s\naside .a\npool repo/pool\nfile SHA256SUMS\n",
         ] {

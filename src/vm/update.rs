@@ -139,6 +139,8 @@ pub fn keep_bundle(root: &Path, bundle: &Path) -> Result<Vec<String>> {
     }
     sync_tree(stage.path())?;
     stage.replace(&dir)?;
+    // The kept bundle's rename reaches the disk before `current` names it.
+    sync_dir(&under(root, paths::BUNDLES))?;
     switch_to(root, &hash)?;
     let mut done = vec![
         format!(
@@ -431,7 +433,13 @@ pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
             return Err(e);
         }
     };
-    if let Err(e) = switch_to(root, &new) {
+    // The adopted keyring and runner reach the disk before the switch:
+    // after a cut, the switch must never survive them.
+    let durable = [paths::TRUSTED_KEYRING, paths::RUNNER]
+        .iter()
+        .filter_map(|p| under(root, p).parent().map(Path::to_path_buf))
+        .try_for_each(|dir| sync_dir(&dir));
+    if let Err(e) = durable.and_then(|()| switch_to(root, &new)) {
         adopted.undo(root);
         return Err(e);
     }

@@ -44,7 +44,7 @@ pub use crate::shared::manifest::{
     safe_path, verify_dir, verify_tar, verify_tar_stream,
 };
 pub use readme::site_readme;
-pub use tar::{list_tree, render_modes, render_sums, write_tar};
+pub use tar::{gzip_named, list_tree, render_modes, render_sums, write_tar};
 
 /// What `airlock build` needs besides the recipe.
 pub struct BuildOptions {

@@ -83,6 +83,11 @@ pub enum Source<'a> {
     },
 }
 
+/// A tar to write gzip compressed: named `.gz` or `.tgz`.
+pub fn gzip_named(file: &Path) -> bool {
+    file.extension().is_some_and(|e| e == "gz" || e == "tgz")
+}
+
 /// Writes the bundle directory as one tar in [`tarform`]'s form (entries in
 /// [`canonical_order`], mtime `time`, modes from `MODES`), gzip compressed
 /// (one member) when `file` ends in `.gz`. Written beside and renamed.
@@ -121,7 +126,7 @@ pub fn write_tar_entries(
     ));
     let out = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let out = std::io::BufWriter::with_capacity(1 << 20, out);
-    let gz = file.extension().is_some_and(|e| e == "gz" || e == "tgz");
+    let gz = gzip_named(file);
     let sink = if gz {
         Sink::Gz(Box::new(
             flate2::GzBuilder::new()
