@@ -1085,6 +1085,12 @@ fn a_delta_written_as_a_tar_applies_and_updates_a_vm_as_its_directory_does() {
         .filter(|n| n.contains("airlock-tmp") || n.contains("airlock-delta"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+    // A whole bundle's tar given as the delta: named as given, not as
+    // the directory it was unpacked into.
+    let r = run(d, &["apply", "v1.tar", "--to", "v1", "--out", "v2-whole"]);
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("v1.tar: no BASE file"), "{}", r.stderr);
+    assert!(!r.stderr.contains("airlock-delta"), "{}", r.stderr);
 
     // On a prepared VM: update takes the tar, and leaves nothing of it.
     let root = prepared(d, "vm", &d.join("v1"));

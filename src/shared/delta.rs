@@ -200,30 +200,32 @@ struct Head {
 }
 
 impl Head {
-    fn read(delta: &Path) -> Result<Head> {
+    /// Reads the delta unpacked at `delta`; messages name it `name` (what
+    /// the user gave: the directory itself, or the tar it came from).
+    fn read(delta: &Path, name: &Path) -> Result<Head> {
         if !delta.is_dir() {
             bail!(
                 "{}: not a directory; a delta is the directory `airlock build --base` wrote",
-                delta.display()
+                name.display()
             );
         }
         let Some(base) = read_head(delta, BASE)? else {
             bail!(
                 "{}: no {BASE} file, so it is not a delta (a whole bundle needs no apply: check it with `airlock verify {}`)",
-                delta.display(),
-                delta.display()
+                name.display(),
+                name.display()
             );
         };
         let want = parse_base(&String::from_utf8_lossy(&base)).with_context(|| {
             format!(
                 "{}: not one line \"<sha256>  {SUMS}\": not a delta airlock wrote",
-                delta.join(BASE).display()
+                name.join(BASE).display()
             )
         })?;
         let sums = read_head(delta, SUMS)?.with_context(|| {
             format!(
                 "{}: the delta holds no {SUMS} (the new bundle's manifest); copy the whole delta directory again",
-                delta.display()
+                name.display()
             )
         })?;
         Ok(Head {
@@ -249,7 +251,7 @@ impl BaseBundle {
     /// Reads the base at `dir` (a bundle directory or tar), which must be
     /// the bundle `head` names (or already the new bundle): refused with
     /// both hashes named otherwise.
-    fn read(dir: &Path, delta: &Path, head: &Head, new: &str) -> Result<BaseBundle> {
+    fn read(dir: &Path, name: &Path, head: &Head, new: &str) -> Result<BaseBundle> {
         let tar = match fs::metadata(dir) {
             Ok(m) if m.is_dir() => None,
             Ok(m) if m.is_file() => Some(TarBase::read_head(dir)?),
@@ -266,7 +268,7 @@ impl BaseBundle {
             bail!(
                 "missing base: {} holds no {SUMS}; the delta {} applies to the bundle whose {SUMS} has sha256 {}. Give that bundle's directory or tar",
                 dir.display(),
-                delta.display(),
+                name.display(),
                 head.want
             );
         };
@@ -279,11 +281,11 @@ impl BaseBundle {
         if base.hash != head.want && base.hash != new {
             bail!(
                 "wrong base: the delta {} applies to the bundle whose {SUMS} has sha256 {}, but {} has sha256 {}. Give the bundle the delta was built against (`sha256sum OLD/{SUMS}`, or `sha256sum -c {}` in its directory, finds it)",
-                delta.display(),
+                name.display(),
                 head.want,
                 base.label(SUMS),
                 base.hash,
-                delta.join(BASE).display()
+                name.join(BASE).display()
             );
         }
         let (listing, problems) = parse_manifest(&String::from_utf8_lossy(&sums));
@@ -471,8 +473,8 @@ pub fn apply(
     progress: bool,
 ) -> Result<Applied> {
     let unpacked = unpack_tar(delta, out)?;
-    let delta = unpacked.as_ref().map_or(delta, |s| s.path());
-    apply_scoped(delta, base, out, trust, None, progress)
+    let dir = unpacked.as_ref().map_or(delta, |s| s.path());
+    apply_scoped(dir, delta, base, out, trust, None, progress)
 }
 
 /// [`apply`] making only the files of the new bundle that `keep` names (a
@@ -483,13 +485,14 @@ pub fn apply(
 /// `keep` leaves out are not there.
 pub fn apply_kept(
     delta: &Path,
+    name: &Path,
     base: &Path,
     out: &Path,
     trust: &Trust,
     keep: &[&str],
     progress: bool,
 ) -> Result<Applied> {
-    apply_scoped(delta, base, out, Some(trust), Some(keep), progress)
+    apply_scoped(delta, name, base, out, Some(trust), Some(keep), progress)
 }
 
 /// `path` is one of the files `keep` names (all of them: None).
@@ -505,22 +508,23 @@ pub fn kept(path: &str, keep: Option<&[&str]>) -> bool {
 /// Which base a delta applies to and which bundle it makes: the sha256 of
 /// the base's `SHA256SUMS` (what BASE names) and of the new one. Nothing is
 /// checked but the form: see [`apply`].
-pub fn base_and_new(delta: &Path) -> Result<(String, String)> {
-    let head = Head::read(delta)?;
+pub fn base_and_new(delta: &Path, name: &Path) -> Result<(String, String)> {
+    let head = Head::read(delta, name)?;
     Ok((head.want, sha256(&head.sums)))
 }
 
 fn apply_scoped(
     delta: &Path,
+    name: &Path,
     base: &Path,
     out: &Path,
     trust: Option<&Trust>,
     keep: Option<&[&str]>,
     progress: bool,
 ) -> Result<Applied> {
-    let head = Head::read(delta)?;
+    let head = Head::read(delta, name)?;
     let new = sha256(&head.sums);
-    let base = BaseBundle::read(base, delta, &head, &new)?;
+    let base = BaseBundle::read(base, name, &head, &new)?;
     let base_keyring = trust.is_none();
     let trust = match trust {
         Some(t) => t.clone(),
@@ -567,7 +571,7 @@ fn apply_scoped(
     )?;
     let report = verify_kept(staging.path(), &trust, keep, progress)?;
     if !report.ok {
-        applied.problems = with_whence(&report.problems, &sources, delta, &base);
+        applied.problems = with_whence(&report.problems, &sources, name, &base);
         applied.report = Some(report);
         return Ok(applied);
     }
@@ -594,14 +598,14 @@ fn verify_kept(dir: &Path, trust: &Trust, keep: Option<&[&str]>, progress: bool)
 fn with_whence(
     problems: &[Finding],
     sources: &BTreeMap<String, Source>,
-    delta: &Path,
+    name: &Path,
     base: &BaseBundle,
 ) -> Vec<Finding> {
     problems
         .iter()
         .map(|p| {
             let whence = match sources.get(&p.path) {
-                Some(Source::Delta) => format!(" (taken from the delta {})", delta.display()),
+                Some(Source::Delta) => format!(" (taken from the delta {})", name.display()),
                 Some(Source::Base(b)) => format!(" (taken from the base {})", base.label(b)),
                 None => String::new(),
             };

@@ -386,7 +386,7 @@ pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
             delta::BASE
         );
     }
-    let (want, new) = delta::base_and_new(delta_dir)?;
+    let (want, new) = delta::base_and_new(delta_dir, delta)?;
     if kept.hash == new {
         remove_others(root, &new)?;
         let trusted = trusted_keyring(root)
@@ -417,7 +417,7 @@ pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
     let out = bundle_dir(root, &new);
     let keep = keep_for(&kept.dir, delta_dir);
     let trust = Trust::keyring(keyring);
-    let applied = delta::apply_kept(delta_dir, &kept.dir, &out, &trust, &keep, progress)?;
+    let applied = delta::apply_kept(delta_dir, delta, &kept.dir, &out, &trust, &keep, progress)?;
     if !applied.ok {
         return Err(refused(delta, &applied));
     }
