@@ -267,19 +267,7 @@ fn build_refuses_an_incomplete_bundle_and_writes_nothing() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    let build = |extra: &[&str]| {
-        let mut args = vec![
-            "build",
-            "site.toml",
-            "--key",
-            "keys/signing-key.asc",
-            "--out",
-            "bundle",
-            "--allow-new-glibc",
-        ];
-        args.extend_from_slice(extra);
-        airlock(dir, &args)
-    };
+    let build = |extra: &[&str]| build_site(dir, "bundle", extra);
     let run = build(&[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
@@ -323,19 +311,7 @@ fn a_closure_subset_ships_only_what_the_roles_need_and_apt_installs_from_it() {
     let dir = tmp.path();
     site(dir);
     closure_recipe(dir, "good");
-    let build = |out: &str| {
-        let args = [
-            "build",
-            "site.toml",
-            "--key",
-            "keys/signing-key.asc",
-            "--out",
-            out,
-            "--allow-new-glibc",
-            "--json",
-        ];
-        airlock(dir, &args)
-    };
+    let build = |out: &str| build_site(dir, out, &["--json"]);
     let run = build("bundle");
     assert_eq!(run.code, 0, "{}", run.stderr);
     let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
@@ -381,17 +357,7 @@ fn a_closure_subset_keeps_the_disc_base_it_was_resolved_against() {
         text.replace("base_status = \"base-status\"\n", ""),
     )
     .unwrap();
-    let args = [
-        "build",
-        "site.toml",
-        "--key",
-        "keys/signing-key.asc",
-        "--out",
-        "bundle",
-        "--allow-new-glibc",
-        "--json",
-    ];
-    let run = airlock(dir, &args);
+    let run = build_site(dir, "bundle", &["--json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(summary["completeness"]["ok"], true, "{summary}");
@@ -409,6 +375,22 @@ fn a_closure_subset_keeps_the_disc_base_it_was_resolved_against() {
         "{}",
         run.stdout
     );
+}
+
+/// `airlock build site.toml --key keys/signing-key.asc --out OUT
+/// --allow-new-glibc EXTRA…` in `dir`.
+fn build_site(dir: &Path, out: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "build",
+        "site.toml",
+        "--key",
+        "keys/signing-key.asc",
+        "--out",
+        out,
+        "--allow-new-glibc",
+    ];
+    args.extend_from_slice(extra);
+    airlock(dir, &args)
 }
 
 /// [`recipe`] with `repository.subset = "closure"`.
