@@ -1104,6 +1104,97 @@ fn a_delta_written_as_a_tar_applies_and_updates_a_vm_as_its_directory_does() {
 }
 
 #[test]
+fn a_delta_tar_is_known_as_a_delta_checked_against_its_base_first_and_read_as_verify_reads_it() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    build(
+        d,
+        &["--out", "delta-t", "--base", "v1", "--tar", "delta.tar.gz"],
+    );
+    build(
+        d,
+        &["--out", "delta-p", "--base", "v1", "--tar", "delta.tar"],
+    );
+    // verify, inspect and prepare without --base know a delta tar for one.
+    let r = run(d, &["verify", "delta.tar.gz"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("delta.tar.gz is a delta"), "{}", r.stderr);
+    let r = run(d, &["inspect", "delta.tar"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("delta.tar is a delta"), "{}", r.stderr);
+    let root = d.join("reference");
+    fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    let r = prepare(&root, &[Path::new("--bundle"), &d.join("delta.tar")]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("is a delta") && r.stderr.contains("--base OLD"),
+        "{}",
+        r.stderr
+    );
+    assert!(crate::common::nothing_prepared(&root));
+
+    // Bytes after the gzip member: verify refuses such a tar, and so do
+    // apply and update (before, they read the first member and stopped).
+    let mut bytes = fs::read(d.join("delta.tar.gz")).unwrap();
+    bytes.extend_from_slice(b"x");
+    fs::write(d.join("trailing.tar.gz"), bytes).unwrap();
+    let r = run(
+        d,
+        &[
+            "apply",
+            "trailing.tar.gz",
+            "--to",
+            "v1",
+            "--out",
+            "v2-trailing",
+        ],
+    );
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("trailing.tar.gz") && r.stderr.contains("after the gzip member"),
+        "{}",
+        r.stderr
+    );
+    assert!(!d.join("v2-trailing").exists());
+    let vm = prepared(d, "vm", &d.join("v1"));
+    let before = kept_state(&vm);
+    let r = update(
+        &vm,
+        &["--bundle", d.join("trailing.tar.gz").to_str().unwrap()],
+    );
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("after the gzip member"), "{}", r.stderr);
+    assert_eq!(kept_state(&vm), before);
+
+    // A wrong base is refused from the tar's head, before the rest is
+    // read: a tar damaged after its head says "wrong base", not the damage.
+    let mut bytes = fs::read(d.join("delta.tar")).unwrap();
+    let deb = carried_file(&d.join("delta"), "repo/pool/");
+    // Its name in its tar header (NUL-ended), not in the manifest's text.
+    let name = [deb.as_bytes(), b"\0"].concat();
+    let name_at = bytes.windows(name.len()).position(|w| w == name).unwrap();
+    bytes[name_at] ^= 0x20;
+    fs::write(d.join("damaged.tar"), bytes).unwrap();
+    let r = run(
+        d,
+        &["apply", "damaged.tar", "--to", "d/bundle", "--out", "n"],
+    );
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("wrong base"), "{}", r.stderr);
+    let r = update(
+        &prepared(d, "vm2", &d.join("d/bundle")),
+        &["--bundle", d.join("damaged.tar").to_str().unwrap()],
+    );
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("wrong base"), "{}", r.stderr);
+    // With its own base, the damage is what is refused.
+    let r = run(d, &["apply", "damaged.tar", "--to", "v1", "--out", "n"]);
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("damaged.tar: at byte"), "{}", r.stderr);
+    assert!(!d.join("n").exists());
+}
+
+#[test]
 fn apply_reads_the_base_from_its_tar_plain_or_gzip_and_refuses_a_wrong_or_damaged_one() {
     let dir = site_with_delta();
     let d = dir.path();

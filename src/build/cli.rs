@@ -1090,7 +1090,7 @@ fn cmd_verify(args: &VerifyArgs) -> Result<Status> {
     let meta = std::fs::metadata(&args.path)
         .with_context(|| format!("reading {}", args.path.display()))?;
     let trust = args.trust.load()?;
-    if meta.is_dir() && crate::shared::delta::is_delta(&args.path) {
+    if crate::shared::delta::is_delta(&args.path) {
         anyhow::bail!(
             "{} is a delta (it has {}): it holds only what its base lacks, so it does not verify alone; `airlock apply {} --to OLD --out NEW` makes the whole bundle and verifies it",
             args.path.display(),

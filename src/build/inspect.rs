@@ -86,7 +86,7 @@ pub fn open(
             path.display()
         )
     })?;
-    if meta.is_dir() && crate::shared::delta::is_delta(path) {
+    if crate::shared::delta::is_delta(path) {
         bail!(
             "{} is a delta: it holds only what its base lacks; `airlock apply {} --to OLD --out NEW` makes the whole bundle, then inspect NEW",
             path.display(),
@@ -220,15 +220,7 @@ fn read_dir_files(
 /// The entries of a bundle tar (or .tar.gz) that `want` selects.
 fn read_tar_files(file: &Path, want: &dyn Fn(&str) -> bool) -> Result<BTreeMap<String, Vec<u8>>> {
     let label = file.display().to_string();
-    let f = fs::File::open(file).with_context(|| format!("opening {label}"))?;
-    let mut input = std::io::BufReader::new(f);
-    let gz = std::io::BufRead::fill_buf(&mut input)?.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn std::io::Read> = if gz {
-        Box::new(flate2::bufread::GzDecoder::new(input))
-    } else {
-        Box::new(input)
-    };
-    let mut tr = tarform::TarReader::new(reader);
+    let mut tr = tarform::open_file(file)?;
     let mut files = BTreeMap::new();
     while let Some(e) = tr
         .next_entry()
@@ -237,18 +229,10 @@ fn read_tar_files(file: &Path, want: &dyn Fn(&str) -> bool) -> Result<BTreeMap<S
         if e.kind != tarform::Kind::File || !want(&e.path) {
             continue;
         }
-        let mut data = Vec::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = tr
-                .read_data(&mut buf)
-                .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            data.extend_from_slice(&buf[..n]);
-        }
-        files.insert(e.path.clone(), data);
+        let data = tr
+            .read_whole(e.size)
+            .map_err(|err| anyhow::anyhow!("{label}: {}: {err}", e.path))?;
+        files.insert(e.path, data);
     }
     Ok(files)
 }

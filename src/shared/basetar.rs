@@ -7,47 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::shared::manifest::{HEAD, SUMS};
-use crate::shared::tarform::{Kind, TarReader};
+use crate::shared::manifest::{HEAD, HEAD_LIMIT, SUMS};
+use crate::shared::tarform::{Kind, open_file as open, read_leading};
 use crate::shared::writer::create_dirs;
-
-/// The most bytes kept of a head file.
-const HEAD_LIMIT: u64 = 64 << 20;
-
-/// Opens a bundle tar, plain or gzip-compressed (by its first bytes).
-pub fn open(path: &Path) -> Result<TarReader<Box<dyn Read>>> {
-    let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut magic = [0u8; 2];
-    let gz = f.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
-    let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let input: Box<dyn Read> = if gz {
-        Box::new(flate2::read::GzDecoder::new(BufReader::new(f)))
-    } else {
-        Box::new(BufReader::with_capacity(1 << 20, f))
-    };
-    Ok(TarReader::new(input))
-}
-
-/// Reads the current entry's data whole.
-fn read_all<R: Read>(tr: &mut TarReader<R>, label: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let k = tr
-            .read_data(&mut buf)
-            .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
-        if k == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(&buf[..k]);
-    }
-}
 
 /// A bundle tar, its head read.
 #[derive(Debug, Clone)]
@@ -61,25 +29,7 @@ impl TarBase {
     /// Reads the head of the bundle tar at `path`.
     pub fn read_head(path: &Path) -> Result<TarBase> {
         let label = path.display().to_string();
-        let mut tr = open(path)?;
-        let mut head = BTreeMap::new();
-        while let Some(e) = tr
-            .next_entry()
-            .map_err(|e| anyhow::anyhow!("{label}: {e}"))?
-        {
-            if e.kind != Kind::File || !HEAD.contains(&e.path.as_str()) {
-                break;
-            }
-            if e.size > HEAD_LIMIT {
-                bail!(
-                    "{label}: {} is {} bytes, too large for a bundle's head",
-                    e.path,
-                    e.size
-                );
-            }
-            let data = read_all(&mut tr, &label)?;
-            head.insert(e.path, data);
-        }
+        let head = read_leading(&mut open(path)?, &HEAD, HEAD_LIMIT, &label)?;
         if !head.contains_key(SUMS) {
             bail!(
                 "{label}: a bundle tar starts with {SUMS}; this one does not (give the bundle `airlock build --tar` wrote, or its directory)"

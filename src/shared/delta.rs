@@ -49,8 +49,17 @@ pub const ALWAYS: [&str; 3] = [PUBLIC_GPG_FILE, PUBLIC_ASC_FILE, MODES];
 /// The files of a delta that are not files of the new bundle.
 const OWN: [&str; 4] = [SUMS, SUMS_SIG, BASE, BASE_SIG];
 
-/// The most bytes read of a delta's head file.
-const HEAD_LIMIT: u64 = 64 << 20;
+/// What a delta tar starts with: a bundle's head, then BASE and its
+/// signature ([`manifest::canonical_order`]).
+const TAR_HEAD: [&str; 7] = [
+    SUMS,
+    SUMS_SIG,
+    PUBLIC_GPG_FILE,
+    PUBLIC_ASC_FILE,
+    MODES,
+    BASE,
+    BASE_SIG,
+];
 
 /// The text of BASE for a base whose SHA256SUMS hashes to `hash`.
 pub fn render_base(hash: &str) -> String {
@@ -68,9 +77,32 @@ pub fn parse_base(text: &str) -> Option<String> {
     .then(|| hash.to_string())
 }
 
-/// `dir` holds a delta (a BASE file), not a whole bundle.
-pub fn is_delta(dir: &Path) -> bool {
-    fs::symlink_metadata(dir.join(BASE)).is_ok_and(|m| m.is_file())
+/// `path` is a delta, not a whole bundle: a directory with a BASE file,
+/// or a tar whose head holds one (a tar that does not read is not a delta
+/// here; [`has_base`] says why).
+pub fn is_delta(path: &Path) -> bool {
+    has_base(path).unwrap_or(false)
+}
+
+/// Whether `path` (a directory, or a tar of which only the head is read)
+/// holds a BASE file; an error when it cannot be read.
+pub fn has_base(path: &Path) -> Result<bool> {
+    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(match meta.is_dir() {
+        true => fs::symlink_metadata(path.join(BASE)).is_ok_and(|m| m.is_file()),
+        false => tar_head(path)?.contains_key(BASE),
+    })
+}
+
+/// The head files of a delta tar, read without unpacking it.
+fn tar_head(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut tr = crate::shared::tarform::open_file(path)?;
+    crate::shared::tarform::read_leading(
+        &mut tr,
+        &TAR_HEAD,
+        manifest::HEAD_LIMIT,
+        &path.display().to_string(),
+    )
 }
 
 /// A delta given as the one tar `airlock build --base --tar` wrote (plain
@@ -87,7 +119,7 @@ pub fn unpack_tar(delta: &Path, beside: &Path) -> Result<Option<Staging>> {
     use std::os::unix::fs::OpenOptionsExt;
     let label = delta.display().to_string();
     let staging = Staging::beside_tagged(beside, "airlock-delta-tar")?;
-    let mut tr = crate::shared::basetar::open(delta)?;
+    let mut tr = crate::shared::tarform::open_file(delta)?;
     let mut buf = vec![0u8; 1 << 20];
     let form = |e: crate::shared::tarform::FormError| anyhow::anyhow!("{label}: {e}");
     while let Some(e) = tr.next_entry().map_err(form)? {
@@ -178,7 +210,7 @@ fn read_head(dir: &Path, name: &str) -> Result<Option<Vec<u8>>> {
             path.display()
         );
     }
-    if meta.len() > HEAD_LIMIT {
+    if meta.len() > manifest::HEAD_LIMIT {
         bail!(
             "{}: {} bytes, too large for a manifest or signature",
             path.display(),
@@ -200,16 +232,31 @@ struct Head {
 }
 
 impl Head {
-    /// Reads the delta unpacked at `delta`; messages name it `name` (what
-    /// the user gave: the directory itself, or the tar it came from).
+    /// Reads the head of the delta at `delta`: its directory, or its tar
+    /// (only the head is read); messages name it `name` (what the user
+    /// gave: the directory itself, or the tar it came from).
     fn read(delta: &Path, name: &Path) -> Result<Head> {
-        if !delta.is_dir() {
+        let mut files = BTreeMap::new();
+        if fs::metadata(delta).is_ok_and(|m| m.is_file()) {
+            files = tar_head(delta)?;
+        } else if delta.is_dir() {
+            for f in [SUMS, SUMS_SIG, BASE, BASE_SIG] {
+                if let Some(bytes) = read_head(delta, f)? {
+                    files.insert(f.to_string(), bytes);
+                }
+            }
+        } else {
             bail!(
-                "{}: not a directory; a delta is the directory `airlock build --base` wrote",
+                "{}: not a directory or a tar; a delta is the directory (or tar) `airlock build --base` wrote",
                 name.display()
             );
         }
-        let Some(base) = read_head(delta, BASE)? else {
+        Head::of(files, name)
+    }
+
+    /// The head from its files.
+    fn of(mut files: BTreeMap<String, Vec<u8>>, name: &Path) -> Result<Head> {
+        let Some(base) = files.remove(BASE) else {
             bail!(
                 "{}: no {BASE} file, so it is not a delta (a whole bundle needs no apply: check it with `airlock verify {}`)",
                 name.display(),
@@ -222,16 +269,16 @@ impl Head {
                 name.join(BASE).display()
             )
         })?;
-        let sums = read_head(delta, SUMS)?.with_context(|| {
+        let sums = files.remove(SUMS).with_context(|| {
             format!(
-                "{}: the delta holds no {SUMS} (the new bundle's manifest); copy the whole delta directory again",
+                "{}: the delta holds no {SUMS} (the new bundle's manifest); copy the whole delta again",
                 name.display()
             )
         })?;
         Ok(Head {
             sums,
-            sums_sig: read_head(delta, SUMS_SIG)?,
-            base_sig: read_head(delta, BASE_SIG)?,
+            sums_sig: files.remove(SUMS_SIG),
+            base_sig: files.remove(BASE_SIG),
             want,
         })
     }
@@ -472,6 +519,11 @@ pub fn apply(
     trust: Option<&Trust>,
     progress: bool,
 ) -> Result<Applied> {
+    if fs::metadata(delta).is_ok_and(|m| m.is_file()) {
+        // A wrong base is refused before the tar is unpacked.
+        let head = Head::read(delta, delta)?;
+        BaseBundle::read(base, delta, &head, &sha256(&head.sums))?;
+    }
     let unpacked = unpack_tar(delta, out)?;
     let dir = unpacked.as_ref().map_or(delta, |s| s.path());
     apply_scoped(dir, delta, base, out, trust, None, progress)
@@ -505,9 +557,9 @@ pub fn kept(path: &str, keep: Option<&[&str]>) -> bool {
     })
 }
 
-/// Which base a delta applies to and which bundle it makes: the sha256 of
-/// the base's `SHA256SUMS` (what BASE names) and of the new one. Nothing is
-/// checked but the form: see [`apply`].
+/// Which base a delta (its directory or tar) applies to and which bundle
+/// it makes: the sha256 of the base's `SHA256SUMS` (what BASE names) and
+/// of the new one. Nothing is checked but the form: see [`apply`].
 pub fn base_and_new(delta: &Path, name: &Path) -> Result<(String, String)> {
     let head = Head::read(delta, name)?;
     Ok((head.want, sha256(&head.sums)))

@@ -688,9 +688,9 @@ fn hash_present(
     (found, bytes)
 }
 
-/// The most bytes verify keeps of a head file (the manifest, its signature,
-/// the keys, the modes).
-const HEAD_LIMIT: u64 = 64 << 20;
+/// The most bytes kept of a head file (the manifest, its signature, the
+/// keys, the modes; a delta's BASE and its signature).
+pub const HEAD_LIMIT: u64 = 64 << 20;
 
 /// `airlock verify` on a tar (or .tar.gz), read as a stream, never
 /// extracted, in the one form `airlock build` writes ([`tarform`]).
@@ -708,50 +708,18 @@ pub fn verify_tar(file: &Path, trust: &Trust, progress: bool) -> Result<Report> 
 /// [`verify_tar`] on a stream (`label` names it in findings); without a
 /// keyring, the tar's own.
 pub fn verify_tar_stream<R: std::io::BufRead>(
-    mut input: R,
+    input: R,
     trust: &Trust,
     label: &str,
 ) -> Result<Report> {
-    let gz = input
-        .fill_buf()
-        .with_context(|| format!("reading {label}"))?
-        .starts_with(&[0x1f, 0x8b]);
+    let input = tarform::Unzipped::new(input).with_context(|| format!("reading {label}"))?;
     let mut problems = Vec::new();
-    let result = if gz {
-        let decoder = flate2::bufread::GzDecoder::new(input);
-        // airlock's gzip header: no name, comment or extra field, time 0,
-        // system "unknown" (flate2's). Anything else was made by another tool.
-        let header_ok = decoder.header().is_none_or(|h| {
-            h.filename().is_none()
-                && h.comment().is_none()
-                && h.extra().is_none()
-                && h.mtime() == 0
-                && h.operating_system() == 255
-        });
-        if !header_ok {
-            problems.push(finding(
-                "form",
-                label,
-                "a gzip header airlock does not write (a name, comment, extra field, time or system): verify the uncompressed tar instead",
-            ));
-        }
-        let mut tr = tarform::TarReader::new(decoder);
-        let r = read_bundle_tar(&mut tr, trust, label, &mut problems);
-        let decoder = tr.into_inner();
-        let mut inner = decoder.into_inner();
-        let rest = inner.fill_buf().map(|b| !b.is_empty());
-        if problems.iter().all(|p| p.kind != "form") && !matches!(rest, Ok(false)) {
-            problems.push(finding(
-                "form",
-                label,
-                "bytes after the gzip member (a second member or garbage: gzip -d would read on)",
-            ));
-        }
-        r
-    } else {
-        let mut tr = tarform::TarReader::new(input);
-        read_bundle_tar(&mut tr, trust, label, &mut problems)
-    };
+    if let Some(why) = input.header_problem() {
+        problems.push(finding("form", label, why));
+    }
+    // Bytes after a gzip member are a read error at its end: a form finding.
+    let mut tr = tarform::TarReader::new(input);
+    let result = read_bundle_tar(&mut tr, trust, label, &mut problems);
     let (listing, own, files, bytes) = result?;
     Ok(report(listing, own, files, bytes, problems))
 }

@@ -20,7 +20,10 @@
 //! - compressed: exactly one gzip member with no name, comment or extra
 //!   field, and nothing after it.
 
-use std::io::{self, Read, Write};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
 
 /// Tar's block.
 pub const BLOCK: usize = 512;
@@ -502,10 +505,114 @@ impl<R: Read> TarReader<R> {
         Ok(())
     }
 
+    /// The current entry's data, all `size` bytes of it.
+    pub fn read_whole(&mut self, size: u64) -> Result<Vec<u8>, FormError> {
+        let mut out = vec![0u8; size.min(self.left) as usize];
+        let mut got = 0;
+        while got < out.len() {
+            got += self.read_data(&mut out[got..])?;
+        }
+        Ok(out)
+    }
+
     /// The input, for what is after the tar (a gzip trailer check).
     pub fn into_inner(self) -> R {
         self.input
     }
+}
+
+/// A bundle tar's bytes as [`TarReader`] reads them: the file as it is, or
+/// what its one gzip member holds. Bytes after that member (a second
+/// member, or anything: `gzip -d` would read on) are a read error at the
+/// member's end, so every reader that reads a tar to its end refuses them.
+pub enum Unzipped<R: BufRead> {
+    Plain(R),
+    Gzip(Box<flate2::bufread::GzDecoder<R>>),
+}
+
+impl<R: BufRead> Unzipped<R> {
+    /// Gzip when `input` starts with gzip's magic bytes.
+    pub fn new(mut input: R) -> io::Result<Unzipped<R>> {
+        Ok(match input.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
+            true => Unzipped::Gzip(Box::new(flate2::bufread::GzDecoder::new(input))),
+            false => Unzipped::Plain(input),
+        })
+    }
+
+    /// Why the gzip header is not the one airlock writes (no name, comment
+    /// or extra field, time 0, system "unknown"); None for a plain tar.
+    pub fn header_problem(&self) -> Option<&'static str> {
+        let Unzipped::Gzip(d) = self else {
+            return None;
+        };
+        let foreign = d.header().is_some_and(|h| {
+            h.filename().is_some()
+                || h.comment().is_some()
+                || h.extra().is_some()
+                || h.mtime() != 0
+                || h.operating_system() != 255
+        });
+        foreign.then_some(
+            "a gzip header airlock does not write (a name, comment, extra field, time or system): verify the uncompressed tar instead",
+        )
+    }
+}
+
+impl<R: BufRead> Read for Unzipped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Unzipped::Plain(r) => r.read(buf),
+            Unzipped::Gzip(d) => {
+                let n = d.read(buf)?;
+                if n == 0 && !buf.is_empty() && !d.get_mut().fill_buf()?.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "bytes after the gzip member (a second member or garbage: gzip -d would read on)",
+                    ));
+                }
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// A bundle tar file (plain or gzip), to be read in the form. Its gzip
+/// header is not checked here (a base or delta tar a site compressed
+/// itself reads the same; `verify` holds a bundle to airlock's header).
+pub fn open_file(path: &Path) -> anyhow::Result<TarReader<Unzipped<BufReader<fs::File>>>> {
+    use anyhow::Context;
+    let label = path.display();
+    let f = fs::File::open(path).with_context(|| format!("opening {label}"))?;
+    let input = Unzipped::new(BufReader::with_capacity(1 << 20, f))
+        .with_context(|| format!("reading {label}"))?;
+    Ok(TarReader::new(input))
+}
+
+/// The regular files a tar starts with whose names `names` holds, each
+/// read whole (at most `limit` bytes), up to the first entry that is not
+/// one of them.
+pub fn read_leading<R: Read>(
+    tr: &mut TarReader<R>,
+    names: &[&str],
+    limit: u64,
+    label: &str,
+) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let form = |e: FormError| anyhow::anyhow!("{label}: {e}");
+    let mut head = BTreeMap::new();
+    while let Some(e) = tr.next_entry().map_err(form)? {
+        if e.kind != Kind::File || !names.contains(&e.path.as_str()) {
+            break;
+        }
+        if e.size > limit {
+            anyhow::bail!(
+                "{label}: {} is {} bytes, too large for a bundle's head",
+                e.path,
+                e.size
+            );
+        }
+        head.insert(e.path, tr.read_whole(e.size).map_err(form)?);
+    }
+    Ok(head)
 }
 
 #[cfg(test)]
@@ -548,6 +655,47 @@ mod tests {
         assert!(names[2].len() > 100);
         assert_eq!(entries[1].1, b"abc");
         assert_eq!((entries[1].0.mode, entries[0].0.kind), (0o755, Kind::Dir));
+    }
+
+    fn gzip(bytes: &[u8], name: Option<&str>) -> Vec<u8> {
+        let mut b = flate2::GzBuilder::new().mtime(0);
+        if let Some(n) = name {
+            b = b.filename(n);
+        }
+        let mut w = b.write(Vec::new(), flate2::Compression::fast());
+        w.write_all(bytes).unwrap();
+        w.finish().unwrap()
+    }
+
+    /// Every entry of `bytes` through [`Unzipped`], and its header problem.
+    fn read_unzipped(bytes: &[u8]) -> (Result<usize, FormError>, Option<&'static str>) {
+        let input = Unzipped::new(bytes).unwrap();
+        let header = input.header_problem();
+        let mut r = TarReader::new(input);
+        let mut n = 0;
+        let entries = loop {
+            match r.next_entry() {
+                Ok(Some(_)) => n += 1,
+                Ok(None) => break Ok(n),
+                Err(e) => break Err(e),
+            }
+        };
+        (entries, header)
+    }
+
+    #[test]
+    fn one_gzip_member_reads_and_anything_after_it_is_refused_at_its_end() {
+        let t = sample();
+        assert_eq!(read_unzipped(&t), (Ok(3), None));
+        assert_eq!(read_unzipped(&gzip(&t, None)), (Ok(3), None));
+        let named = read_unzipped(&gzip(&t, Some("t.tar")));
+        assert_eq!(named.0, Ok(3));
+        assert!(named.1.unwrap().contains("gzip header"));
+        for after in [gzip(&t, None), b"x".to_vec(), vec![0u8; 10]] {
+            let bytes = [gzip(&t, None), after].concat();
+            let e = read_unzipped(&bytes).0.unwrap_err();
+            assert!(e.why.contains("after the gzip member"), "{e}");
+        }
     }
 
     #[test]

@@ -377,16 +377,16 @@ pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
             paths::CURRENT_BUNDLE
         );
     };
-    let unpacked = delta::unpack_tar(delta, &under(root, paths::BUNDLES).join("delta"))?;
-    let delta_dir = unpacked.as_ref().map_or(delta, |s| s.path());
-    if delta_dir.is_dir() && !delta::is_delta(delta_dir) {
+    if !delta::has_base(delta)? {
         bail!(
             "{}: not a delta (no {}): update takes the directory or tar `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
             delta.display(),
             delta::BASE
         );
     }
-    let (want, new) = delta::base_and_new(delta_dir, delta)?;
+    // Which bundle the delta makes, and from which: from its head alone,
+    // so a wrong base is refused before a delta tar is unpacked.
+    let (want, new) = delta::base_and_new(delta, delta)?;
     if kept.hash == new {
         remove_others(root, &new)?;
         let trusted = trusted_keyring(root)
@@ -412,6 +412,8 @@ pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
             kept.dir.display()
         );
     }
+    let unpacked = delta::unpack_tar(delta, &under(root, paths::BUNDLES).join("delta"))?;
+    let delta_dir = unpacked.as_ref().map_or(delta, |s| s.path());
     let keyring = trusted_keyring(root)?;
     refuse_foreign_signers(delta_dir, delta, &keyring)?;
     let out = bundle_dir(root, &new);
