@@ -240,8 +240,6 @@ impl std::fmt::Display for ReleaseSignature {
 #[derive(Debug)]
 struct DiscIndex {
     files: HashMap<String, Listed>,
-    /// Every paragraph of its Packages indexes, as listed.
-    paragraphs: Vec<Paragraph>,
     present: bool,
     signature: ReleaseSignature,
 }
@@ -527,7 +525,7 @@ fn open_discs(opts: &Options) -> Result<(Vec<Medium>, Vec<DiscIndex>)> {
     let mut indexes = Vec::new();
     for (role, path) in &opts.discs {
         let medium = Medium::open(path).with_context(|| format!("reading the {role} disc"))?;
-        let index = read_disc_index(&medium, keyring.as_ref())?;
+        let index = read_disc_index(&medium, keyring.as_ref(), None)?;
         media.push(medium);
         indexes.push(index);
     }
@@ -542,14 +540,15 @@ pub fn disc_catalog(discs: &[(String, PathBuf)]) -> Result<Vec<(String, Paragrap
     let mut out = Vec::new();
     for (role, path) in discs {
         let medium = Medium::open(path).with_context(|| format!("reading the {role} disc"))?;
-        let index = read_disc_index(&medium, None)?;
+        let mut paragraphs = Vec::new();
+        let index = read_disc_index(&medium, None, Some(&mut paragraphs))?;
         if !index.present {
             bail!(
                 "{}: the {role} disc has no Packages index (dists/*/*/binary-*/Packages): `airlock check` reads the discs' own indexes; `airlock build` reads every package and runs the same check",
                 medium.label
             );
         }
-        out.extend(index.paragraphs.into_iter().map(|p| (role.clone(), p)));
+        out.extend(paragraphs.into_iter().map(|p| (role.clone(), p)));
     }
     Ok(out)
 }
@@ -959,52 +958,40 @@ fn render_packages(
     packages
 }
 
-/// Each index plain, gzip and xz (compressed at once: xz is the slowest
-/// step after hashing), as `(path under dists/SUITE, bytes)`. An index the
-/// previous build (`previous`: its dists/SUITE) compressed from the same
-/// text is taken from it, once its gzip and xz files are checked to expand
-/// to exactly that text: compressing is most of a rebuild's work when
-/// nothing changed.
+/// Each index plain, gzip and xz, as `(path under dists/SUITE, bytes)`:
+/// the gzip files on one thread while the xz files are made one after the
+/// other on this one (an xz encoder's tables are 6 MB; one per index at
+/// once was most of a build's peak memory). An index the previous build
+/// (`previous`: its dists/SUITE) compressed from the same text is taken
+/// from it, once its gzip and xz files are checked to expand to exactly
+/// that text: compressing is most of a rebuild's work when nothing
+/// changed.
 fn compress_indexes(
     packages: &BTreeMap<(String, String), String>,
     previous: Option<&Path>,
 ) -> Result<Vec<(String, Vec<u8>)>> {
-    let compressed: Vec<Result<(Vec<u8>, Vec<u8>)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = packages
+    let packed = |ext: &str, pack: fn(&[u8]) -> Result<Vec<u8>>| {
+        packages
             .iter()
             .map(|((c, a), body)| {
                 let earlier = previous.map(|p| p.join(format!("{c}/binary-{a}")));
-                let gz =
-                    scope.spawn(
-                        move || match earlier_packed(earlier.as_deref(), "gz", body) {
-                            Some(b) => Ok(b),
-                            None => gzip(body.as_bytes()),
-                        },
-                    );
-                let earlier = previous.map(|p| p.join(format!("{c}/binary-{a}")));
-                let xz =
-                    scope.spawn(
-                        move || match earlier_packed(earlier.as_deref(), "xz", body) {
-                            Some(b) => Ok(b),
-                            None => xz(body.as_bytes()),
-                        },
-                    );
-                (gz, xz)
+                match earlier_packed(earlier.as_deref(), ext, body) {
+                    Some(b) => Ok(b),
+                    None => pack(body.as_bytes()),
+                }
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(gz, xz)| {
-                let gz = gz.join().expect("gzip does not panic")?;
-                let xz = xz.join().expect("xz does not panic")?;
-                Ok((gz, xz))
-            })
-            .collect()
+            .collect::<Result<Vec<Vec<u8>>>>()
+    };
+    let (gz, xz) = std::thread::scope(|scope| {
+        let gz = scope.spawn(|| packed("gz", gzip));
+        let xz = packed("xz", xz);
+        (gz.join().expect("gzip does not panic"), xz)
     });
+    let gz = gz.context("compressing the Packages indexes")?;
+    let xz = xz.context("compressing the Packages indexes")?;
     let mut files = Vec::new();
-    for (((c, a), body), packed) in packages.iter().zip(compressed) {
+    for ((((c, a), body), gz), xz) in packages.iter().zip(gz).zip(xz) {
         let rel = format!("{c}/binary-{a}");
-        let (gz, xz) = packed.context("compressing the Packages indexes")?;
         files.push((format!("{rel}/Packages"), body.as_bytes().to_vec()));
         files.push((format!("{rel}/Packages.gz"), gz));
         files.push((format!("{rel}/Packages.xz"), xz));
@@ -1318,8 +1305,14 @@ fn verify_release(medium: &Medium, k: &Keyring, suite_dir: &str, text: &str) -> 
 }
 
 /// Reads `dists/*/…/binary-*/Packages*` of a disc, each checked against its
-/// suite's `Release` (and, with `keyring`, only under a verified one).
-fn read_disc_index(medium: &Medium, keyring: Option<&Keyring>) -> Result<DiscIndex> {
+/// suite's `Release` (and, with `keyring`, only under a verified one);
+/// every paragraph goes into `paragraphs` when it is given (a build needs
+/// only what each names, and does not keep the rest: a few KiB a package).
+fn read_disc_index(
+    medium: &Medium,
+    keyring: Option<&Keyring>,
+    mut paragraphs: Option<&mut Vec<Paragraph>>,
+) -> Result<DiscIndex> {
     let label = &medium.label;
     let releases = read_releases(medium, keyring)?;
     if keyring.is_some() && releases.is_empty() {
@@ -1329,7 +1322,6 @@ fn read_disc_index(medium: &Medium, keyring: Option<&Keyring>) -> Result<DiscInd
     }
     let mut index = DiscIndex {
         files: HashMap::new(),
-        paragraphs: Vec::new(),
         present: false,
         signature: match (keyring.is_some(), releases.is_empty()) {
             (_, true) => ReleaseSignature::Unsigned,
@@ -1353,11 +1345,13 @@ fn read_disc_index(medium: &Medium, keyring: Option<&Keyring>) -> Result<DiscInd
         policy::component(&component).map_err(|e| anyhow::anyhow!("{label}: {}: {e}", f.path))?;
         let text = decompress(&f.path, &medium.read(f)?)
             .with_context(|| format!("{label}: {}", f.path))?;
-        let paragraphs =
+        let listed =
             control::parse_all(&text).map_err(|e| anyhow::anyhow!("{label}: {}: {e}", f.path))?;
-        for p in paragraphs {
+        for p in listed {
             add_listed(&mut index, label, &f.path, &component, &p)?;
-            index.paragraphs.push(p);
+            if let Some(all) = paragraphs.as_deref_mut() {
+                all.push(p);
+            }
         }
         index.present = true;
     }
@@ -1470,7 +1464,6 @@ fn add_listed(
 pub fn parse_disc_packages(name: &str, raw: &[u8]) -> Result<usize> {
     let mut index = DiscIndex {
         files: HashMap::new(),
-        paragraphs: Vec::new(),
         present: true,
         signature: ReleaseSignature::Unsigned,
     };
