@@ -555,8 +555,19 @@ fn update_moves_a_prepared_vm_to_the_successor_apt_sees_it_and_twice_is_harmless
         Some("1.0-1")
     );
 
+    // The vendor disc's installer, which the delta does not carry: its inode.
+    let installer = "vendor/install.sh";
+    assert!(!d.join("delta").join(installer).exists());
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+    let kept_ino = ino(&root.join("opt/airlock/current").join(installer));
+
     let r = update(&root, &["--bundle", d.join("delta").to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // What the kept bundle held was linked into the new one, not copied.
+    assert_eq!(
+        ino(&root.join("opt/airlock/current").join(installer)),
+        kept_ino
+    );
     for says in [
         new.as_str(),
         old.as_str(),

@@ -614,7 +614,12 @@ fn apply_scoped(
     }
     let modes = read_modes(delta, &base, &sources, &listing)?;
     let staging = Staging::beside(out)?;
-    copy_sources(delta, &base, &sources, &modes, staging.path(), &mut applied)?;
+    // A VM's kept bundle lends its files to the new one (the same bytes,
+    // read-only, removed after the switch): linked, not copied, so an
+    // update needs room for what the delta carries only.
+    let link = keep.is_some();
+    let to = staging.path();
+    copy_sources(delta, &base, &sources, &modes, to, link, &mut applied)?;
     write_new(staging.path(), SUMS, &head.sums)?;
     write_new(
         staging.path(),
@@ -736,6 +741,7 @@ fn copy_sources(
     sources: &BTreeMap<String, Source>,
     modes: &BTreeMap<String, u32>,
     to: &Path,
+    link: bool,
     applied: &mut Applied,
 ) -> Result<()> {
     let mode = |path: &str| modes.get(path).copied();
@@ -750,7 +756,13 @@ fn copy_sources(
             }
             (Source::Base(p), None) => base.dir.join(p),
         };
-        let n = put(&from, to, path, mode(path))?;
+        let n = put(
+            &from,
+            to,
+            path,
+            mode(path),
+            link && *source != Source::Delta,
+        )?;
         match source {
             Source::Delta => {
                 applied.from_delta += 1;
@@ -814,7 +826,10 @@ fn parse_modes_if(
 
 /// Copies the regular file `from` (never through a link) to `root/rel`
 /// with `mode` (0644 when MODES does not say): the bytes copied.
-fn put(from: &Path, root: &Path, rel: &str, mode: Option<u32>) -> Result<u64> {
+/// Puts `from` at `rel` under `root` with `mode`: a hard link when `link`
+/// allows it and `from` has that mode already (a link shares the mode),
+/// a copy otherwise.
+fn put(from: &Path, root: &Path, rel: &str, mode: Option<u32>, link: bool) -> Result<u64> {
     let meta = fs::symlink_metadata(from).with_context(|| format!("reading {}", from.display()))?;
     if !meta.is_file() {
         bail!(
@@ -824,9 +839,13 @@ fn put(from: &Path, root: &Path, rel: &str, mode: Option<u32>) -> Result<u64> {
     }
     let to = root.join(rel);
     create_dirs(to.parent().expect("under the root"))?;
+    let mode = mode.unwrap_or(0o644);
+    if link && meta.permissions().mode() & 0o7777 == mode && fs::hard_link(from, &to).is_ok() {
+        return Ok(meta.len());
+    }
     let n = fs::copy(from, &to)
         .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-    fs::set_permissions(&to, fs::Permissions::from_mode(mode.unwrap_or(0o644)))
+    fs::set_permissions(&to, fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the mode of {}", to.display()))?;
     Ok(n)
 }

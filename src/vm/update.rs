@@ -9,7 +9,8 @@
 //! ```
 //!
 //! `prepare` puts the first bundle there. `update` makes the next one
-//! beside it from a delta and the kept one, verifies it against the new
+//! beside it from a delta and the kept one (whose files it keeps are hard
+//! links, so an update needs room for what the delta carries), verifies it against the new
 //! signed manifest with the key the VM already trusts, makes its files
 //! durable, and only then renames the `current` link: a power cut leaves
 //! `current` on the old bundle, whole, or on the new one, whole. What the
