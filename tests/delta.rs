@@ -635,6 +635,18 @@ fn update_moves_a_prepared_vm_to_the_successor_apt_sees_it_and_twice_is_harmless
         r.stdout
     );
     assert_eq!(tree(&root), before);
+    assert_eq!(kept_state(&root).1, vec![new.clone()]);
+    // A run stopped after its switch, before apt's paths were linked and
+    // the old bundle removed: the same update again finishes both.
+    let repo = root.join("opt/airlock/repo");
+    let target = fs::read_link(&repo).unwrap();
+    fs::remove_file(&repo).unwrap();
+    fs::create_dir_all(root.join("opt/airlock/bundles/left-by-a-cut")).unwrap();
+    let r = update(&root, &["--bundle", d.join("delta").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("already at"), "{}", r.stdout);
+    assert_eq!(fs::read_link(&repo).unwrap(), target);
+    assert_eq!(tree(&root), before);
     assert_eq!(kept_state(&root).1, vec![new]);
 }
 

@@ -769,6 +769,9 @@ fn cmd_update(args: &UpdateArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&u)?);
         return Ok(ExitCode::SUCCESS);
     }
+    for w in &u.warnings {
+        eprintln!("airlock-firstboot update: warning: {w}");
+    }
     if u.already {
         println!(
             "already at the bundle whose SHA256SUMS has sha256 {} (the one this delta makes): nothing changed",

@@ -366,6 +366,9 @@ pub struct Updated {
     pub trust_changed: bool,
     /// The new bundle's runner replaced the installed one.
     pub runner_replaced: bool,
+    /// What went wrong after the switch that the update does not depend on
+    /// (an old bundle left in `bundles/`, removed by the next update).
+    pub warnings: Vec<String>,
 }
 
 /// `airlock-firstboot update --bundle DELTA`: see the module's text.
@@ -389,7 +392,9 @@ pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
     // so a wrong base is refused before a delta tar is unpacked.
     let (want, new) = delta::base_and_new(delta, delta)?;
     if kept.hash == new {
-        remove_others(root, &new)?;
+        // Finishes what a run stopped after its switch left undone.
+        link_after_switch(root, &new)?;
+        let warnings = cleanup_warnings(root, &new);
         let trusted = trusted_keyring(root)
             .map(|k| key_names(&k))
             .unwrap_or_default();
@@ -403,6 +408,7 @@ pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
             trusted,
             trust_changed: false,
             runner_replaced: false,
+            warnings,
         });
     }
     if kept.hash != want {
@@ -446,8 +452,8 @@ pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
         adopted.undo(root);
         return Err(e);
     }
-    link_paths(root)?;
-    remove_others(root, &new)?;
+    link_after_switch(root, &new)?;
+    let warnings = cleanup_warnings(root, &new);
     Ok(Updated {
         old: kept.hash,
         new,
@@ -458,7 +464,32 @@ pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
         trusted: adopted.trusted,
         trust_changed: adopted.trust_changed,
         runner_replaced: adopted.runner_replaced,
+        warnings,
     })
+}
+
+/// The paths apt reads linked to `current`, once it names the bundle
+/// `new`: failing, the update is not done, and saying so names the switch
+/// that already happened.
+fn link_after_switch(root: &Path, new: &str) -> Result<()> {
+    link_paths(root).map(|_| ()).with_context(|| {
+        format!(
+            "{} names the new bundle {new}, but the paths apt reads could not be linked to it: run the same update again to finish",
+            paths::CURRENT_BUNDLE
+        )
+    })
+}
+
+/// The old bundles removed; what could not be is a warning (the next
+/// update removes it), not a failed update.
+fn cleanup_warnings(root: &Path, keep: &str) -> Vec<String> {
+    match remove_others(root, keep) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![format!(
+            "{e:#}: it stays in {} until the next update removes it",
+            paths::BUNDLES
+        )],
+    }
 }
 
 /// The keyring this VM trusts (apt's, and what `update` verifies with).
