@@ -725,3 +725,21 @@ fn promote_mode_starts_both_peers_as_backup_with_nopreempt() {
     );
     assert_rejected(forced, &["database.state: unknown field `state`"]);
 }
+
+#[test]
+fn a_package_list_entry_that_is_not_a_package_name_or_repeats_is_named() {
+    let text = replace_once(
+        &stand(),
+        "[database]",
+        "[packages]\ndb-master = [\"keepalived\", \"postgresql-11=11.7\", \"keepalived\"]\nmanager = [\"Docker.io\"]\n\n[database]",
+    );
+    let run = assert_rejected(
+        text,
+        &[
+            "packages.db-master[1]: \"postgresql-11=11.7\" is not a Debian package name",
+            "packages.db-master[2]: \"keepalived\" is listed twice",
+            "packages.manager[0]: \"Docker.io\" is not a Debian package name",
+        ],
+    );
+    assert!(!run.stderr.contains("db-master[0]"), "{}", run.stderr);
+}

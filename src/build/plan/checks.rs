@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use ipnet::Ipv4Net;
 
 use super::{KNOWN_POSTGRESQL, MAX_DISPATCHERS, MediaCheck, MediaPlan, Problem, Role, Severity};
-use crate::build::recipe::{Database, Host, KeyPath, Recipe, Repository, Source};
+use crate::build::recipe::{Database, Host, KeyPath, Packages, Recipe, Repository, Source};
 
 /// Collects problems with their locations.
 pub(crate) struct Checker<'a> {
@@ -715,6 +715,28 @@ pub(crate) fn repository(c: &mut Checker<'_>, repo: &Repository) {
                 &format!("repository.architectures[{i}]"),
                 format!("{arch:?} is not a machine architecture (\"all\" packages are listed under each one)"),
             );
+        }
+    }
+}
+
+/// `[packages]`: each entry a package name as `apt-get install` takes it
+/// (Debian policy's form; no `=version` or `:arch`), each once per role.
+pub(crate) fn packages(c: &mut Checker<'_>, packages: &Packages) {
+    for role in [Role::DbMaster, Role::DbReplica, Role::Leader, Role::Manager] {
+        let Some(list) = packages.for_role(role) else {
+            continue;
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, name) in list.iter().enumerate() {
+            let key = format!("packages.{}[{i}]", role.as_str());
+            if let Err(e) = crate::build::repo::policy::package_name(name) {
+                c.error(
+                    &key,
+                    format!("{e}; name the package as `apt-get install` does"),
+                );
+            } else if !seen.insert(name.as_str()) {
+                c.error(&key, format!("{name:?} is listed twice for this role"));
+            }
         }
     }
 }

@@ -277,6 +277,7 @@ pub fn resolve(recipe: &Recipe, source: &Source, media: MediaCheck) -> Outcome {
     let roles = checks::roles(&mut c, recipe);
     let vrid = checks::database(&mut c, recipe, &subnet, &roles, &addresses);
     checks::repository(&mut c, &recipe.repository);
+    checks::packages(&mut c, &recipe.packages);
     let files = checks::files(&mut c, recipe, source, media);
 
     let plan = (!c.has_errors())
