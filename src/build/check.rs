@@ -59,6 +59,9 @@ pub struct RoleReport {
     pub list: &'static str,
     /// What apt would install or upgrade (`name version on disc`).
     pub installs: Vec<String>,
+    /// The same, each with its architecture (what a closure subset takes).
+    #[serde(skip)]
+    pub picked: Vec<resolve::Picked>,
     pub problems: Vec<Problem>,
 }
 
@@ -111,26 +114,25 @@ pub fn closure_paths(
 ) -> Result<(BTreeSet<String>, Installed, Report)> {
     let (catalog, installed, report) = disc_check(recipe, plan)?;
     let mut paths = BTreeSet::new();
-    for install in report.roles.iter().flat_map(|r| &r.installs) {
-        // `name version on disc`, as the resolver writes it.
-        let mut words = install.split_whitespace();
-        let (Some(name), Some(version), Some("on"), Some(disc)) =
-            (words.next(), words.next(), words.next(), words.next())
-        else {
-            bail!("the resolver said {install:?}, not `name version on disc`");
-        };
-        // Every architecture's file of that version: the resolver's line
-        // does not name one, and a package of another architecture too
-        // many is harmless where one too few is not.
+    for picked in report.roles.iter().flat_map(|r| &r.picked) {
+        let resolve::Picked {
+            name,
+            version,
+            arch,
+            disc,
+        } = picked;
         let files: Vec<String> = catalog
             .iter()
             .filter(|(d, p)| {
-                d == disc && p.get("Package") == Some(name) && p.get("Version") == Some(version)
+                d == disc
+                    && p.get("Package").map(str::trim) == Some(name)
+                    && p.get("Version").map(str::trim) == Some(version)
+                    && p.get("Architecture").unwrap_or("all").trim() == arch
             })
             .filter_map(|(_, p)| p.get("Filename").map(String::from))
             .collect();
         if files.is_empty() {
-            bail!("{name} {version} on {disc}: no Filename in its disc's index");
+            bail!("{name} {version} ({arch}) on {disc}: no Filename in its disc's index");
         }
         paths.extend(files);
     }
@@ -183,6 +185,7 @@ pub fn evaluate(
                 packages,
                 list,
                 installs: outcome.installs,
+                picked: outcome.picked,
                 problems: outcome.problems,
             }
         })

@@ -244,7 +244,20 @@ impl std::fmt::Display for Problem {
 pub struct Outcome {
     /// Packages apt would install or upgrade, as `name version on disc`.
     pub installs: Vec<String>,
+    /// The same packages, each as (name, version, architecture, disc).
+    #[serde(skip)]
+    pub picked: Vec<Picked>,
     pub problems: Vec<Problem>,
+}
+
+/// A package the resolver picked from a disc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Picked {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    /// The role of the disc it is on (`main`, `devel`, `update1`…).
+    pub disc: String,
 }
 
 /// Resolves `wanted` (package names, as `apt-get install` takes them).
@@ -258,14 +271,17 @@ pub fn resolve(u: &Universe, wanted: &[String]) -> Outcome {
     r.request(wanted);
     r.walk_dependencies();
     r.check_conflicts();
-    let installs = r
-        .chosen
-        .values()
-        .filter(|p| p.origin != INSTALLED)
-        .map(|p| p.whereabouts())
-        .collect();
+    let from_discs = || r.chosen.values().filter(|p| p.origin != INSTALLED);
     Outcome {
-        installs,
+        installs: from_discs().map(|p| p.whereabouts()).collect(),
+        picked: from_discs()
+            .map(|p| Picked {
+                name: p.name.clone(),
+                version: p.version.to_string(),
+                arch: p.arch.clone(),
+                disc: p.origin.clone(),
+            })
+            .collect(),
         problems: r.problems,
     }
 }

@@ -166,6 +166,15 @@ fn the_first_alternative_that_can_be_had_wins() {
     let o = check(&u, &["a"]);
     assert!(o.problems.is_empty(), "{:?}", lines(&o));
     assert_eq!(o.installs, ["a 1 on main", "c 1 on main"]);
+    let picked: Vec<(&str, &str, &str, &str)> = o
+        .picked
+        .iter()
+        .map(|p| (&*p.name, &*p.version, &*p.arch, &*p.disc))
+        .collect();
+    assert_eq!(
+        picked,
+        [("a", "1", "amd64", "main"), ("c", "1", "amd64", "main")]
+    );
     // An alternative already installed is kept.
     let u = universe(
         &[
