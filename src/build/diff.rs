@@ -168,7 +168,7 @@ fn side(b: &Opened) -> Result<Side> {
             .map(|s| crate::shared::volumes::sha256(s))
             .or_else(|| b.table.as_ref().map(|t| t.whole.clone()))
             .unwrap_or_default(),
-        signers: inspect::inspect(b, None)?.signers,
+        signers: inspect::signers(b, None),
         own_keyring: b.report.own_keyring,
     })
 }

@@ -522,7 +522,7 @@ pub fn inspect(b: &Opened, trust_keyring: Option<&Keyring>) -> Result<Inspection
 
 /// Who signed, with the user ids of the keyrings at hand (the one given,
 /// and the bundle's own).
-fn signers(b: &Opened, trust: Option<&Keyring>) -> Vec<Signer> {
+pub(crate) fn signers(b: &Opened, trust: Option<&Keyring>) -> Vec<Signer> {
     let own = b
         .files
         .get(keyring::PUBLIC_GPG_FILE)
