@@ -8,14 +8,13 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
 use crate::shared::manifest::{HEAD, HEAD_LIMIT, SUMS};
 use crate::shared::tarform::{Kind, open_file as open, read_leading};
-use crate::shared::writer::create_dirs;
+use crate::shared::writer::{create_dirs, set_mode};
 
 /// A bundle tar, its head read.
 #[derive(Debug, Clone)]
@@ -81,13 +80,13 @@ impl TarBase {
                 n += k as u64;
             }
             drop(f);
-            fs::set_permissions(&out, fs::Permissions::from_mode(*mode))?;
+            set_mode(&out, *mode)?;
             for (other, mode) in &dests[1..] {
                 let dest = to.join(other);
                 create_dirs(dest.parent().expect("under the output"))?;
                 fs::copy(&out, &dest)
                     .with_context(|| format!("copying {} to {}", out.display(), dest.display()))?;
-                fs::set_permissions(&dest, fs::Permissions::from_mode(*mode))?;
+                set_mode(&dest, *mode)?;
             }
             done.insert(e.path, n);
         }

@@ -120,8 +120,9 @@ impl Journal {
             fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let text = crate::shared::status::mask_tokens(&serde_json::to_string_pretty(self)?);
         f.write_all(text.as_bytes())?;
-        f.set_permissions(fs::Permissions::from_mode(0o644))?;
-        f.sync_all()?;
+        f.set_permissions(fs::Permissions::from_mode(0o644))
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
         fs::rename(&tmp, path)
             .with_context(|| format!("renaming {} into place", path.display()))?;
         Ok(())

@@ -74,11 +74,17 @@ impl Writer for RootWriter {
                 .with_context(|| format!("keeping the owner of {}", path.display()))?;
         }
         // create_new applies the umask; set the mode exactly.
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+        set_mode(&tmp, mode)?;
         fs::rename(&tmp, &path)
             .with_context(|| format!("renaming {} into place", path.display()))?;
         Ok(true)
     }
+}
+
+/// Sets the mode of `path` exactly; an error names the path.
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))
 }
 
 /// Creates `dir` and its missing parents with mode 0755 exactly (the
@@ -91,8 +97,7 @@ pub fn create_dirs(dir: &Path) -> Result<()> {
         create_dirs(parent)?;
     }
     match fs::DirBuilder::new().mode(0o755).create(dir) {
-        Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("setting the mode of {}", dir.display())),
+        Ok(()) => set_mode(dir, 0o755),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(e).with_context(|| format!("creating {}", dir.display())),
     }

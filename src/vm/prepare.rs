@@ -200,7 +200,7 @@ pub(crate) fn copy_tree(from: &Path, to: &Path, modes: Modes) -> Result<u64> {
             } else {
                 0o755
             };
-            fs::set_permissions(&dest, fs::Permissions::from_mode(mode))?;
+            crate::shared::writer::set_mode(&dest, mode)?;
         } else if e.file_type().is_file() {
             fs::copy(e.path(), &dest)
                 .with_context(|| format!("copying {} to {}", e.path().display(), dest.display()))?;
@@ -209,7 +209,7 @@ pub(crate) fn copy_tree(from: &Path, to: &Path, modes: Modes) -> Result<u64> {
                 Modes::Public => 0o644,
                 Modes::Kept => src_mode & 0o777,
             };
-            fs::set_permissions(&dest, fs::Permissions::from_mode(mode))?;
+            crate::shared::writer::set_mode(&dest, mode)?;
             n += 1;
         } else {
             bail!(

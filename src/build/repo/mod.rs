@@ -1651,7 +1651,8 @@ fn scan_one(
             .mode(0o644)
             .open(dest)
             .with_context(|| format!("creating {}", dest.display()))?;
-        f.set_permissions(fs::Permissions::from_mode(0o644))?;
+        f.set_permissions(fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("setting the mode of {}", dest.display()))?;
         out = Some(std::io::BufWriter::with_capacity(1 << 20, f));
     }
     let mut sha = sha2::Sha256::new();

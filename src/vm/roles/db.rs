@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -192,7 +191,7 @@ pub fn replace_with_base_backup(c: &Ctx, src: &Peer) -> Result<()> {
         fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    crate::shared::writer::set_mode(&dir, 0o700)?;
     let dir_s = dir.display().to_string();
     c.exec
         .run(&Cmd::new("chown").args(["postgres:postgres", &dir_s]))?;
