@@ -421,6 +421,12 @@ pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
     }
     let unpacked = delta::unpack_tar(delta, &under(root, paths::BUNDLES).join("delta"))?;
     let delta_dir = unpacked.as_ref().map_or(delta, |s| s.path());
+    if delta::base_and_new(delta_dir, delta)? != (want.clone(), new.clone()) {
+        bail!(
+            "{}: it changed while it was read (its head names another bundle now); nothing was changed: give a copy nothing writes to",
+            delta.display()
+        );
+    }
     let keyring = trusted_keyring(root)?;
     refuse_foreign_signers(delta_dir, delta, &keyring)?;
     let out = bundle_dir(root, &new);
