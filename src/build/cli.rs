@@ -139,9 +139,12 @@ pub enum Command {
             volumes, an earlier delta (its SHA256SUMS is its whole bundle's) or a \
             SHA256SUMS file. With --tar FILE the delta is also written as one tar (the \
             head, BASE and BASE.gpg, then the files carried), which `airlock apply` and \
-            `airlock-firstboot update` take as they take the directory. At the site, \
-            `airlock apply DELTA --to OLD --out NEW` makes the whole new bundle again and \
-            verifies it.",
+            `airlock-firstboot update` take as they take the directory. With \
+            --volume-size the delta is cut into DIR/volumes/NN/ as a whole bundle is \
+            (each volume verifies alone; --iso too), and every volume also carries BASE \
+            and BASE.gpg, so any one names the base; its table names the base too. At the \
+            site, `airlock apply DELTA --to OLD --out NEW` (DELTA: the directory, the tar, \
+            or every volume) makes the whole new bundle again and verifies it.",
         after_help = "Examples:\n  \
             airlock keygen --out keys\n  \
             airlock build site.toml --key keys/signing-key.asc --out bundle\n  \
@@ -149,7 +152,8 @@ pub enum Command {
             airlock build site.toml --key keys/signing-key.asc --out bundle --tar bundle.tar\n\n\
             A delta against what the site has (keep each delivered bundle's SHA256SUMS):\n  \
             airlock build site.toml --key keys/signing-key.asc --base delivered/v1.SHA256SUMS --out delta-v2\n  \
-            airlock build site.toml --key keys/signing-key.asc --base delta-v2 --out delta-v3\n\n\
+            airlock build site.toml --key keys/signing-key.asc --base delta-v2 --out delta-v3\n  \
+            airlock build site.toml --key keys/signing-key.asc --base delivered/v2.SHA256SUMS --out delta-v3 --volume-size dvd --iso\n\n\
             Key rollover, one build signed by the old and the new key, later ones by the new key alone:\n  \
             airlock build site.toml --key old/signing-key.asc --key new/signing-key.asc --out bundle\n\n\
             Two-person rule, each officer's key:\n  \
@@ -447,7 +451,7 @@ pub struct BuildArgs {
     /// With --volume-size: each volume also as DIR/volumes/NN.iso (ISO 9660, Rock Ridge, Joliet; label AIRLOCK_<CLUSTER>_NN; needs xorriso)
     #[arg(long, requires = "volume_size")]
     pub iso: bool,
-    /// Write to DIR only what this earlier bundle lacks (a delta for `airlock apply`): its directory, its tar, or just its SHA256SUMS
+    /// Write to DIR only what this earlier bundle lacks (a delta for `airlock apply`; with --volume-size, in volumes): its directory, its tar, or just its SHA256SUMS
     #[arg(long, value_name = "OLD")]
     pub base: Option<PathBuf>,
     /// Print a summary as JSON on stdout
@@ -835,21 +839,7 @@ fn print_build_summary(s: &bundle::BuildSummary) {
         println!("  tar: {}", t.display());
     }
     if let Some(v) = &s.volumes {
-        println!(
-            "  {} volume(s) of at most {} bytes in {}: check each alone with `airlock verify {}/NN`",
-            v.volumes.len(),
-            v.size,
-            s.out.join("volumes").display(),
-            s.out.join("volumes").display()
-        );
-        for e in &v.volumes {
-            println!(
-                "    {}: {} files, {:.1} MB",
-                e.name,
-                e.files,
-                e.bytes as f64 / 1e6
-            );
-        }
+        print_volumes(&s.out, v);
     }
     println!("  signed by {}", s.fingerprints.join(", "));
     match &s.secrets {
@@ -1023,11 +1013,41 @@ fn print_delta_summary(s: &bundle::BuildSummary, d: &crate::build::delta::Summar
     if let Some(t) = &s.tar {
         println!("  tar: {} (the delta as one file)", t.display());
     }
+    let given = match &s.volumes {
+        Some(v) => {
+            print_volumes(&s.out, v);
+            let dir = s.out.join("volumes");
+            v.volumes
+                .iter()
+                .map(|e| dir.join(&e.name).display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+        None => s.tar.as_deref().unwrap_or(&s.out).display().to_string(),
+    };
     println!(
-        "  at the site: airlock apply {} --to OLD --out NEW   (OLD: the bundle delivered from {})",
-        s.tar.as_deref().unwrap_or(&s.out).display(),
+        "  at the site: airlock apply {given} --to OLD --out NEW   (OLD: the bundle delivered from {})",
         d.base_path.display()
     );
+}
+
+/// The volumes a build wrote, one line each.
+fn print_volumes(out: &std::path::Path, v: &crate::build::volumes::Summary) {
+    println!(
+        "  {} volume(s) of at most {} bytes in {}: check each alone with `airlock verify {}/NN`",
+        v.volumes.len(),
+        v.size,
+        out.join("volumes").display(),
+        out.join("volumes").display()
+    );
+    for e in &v.volumes {
+        println!(
+            "    {}: {} files, {:.1} MB",
+            e.name,
+            e.files,
+            e.bytes as f64 / 1e6
+        );
+    }
 }
 
 fn cmd_inspect(args: &InspectArgs) -> Result<Status> {
@@ -1090,7 +1110,9 @@ fn cmd_verify(args: &VerifyArgs) -> Result<Status> {
     let meta = std::fs::metadata(&args.path)
         .with_context(|| format!("reading {}", args.path.display()))?;
     let trust = args.trust.load()?;
-    if meta.is_dir() && crate::shared::delta::is_delta(&args.path) {
+    // A delta's volume holds BASE too: it verifies alone, as a volume.
+    let volume = meta.is_dir() && crate::shared::volumes::is_volume(&args.path);
+    if meta.is_dir() && !volume && crate::shared::delta::is_delta(&args.path) {
         anyhow::bail!(
             "{} is a delta (it has {}): it holds only what its base lacks, so it does not verify alone; `airlock apply {} --to OLD --out NEW` makes the whole bundle and verifies it",
             args.path.display(),
@@ -1099,7 +1121,7 @@ fn cmd_verify(args: &VerifyArgs) -> Result<Status> {
         );
     }
     if meta.is_dir() {
-        let dirs = if crate::shared::volumes::is_volume(&args.path) {
+        let dirs = if volume {
             Some(vec![args.path.clone()])
         } else if !args.path.join(bundle::SUMS).exists() {
             crate::shared::volumes::volume_dirs(&args.path)
@@ -1171,6 +1193,12 @@ fn verify_volumes(
                     t.cluster,
                     t.whole
                 );
+                if let Some(base) = &t.base {
+                    println!(
+                        "  a delta for the base whose SHA256SUMS has sha256 {base}: `airlock apply` with all {} volumes --to that bundle makes the whole new one",
+                        t.volumes.len()
+                    );
+                }
             }
         }
         for (i, why) in &foreign {
