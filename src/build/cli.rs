@@ -244,6 +244,12 @@ pub enum Command {
     #[command(
         long_about = "Make the whole new bundle from a delta (`airlock build --base`) and the \
             earlier bundle it was built against, and verify it.\n\n\
+            DELTA is the delta's directory, its tar (`build --base --tar`), or its volumes \
+            (`build --base --volume-size`): each volume given (DIR/volumes/NN, in any order, \
+            or DIR holding them all) is checked alone against its signed SHA256SUMS and the \
+            signed table, copied beside NEW, and the delta they make is then applied as the \
+            directory is; a missing volume, one of another delta or bundle, or a damaged one \
+            is refused, named, with nothing written.\n\n\
             OLD is the earlier bundle's directory or its tar (as `build --tar` wrote it, \
             plain or gzip): a tar is never extracted whole; its head (SHA256SUMS, the keys, \
             MODES) is read first, then the files NEW takes from it are copied out in one \
@@ -274,6 +280,7 @@ pub enum Command {
             airlock apply /media/usb/delta-v2 --to bundle-v1 --out bundle-v2\n  \
             airlock apply /media/usb/delta-v2 --to bundle --out bundle      (in place)\n  \
             airlock apply /media/usb/delta-v2 --to bundle-v1.tar --out bundle-v2\n  \
+            airlock apply /media/cdrom1 /media/cdrom2 /media/cdrom3 --to bundle-v1 --out bundle-v2   (a delta in volumes)\n  \
             airlock apply delta-v2 --to bundle-v1 --out bundle-v2 --keyring keys/archive-keyring.gpg --json\n\n\
             Which bundle a delta applies to, with stock tools:\n  \
             cat delta-v2/BASE;  cd bundle-v1 && sha256sum -c ../delta-v2/BASE\n\n\
@@ -517,9 +524,9 @@ pub struct DiffArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
-    /// The delta directory (from `airlock build --base`), or its tar (`--tar`)
-    #[arg(value_name = "DELTA")]
-    pub delta: PathBuf,
+    /// The delta directory (from `airlock build --base`), its tar (`--tar`), or its volumes (`--volume-size`: each DIR/volumes/NN, in any order, or DIR holding them all)
+    #[arg(value_name = "DELTA", required = true, num_args = 1..)]
+    pub delta: Vec<PathBuf>,
     /// The earlier bundle the delta was built against: its directory, or its tar (`build --tar`)
     #[arg(long, value_name = "OLD")]
     pub to: PathBuf,
@@ -906,7 +913,8 @@ fn cmd_apply(args: &ApplyArgs) -> Result<Status> {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
-    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("delta", args.delta.as_path())];
+    let mut inputs: Vec<(&str, &std::path::Path)> =
+        args.delta.iter().map(|d| ("delta", d.as_path())).collect();
     if !same(&args.out, &args.to) {
         inputs.push(("base", args.to.as_path()));
     }
@@ -921,7 +929,15 @@ fn cmd_apply(args: &ApplyArgs) -> Result<Status> {
     } else {
         Some(args.trust.load()?)
     };
-    let applied = delta::apply(&args.delta, &args.to, &args.out, trust.as_ref(), progress)?;
+    let given = delta::open(
+        &args.delta,
+        &args.out,
+        trust.as_ref(),
+        progress,
+        &mut |_| Ok(()),
+    )?;
+    let applied = delta::apply(&given, &args.to, &args.out, trust.as_ref(), progress)?;
+    drop(given);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&applied)?);
     } else {
@@ -956,7 +972,11 @@ fn print_applied(args: &ApplyArgs, a: &crate::shared::delta::Applied) {
     if !a.ok {
         println!(
             "{}: REFUSED, {} problem(s); nothing was written to {} (checked with {keys})",
-            args.delta.display(),
+            args.delta
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
             a.problems.len(),
             args.out.display()
         );

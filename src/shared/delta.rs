@@ -33,7 +33,7 @@ use crate::shared::manifest::{
     self, Finding, MODES, Report, SUMS, SUMS_SIG, Trust, parse_manifest, verify_dir,
 };
 use crate::shared::staging::Staging;
-use crate::shared::volumes::sha256;
+use crate::shared::volumes::{Assembly, given_volumes, sha256};
 use crate::shared::writer::create_dirs;
 
 /// Names the base: `<sha256 of the base's SHA256SUMS>  SHA256SUMS`, one
@@ -121,6 +121,75 @@ pub fn unpack_tar(delta: &Path, beside: &Path) -> Result<Option<Staging>> {
         }
     }
     Ok(Some(staging))
+}
+
+/// A delta as it was given, opened for reading: its directory as it is,
+/// its tar unpacked, or its volumes put together (a staging directory,
+/// removed when dropped).
+pub struct Given {
+    dir: PathBuf,
+    /// How messages name it: the path given (for volumes, the first one:
+    /// each volume holds the delta's BASE).
+    pub name: PathBuf,
+    /// How many volumes it was put together from (0: not in volumes).
+    pub volumes: usize,
+    _staged: Option<Staging>,
+}
+
+impl Given {
+    /// The delta's directory, to read.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Opens the delta `given`: one path, its directory or its tar
+/// ([`unpack_tar`]); or its volumes (`build --base --volume-size`), each a
+/// volume or a directory holding `volumes/NN/`, in any order: each is
+/// checked alone (with `trust`; None: with the volume's own keyring, the
+/// delta they make being checked with the base's when applied) and copied
+/// into a staging directory beside `beside` ([`Assembly`]); `more` may add
+/// the missing ones (on a terminal, the next disc). A missing volume, one
+/// of another delta or bundle, or the volumes of a whole bundle are
+/// refused, naming them.
+pub fn open(
+    given: &[PathBuf],
+    beside: &Path,
+    trust: Option<&Trust>,
+    progress: bool,
+    more: &mut dyn FnMut(&mut Assembly) -> Result<()>,
+) -> Result<Given> {
+    let Some(dirs) = given_volumes(given)? else {
+        let [one] = given else {
+            bail!(
+                "{} deltas given, but none is a volume (a directory with VOLUMES): give one delta (its directory or tar), or each of its volumes",
+                given.len()
+            );
+        };
+        let staged = unpack_tar(one, beside)?;
+        return Ok(Given {
+            dir: staged
+                .as_ref()
+                .map_or(one.clone(), |s| s.path().to_path_buf()),
+            name: one.clone(),
+            volumes: 0,
+            _staged: staged,
+        });
+    };
+    let trust = trust.cloned().unwrap_or_else(Trust::own);
+    let mut a = Assembly::tagged(beside, "airlock-delta-volumes", trust, progress)?;
+    for d in &dirs {
+        a.add(d)?;
+    }
+    more(&mut a)?;
+    let volumes = a.table().map_or(0, |t| t.volumes.len());
+    let staged = a.finish_delta()?;
+    Ok(Given {
+        dir: staged.path().to_path_buf(),
+        name: dirs[0].clone(),
+        volumes,
+        _staged: Some(staged),
+    })
 }
 
 /// Where a file of the new bundle comes from.
@@ -460,21 +529,20 @@ fn walk_delta(
 /// `archive-keyring.gpg`, so a delta is accepted when it is signed by a key
 /// the base already trusted.
 ///
-/// `delta` is the delta's directory or its tar ([`unpack_tar`]).
+/// `delta` is the delta's directory, its tar or its volumes, opened
+/// ([`open`]).
 ///
 /// A wrong or missing base, or something unreadable, is an error; a delta
 /// that does not check out is `ok: false` with every problem, and nothing
 /// is written then.
 pub fn apply(
-    delta: &Path,
+    delta: &Given,
     base: &Path,
     out: &Path,
     trust: Option<&Trust>,
     progress: bool,
 ) -> Result<Applied> {
-    let unpacked = unpack_tar(delta, out)?;
-    let dir = unpacked.as_ref().map_or(delta, |s| s.path());
-    apply_scoped(dir, delta, base, out, trust, None, progress)
+    apply_scoped(delta.dir(), &delta.name, base, out, trust, None, progress)
 }
 
 /// [`apply`] making only the files of the new bundle that `keep` names (a

@@ -368,20 +368,32 @@ pub struct Updated {
 }
 
 /// `airlock-firstboot update --bundle DELTA`: see the module's text.
-/// `DELTA` is the delta's directory or its tar, unpacked first beside the
-/// kept bundles (and removed after).
-pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
+/// `given` is the delta's directory or its tar, unpacked first beside the
+/// kept bundles (and removed after), or its volumes, put together there
+/// ([`delta::open`]; `more` may add the missing ones).
+pub fn update(
+    root: &Path,
+    given: &[PathBuf],
+    progress: bool,
+    more: &mut dyn FnMut(&mut crate::shared::volumes::Assembly) -> Result<()>,
+) -> Result<Updated> {
     let Some(kept) = current(root)? else {
         bail!(
             "this VM keeps no bundle ({} is missing): it was prepared by an older airlock-firstboot or not at all; prepare a reference VM from the whole new bundle (`airlock apply` makes it at the site)",
             paths::CURRENT_BUNDLE
         );
     };
-    let unpacked = delta::unpack_tar(delta, &under(root, paths::BUNDLES).join("delta"))?;
-    let delta_dir = unpacked.as_ref().map_or(delta, |s| s.path());
+    let opened = delta::open(
+        given,
+        &under(root, paths::BUNDLES).join("delta"),
+        None,
+        progress,
+        more,
+    )?;
+    let (delta_dir, delta) = (opened.dir(), opened.name.as_path());
     if delta_dir.is_dir() && !delta::is_delta(delta_dir) {
         bail!(
-            "{}: not a delta (no {}): update takes the directory or tar `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
+            "{}: not a delta (no {}): update takes the directory, tar or volumes `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
             delta.display(),
             delta::BASE
         );
