@@ -133,7 +133,10 @@ pub struct Given {
     pub name: PathBuf,
     /// How many volumes it was put together from (0: not in volumes).
     pub volumes: usize,
-    _staged: Option<Staging>,
+    /// The tar's or the volumes' copy, ours to take files from (moved into
+    /// the new bundle rather than copied a second time); None for a
+    /// directory given as it is.
+    staged: Option<Staging>,
 }
 
 impl Given {
@@ -173,7 +176,7 @@ pub fn open(
                 .map_or(one.clone(), |s| s.path().to_path_buf()),
             name: one.clone(),
             volumes: 0,
-            _staged: staged,
+            staged,
         });
     };
     let trust = trust.cloned().unwrap_or_else(Trust::own);
@@ -188,7 +191,7 @@ pub fn open(
         dir: staged.path().to_path_buf(),
         name: dirs[0].clone(),
         volumes,
-        _staged: Some(staged),
+        staged: Some(staged),
     })
 }
 
@@ -542,7 +545,7 @@ pub fn apply(
     trust: Option<&Trust>,
     progress: bool,
 ) -> Result<Applied> {
-    apply_scoped(delta.dir(), &delta.name, base, out, trust, None, progress)
+    apply_scoped(delta, base, out, trust, None, progress)
 }
 
 /// [`apply`] making only the files of the new bundle that `keep` names (a
@@ -552,15 +555,14 @@ pub fn apply(
 /// verifies a bundle, its signature with `trust`, except that the files
 /// `keep` leaves out are not there.
 pub fn apply_kept(
-    delta: &Path,
-    name: &Path,
+    delta: &Given,
     base: &Path,
     out: &Path,
     trust: &Trust,
     keep: &[&str],
     progress: bool,
 ) -> Result<Applied> {
-    apply_scoped(delta, name, base, out, Some(trust), Some(keep), progress)
+    apply_scoped(delta, base, out, Some(trust), Some(keep), progress)
 }
 
 /// `path` is one of the files `keep` names (all of them: None).
@@ -582,14 +584,14 @@ pub fn base_and_new(delta: &Path, name: &Path) -> Result<(String, String)> {
 }
 
 fn apply_scoped(
-    delta: &Path,
-    name: &Path,
+    given: &Given,
     base: &Path,
     out: &Path,
     trust: Option<&Trust>,
     keep: Option<&[&str]>,
     progress: bool,
 ) -> Result<Applied> {
+    let (delta, name) = (given.dir(), given.name.as_path());
     let head = Head::read(delta, name)?;
     let new = sha256(&head.sums);
     let base = BaseBundle::read(base, name, &head, &new)?;
@@ -630,7 +632,8 @@ fn apply_scoped(
     }
     let modes = read_modes(delta, &base, &sources, &listing)?;
     let staging = Staging::beside(out)?;
-    copy_sources(delta, &base, &sources, &modes, staging.path(), &mut applied)?;
+    let from = (delta, given.staged.is_some());
+    copy_sources(from, &base, &sources, &modes, staging.path(), &mut applied)?;
     write_new(staging.path(), SUMS, &head.sums)?;
     write_new(
         staging.path(),
@@ -745,9 +748,10 @@ fn sources_of(
 }
 
 /// Copies every file from where it comes into `to`, counting: from a
-/// base tar, in one pass over it.
+/// base tar, in one pass over it. `delta`: its directory, and whether its
+/// files are ours to move (a copy made for this apply).
 fn copy_sources(
-    delta: &Path,
+    (delta, take): (&Path, bool),
     base: &BaseBundle,
     sources: &BTreeMap<String, Source>,
     modes: &BTreeMap<String, u32>,
@@ -766,7 +770,10 @@ fn copy_sources(
             }
             (Source::Base(p), None) => base.dir.join(p),
         };
-        let n = put(&from, to, path, mode(path))?;
+        let n = match source {
+            Source::Delta if take => take_file(&from, to, path, mode(path))?,
+            _ => put(&from, to, path, mode(path))?,
+        };
         match source {
             Source::Delta => {
                 applied.from_delta += 1;
@@ -847,6 +854,24 @@ fn put(from: &Path, root: &Path, rel: &str, mode: Option<u32>) -> Result<u64> {
     Ok(n)
 }
 
+/// [`put`] by a rename, for a file of a delta copy that is ours (the
+/// volumes put together, the tar unpacked): no second copy of gigabytes.
+/// Copied when the rename fails (another filesystem).
+fn take_file(from: &Path, root: &Path, rel: &str, mode: Option<u32>) -> Result<u64> {
+    let meta = fs::symlink_metadata(from).with_context(|| format!("reading {}", from.display()))?;
+    if !meta.is_file() {
+        return put(from, root, rel, mode);
+    }
+    let to = root.join(rel);
+    create_dirs(to.parent().expect("under the root"))?;
+    if fs::rename(from, &to).is_err() {
+        return put(from, root, rel, mode);
+    }
+    fs::set_permissions(&to, fs::Permissions::from_mode(mode.unwrap_or(0o644)))
+        .with_context(|| format!("setting the mode of {}", to.display()))?;
+    Ok(meta.len())
+}
+
 fn write_new(root: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let to = root.join(name);
     fs::write(&to, bytes).with_context(|| format!("writing {}", to.display()))?;
@@ -899,6 +924,30 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 4, "nothing left beside: {names:?}");
+    }
+
+    #[test]
+    fn a_file_of_our_own_copy_is_moved_with_its_mode_and_a_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("copy"), dir.path().join("new"));
+        fs::create_dir_all(&from).unwrap();
+        fs::write(from.join("x.deb"), b"12345").unwrap();
+        let n = take_file(&from.join("x.deb"), &to, "repo/pool/x.deb", Some(0o640)).unwrap();
+        assert_eq!(n, 5);
+        assert!(!from.join("x.deb").exists(), "moved, not copied");
+        let moved = to.join("repo/pool/x.deb");
+        assert_eq!(fs::read(&moved).unwrap(), b"12345");
+        assert_eq!(
+            fs::metadata(&moved).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+        std::os::unix::fs::symlink("/etc/passwd", from.join("link")).unwrap();
+        let e = format!(
+            "{:#}",
+            take_file(&from.join("link"), &to, "l", None).unwrap_err()
+        );
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(!to.join("l").exists());
     }
 
     #[test]

@@ -429,7 +429,7 @@ pub fn update(
     let out = bundle_dir(root, &new);
     let keep = keep_for(&kept.dir, delta_dir);
     let trust = Trust::keyring(keyring);
-    let applied = delta::apply_kept(delta_dir, delta, &kept.dir, &out, &trust, &keep, progress)?;
+    let applied = delta::apply_kept(&opened, &kept.dir, &out, &trust, &keep, progress)?;
     if !applied.ok {
         return Err(refused(delta, &applied));
     }
