@@ -258,6 +258,13 @@ fn a_missing_or_foreign_volume_a_whole_bundles_volumes_and_a_wrong_base_are_refu
         "{}",
         r.stderr
     );
+    // The first given twice in place of the second: counted once, the
+    // second still missing.
+    let mut given = volumes.clone();
+    given[1] = volumes[0].clone();
+    let r = apply(d, &given, "v1", "new");
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("volume(s) 02 of"), "{}", r.stderr);
     // One of another delta in its place: that volume named.
     let mut given = volumes.clone();
     given[1] = other[1].clone();
