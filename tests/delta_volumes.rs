@@ -245,7 +245,8 @@ fn a_missing_or_foreign_volume_a_whole_bundles_volumes_and_a_wrong_base_are_refu
     let whole = volume_dirs(&d.join("whole"));
     assert!(volumes.len() >= 2 && other.len() >= 2 && whole.len() >= 2);
     let leave = [
-        "d", "keys", "v1", "v1.tar", "delta", "v2full", "dv", "other", "whole",
+        "d", "keys", "v1", "v1.tar", "delta", "v2full", "dv", "other", "whole", "stranger",
+        "forged",
     ];
 
     // One missing: named, and what to do.
@@ -314,14 +315,48 @@ fn a_missing_or_foreign_volume_a_whole_bundles_volumes_and_a_wrong_base_are_refu
         .unwrap();
     fs::write(volumes[1].join(&victim), b"damaged").unwrap();
     let r = apply(d, &volumes, "v1", "new");
-    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, 1, "a check failed: {}{}", r.stdout, r.stderr);
     assert!(
-        r.stderr.contains(&format!(
-            "the volume {} does not verify",
+        r.stdout.contains(&format!(
+            "REFUSED: the volume {} does not verify",
             volumes[1].display()
-        )) && r.stderr.contains(&victim),
+        )) && r.stdout.contains(&victim),
         "{}",
-        r.stderr
+        r.stdout
+    );
+    // Volumes signed by a key the base does not trust: refused at the
+    // first one, checked with the base's keys as it comes.
+    let r = run(d, &["keygen", "--out", "stranger"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(
+        d,
+        &[
+            "build",
+            "d/recipe.toml",
+            "--key",
+            "stranger/signing-key.asc",
+            "--runner",
+            "/bin/true",
+            "--allow-new-glibc",
+            "--out",
+            "forged",
+            "--base",
+            "v1",
+            "--volume-size",
+            "512K",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let forged = volume_dirs(&d.join("forged"));
+    let r = apply(d, &forged, "v1", "new");
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "REFUSED: the volume {} does not verify",
+            forged[0].display()
+        )) && r.stdout.contains("signature"),
+        "{}",
+        r.stdout
     );
     // Nothing was written, nothing left beside.
     only(d, &leave);
@@ -355,6 +390,47 @@ fn update_and_prepare_take_the_volumes_of_a_delta() {
     );
     assert_eq!(tree(&root), before);
     assert_eq!(kept_state(&root).1, vec![old.clone()]);
+
+    // One damaged: refused as a delta that does not verify, exit 1,
+    // nothing changed.
+    let damaged = d.join("damaged");
+    assert!(sh_ok(
+        Command::new("cp").arg("-a").arg(d.join("dv")).arg(&damaged)
+    ));
+    let last = damaged
+        .join("volumes")
+        .join(volumes.last().unwrap().file_name().unwrap());
+    fs::write(last.join("BASE"), "0".repeat(64) + "  SHA256SUMS\n").unwrap();
+    let given: Vec<PathBuf> = volume_dirs(&damaged);
+    let given = args(&given);
+    let r = update(&root, &given.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("REFUSED")
+            && r.stderr
+                .contains(&format!("the volume {} does not verify", last.display())),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(tree(&root), before);
+
+    // A VM that holds another bundle (the demo's, signed by another key):
+    // the wrong base named with both hashes, not a volume's signature.
+    let elsewhere = prepared(d, "elsewhere", &d.join("d/bundle"));
+    let before_elsewhere = tree(&elsewhere);
+    let all = args(&volumes);
+    let r = update(
+        &elsewhere,
+        &all.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let have = sha256_of(&d.join("d/bundle/SHA256SUMS"));
+    assert!(
+        r.stderr.contains("wrong base") && r.stderr.contains(&old) && r.stderr.contains(&have),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(tree(&elsewhere), before_elsewhere);
 
     // All of them, last first: the VM moves on to the whole build.
     let reversed: Vec<PathBuf> = volumes.iter().rev().cloned().collect();

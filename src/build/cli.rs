@@ -247,9 +247,10 @@ pub enum Command {
             DELTA is the delta's directory, its tar (`build --base --tar`), or its volumes \
             (`build --base --volume-size`): each volume given (DIR/volumes/NN, in any order, \
             or DIR holding them all) is checked alone against its signed SHA256SUMS and the \
-            signed table, copied beside NEW, and the delta they make is then applied as the \
-            directory is; a missing volume, one of another delta or bundle, or a damaged one \
-            is refused, named, with nothing written.\n\n\
+            signed table, with the keys the delta is checked with (OLD's, or --keyring), \
+            copied beside NEW, and the delta they make is then applied as the directory \
+            is; a volume that does not verify is refused, named (exit 1), and a missing \
+            one or one of another delta or bundle too (exit 2), with nothing written.\n\n\
             OLD is the earlier bundle's directory or its tar (as `build --tar` wrote it, \
             plain or gzip): a tar is never extracted whole; its head (SHA256SUMS, the keys, \
             MODES) is read first, then the files NEW takes from it are copied out in one \
@@ -929,13 +930,33 @@ fn cmd_apply(args: &ApplyArgs) -> Result<Status> {
     } else {
         Some(args.trust.load()?)
     };
-    let given = delta::open(
+    // A delta's volumes are checked as they come with the keys the delta
+    // will be: the ones given, or the base's own.
+    let volume_trust = trust
+        .clone()
+        .or_else(|| delta::base_trust(&args.to, &args.delta));
+    let given = match delta::open(
         &args.delta,
         &args.out,
-        trust.as_ref(),
+        volume_trust.as_ref(),
         progress,
         &mut |_| Ok(()),
-    )?;
+    ) {
+        Ok(g) => g,
+        Err(e) if e.is::<crate::shared::volumes::Unverified>() => {
+            if args.json {
+                let refused = serde_json::json!({"ok": false, "error": format!("{e:#}")});
+                println!("{refused:#}");
+            } else {
+                println!(
+                    "REFUSED: {e:#}; nothing was written to {}",
+                    args.out.display()
+                );
+            }
+            return Ok(Status::CheckFailed);
+        }
+        Err(e) => return Err(e),
+    };
     let applied = delta::apply(&given, &args.to, &args.out, trust.as_ref(), progress)?;
     drop(given);
     if args.json {

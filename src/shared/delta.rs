@@ -33,7 +33,7 @@ use crate::shared::manifest::{
     self, Finding, MODES, Report, SUMS, SUMS_SIG, Trust, parse_manifest, verify_dir,
 };
 use crate::shared::staging::Staging;
-use crate::shared::volumes::{Assembly, given_volumes, sha256};
+use crate::shared::volumes::{Assembly, WHOLE, given_volumes, sha256};
 use crate::shared::writer::create_dirs;
 
 /// Names the base: `<sha256 of the base's SHA256SUMS>  SHA256SUMS`, one
@@ -193,6 +193,48 @@ pub fn open(
         volumes,
         staged: Some(staged),
     })
+}
+
+/// The keys of the base at `base` (a bundle directory or tar), when its
+/// `archive-keyring.gpg` is the one its manifest lists and it is the base
+/// the volumes `given` name: what a delta's volumes are checked with as
+/// they come, so a volume signed by a key the base does not trust is
+/// refused at once, not after the last disc. None otherwise: [`apply`]
+/// then names what is wrong (a wrong base with both hashes).
+pub fn base_trust(base: &Path, given: &[PathBuf]) -> Option<Trust> {
+    let meta = fs::metadata(base).ok()?;
+    let tar = match meta.is_file() {
+        true => Some(TarBase::read_head(base).ok()?),
+        false => None,
+    };
+    let sums = match &tar {
+        Some(t) => t.head.get(SUMS)?.clone(),
+        None => read_head(base, SUMS).ok()??,
+    };
+    let bundle = BaseBundle {
+        dir: base.to_path_buf(),
+        tar,
+        hash: sha256(&sums),
+        listing: parse_manifest(&String::from_utf8_lossy(&sums)).0,
+    };
+    if !volumes_name(given, &bundle.hash) {
+        return None;
+    }
+    bundle.keyring().ok().map(Trust::keyring)
+}
+
+/// Whether the volumes `given` are of a delta for the bundle whose
+/// `SHA256SUMS` hashes to `hash` (their BASE names it), or that makes it:
+/// read from the first volume, unchecked, only to choose the keys the
+/// volumes are checked with.
+pub fn volumes_name(given: &[PathBuf], hash: &str) -> bool {
+    let Ok(Some(dirs)) = given_volumes(given) else {
+        return false;
+    };
+    let read = |p: &Path| read_head(&dirs[0], &p.to_string_lossy()).ok().flatten();
+    let base = read(Path::new(BASE)).and_then(|b| parse_base(&String::from_utf8_lossy(&b)));
+    let whole = read(&Path::new(WHOLE).join(SUMS)).map(|b| sha256(&b));
+    base.as_deref() == Some(hash) || whole.as_deref() == Some(hash)
 }
 
 /// Where a file of the new bundle comes from.

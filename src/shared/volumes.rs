@@ -346,6 +346,13 @@ pub fn assemble(volumes: &[PathBuf], out: &Path, trust: &Trust, progress: bool) 
     a.finish(out)
 }
 
+/// A volume given does not verify (its files, its signatures or its
+/// table): a check that failed, where a missing or foreign volume is a
+/// usage error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unverified(pub String);
+
 /// Volumes taken one after the other (one disc drive: each is copied before
 /// the next is inserted), put together in a staging directory.
 pub struct Assembly {
@@ -390,13 +397,13 @@ impl Assembly {
     fn add_copied(&mut self, dir: &Path, copy: &Path) -> Result<String> {
         let v = verify_volume(copy, &self.trust, self.progress)?;
         if !v.report.ok {
-            bail!(
+            return Err(anyhow::Error::new(Unverified(format!(
                 "the volume {} does not verify ({} problem(s)): {}; check it with `airlock verify {}`",
                 dir.display(),
                 v.report.problems.len(),
                 first_problems(&v.report),
                 dir.display()
-            );
+            ))));
         }
         let (name, t) = (v.name.expect("ok"), v.table.expect("ok"));
         match &self.table {

@@ -112,9 +112,10 @@ pub enum Command {
     #[command(
         long_about = "Move this VM's repository and vendor disc on to the next bundle with a \
             delta (the directory `airlock build --base` wrote, its tar, or its volumes: \
-            --bundle once per volume, in any order, each checked alone and copied; on a \
-            terminal the missing ones are asked for, one disc after the other; a missing \
-            volume or one of another delta is refused, named, with nothing changed).\n\n\
+            --bundle once per volume, in any order, each checked alone with the keys this \
+            VM trusts and copied; on a terminal the missing ones are asked for, one disc \
+            after the other; a volume that does not verify (exit 1), a missing one or one \
+            of another delta (exit 2) is refused, named, with nothing changed).\n\n\
             `prepare` keeps what a VM uses of its bundle (the signed repository, the vendor \
             disc, the runner, the bundle's keyring, SHA256SUMS and its signature) in \
             /opt/airlock/bundles/<sha256 of that SHA256SUMS>, and /opt/airlock/current \
@@ -692,9 +693,12 @@ fn prepare_from_delta(root: &Path, bundles: &[PathBuf], base: &Path) -> Result<V
     use std::io::IsTerminal;
     let assembled = under(root, paths::ASSEMBLED_BUNDLE);
     let progress = std::io::stderr().is_terminal();
-    let delta = crate::shared::delta::open(bundles, &assembled, None, progress, &mut |a| {
-        ask_for_missing(a)
-    })?;
+    // Its volumes are checked as they come with the base's keys.
+    let trust = crate::shared::delta::base_trust(base, bundles);
+    let delta =
+        crate::shared::delta::open(bundles, &assembled, trust.as_ref(), progress, &mut |a| {
+            ask_for_missing(a)
+        })?;
     let applied = crate::shared::delta::apply(&delta, base, &assembled, None, progress)?;
     if !applied.ok {
         let _ = std::fs::remove_dir_all(&assembled);

@@ -383,13 +383,7 @@ pub fn update(
             paths::CURRENT_BUNDLE
         );
     };
-    let opened = delta::open(
-        given,
-        &under(root, paths::BUNDLES).join("delta"),
-        None,
-        progress,
-        more,
-    )?;
+    let opened = open_delta(root, &kept, given, progress, more)?;
     let (delta_dir, delta) = (opened.dir(), opened.name.as_path());
     if delta_dir.is_dir() && !delta::is_delta(delta_dir) {
         bail!(
@@ -467,6 +461,37 @@ pub fn update(
         trusted: adopted.trusted,
         trust_changed: adopted.trust_changed,
         runner_replaced: adopted.runner_replaced,
+    })
+}
+
+/// The delta as given ([`delta::open`]); a delta's volumes for this VM's
+/// bundle are checked as they come with the keys this VM trusts, others
+/// with each volume's own keys (the delta they make is checked after: a
+/// wrong base is named as such). A volume that does not verify is refused.
+fn open_delta(
+    root: &Path,
+    kept: &Kept,
+    given: &[PathBuf],
+    progress: bool,
+    more: &mut dyn FnMut(&mut crate::shared::volumes::Assembly) -> Result<()>,
+) -> Result<delta::Given> {
+    let trusted = trusted_keyring(root)
+        .ok()
+        .map(Trust::keyring)
+        .filter(|_| delta::volumes_name(given, &kept.hash));
+    delta::open(
+        given,
+        &under(root, paths::BUNDLES).join("delta"),
+        trusted.as_ref(),
+        progress,
+        more,
+    )
+    .map_err(|e| match e.is::<crate::shared::volumes::Unverified>() {
+        true => anyhow::Error::new(Refused(format!(
+            "{e:#}; nothing was changed, {} still points at the bundle this VM had",
+            paths::CURRENT_BUNDLE
+        ))),
+        false => e,
     })
 }
 
