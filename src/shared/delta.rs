@@ -202,6 +202,7 @@ pub fn open(
 /// refused at once, not after the last disc. None otherwise: [`apply`]
 /// then names what is wrong (a wrong base with both hashes).
 pub fn base_trust(base: &Path, given: &[PathBuf]) -> Option<Trust> {
+    given_volumes(given).ok()??;
     let meta = fs::metadata(base).ok()?;
     let tar = match meta.is_file() {
         true => Some(TarBase::read_head(base).ok()?),

@@ -98,8 +98,9 @@ pub enum Command {
             base is refused with both manifest hashes named. A delta written in volumes \
             (`airlock build --base --volume-size`) is taken as a bundle's volumes are: \
             --bundle once per volume, in any order (or the directory holding volumes/), \
-            each checked alone and copied, the missing ones asked for on a terminal; a \
-            missing volume or one of another delta is refused, named.",
+            each checked alone (with OLD's keys) and copied, the missing ones asked for on \
+            a terminal; a missing volume, a damaged one or one of another delta is \
+            refused, named.",
         after_help = "Examples:\n  sudo /media/airlock/bin/airlock-firstboot prepare --bundle /media/airlock\n  \
             sudo airlock-firstboot prepare --bundle bundle --root /mnt/reference-disk\n  \
             sudo /media/cdrom/bin/airlock-firstboot prepare --bundle /media/cdrom   (a bundle in volumes: insert the next disc when asked)\n  \
