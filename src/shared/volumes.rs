@@ -713,6 +713,37 @@ mod tests {
     }
 
     #[test]
+    fn a_deltas_volume_holds_the_base_its_table_names_and_a_bundles_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = dir.path();
+        let said = |t: &Table| {
+            let mut found = Vec::new();
+            check_base(v, t, &mut |p: &str, d: String| {
+                found.push(format!("{p}: {d}"))
+            });
+            found
+        };
+        let want = "d".repeat(64);
+        let delta = Table {
+            base: Some(want.clone()),
+            ..table()
+        };
+        assert!(said(&table()).is_empty(), "a bundle's volume, no BASE");
+        assert!(said(&delta)[0].contains("missing"), "{:?}", said(&delta));
+        fs::write(v.join(BASE), delta::render_base(&want)).unwrap();
+        assert!(said(&delta).is_empty());
+        assert!(said(&table())[0].contains("holds no BASE"));
+        fs::write(v.join(BASE), delta::render_base(&"e".repeat(64))).unwrap();
+        let other = said(&delta);
+        assert!(
+            other[0].contains(&"e".repeat(64)) && other[0].contains(&want),
+            "{other:?}"
+        );
+        fs::write(v.join(BASE), "not a base\n").unwrap();
+        assert!(said(&delta)[0].contains("not one"), "{:?}", said(&delta));
+    }
+
+    #[test]
     fn a_table_reads_back_and_anything_else_is_refused_naming_the_line() {
         let t = table();
         assert_eq!(Table::parse(&t.render()).unwrap(), t);
