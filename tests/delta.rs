@@ -43,7 +43,7 @@ pub(crate) fn ok(dir: &Path, args: &[&str]) -> Run {
 
 /// `airlock build` of the demo recipe with the site key (a small runner:
 /// the debug one is 100 MB).
-fn build(dir: &Path, extra: &[&str]) -> Run {
+pub(crate) fn build(dir: &Path, extra: &[&str]) -> Run {
     let mut args = vec!["build", "d/recipe.toml", "--key", "keys/signing-key.asc"];
     args.extend(["--runner", "/bin/true", "--allow-new-glibc"]);
     args.extend(extra);
@@ -72,7 +72,7 @@ pub(crate) fn make_successor(dir: &Path) {
 }
 
 /// Every file under `dir`: its mode and bytes.
-fn tree(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+pub(crate) fn tree(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
     walkdir::WalkDir::new(dir)
         .into_iter()
         .map(|e| e.unwrap())
@@ -85,21 +85,21 @@ fn tree(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
         .collect()
 }
 
-fn files(dir: &Path) -> Vec<String> {
+pub(crate) fn files(dir: &Path) -> Vec<String> {
     tree(dir).into_keys().collect()
 }
 
-fn bytes(dir: &Path) -> u64 {
+pub(crate) fn bytes(dir: &Path) -> u64 {
     tree(dir).values().map(|(_, b)| b.len() as u64).sum()
 }
 
-fn sh_ok(cmd: &mut Command) -> bool {
+pub(crate) fn sh_ok(cmd: &mut Command) -> bool {
     cmd.output().unwrap().status.success()
 }
 
 /// `sha256sum -c --strict --quiet --ignore-missing SHA256SUMS` in `dir`
 /// passes: every file there is the one the manifest lists.
-fn sums_check(dir: &Path) -> bool {
+pub(crate) fn sums_check(dir: &Path) -> bool {
     sh_ok(
         Command::new("sha256sum")
             .args([
@@ -114,7 +114,7 @@ fn sums_check(dir: &Path) -> bool {
 }
 
 /// `gpgv --keyring KEYRING SIG DATA` in `dir` passes.
-fn gpgv_ok(keyring: &Path, dir: &Path, sig: &str, data: &str) -> bool {
+pub(crate) fn gpgv_ok(keyring: &Path, dir: &Path, sig: &str, data: &str) -> bool {
     sh_ok(
         Command::new("gpgv")
             .arg("--keyring")
@@ -127,7 +127,7 @@ fn gpgv_ok(keyring: &Path, dir: &Path, sig: &str, data: &str) -> bool {
 /// In a temporary directory: the demo site, `v1` (and `v1.tar`) built, the
 /// site moved on to its successor, `delta` against v1 and `v2full`, the
 /// successor built whole.
-fn site_with_delta() -> tempfile::TempDir {
+pub(crate) fn site_with_delta() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     demo_site(d);
@@ -412,7 +412,7 @@ fn a_tampered_delta_is_refused_with_nothing_written() {
 }
 
 /// `airlock-firstboot prepare ARGS --root ROOT`, stdin not a terminal.
-fn prepare(root: &Path, args: &[&Path]) -> Run {
+pub(crate) fn prepare(root: &Path, args: &[&Path]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock-firstboot"));
     cmd.arg("prepare").arg("--root").arg(root).args(args);
     Run::from_output(cmd.stdin(std::process::Stdio::null()).output().unwrap())
@@ -465,7 +465,7 @@ fn prepare_takes_a_delta_with_its_base_and_refuses_a_wrong_one() {
 
 /// `airlock-firstboot update --root ROOT ARGS`, as a person with umask 077
 /// would run it.
-fn update(root: &Path, args: &[&str]) -> Run {
+pub(crate) fn update(root: &Path, args: &[&str]) -> Run {
     let out = Command::new("sh")
         .arg("-c")
         .arg("umask 077; exec \"$@\"")
@@ -482,7 +482,7 @@ fn update(root: &Path, args: &[&str]) -> Run {
 }
 
 /// A reference VM's root prepared from the bundle `bundle`.
-fn prepared(d: &Path, name: &str, bundle: &Path) -> std::path::PathBuf {
+pub(crate) fn prepared(d: &Path, name: &str, bundle: &Path) -> std::path::PathBuf {
     let root = d.join(name);
     fs::create_dir_all(root.join("etc/ssh")).unwrap();
     let r = prepare(&root, &[Path::new("--bundle"), bundle]);
@@ -490,12 +490,12 @@ fn prepared(d: &Path, name: &str, bundle: &Path) -> std::path::PathBuf {
     root
 }
 
-fn sha256_of(path: &Path) -> String {
+pub(crate) fn sha256_of(path: &Path) -> String {
     airlock::shared::volumes::sha256(&fs::read(path).unwrap())
 }
 
 /// Where `current` points, and what `bundles/` holds, under `root`.
-fn kept_state(root: &Path) -> (std::path::PathBuf, Vec<String>) {
+pub(crate) fn kept_state(root: &Path) -> (std::path::PathBuf, Vec<String>) {
     let link = fs::read_link(root.join("opt/airlock/current")).unwrap();
     let mut names: Vec<String> = fs::read_dir(root.join("opt/airlock/bundles"))
         .unwrap()
@@ -1269,25 +1269,31 @@ fn apply_reads_the_base_from_its_tar_plain_or_gzip_and_refuses_a_wrong_or_damage
 }
 
 #[test]
-fn a_delta_in_volumes_is_refused_naming_the_option() {
+fn a_delta_without_its_directory_or_as_one_tar_in_volumes_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     demo_site(d);
-    let mut args = vec!["build", "d/recipe.toml", "--key", "keys/signing-key.asc"];
-    args.extend([
-        "--out",
-        "delta",
-        "--base",
-        "d/bundle",
-        "--volume-size",
-        "dvd",
-    ]);
-    let r = run(d, &args);
-    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
-    assert!(
-        r.stderr.contains("--base with --volume-size"),
-        "{}",
-        r.stderr
-    );
-    assert!(!d.join("delta").exists());
+    let build = ["build", "d/recipe.toml", "--key", "keys/signing-key.asc"];
+    for (extra, says) in [
+        (&["--no-dir", "--tar", "delta.tar"][..], "--no-dir"),
+        (
+            &[
+                "--out",
+                "delta",
+                "--tar",
+                "delta.tar",
+                "--volume-size",
+                "dvd",
+            ][..],
+            "--tar and --volume-size together",
+        ),
+    ] {
+        let mut args = build.to_vec();
+        args.extend(["--base", "d/bundle"]);
+        args.extend(extra);
+        let r = run(d, &args);
+        assert_eq!(r.code, 2, "{extra:?}: {}\n{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(says), "{extra:?}: {}", r.stderr);
+    }
+    assert!(!d.join("delta").exists() && !d.join("delta.tar").exists());
 }

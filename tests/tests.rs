@@ -5,6 +5,7 @@ mod bundle;
 mod check;
 mod common;
 mod delta;
+mod delta_volumes;
 mod docs;
 mod firstboot;
 mod hostile;

@@ -49,10 +49,10 @@ complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand stat
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -l cluster -d 'Ask every host of the cluster and judge whether the whole cluster is ready (as root)'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l bundle -d 'The bundle directory (as written by `airlock build`), or one of its volumes (repeat --bundle for each; on a terminal the missing ones are asked for, one disc after the other)' -r -F
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l base -d 'With a delta as --bundle (from `airlock build --base`): the earlier bundle\'s directory it was built against' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l base -d 'With a delta as --bundle (from `airlock build --base`: its directory, tar, or its volumes, one --bundle each): the earlier bundle\'s directory it was built against' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -l root -d 'Treat this directory as / (a clone\'s or the reference VM\'s disk, mounted)' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand prepare" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand update" -l bundle -d 'The delta directory (from `airlock build --base`) or its tar (`--tar`), built against the bundle this VM has' -r -F
+complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand update" -l bundle -d 'The delta directory (from `airlock build --base`), its tar (`--tar`), or one of its volumes (`--volume-size`: repeat --bundle for each; on a terminal the missing ones are asked for), built against the bundle this VM has' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand update" -l root -d 'Treat this directory as / (a clone\'s or the reference VM\'s disk, mounted)' -r -F
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand update" -l json -d 'Print what was done as JSON'
 complete -c airlock-firstboot -n "__fish_airlock_firstboot_using_subcommand update" -s h -l help -d 'Print help (see more with \'--help\')'

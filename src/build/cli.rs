@@ -139,9 +139,12 @@ pub enum Command {
             volumes, an earlier delta (its SHA256SUMS is its whole bundle's) or a \
             SHA256SUMS file. With --tar FILE the delta is also written as one tar (the \
             head, BASE and BASE.gpg, then the files carried), which `airlock apply` and \
-            `airlock-firstboot update` take as they take the directory. At the site, \
-            `airlock apply DELTA --to OLD --out NEW` makes the whole new bundle again and \
-            verifies it.",
+            `airlock-firstboot update` take as they take the directory. With \
+            --volume-size the delta is cut into DIR/volumes/NN/ as a whole bundle is \
+            (each volume verifies alone; --iso too), and every volume also carries BASE \
+            and BASE.gpg, so any one names the base; its table names the base too. At the \
+            site, `airlock apply DELTA --to OLD --out NEW` (DELTA: the directory, the tar, \
+            or every volume) makes the whole new bundle again and verifies it.",
         after_help = "Examples:\n  \
             airlock keygen --out keys\n  \
             airlock build site.toml --key keys/signing-key.asc --out bundle\n  \
@@ -149,7 +152,8 @@ pub enum Command {
             airlock build site.toml --key keys/signing-key.asc --out bundle --tar bundle.tar\n\n\
             A delta against what the site has (keep each delivered bundle's SHA256SUMS):\n  \
             airlock build site.toml --key keys/signing-key.asc --base delivered/v1.SHA256SUMS --out delta-v2\n  \
-            airlock build site.toml --key keys/signing-key.asc --base delta-v2 --out delta-v3\n\n\
+            airlock build site.toml --key keys/signing-key.asc --base delta-v2 --out delta-v3\n  \
+            airlock build site.toml --key keys/signing-key.asc --base delivered/v2.SHA256SUMS --out delta-v3 --volume-size dvd --iso\n\n\
             Key rollover, one build signed by the old and the new key, later ones by the new key alone:\n  \
             airlock build site.toml --key old/signing-key.asc --key new/signing-key.asc --out bundle\n\n\
             Two-person rule, each officer's key:\n  \
@@ -240,6 +244,13 @@ pub enum Command {
     #[command(
         long_about = "Make the whole new bundle from a delta (`airlock build --base`) and the \
             earlier bundle it was built against, and verify it.\n\n\
+            DELTA is the delta's directory, its tar (`build --base --tar`), or its volumes \
+            (`build --base --volume-size`): each volume given (DIR/volumes/NN, in any order, \
+            or DIR holding them all) is checked alone against its signed SHA256SUMS and the \
+            signed table, with the keys the delta is checked with (OLD's, or --keyring), \
+            copied beside NEW, and the delta they make is then applied as the directory \
+            is; a volume that does not verify is refused, named (exit 1), and a missing \
+            one or one of another delta or bundle too (exit 2), with nothing written.\n\n\
             OLD is the earlier bundle's directory or its tar (as `build --tar` wrote it, \
             plain or gzip): a tar is never extracted whole; its head (SHA256SUMS, the keys, \
             MODES) is read first, then the files NEW takes from it are copied out in one \
@@ -270,6 +281,7 @@ pub enum Command {
             airlock apply /media/usb/delta-v2 --to bundle-v1 --out bundle-v2\n  \
             airlock apply /media/usb/delta-v2 --to bundle --out bundle      (in place)\n  \
             airlock apply /media/usb/delta-v2 --to bundle-v1.tar --out bundle-v2\n  \
+            airlock apply /media/cdrom1 /media/cdrom2 /media/cdrom3 --to bundle-v1 --out bundle-v2   (a delta in volumes)\n  \
             airlock apply delta-v2 --to bundle-v1 --out bundle-v2 --keyring keys/archive-keyring.gpg --json\n\n\
             Which bundle a delta applies to, with stock tools:\n  \
             cat delta-v2/BASE;  cd bundle-v1 && sha256sum -c ../delta-v2/BASE\n\n\
@@ -447,7 +459,7 @@ pub struct BuildArgs {
     /// With --volume-size: each volume also as DIR/volumes/NN.iso (ISO 9660, Rock Ridge, Joliet; label AIRLOCK_<CLUSTER>_NN; needs xorriso)
     #[arg(long, requires = "volume_size")]
     pub iso: bool,
-    /// Write to DIR only what this earlier bundle lacks (a delta for `airlock apply`): its directory, its tar, or just its SHA256SUMS
+    /// Write to DIR only what this earlier bundle lacks (a delta for `airlock apply`; with --volume-size, in volumes): its directory, its tar, or just its SHA256SUMS
     #[arg(long, value_name = "OLD")]
     pub base: Option<PathBuf>,
     /// Print a summary as JSON on stdout
@@ -513,9 +525,9 @@ pub struct DiffArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
-    /// The delta directory (from `airlock build --base`), or its tar (`--tar`)
-    #[arg(value_name = "DELTA")]
-    pub delta: PathBuf,
+    /// The delta directory (from `airlock build --base`), its tar (`--tar`), or its volumes (`--volume-size`: each DIR/volumes/NN, in any order, or DIR holding them all)
+    #[arg(value_name = "DELTA", required = true, num_args = 1..)]
+    pub delta: Vec<PathBuf>,
     /// The earlier bundle the delta was built against: its directory, or its tar (`build --tar`)
     #[arg(long, value_name = "OLD")]
     pub to: PathBuf,
@@ -835,21 +847,7 @@ fn print_build_summary(s: &bundle::BuildSummary) {
         println!("  tar: {}", t.display());
     }
     if let Some(v) = &s.volumes {
-        println!(
-            "  {} volume(s) of at most {} bytes in {}: check each alone with `airlock verify {}/NN`",
-            v.volumes.len(),
-            v.size,
-            s.out.join("volumes").display(),
-            s.out.join("volumes").display()
-        );
-        for e in &v.volumes {
-            println!(
-                "    {}: {} files, {:.1} MB",
-                e.name,
-                e.files,
-                e.bytes as f64 / 1e6
-            );
-        }
+        print_volumes(&s.out, v);
     }
     println!("  signed by {}", s.fingerprints.join(", "));
     match &s.secrets {
@@ -916,7 +914,8 @@ fn cmd_apply(args: &ApplyArgs) -> Result<Status> {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
-    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("delta", args.delta.as_path())];
+    let mut inputs: Vec<(&str, &std::path::Path)> =
+        args.delta.iter().map(|d| ("delta", d.as_path())).collect();
     if !same(&args.out, &args.to) {
         inputs.push(("base", args.to.as_path()));
     }
@@ -931,7 +930,36 @@ fn cmd_apply(args: &ApplyArgs) -> Result<Status> {
     } else {
         Some(args.trust.load()?)
     };
-    let applied = delta::apply(&args.delta, &args.to, &args.out, trust.as_ref(), progress)?;
+    // A delta's volumes are checked as they come with the keys the delta
+    // will be: the ones given, or the base's own.
+    let volume_trust = trust
+        .clone()
+        .or_else(|| delta::base_trust(&args.to, &args.delta));
+    let given = match delta::open(
+        &args.delta,
+        &args.out,
+        volume_trust.as_ref(),
+        Some(&args.to),
+        progress,
+        &mut |_| Ok(()),
+    ) {
+        Ok(g) => g,
+        Err(e) if e.is::<crate::shared::volumes::Unverified>() => {
+            if args.json {
+                let refused = serde_json::json!({"ok": false, "error": format!("{e:#}")});
+                println!("{refused:#}");
+            } else {
+                println!(
+                    "REFUSED: {e:#}; nothing was written to {}",
+                    args.out.display()
+                );
+            }
+            return Ok(Status::CheckFailed);
+        }
+        Err(e) => return Err(e),
+    };
+    let applied = delta::apply(&given, &args.to, &args.out, trust.as_ref(), progress)?;
+    drop(given);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&applied)?);
     } else {
@@ -966,7 +994,11 @@ fn print_applied(args: &ApplyArgs, a: &crate::shared::delta::Applied) {
     if !a.ok {
         println!(
             "{}: REFUSED, {} problem(s); nothing was written to {} (checked with {keys})",
-            args.delta.display(),
+            args.delta
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
             a.problems.len(),
             args.out.display()
         );
@@ -1023,11 +1055,41 @@ fn print_delta_summary(s: &bundle::BuildSummary, d: &crate::build::delta::Summar
     if let Some(t) = &s.tar {
         println!("  tar: {} (the delta as one file)", t.display());
     }
+    let given = match &s.volumes {
+        Some(v) => {
+            print_volumes(&s.out, v);
+            let dir = s.out.join("volumes");
+            v.volumes
+                .iter()
+                .map(|e| dir.join(&e.name).display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+        None => s.tar.as_deref().unwrap_or(&s.out).display().to_string(),
+    };
     println!(
-        "  at the site: airlock apply {} --to OLD --out NEW   (OLD: the bundle delivered from {})",
-        s.tar.as_deref().unwrap_or(&s.out).display(),
+        "  at the site: airlock apply {given} --to OLD --out NEW   (OLD: the bundle delivered from {})",
         d.base_path.display()
     );
+}
+
+/// The volumes a build wrote, one line each.
+fn print_volumes(out: &std::path::Path, v: &crate::build::volumes::Summary) {
+    println!(
+        "  {} volume(s) of at most {} bytes in {}: check each alone with `airlock verify {}/NN`",
+        v.volumes.len(),
+        v.size,
+        out.join("volumes").display(),
+        out.join("volumes").display()
+    );
+    for e in &v.volumes {
+        println!(
+            "    {}: {} files, {:.1} MB",
+            e.name,
+            e.files,
+            e.bytes as f64 / 1e6
+        );
+    }
 }
 
 fn cmd_inspect(args: &InspectArgs) -> Result<Status> {
@@ -1090,7 +1152,9 @@ fn cmd_verify(args: &VerifyArgs) -> Result<Status> {
     let meta = std::fs::metadata(&args.path)
         .with_context(|| format!("reading {}", args.path.display()))?;
     let trust = args.trust.load()?;
-    if crate::shared::delta::is_delta(&args.path) {
+    // A delta's volume holds BASE too: it verifies alone, as a volume.
+    let volume = meta.is_dir() && crate::shared::volumes::is_volume(&args.path);
+    if !volume && crate::shared::delta::is_delta(&args.path) {
         anyhow::bail!(
             "{} is a delta (it has {}): it holds only what its base lacks, so it does not verify alone; `airlock apply {} --to OLD --out NEW` makes the whole bundle and verifies it",
             args.path.display(),
@@ -1099,7 +1163,7 @@ fn cmd_verify(args: &VerifyArgs) -> Result<Status> {
         );
     }
     if meta.is_dir() {
-        let dirs = if crate::shared::volumes::is_volume(&args.path) {
+        let dirs = if volume {
             Some(vec![args.path.clone()])
         } else if !args.path.join(bundle::SUMS).exists() {
             crate::shared::volumes::volume_dirs(&args.path)
@@ -1171,6 +1235,12 @@ fn verify_volumes(
                     t.cluster,
                     t.whole
                 );
+                if let Some(base) = &t.base {
+                    println!(
+                        "  a delta for the base whose SHA256SUMS has sha256 {base}: `airlock apply` with all {} volumes --to that bundle makes the whole new one",
+                        t.volumes.len()
+                    );
+                }
             }
         }
         for (i, why) in &foreign {

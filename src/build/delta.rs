@@ -80,14 +80,15 @@ fn base_manifest(path: &Path) -> Result<(Vec<u8>, Option<PathBuf>)> {
         )
     })?;
     if meta.is_dir() {
-        let whole = if path.join(SUMS).is_file() {
+        // A volume's own SHA256SUMS lists its share: the whole one is in whole/.
+        let whole = if volumes::is_volume(path) {
+            path.join(WHOLE).join(SUMS)
+        } else if path.join(SUMS).is_file() {
             let whole_bundle = !crate::shared::delta::is_delta(path);
             return Ok((
                 read_limited(&path.join(SUMS))?,
                 whole_bundle.then(|| path.to_path_buf()),
             ));
-        } else if volumes::is_volume(path) {
-            path.join(WHOLE).join(SUMS)
         } else if let Some(v) = volumes::volume_dirs(path) {
             v[0].join(WHOLE).join(SUMS)
         } else {

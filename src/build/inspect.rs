@@ -86,11 +86,21 @@ pub fn open(
             path.display()
         )
     })?;
-    if crate::shared::delta::is_delta(path) {
+    let delta_volumes = meta.is_dir()
+        && volumes::volume_dirs(path).is_some_and(|v| crate::shared::delta::is_delta(&v[0]));
+    if crate::shared::delta::is_delta(path) || delta_volumes {
+        let given = match volumes::is_volume(path) {
+            true => "EVERY-VOLUME…".to_string(),
+            false => path.display().to_string(),
+        };
         bail!(
-            "{} is a delta: it holds only what its base lacks; `airlock apply {} --to OLD --out NEW` makes the whole bundle, then inspect NEW",
+            "{} is {}: it holds only what its base lacks; `airlock apply {given} --to OLD --out NEW` makes the whole bundle, then inspect NEW",
             path.display(),
-            path.display()
+            if volumes::is_volume(path) {
+                "one volume of a delta"
+            } else {
+                "a delta"
+            }
         );
     }
     let want = |p: &str| wanted(p) || [SUMS, MODES, keyring::PUBLIC_GPG_FILE].contains(&p);

@@ -5,6 +5,10 @@
 //! whole manifest and the table, and counts every file as the 2 KiB sectors an ISO 9660 image
 //! gives it, plus one sector for its directory record, and each directory
 //! two sectors (its ISO 9660 and Joliet records).
+//!
+//! A delta (`--base`) is cut the same way: its files are what the delta
+//! directory holds (not every file its whole manifest lists), and every
+//! volume also carries its BASE and BASE.gpg, whose hash the table names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -15,6 +19,7 @@ use serde::Serialize;
 
 use crate::build::bundle::{render_modes, render_sums};
 use crate::build::sign::Signers;
+use crate::shared::delta::{self, BASE, BASE_SIG};
 use crate::shared::keyring;
 use crate::shared::manifest::{self, MODES, SUMS, SUMS_SIG};
 use crate::shared::staging::Staging;
@@ -91,9 +96,9 @@ fn dir_cost(dir: &str) -> u64 {
     2 * SECTOR + 4 * (dir.len() as u64 + 10)
 }
 
-/// Replaces the bundle in `dir` by `dir/volumes/NN/`, each at most `size`
-/// bytes: done beside it and moved into place, so a failure leaves the
-/// bundle as it was.
+/// Replaces the bundle (or the delta) in `dir` by `dir/volumes/NN/`, each
+/// at most `size` bytes: done beside it and moved into place, so a failure
+/// leaves the bundle as it was.
 pub fn split(dir: &Path, size: u64, cluster: &str, key: &Signers, time: i64) -> Result<Summary> {
     let bundle = Bundle::read(dir)?;
     let shares = pack(&bundle, size)?;
@@ -115,6 +120,7 @@ pub fn split(dir: &Path, size: u64, cluster: &str, key: &Signers, time: i64) -> 
     let table = Table {
         cluster: cluster.to_string(),
         whole: sha256(&bundle.whole_sums),
+        base: bundle.base.clone(),
         volumes: entries,
     };
     write_table(&root, &table, size, key, time)?;
@@ -135,14 +141,20 @@ const EVERYWHERE: [&str; 4] = [
     "README.txt",
 ];
 
-/// The finished bundle: its manifest, modes, and the head files every
-/// volume carries under `whole/`.
+/// The finished bundle or delta: its manifest, modes, the files it holds,
+/// and the head files every volume carries (under `whole/`; a delta's BASE
+/// and BASE.gpg at the root).
 struct Bundle<'a> {
     dir: &'a Path,
     whole_sums: Vec<u8>,
     listed: BTreeMap<String, String>,
+    /// The files of `listed` that `dir` holds: all of them for a bundle,
+    /// those a delta carries.
+    held: Vec<String>,
     modes: BTreeMap<String, u32>,
     carried: Vec<(String, Vec<u8>)>,
+    /// A delta's base: the sha256 its BASE names.
+    base: Option<String>,
 }
 
 impl<'a> Bundle<'a> {
@@ -170,17 +182,36 @@ impl<'a> Bundle<'a> {
         if let Some(p) = problems.first() {
             return Err(refuse(MODES, p));
         }
-        let carried = vec![
+        let mut carried = vec![
             (format!("{WHOLE}/{SUMS}"), whole_sums.clone()),
             (format!("{WHOLE}/{SUMS_SIG}"), read(SUMS_SIG)?),
             (format!("{WHOLE}/{MODES}"), whole_modes),
         ];
+        let is_delta = delta::is_delta(dir);
+        let base = if is_delta {
+            let text = read(BASE)?;
+            let hash = delta::parse_base(&String::from_utf8_lossy(&text))
+                .with_context(|| format!("{}: not a delta's BASE", dir.join(BASE).display()))?;
+            carried.push((BASE.to_string(), text));
+            carried.push((BASE_SIG.to_string(), read(BASE_SIG)?));
+            Some(hash)
+        } else {
+            None
+        };
+        // A delta holds only some of the files its manifest lists.
+        let held = listed
+            .keys()
+            .filter(|p| !is_delta || fs::symlink_metadata(dir.join(p)).is_ok_and(|m| m.is_file()))
+            .cloned()
+            .collect();
         Ok(Bundle {
             dir,
             whole_sums,
             listed,
+            held,
             modes,
             carried,
+            base,
         })
     }
 
@@ -211,7 +242,7 @@ fn pack(b: &Bundle, size: u64) -> Result<Vec<Vec<String>>> {
     let mut shares: Vec<Vec<String>> = vec![Vec::new()];
     let mut used = 0;
     let mut dirs: BTreeSet<String> = BTreeSet::new();
-    for path in b.listed.keys() {
+    for path in &b.held {
         if path == MODES || EVERYWHERE.contains(&path.as_str()) {
             continue;
         }

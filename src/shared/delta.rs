@@ -33,8 +33,8 @@ use crate::shared::manifest::{
     self, Finding, MODES, Report, SUMS, SUMS_SIG, Trust, parse_manifest, verify_dir,
 };
 use crate::shared::staging::Staging;
-use crate::shared::volumes::sha256;
-use crate::shared::writer::create_dirs;
+use crate::shared::volumes::{Assembly, WHOLE, given_volumes, sha256};
+use crate::shared::writer::{create_dirs, set_mode};
 
 /// Names the base: `<sha256 of the base's SHA256SUMS>  SHA256SUMS`, one
 /// line, so `sha256sum -c DELTA/BASE` in the base's directory checks it.
@@ -153,6 +153,129 @@ pub fn unpack_tar(delta: &Path, beside: &Path) -> Result<Option<Staging>> {
         }
     }
     Ok(Some(staging))
+}
+
+/// A delta as it was given, opened for reading: its directory as it is,
+/// its tar unpacked, or its volumes put together (a staging directory,
+/// removed when dropped).
+pub struct Given {
+    dir: PathBuf,
+    /// How messages name it: the path given (for volumes, the first one:
+    /// each volume holds the delta's BASE).
+    pub name: PathBuf,
+    /// How many volumes it was put together from (0: not in volumes).
+    pub volumes: usize,
+    /// The tar's or the volumes' copy, ours to take files from (moved into
+    /// the new bundle rather than copied a second time); None for a
+    /// directory given as it is.
+    staged: Option<Staging>,
+}
+
+impl Given {
+    /// The delta's directory, to read.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Opens the delta `given`: one path, its directory or its tar
+/// ([`unpack_tar`]); or its volumes (`build --base --volume-size`), each a
+/// volume or a directory holding `volumes/NN/`, in any order: each is
+/// checked alone (with `trust`; None: with the volume's own keyring, the
+/// delta they make being checked with the base's when applied) and copied
+/// into a staging directory beside `beside` ([`Assembly`]); `more` may add
+/// the missing ones (on a terminal, the next disc). A missing volume, one
+/// of another delta or bundle, or the volumes of a whole bundle are
+/// refused, naming them. A tar whose head names another base than `base`
+/// (a bundle directory or tar) is refused before it is unpacked.
+pub fn open(
+    given: &[PathBuf],
+    beside: &Path,
+    trust: Option<&Trust>,
+    base: Option<&Path>,
+    progress: bool,
+    more: &mut dyn FnMut(&mut Assembly) -> Result<()>,
+) -> Result<Given> {
+    let Some(dirs) = given_volumes(given)? else {
+        let [one] = given else {
+            bail!(
+                "{} deltas given, but none is a volume (a directory with VOLUMES): give one delta (its directory or tar), or each of its volumes",
+                given.len()
+            );
+        };
+        if let Some(base) = base.filter(|_| fs::metadata(one).is_ok_and(|m| m.is_file())) {
+            // A wrong base is refused from the tar's head, before the tar
+            // is unpacked.
+            let head = Head::read(one, one)?;
+            BaseBundle::read(base, one, &head.want, &sha256(&head.sums))?;
+        }
+        let staged = unpack_tar(one, beside)?;
+        return Ok(Given {
+            dir: staged
+                .as_ref()
+                .map_or(one.clone(), |s| s.path().to_path_buf()),
+            name: one.clone(),
+            volumes: 0,
+            staged,
+        });
+    };
+    let trust = trust.cloned().unwrap_or_else(Trust::own);
+    let mut a = Assembly::tagged(beside, "airlock-delta-volumes", trust, progress)?;
+    for d in &dirs {
+        a.add(d)?;
+    }
+    more(&mut a)?;
+    let volumes = a.table().map_or(0, |t| t.volumes.len());
+    let staged = a.finish_delta()?;
+    Ok(Given {
+        dir: staged.path().to_path_buf(),
+        name: dirs[0].clone(),
+        volumes,
+        staged: Some(staged),
+    })
+}
+
+/// The keys of the base at `base` (a bundle directory or tar), when its
+/// `archive-keyring.gpg` is the one its manifest lists and it is the base
+/// the volumes `given` name: what a delta's volumes are checked with as
+/// they come, so a volume signed by a key the base does not trust is
+/// refused at once, not after the last disc. None otherwise: [`apply`]
+/// then names what is wrong (a wrong base with both hashes).
+pub fn base_trust(base: &Path, given: &[PathBuf]) -> Option<Trust> {
+    given_volumes(given).ok()??;
+    let meta = fs::metadata(base).ok()?;
+    let tar = match meta.is_file() {
+        true => Some(TarBase::read_head(base).ok()?),
+        false => None,
+    };
+    let sums = match &tar {
+        Some(t) => t.head.get(SUMS)?.clone(),
+        None => read_head(base, SUMS).ok()??,
+    };
+    let bundle = BaseBundle {
+        dir: base.to_path_buf(),
+        tar,
+        hash: sha256(&sums),
+        listing: parse_manifest(&String::from_utf8_lossy(&sums)).0,
+    };
+    if !volumes_name(given, &bundle.hash) {
+        return None;
+    }
+    bundle.keyring().ok().map(Trust::keyring)
+}
+
+/// Whether the volumes `given` are of a delta for the bundle whose
+/// `SHA256SUMS` hashes to `hash` (their BASE names it), or that makes it:
+/// read from the first volume, unchecked, only to choose the keys the
+/// volumes are checked with.
+pub fn volumes_name(given: &[PathBuf], hash: &str) -> bool {
+    let Ok(Some(dirs)) = given_volumes(given) else {
+        return false;
+    };
+    let read = |p: &Path| read_head(&dirs[0], &p.to_string_lossy()).ok().flatten();
+    let base = read(Path::new(BASE)).and_then(|b| parse_base(&String::from_utf8_lossy(&b)));
+    let whole = read(&Path::new(WHOLE).join(SUMS)).map(|b| sha256(&b));
+    base.as_deref() == Some(hash) || whole.as_deref() == Some(hash)
 }
 
 /// Where a file of the new bundle comes from.
@@ -296,9 +419,9 @@ struct BaseBundle {
 
 impl BaseBundle {
     /// Reads the base at `dir` (a bundle directory or tar), which must be
-    /// the bundle `head` names (or already the new bundle): refused with
-    /// both hashes named otherwise.
-    fn read(dir: &Path, name: &Path, head: &Head, new: &str) -> Result<BaseBundle> {
+    /// the bundle `want` names (or already the new bundle, `new`): refused
+    /// with both hashes named otherwise.
+    fn read(dir: &Path, name: &Path, want: &str, new: &str) -> Result<BaseBundle> {
         let tar = match fs::metadata(dir) {
             Ok(m) if m.is_dir() => None,
             Ok(m) if m.is_file() => Some(TarBase::read_head(dir)?),
@@ -316,7 +439,7 @@ impl BaseBundle {
                 "missing base: {} holds no {SUMS}; the delta {} applies to the bundle whose {SUMS} has sha256 {}. Give that bundle's directory or tar",
                 dir.display(),
                 name.display(),
-                head.want
+                want
             );
         };
         let base = BaseBundle {
@@ -325,11 +448,11 @@ impl BaseBundle {
             hash: sha256(&sums),
             listing: BTreeMap::new(),
         };
-        if base.hash != head.want && base.hash != new {
+        if base.hash != want && base.hash != new {
             bail!(
                 "wrong base: the delta {} applies to the bundle whose {SUMS} has sha256 {}, but {} has sha256 {}. Give the bundle the delta was built against (`sha256sum OLD/{SUMS}`, or `sha256sum -c {}` in its directory, finds it)",
                 name.display(),
-                head.want,
+                want,
                 base.label(SUMS),
                 base.hash,
                 name.join(BASE).display()
@@ -507,26 +630,20 @@ fn walk_delta(
 /// `archive-keyring.gpg`, so a delta is accepted when it is signed by a key
 /// the base already trusted.
 ///
-/// `delta` is the delta's directory or its tar ([`unpack_tar`]).
+/// `delta` is the delta's directory, its tar or its volumes, opened
+/// ([`open`]).
 ///
 /// A wrong or missing base, or something unreadable, is an error; a delta
 /// that does not check out is `ok: false` with every problem, and nothing
 /// is written then.
 pub fn apply(
-    delta: &Path,
+    delta: &Given,
     base: &Path,
     out: &Path,
     trust: Option<&Trust>,
     progress: bool,
 ) -> Result<Applied> {
-    if fs::metadata(delta).is_ok_and(|m| m.is_file()) {
-        // A wrong base is refused before the tar is unpacked.
-        let head = Head::read(delta, delta)?;
-        BaseBundle::read(base, delta, &head, &sha256(&head.sums))?;
-    }
-    let unpacked = unpack_tar(delta, out)?;
-    let dir = unpacked.as_ref().map_or(delta, |s| s.path());
-    apply_scoped(dir, delta, base, out, trust, None, progress)
+    apply_scoped(delta, base, out, trust, None, progress)
 }
 
 /// [`apply`] making only the files of the new bundle that `keep` names (a
@@ -536,15 +653,14 @@ pub fn apply(
 /// verifies a bundle, its signature with `trust`, except that the files
 /// `keep` leaves out are not there.
 pub fn apply_kept(
-    delta: &Path,
-    name: &Path,
+    delta: &Given,
     base: &Path,
     out: &Path,
     trust: &Trust,
     keep: &[&str],
     progress: bool,
 ) -> Result<Applied> {
-    apply_scoped(delta, name, base, out, Some(trust), Some(keep), progress)
+    apply_scoped(delta, base, out, Some(trust), Some(keep), progress)
 }
 
 /// `path` is one of the files `keep` names (all of them: None).
@@ -566,17 +682,17 @@ pub fn base_and_new(delta: &Path, name: &Path) -> Result<(String, String)> {
 }
 
 fn apply_scoped(
-    delta: &Path,
-    name: &Path,
+    given: &Given,
     base: &Path,
     out: &Path,
     trust: Option<&Trust>,
     keep: Option<&[&str]>,
     progress: bool,
 ) -> Result<Applied> {
+    let (delta, name) = (given.dir(), given.name.as_path());
     let head = Head::read(delta, name)?;
     let new = sha256(&head.sums);
-    let base = BaseBundle::read(base, name, &head, &new)?;
+    let base = BaseBundle::read(base, name, &head.want, &new)?;
     let base_keyring = trust.is_none();
     let trust = match trust {
         Some(t) => t.clone(),
@@ -618,8 +734,16 @@ fn apply_scoped(
     // read-only, removed after the switch): linked, not copied, so an
     // update needs room for what the delta carries only.
     let link = keep.is_some();
-    let to = staging.path();
-    copy_sources(delta, &base, &sources, &modes, to, link, &mut applied)?;
+    let from = (delta, given.staged.is_some());
+    copy_sources(
+        from,
+        &base,
+        &sources,
+        &modes,
+        staging.path(),
+        link,
+        &mut applied,
+    )?;
     write_new(staging.path(), SUMS, &head.sums)?;
     write_new(
         staging.path(),
@@ -734,9 +858,10 @@ fn sources_of(
 }
 
 /// Copies every file from where it comes into `to`, counting: from a
-/// base tar, in one pass over it.
+/// base tar, in one pass over it. `delta`: its directory, and whether its
+/// files are ours to move (a copy made for this apply).
 fn copy_sources(
-    delta: &Path,
+    (delta, take): (&Path, bool),
     base: &BaseBundle,
     sources: &BTreeMap<String, Source>,
     modes: &BTreeMap<String, u32>,
@@ -756,13 +881,11 @@ fn copy_sources(
             }
             (Source::Base(p), None) => base.dir.join(p),
         };
-        let n = put(
-            &from,
-            to,
-            path,
-            mode(path),
-            link && *source != Source::Delta,
-        )?;
+        let n = match source {
+            Source::Delta if take => take_file(&from, to, path, mode(path))?,
+            Source::Delta => put(&from, to, path, mode(path), false)?,
+            Source::Base(_) => put(&from, to, path, mode(path), link)?,
+        };
         match source {
             Source::Delta => {
                 applied.from_delta += 1;
@@ -845,16 +968,31 @@ fn put(from: &Path, root: &Path, rel: &str, mode: Option<u32>, link: bool) -> Re
     }
     let n = fs::copy(from, &to)
         .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-    fs::set_permissions(&to, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the mode of {}", to.display()))?;
+    set_mode(&to, mode)?;
     Ok(n)
+}
+
+/// [`put`] by a rename, for a file of a delta copy that is ours (the
+/// volumes put together, the tar unpacked): no second copy of gigabytes.
+/// Copied when the rename fails (another filesystem).
+fn take_file(from: &Path, root: &Path, rel: &str, mode: Option<u32>) -> Result<u64> {
+    let meta = fs::symlink_metadata(from).with_context(|| format!("reading {}", from.display()))?;
+    if !meta.is_file() {
+        return put(from, root, rel, mode, false);
+    }
+    let to = root.join(rel);
+    create_dirs(to.parent().expect("under the root"))?;
+    if fs::rename(from, &to).is_err() {
+        return put(from, root, rel, mode, false);
+    }
+    set_mode(&to, mode.unwrap_or(0o644))?;
+    Ok(meta.len())
 }
 
 fn write_new(root: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let to = root.join(name);
     fs::write(&to, bytes).with_context(|| format!("writing {}", to.display()))?;
-    fs::set_permissions(&to, fs::Permissions::from_mode(0o644))?;
-    Ok(())
+    set_mode(&to, 0o644)
 }
 
 #[cfg(test)]
@@ -902,6 +1040,30 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 4, "nothing left beside: {names:?}");
+    }
+
+    #[test]
+    fn a_file_of_our_own_copy_is_moved_with_its_mode_and_a_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("copy"), dir.path().join("new"));
+        fs::create_dir_all(&from).unwrap();
+        fs::write(from.join("x.deb"), b"12345").unwrap();
+        let n = take_file(&from.join("x.deb"), &to, "repo/pool/x.deb", Some(0o640)).unwrap();
+        assert_eq!(n, 5);
+        assert!(!from.join("x.deb").exists(), "moved, not copied");
+        let moved = to.join("repo/pool/x.deb");
+        assert_eq!(fs::read(&moved).unwrap(), b"12345");
+        assert_eq!(
+            fs::metadata(&moved).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+        std::os::unix::fs::symlink("/etc/passwd", from.join("link")).unwrap();
+        let e = format!(
+            "{:#}",
+            take_file(&from.join("link"), &to, "l", None).unwrap_err()
+        );
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(!to.join("l").exists());
     }
 
     #[test]

@@ -15,6 +15,15 @@
 //! volumes/NN/…               the bundle's files that fell in this volume
 //! ```
 //!
+//! A delta (`airlock build --base --volume-size`) is cut the same way: the
+//! files it carries are shared out, `whole/` holds the new bundle's
+//! manifest, and every volume also carries the delta's `BASE` and
+//! `BASE.gpg` at its root (so `sha256sum -c BASE` in the base's directory
+//! and `gpgv BASE.gpg BASE` work on any one of them); its table has a
+//! `base` line naming the base's manifest. Its volumes put together give
+//! the delta's directory ([`Assembly::finish_delta`]), which is then
+//! applied as any delta is.
+//!
 //! `sha256sum -c SHA256SUMS` and `gpgv SHA256SUMS.gpg SHA256SUMS` check a
 //! volume alone; `gpgv VOLUMES.gpg VOLUMES` checks the table, whose lines
 //! name each volume's SHA256SUMS by its hash. No file is split: the
@@ -29,6 +38,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use crate::shared::delta::{self, BASE};
 use crate::shared::hex;
 use crate::shared::keyring::{self, Keyring};
 use crate::shared::manifest::{self, Finding, MODES, Report, SUMS, SUMS_SIG, Trust};
@@ -53,6 +63,9 @@ pub struct Table {
     pub cluster: String,
     /// SHA-256 of the whole bundle's SHA256SUMS.
     pub whole: String,
+    /// A delta's volumes: the SHA-256 of its base's SHA256SUMS (what its
+    /// BASE names).
+    pub base: Option<String>,
     pub volumes: Vec<Entry>,
 }
 
@@ -75,6 +88,9 @@ impl Table {
             "{TABLE_HEAD}\ncluster {}\nwhole {}\n",
             self.cluster, self.whole
         );
+        if let Some(base) = &self.base {
+            s.push_str(&format!("base {base}\n"));
+        }
         for v in &self.volumes {
             s.push_str(&format!(
                 "volume {} files {} bytes {} sums {}\n",
@@ -87,7 +103,7 @@ impl Table {
     /// Parses a table; anything else than what [`Table::render`] writes is
     /// an error naming the line.
     pub fn parse(text: &str) -> Result<Table> {
-        let mut lines = text.lines().enumerate();
+        let mut lines = text.lines().enumerate().peekable();
         let mut next = |what: &str| -> Result<(usize, &str)> {
             lines
                 .next()
@@ -101,6 +117,10 @@ impl Table {
         let cluster = field(cluster, "cluster", 2)?;
         let (_, whole) = next("whole")?;
         let whole = sha(field(whole, "whole", 3)?, 3)?;
+        let base = match lines.next_if(|(_, l)| l.starts_with("base ")) {
+            Some((i, l)) => Some(sha(field(l, "base", i + 1)?, i + 1)?),
+            None => None,
+        };
         let mut volumes: Vec<Entry> = Vec::new();
         for (i, line) in lines {
             let w: Vec<&str> = line.split(' ').collect();
@@ -134,8 +154,24 @@ impl Table {
         Ok(Table {
             cluster: cluster.to_string(),
             whole,
+            base,
             volumes,
         })
+    }
+
+    /// What the table is of, for a message: the whole manifest, the
+    /// cluster, and the base for a delta's volumes.
+    pub fn describe(&self) -> String {
+        match &self.base {
+            Some(b) => format!(
+                "the whole manifest {} (cluster {}; a delta for the base {b})",
+                self.whole, self.cluster
+            ),
+            None => format!(
+                "the whole manifest {} (cluster {})",
+                self.whole, self.cluster
+            ),
+        }
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -235,6 +271,7 @@ pub fn verify_volume(dir: &Path, trust: &Trust, progress: bool) -> Result<Volume
                 ),
             );
         }
+        check_base(dir, t, &mut problem);
     }
     report.ok = report.problems.is_empty();
     Ok(VolumeReport {
@@ -242,6 +279,37 @@ pub fn verify_volume(dir: &Path, trust: &Trust, progress: bool) -> Result<Volume
         table,
         report,
     })
+}
+
+/// A delta's volume carries the BASE its table names; a whole bundle's
+/// volume none.
+fn check_base(dir: &Path, t: &Table, problem: &mut impl FnMut(&str, String)) {
+    let text = fs::read(dir.join(BASE)).ok();
+    match (&t.base, text) {
+        (None, None) => {}
+        (None, Some(_)) => problem(
+            BASE,
+            "a volume of a whole bundle holds no BASE (its table names no base)".into(),
+        ),
+        (Some(want), None) => problem(
+            BASE,
+            format!("missing: the table says these are the volumes of a delta for the base {want}"),
+        ),
+        (Some(want), Some(text)) => {
+            let named = delta::parse_base(&String::from_utf8_lossy(&text));
+            if named.as_deref() != Some(want.as_str()) {
+                problem(
+                    BASE,
+                    format!(
+                        "it names the base {}; the table says {want}",
+                        named
+                            .as_deref()
+                            .unwrap_or("(not one \"<sha256>  SHA256SUMS\" line)")
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// The table of the volume in `dir`, its signature checked like the
@@ -278,6 +346,13 @@ pub fn assemble(volumes: &[PathBuf], out: &Path, trust: &Trust, progress: bool) 
     a.finish(out)
 }
 
+/// A volume given does not verify (its files, its signatures or its
+/// table): a check that failed, where a missing or foreign volume is a
+/// usage error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unverified(pub String);
+
 /// Volumes taken one after the other (one disc drive: each is copied before
 /// the next is inserted), put together in a staging directory.
 pub struct Assembly {
@@ -291,8 +366,14 @@ pub struct Assembly {
 impl Assembly {
     /// An assembly whose result goes to `out`.
     pub fn new(out: &Path, trust: Trust, progress: bool) -> Result<Assembly> {
+        Assembly::tagged(out, "airlock-tmp", trust, progress)
+    }
+
+    /// An assembly put together in a staging directory beside `out` named
+    /// with `tag` (see [`Staging::beside_tagged`]).
+    pub fn tagged(out: &Path, tag: &str, trust: Trust, progress: bool) -> Result<Assembly> {
         Ok(Assembly {
-            staging: Staging::beside(out)?,
+            staging: Staging::beside_tagged(out, tag)?,
             trust,
             progress,
             table: None,
@@ -316,24 +397,23 @@ impl Assembly {
     fn add_copied(&mut self, dir: &Path, copy: &Path) -> Result<String> {
         let v = verify_volume(copy, &self.trust, self.progress)?;
         if !v.report.ok {
-            bail!(
+            return Err(anyhow::Error::new(Unverified(format!(
                 "the volume {} does not verify ({} problem(s)): {}; check it with `airlock verify {}`",
                 dir.display(),
                 v.report.problems.len(),
                 first_problems(&v.report),
                 dir.display()
-            );
+            ))));
         }
         let (name, t) = (v.name.expect("ok"), v.table.expect("ok"));
         match &self.table {
             Some((first, from)) if *first != t => bail!(
-                "the volume {} belongs to another bundle: its table names the whole manifest {} (cluster {}), the table of {} names {} (cluster {})",
+                "the volume {} belongs to another {}: its table names {}, the table of {} names {}; give only the volumes of one",
                 dir.display(),
-                t.whole,
-                t.cluster,
+                if t.base.is_some() { "delta" } else { "bundle" },
+                t.describe(),
                 from.display(),
-                first.whole,
-                first.cluster
+                first.describe()
             ),
             Some(_) => {}
             None => self.table = Some((t, dir.to_path_buf())),
@@ -363,19 +443,40 @@ impl Assembly {
             .unwrap_or_default()
     }
 
-    /// The whole bundle verified, then moved to `out`.
-    pub fn finish(self, out: &Path) -> Result<Report> {
+    /// Every volume of the table taken: its table.
+    fn complete(&self) -> Result<&Table> {
         let Some(table) = self.table() else {
             bail!("no volume given");
         };
         let missing = self.missing();
         if !missing.is_empty() {
             bail!(
-                "volume(s) {} of {} missing (the bundle of cluster {} has {}): give every volume",
+                "volume(s) {} of {} missing (the {} of cluster {} has {}): give every volume",
                 missing.join(", "),
                 table.names().join(", "),
+                if table.base.is_some() {
+                    "delta"
+                } else {
+                    "bundle"
+                },
                 table.cluster,
                 table.volumes.len()
+            );
+        }
+        Ok(table)
+    }
+
+    /// The whole bundle verified, then moved to `out`.
+    pub fn finish(self, out: &Path) -> Result<Report> {
+        let table = self.complete()?;
+        if let Some(base) = &table.base {
+            bail!(
+                "the volumes ({}) hold a delta for the base whose SHA256SUMS has sha256 {base}, not a whole bundle: give that base too (`airlock apply VOLUMES… --to OLD`, `airlock-firstboot prepare --base OLD`, or `airlock-firstboot update` on a VM that has it)",
+                self.have
+                    .values()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         let report = manifest::verify_dir(self.staging.path(), &self.trust, self.progress)?;
@@ -388,6 +489,49 @@ impl Assembly {
         }
         self.staging.replace(out)?;
         Ok(report)
+    }
+
+    /// Every volume of a delta taken: the delta's directory they make (its
+    /// head from `whole/`, BASE, and the files it carries), in the staging
+    /// directory, removed when dropped. It is checked as any delta is when
+    /// applied; each volume was checked alone.
+    pub fn finish_delta(self) -> Result<Staging> {
+        let table = self.complete()?;
+        if table.base.is_none() {
+            bail!(
+                "the volumes ({}) hold a whole bundle, not a delta: verify it with `airlock verify`, or prepare a VM from it with `airlock-firstboot prepare --bundle` (no --base)",
+                self.have
+                    .values()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Ok(self.staging)
+    }
+}
+
+/// The directories of volumes `given` names: each a volume (it holds
+/// VOLUMES) or a directory holding `volumes/NN/` (all of them); None when
+/// none is. One that is neither, among volumes, is refused naming it.
+pub fn given_volumes(given: &[PathBuf]) -> Result<Option<Vec<PathBuf>>> {
+    let mut dirs = Vec::new();
+    let mut other = None;
+    for g in given {
+        if is_volume(g) {
+            dirs.push(g.clone());
+        } else if let Some(v) = volume_dirs(g).filter(|_| !g.join(SUMS).exists()) {
+            dirs.extend(v);
+        } else {
+            other.get_or_insert(g);
+        }
+    }
+    match other {
+        Some(g) if !dirs.is_empty() => bail!(
+            "{} is not a volume (no {TABLE}) nor a directory of volumes (volumes/NN/), but the other paths given are volumes: give every volume, and only volumes",
+            g.display()
+        ),
+        _ => Ok((!dirs.is_empty()).then_some(dirs)),
     }
 }
 
@@ -489,8 +633,10 @@ pub fn foreign(reports: &[VolumeReport]) -> Vec<(usize, String)> {
             (
                 i,
                 format!(
-                    "its table names the whole manifest {} (cluster {}), the others {} (cluster {}): a volume of another bundle",
-                    t.whole, t.cluster, first.whole, first.cluster
+                    "its table names {}, the others {}: a volume of another {}",
+                    t.describe(),
+                    first.describe(),
+                    if t.base.is_some() { "delta" } else { "bundle" }
                 ),
             )
         })
@@ -516,6 +662,7 @@ mod tests {
         Table {
             cluster: "demo".into(),
             whole: "a".repeat(64),
+            base: None,
             volumes: vec![
                 Entry {
                     name: "01".into(),
@@ -531,6 +678,69 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn a_deltas_table_names_its_base_on_line_4() {
+        let t = Table {
+            base: Some("d".repeat(64)),
+            ..table()
+        };
+        let text = t.render();
+        assert_eq!(
+            text.lines().nth(3),
+            Some(&*format!("base {}", "d".repeat(64)))
+        );
+        assert_eq!(Table::parse(&text).unwrap(), t);
+        assert!(
+            t.describe()
+                .contains(&format!("a delta for the base {}", "d".repeat(64)))
+        );
+        assert!(!table().describe().contains("delta"));
+        for (bad, says) in [
+            (
+                text.replace(&"d".repeat(64), "D"),
+                "line 4: \"D\" is not a SHA-256",
+            ),
+            (
+                text.replace("base ", "base  "),
+                "line 4 is not \"base VALUE\"",
+            ),
+        ] {
+            let e = format!("{:#}", Table::parse(&bad).unwrap_err());
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_deltas_volume_holds_the_base_its_table_names_and_a_bundles_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = dir.path();
+        let said = |t: &Table| {
+            let mut found = Vec::new();
+            check_base(v, t, &mut |p: &str, d: String| {
+                found.push(format!("{p}: {d}"))
+            });
+            found
+        };
+        let want = "d".repeat(64);
+        let delta = Table {
+            base: Some(want.clone()),
+            ..table()
+        };
+        assert!(said(&table()).is_empty(), "a bundle's volume, no BASE");
+        assert!(said(&delta)[0].contains("missing"), "{:?}", said(&delta));
+        fs::write(v.join(BASE), delta::render_base(&want)).unwrap();
+        assert!(said(&delta).is_empty());
+        assert!(said(&table())[0].contains("holds no BASE"));
+        fs::write(v.join(BASE), delta::render_base(&"e".repeat(64))).unwrap();
+        let other = said(&delta);
+        assert!(
+            other[0].contains(&"e".repeat(64)) && other[0].contains(&want),
+            "{other:?}"
+        );
+        fs::write(v.join(BASE), "not a base\n").unwrap();
+        assert!(said(&delta)[0].contains("not one"), "{:?}", said(&delta));
     }
 
     #[test]

@@ -95,18 +95,28 @@ pub enum Command {
             is made in /var/tmp/airlock-bundle from the two, its signatures checked with \
             OLD's own archive-keyring.gpg and every file with the new SHA256SUMS (as \
             `airlock apply` does), prepared from, and removed after. A wrong or missing \
-            base is refused with both manifest hashes named.",
+            base is refused with both manifest hashes named. A delta written in volumes \
+            (`airlock build --base --volume-size`) is taken as a bundle's volumes are: \
+            --bundle once per volume, in any order (or the directory holding volumes/), \
+            each checked alone (with OLD's keys) and copied, the missing ones asked for on \
+            a terminal; a missing volume, a damaged one or one of another delta is \
+            refused, named.",
         after_help = "Examples:\n  sudo /media/airlock/bin/airlock-firstboot prepare --bundle /media/airlock\n  \
             sudo airlock-firstboot prepare --bundle bundle --root /mnt/reference-disk\n  \
             sudo /media/cdrom/bin/airlock-firstboot prepare --bundle /media/cdrom   (a bundle in volumes: insert the next disc when asked)\n  \
             sudo airlock-firstboot prepare --bundle /mnt/v01 --bundle /mnt/v02 --bundle /mnt/v03\n  \
-            sudo /media/old/bin/airlock-firstboot prepare --bundle /media/usb/delta-v2 --base /media/old   (a delta and the bundle it applies to)"
+            sudo /media/old/bin/airlock-firstboot prepare --bundle /media/usb/delta-v2 --base /media/old   (a delta and the bundle it applies to)\n  \
+            sudo /media/old/bin/airlock-firstboot prepare --bundle /mnt/d01 --bundle /mnt/d02 --base /media/old   (a delta in volumes)"
     )]
     Prepare(PrepareArgs),
     /// Move this VM's repository on to the next bundle with a delta (`airlock build --base`)
     #[command(
         long_about = "Move this VM's repository and vendor disc on to the next bundle with a \
-            delta (the directory `airlock build --base` wrote).\n\n\
+            delta (the directory `airlock build --base` wrote, its tar, or its volumes: \
+            --bundle once per volume, in any order, each checked alone with the keys this \
+            VM trusts and copied; on a terminal the missing ones are asked for, one disc \
+            after the other; a volume that does not verify (exit 1), a missing one or one \
+            of another delta (exit 2) is refused, named, with nothing changed).\n\n\
             `prepare` keeps what a VM uses of its bundle (the signed repository, the vendor \
             disc, the runner, the bundle's keyring, SHA256SUMS and its signature) in \
             /opt/airlock/bundles/<sha256 of that SHA256SUMS>, and /opt/airlock/current \
@@ -143,6 +153,8 @@ pub enum Command {
             error, a wrong base, or another prepare or update running.",
         after_help = "Examples:\n  \
             sudo airlock-firstboot update --bundle /media/usb/delta-v2\n  \
+            sudo airlock-firstboot update --bundle /media/cdrom   (a delta in volumes: insert the next disc when asked)\n  \
+            sudo airlock-firstboot update --bundle /mnt/d01 --bundle /mnt/d02\n  \
             sudo apt-get update && sudo apt-get upgrade\n  \
             sudo airlock-firstboot update --bundle delta-v2 --root /mnt/reference-disk   (an image, mounted)\n\n\
             Which bundle this VM has, and which a delta applies to:\n  \
@@ -323,7 +335,7 @@ pub struct PrepareArgs {
     /// The bundle directory (as written by `airlock build`), or one of its volumes (repeat --bundle for each; on a terminal the missing ones are asked for, one disc after the other)
     #[arg(long, value_name = "DIR", required = true)]
     pub bundle: Vec<PathBuf>,
-    /// With a delta as --bundle (from `airlock build --base`): the earlier bundle's directory it was built against
+    /// With a delta as --bundle (from `airlock build --base`: its directory, tar, or its volumes, one --bundle each): the earlier bundle's directory it was built against
     #[arg(long, value_name = "OLD")]
     pub base: Option<PathBuf>,
     #[command(flatten)]
@@ -332,9 +344,9 @@ pub struct PrepareArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct UpdateArgs {
-    /// The delta directory (from `airlock build --base`) or its tar (`--tar`), built against the bundle this VM has
-    #[arg(long, value_name = "DIR")]
-    pub bundle: PathBuf,
+    /// The delta directory (from `airlock build --base`), its tar (`--tar`), or one of its volumes (`--volume-size`: repeat --bundle for each; on a terminal the missing ones are asked for), built against the bundle this VM has
+    #[arg(long, value_name = "DIR", required = true)]
+    pub bundle: Vec<PathBuf>,
     /// Print what was done as JSON
     #[arg(long)]
     pub json: bool,
@@ -616,25 +628,14 @@ fn cmd_prepare(args: &PrepareArgs) -> Result<Vec<String>> {
             d.display()
         );
     }
-    let volume_dirs: Vec<PathBuf> = args
-        .bundle
-        .iter()
-        .flat_map(|b| {
-            if volumes::is_volume(b) {
-                vec![b.clone()]
-            } else {
-                volumes::volume_dirs(b).unwrap_or_default()
-            }
-        })
-        .collect();
-    if volume_dirs.is_empty() {
+    let Some(volume_dirs) = volumes::given_volumes(&args.bundle)? else {
         let [bundle] = args.bundle.as_slice() else {
             anyhow::bail!(
                 "several --bundle given, but none is a volume of a bundle (a directory with VOLUMES): give one bundle directory, or its volumes"
             );
         };
         return crate::vm::prepare::prepare(root, bundle);
-    }
+    };
     let assembled = under(root, paths::ASSEMBLED_BUNDLE);
     let mut a = volumes::Assembly::new(
         &assembled,
@@ -645,6 +646,26 @@ fn cmd_prepare(args: &PrepareArgs) -> Result<Vec<String>> {
         let name = a.add(dir)?;
         eprintln!("volume {name}: verified and copied from {}", dir.display());
     }
+    ask_for_missing(&mut a)?;
+    a.finish(&assembled)?;
+    let done = crate::vm::prepare::prepare(root, &assembled);
+    let _ = std::fs::remove_dir_all(&assembled);
+    let mut done = done?;
+    done.insert(
+        0,
+        format!(
+            "assembled the bundle from {} volume(s) in {} (removed after)",
+            volume_dirs.len().max(1),
+            paths::ASSEMBLED_BUNDLE
+        ),
+    );
+    Ok(done)
+}
+
+/// On a terminal, asks for each volume still missing (one disc drive: the
+/// next disc), until the table is complete or an empty line.
+pub(crate) fn ask_for_missing(a: &mut crate::shared::volumes::Assembly) -> Result<()> {
+    use std::io::IsTerminal;
     while !a.missing().is_empty() && std::io::stdin().is_terminal() {
         let missing = a.missing();
         eprint!(
@@ -663,36 +684,27 @@ fn cmd_prepare(args: &PrepareArgs) -> Result<Vec<String>> {
             Err(e) => eprintln!("{e:#}"),
         }
     }
-    a.finish(&assembled)?;
-    let done = crate::vm::prepare::prepare(root, &assembled);
-    let _ = std::fs::remove_dir_all(&assembled);
-    let mut done = done?;
-    done.insert(
-        0,
-        format!(
-            "assembled the bundle from {} volume(s) in {} (removed after)",
-            volume_dirs.len().max(1),
-            paths::ASSEMBLED_BUNDLE
-        ),
-    );
-    Ok(done)
+    Ok(())
 }
 
 /// `prepare --bundle DELTA --base OLD`: the whole new bundle made from the
-/// delta and its base (checked with the base's keyring), then prepared from.
+/// delta (its directory, tar or volumes) and its base (checked with the
+/// base's keyring), then prepared from.
 fn prepare_from_delta(root: &Path, bundles: &[PathBuf], base: &Path) -> Result<Vec<String>> {
     use std::io::IsTerminal;
-    let [delta] = bundles else {
-        anyhow::bail!("--base takes one --bundle: the delta built against it");
-    };
     let assembled = under(root, paths::ASSEMBLED_BUNDLE);
-    let applied = crate::shared::delta::apply(
-        delta,
-        base,
+    let progress = std::io::stderr().is_terminal();
+    // Its volumes are checked as they come with the base's keys.
+    let trust = crate::shared::delta::base_trust(base, bundles);
+    let delta = crate::shared::delta::open(
+        bundles,
         &assembled,
-        None,
-        std::io::stderr().is_terminal(),
+        trust.as_ref(),
+        Some(base),
+        progress,
+        &mut |a| ask_for_missing(a),
     )?;
+    let applied = crate::shared::delta::apply(&delta, base, &assembled, None, progress)?;
     if !applied.ok {
         let _ = std::fs::remove_dir_all(&assembled);
         let first: Vec<String> = applied
@@ -703,7 +715,7 @@ fn prepare_from_delta(root: &Path, bundles: &[PathBuf], base: &Path) -> Result<V
             .collect();
         anyhow::bail!(
             "the delta {} does not make a bundle that verifies ({} problem(s)): {}; nothing was prepared",
-            delta.display(),
+            delta.name.display(),
             applied.problems.len(),
             first.join("; ")
         );
@@ -711,12 +723,15 @@ fn prepare_from_delta(root: &Path, bundles: &[PathBuf], base: &Path) -> Result<V
     let done = crate::vm::prepare::prepare(root, &assembled);
     let _ = std::fs::remove_dir_all(&assembled);
     let mut done = done?;
+    let from = match delta.volumes {
+        0 => delta.name.display().to_string(),
+        n => format!("{n} volume(s) {}", names(bundles)),
+    };
     done.insert(
         0,
         format!(
-            "made the new bundle (SHA256SUMS {}) from the delta {} ({} files) and the base {} ({} files), checked with the base's keyring, in {} (removed after)",
+            "made the new bundle (SHA256SUMS {}) from the delta {from} ({} files) and the base {} ({} files), checked with the base's keyring, in {} (removed after)",
             applied.new,
-            delta.display(),
             applied.from_delta,
             base.display(),
             applied.from_base,
@@ -724,6 +739,15 @@ fn prepare_from_delta(root: &Path, bundles: &[PathBuf], base: &Path) -> Result<V
         ),
     );
     Ok(done)
+}
+
+/// Paths for a message, space separated.
+fn names(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -757,7 +781,8 @@ fn cmd_update(args: &UpdateArgs) -> Result<ExitCode> {
     use std::io::IsTerminal;
     let root = &args.root.root;
     let _lock = crate::vm::lock::Lock::take(root, "update")?;
-    let u = match crate::vm::update::update(root, &args.bundle, std::io::stderr().is_terminal()) {
+    let progress = std::io::stderr().is_terminal();
+    let u = match crate::vm::update::update(root, &args.bundle, progress, &mut ask_for_missing) {
         Ok(u) => u,
         Err(e) if e.downcast_ref::<crate::vm::update::Refused>().is_some() => {
             eprintln!("airlock-firstboot update: REFUSED: {e:#}");

@@ -372,25 +372,33 @@ pub struct Updated {
 }
 
 /// `airlock-firstboot update --bundle DELTA`: see the module's text.
-/// `DELTA` is the delta's directory or its tar, unpacked first beside the
-/// kept bundles (and removed after).
-pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
+/// `given` is the delta's directory or its tar, unpacked first beside the
+/// kept bundles (and removed after), or its volumes, put together there
+/// ([`delta::open`]; `more` may add the missing ones).
+pub fn update(
+    root: &Path,
+    given: &[PathBuf],
+    progress: bool,
+    more: &mut dyn FnMut(&mut crate::shared::volumes::Assembly) -> Result<()>,
+) -> Result<Updated> {
     let Some(kept) = current(root)? else {
         bail!(
             "this VM keeps no bundle ({} is missing): it was prepared by an older airlock-firstboot or not at all; prepare a reference VM from the whole new bundle (`airlock apply` makes it at the site)",
             paths::CURRENT_BUNDLE
         );
     };
-    if !delta::has_base(delta)? {
+    // A delta tar for another bundle is refused from its head, before
+    // it is unpacked.
+    let opened = open_delta(root, &kept, given, progress, more)?;
+    let (delta_dir, delta) = (opened.dir(), opened.name.as_path());
+    if !delta::is_delta(delta_dir) {
         bail!(
-            "{}: not a delta (no {}): update takes the directory or tar `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
+            "{}: not a delta (no {}): update takes the directory, tar or volumes `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
             delta.display(),
             delta::BASE
         );
     }
-    // Which bundle the delta makes, and from which: from its head alone,
-    // so a wrong base is refused before a delta tar is unpacked.
-    let (want, new) = delta::base_and_new(delta, delta)?;
+    let (want, new) = delta::base_and_new(delta_dir, delta)?;
     if kept.hash == new {
         // Finishes what a run stopped after its switch left undone.
         link_after_switch(root, &new)?;
@@ -419,20 +427,12 @@ pub fn update(root: &Path, delta: &Path, progress: bool) -> Result<Updated> {
             kept.dir.display()
         );
     }
-    let unpacked = delta::unpack_tar(delta, &under(root, paths::BUNDLES).join("delta"))?;
-    let delta_dir = unpacked.as_ref().map_or(delta, |s| s.path());
-    if delta::base_and_new(delta_dir, delta)? != (want.clone(), new.clone()) {
-        bail!(
-            "{}: it changed while it was read (its head names another bundle now); nothing was changed: give a copy nothing writes to",
-            delta.display()
-        );
-    }
     let keyring = trusted_keyring(root)?;
     refuse_foreign_signers(delta_dir, delta, &keyring)?;
     let out = bundle_dir(root, &new);
     let keep = keep_for(&kept.dir, delta_dir);
     let trust = Trust::keyring(keyring);
-    let applied = delta::apply_kept(delta_dir, delta, &kept.dir, &out, &trust, &keep, progress)?;
+    let applied = delta::apply_kept(&opened, &kept.dir, &out, &trust, &keep, progress)?;
     if !applied.ok {
         return Err(refused(delta, &applied));
     }
@@ -496,6 +496,38 @@ fn cleanup_warnings(root: &Path, keep: &str) -> Vec<String> {
             paths::BUNDLES
         )],
     }
+}
+
+/// The delta as given ([`delta::open`]); a delta's volumes for this VM's
+/// bundle are checked as they come with the keys this VM trusts, others
+/// with each volume's own keys (the delta they make is checked after: a
+/// wrong base is named as such). A volume that does not verify is refused.
+fn open_delta(
+    root: &Path,
+    kept: &Kept,
+    given: &[PathBuf],
+    progress: bool,
+    more: &mut dyn FnMut(&mut crate::shared::volumes::Assembly) -> Result<()>,
+) -> Result<delta::Given> {
+    let trusted = trusted_keyring(root)
+        .ok()
+        .map(Trust::keyring)
+        .filter(|_| delta::volumes_name(given, &kept.hash));
+    delta::open(
+        given,
+        &under(root, paths::BUNDLES).join("delta"),
+        trusted.as_ref(),
+        Some(&kept.dir),
+        progress,
+        more,
+    )
+    .map_err(|e| match e.is::<crate::shared::volumes::Unverified>() {
+        true => anyhow::Error::new(Refused(format!(
+            "{e:#}; nothing was changed, {} still points at the bundle this VM had",
+            paths::CURRENT_BUNDLE
+        ))),
+        false => e,
+    })
 }
 
 /// The keyring this VM trusts (apt's, and what `update` verifies with).

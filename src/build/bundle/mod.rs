@@ -163,13 +163,9 @@ fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
     }
     if let Some(b) = &opts.base {
         inputs.push(("base", b.as_path()));
-        let given = [
-            opts.volume_size.map(|_| "--volume-size"),
-            opts.no_dir.then_some("--no-dir"),
-        ];
-        if let Some(option) = given.into_iter().flatten().next() {
+        if opts.no_dir {
             bail!(
-                "--base with {option}: a delta is written as a directory, and with --tar also as one tar (not in volumes, not without its directory); build the delta without {option}"
+                "--base with --no-dir: a delta is written as a directory (and with --tar also as one tar, or with --volume-size in volumes), never without its directory; build the delta without --no-dir"
             );
         }
     }
@@ -256,6 +252,7 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
             crate::build::delta::write_tar(&opts.out, tar, opts.time)?;
         }
         let _ = fs::remove_file(&cache.fresh);
+        summary.volumes = split_volumes(opts, plan)?;
         summary.delta = Some(delta);
         summary.seconds = started.elapsed().as_secs_f64();
         return Ok(summary);
@@ -272,23 +269,28 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
     if let Some(tar) = &opts.tar {
         write_tar(&opts.out, tar, opts.time, opts.progress)?;
     }
-    let volumes = match opts.volume_size {
-        Some(size) => {
-            let mut v =
-                crate::build::volumes::split(&opts.out, size, &plan.cluster, &opts.key, opts.time)?;
-            if opts.iso {
-                v.images =
-                    crate::build::volumes::write_images(&opts.out, &v, &plan.cluster, opts.time)?;
-            }
-            Some(v)
-        }
-        None => None,
-    };
+    let volumes = split_volumes(opts, plan)?;
     repository.out = opts.out.join("repo");
     summary.repository = repository;
     summary.volumes = volumes;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// `--volume-size`: the bundle or delta at `--out` cut into volumes (and
+/// `--iso`, their images).
+fn split_volumes(
+    opts: &BuildOptions,
+    plan: &Plan,
+) -> Result<Option<crate::build::volumes::Summary>> {
+    let Some(size) = opts.volume_size else {
+        return Ok(None);
+    };
+    let mut v = crate::build::volumes::split(&opts.out, size, &plan.cluster, &opts.key, opts.time)?;
+    if opts.iso {
+        v.images = crate::build::volumes::write_images(&opts.out, &v, &plan.cluster, opts.time)?;
+    }
+    Ok(Some(v))
 }
 
 /// The recipe and its plan; every error of the plan refuses the build.
