@@ -274,6 +274,14 @@ fn a_wrong_or_missing_base_is_refused_naming_both_hashes() {
     let r = run(d, &["apply", "delta", "--to", "nowhere", "--out", "new"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("nowhere"), "{}", r.stderr);
+    // A delta given as the base: said so (before, a missing runner).
+    let r = run(d, &["apply", "delta", "--to", "delta", "--out", "new"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("delta: a delta, not a whole bundle"),
+        "{}",
+        r.stderr
+    );
     assert!(!d.join("new").exists());
 }
 

@@ -422,6 +422,12 @@ impl BaseBundle {
     /// the bundle `want` names (or already the new bundle, `new`): refused
     /// with both hashes named otherwise.
     fn read(dir: &Path, name: &Path, want: &str, new: &str) -> Result<BaseBundle> {
+        if is_delta(dir) {
+            bail!(
+                "{}: a delta, not a whole bundle: the base is the whole earlier bundle (its directory or tar; `airlock apply` makes it from a delta and its own base)",
+                dir.display()
+            );
+        }
         let tar = match fs::metadata(dir) {
             Ok(m) if m.is_dir() => None,
             Ok(m) if m.is_file() => Some(TarBase::read_head(dir)?),
