@@ -498,6 +498,24 @@ pub(crate) fn prepared(d: &Path, name: &str, bundle: &Path) -> std::path::PathBu
     root
 }
 
+/// Only the bundle `new` is kept under `root`, `current` points at it, and
+/// its repository and vendor disc are the whole successor's (`v2full` in
+/// `d`), byte for byte and mode for mode.
+pub(crate) fn assert_at_successor(root: &Path, d: &Path, new: &str) {
+    assert_eq!(
+        kept_state(root),
+        (format!("bundles/{new}").into(), vec![new.to_string()])
+    );
+    let current = root.join("opt/airlock/current");
+    for part in ["repo", "vendor"] {
+        assert_eq!(
+            tree(&current.join(part)),
+            tree(&d.join("v2full").join(part)),
+            "{part}"
+        );
+    }
+}
+
 pub(crate) fn sha256_of(path: &Path) -> String {
     airlock::shared::volumes::sha256(&fs::read(path).unwrap())
 }
@@ -587,21 +605,8 @@ fn update_moves_a_prepared_vm_to_the_successor_apt_sees_it_and_twice_is_harmless
     ] {
         assert!(r.stdout.contains(says), "{says}:\n{}", r.stdout);
     }
-    // Only the new bundle is kept, and `current` points at it.
-    assert_eq!(
-        kept_state(&root),
-        (format!("bundles/{new}").into(), vec![new.clone()])
-    );
-    // Its repository and vendor disc are the whole build's, byte for byte
-    // and mode for mode.
+    assert_at_successor(&root, d, &new);
     let current = root.join("opt/airlock/current");
-    for part in ["repo", "vendor"] {
-        assert_eq!(
-            tree(&current.join(part)),
-            tree(&d.join("v2full").join(part)),
-            "{part}"
-        );
-    }
     // apt's _apt user reads it: every directory 0755 (the umask was 077).
     for e in walkdir::WalkDir::new(root.join("opt/airlock/bundles")) {
         let e = e.unwrap();
