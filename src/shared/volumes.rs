@@ -466,17 +466,23 @@ impl Assembly {
         Ok(table)
     }
 
+    /// The volumes taken, as they were given, for a message.
+    fn given(&self) -> String {
+        let paths: Vec<String> = self
+            .have
+            .values()
+            .map(|p| p.display().to_string())
+            .collect();
+        paths.join(", ")
+    }
+
     /// The whole bundle verified, then moved to `out`.
     pub fn finish(self, out: &Path) -> Result<Report> {
         let table = self.complete()?;
         if let Some(base) = &table.base {
             bail!(
                 "the volumes ({}) hold a delta for the base whose SHA256SUMS has sha256 {base}, not a whole bundle: give that base too (`airlock apply VOLUMES… --to OLD`, `airlock-firstboot prepare --base OLD`, or `airlock-firstboot update` on a VM that has it)",
-                self.have
-                    .values()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                self.given()
             );
         }
         let report = manifest::verify_dir(self.staging.path(), &self.trust, self.progress)?;
@@ -500,11 +506,7 @@ impl Assembly {
         if table.base.is_none() {
             bail!(
                 "the volumes ({}) hold a whole bundle, not a delta: verify it with `airlock verify`, or prepare a VM from it with `airlock-firstboot prepare --bundle` (no --base)",
-                self.have
-                    .values()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                self.given()
             );
         }
         Ok(self.staging)
