@@ -226,6 +226,27 @@ fn a_delta_to_the_successor_carries_only_what_changed_and_applies_to_the_whole_b
 }
 
 #[test]
+fn a_second_delta_against_the_same_base_reuses_its_pool_as_the_first_did() {
+    let dir = site_with_delta();
+    let d = dir.path();
+    // site_with_delta built one delta against v1 already; each of these
+    // reads only the two packages v1 does not have.
+    for out in ["delta2", "delta3"] {
+        let r = build(d, &["--out", out, "--base", "v1", "--json"]);
+        let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let repo = &json["repository"];
+        let files: u64 = repo["discs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|disc| disc["debs"].as_u64().unwrap())
+            .sum();
+        assert_eq!(repo["reused"].as_u64(), Some(files - 2), "{out}: {repo}");
+        assert_eq!(tree(&d.join(out)), tree(&d.join("delta")), "{out}");
+    }
+}
+
+#[test]
 fn applying_a_delta_twice_is_harmless() {
     let dir = site_with_delta();
     let d = dir.path();

@@ -252,6 +252,14 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
             crate::build::delta::write_tar(&opts.out, tar, opts.time)?;
         }
         let _ = fs::remove_file(&cache.fresh);
+        drop(staging);
+        if let Some(d) = &base.dir {
+            // The base's cache still vouches for what was linked from it
+            // (best effort: without it the next delta reads the discs).
+            let cache = RepoCache::kept_beside(d)?;
+            let linked = &summary.repository.linked;
+            let _ = repo::refresh_linked(&d.join("repo"), &cache, &opts.key, linked);
+        }
         summary.volumes = split_volumes(opts, plan)?;
         summary.delta = Some(delta);
         summary.seconds = started.elapsed().as_secs_f64();

@@ -165,6 +165,12 @@ pub struct Summary {
     /// disc's image identity as this build opened it.
     #[serde(skip)]
     pub pool_unchanged: BTreeSet<String>,
+    /// The pool files of `Options::previous` this build linked into its
+    /// own pool when it does not adopt that pool (a delta's base): each
+    /// link moved the file's status-change time, which the previous
+    /// build's cache checks ([`refresh_linked`]).
+    #[serde(skip)]
+    pub linked: BTreeSet<String>,
     #[serde(skip)]
     pub disc_images: Vec<Option<String>>,
     /// (disc role, control paragraph) of every package in the repository,
@@ -473,6 +479,13 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
         .map(|j| j.file.size)
         .sum();
     summary.reused = jobs.iter().filter(|j| j.cached.is_some()).count();
+    if opts.previous.is_some() && !opts.adopt {
+        summary.linked = jobs
+            .iter()
+            .filter(|j| j.cached.is_some() && j.dest.is_some())
+            .map(|j| j.file.path.clone())
+            .collect();
+    }
     check_custody(opts, &media, &indexes, &jobs, &results, &mut summary)?;
     let merged = merge(opts, &media, &indexes, &jobs, &results, &mut summary)?;
     remove_duplicate_files(opts, &jobs, &merged)?;
@@ -1063,6 +1076,11 @@ fn save_cache(
     for e in &mut entries {
         e.pool = FileIdentity::of(&repo.join(&e.path));
     }
+    write_cache_file(path, seal, entries)
+}
+
+/// Writes the cache file at `path`, sealed with `seal`; atomically.
+fn write_cache_file(path: &Path, seal: &[u8; 32], mut entries: Vec<CacheEntry>) -> Result<()> {
     entries.sort_by(|a, b| (&a.disc, &a.path).cmp(&(&b.disc, &b.path)));
     let file = CacheFile {
         version: CACHE_VERSION,
@@ -1092,6 +1110,37 @@ pub fn refresh_cache(repo: &Path, cache: &Path, key: &Signers) -> Result<()> {
         return Ok(());
     }
     save_cache(repo, cache, &seal, file.entries)
+}
+
+/// After a build linked the pool files `linked` of the repository at
+/// `repo` (a delta's base, read only) into its own pool and removed them
+/// again, names them in that repository's cache at `cache` as they are now:
+/// the links moved only their status-change time, so a file whose size,
+/// inode and modification time are still what the cache recorded (it was
+/// reused as that build left it moments ago) is named anew; every other
+/// entry is left as it was, to be read again.
+pub fn refresh_linked(
+    repo: &Path,
+    cache: &Path,
+    key: &Signers,
+    linked: &BTreeSet<String>,
+) -> Result<()> {
+    let seal = cache_key(key)?;
+    let Some(mut file) = read_cache_file(cache) else {
+        return Ok(());
+    };
+    if linked.is_empty() || entries_mac(&seal, &file.entries)? != file.mac {
+        return Ok(());
+    }
+    for e in file.entries.iter_mut().filter(|e| linked.contains(&e.path)) {
+        let now = FileIdentity::of(&repo.join(&e.path));
+        if let (Some(was), Some(now)) = (e.pool, now) {
+            if (was.size, was.ino, was.mtime) == (now.size, now.ino, now.mtime) {
+                e.pool = Some(now);
+            }
+        }
+    }
+    write_cache_file(cache, &seal, file.entries)
 }
 
 const CACHE_VERSION: u32 = 4;
