@@ -1134,10 +1134,10 @@ pub fn refresh_linked(
     }
     for e in file.entries.iter_mut().filter(|e| linked.contains(&e.path)) {
         let now = FileIdentity::of(&repo.join(&e.path));
-        if let (Some(was), Some(now)) = (e.pool, now) {
-            if (was.size, was.ino, was.mtime) == (now.size, now.ino, now.mtime) {
-                e.pool = Some(now);
-            }
+        if let (Some(was), Some(now)) = (e.pool, now)
+            && (was.size, was.ino, was.mtime) == (now.size, now.ino, now.mtime)
+        {
+            e.pool = Some(now);
         }
     }
     write_cache_file(cache, &seal, file.entries)
