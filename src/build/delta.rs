@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -16,11 +15,8 @@ use serde::Serialize;
 
 use crate::build::sign::Signers;
 use crate::shared::delta::{ALWAYS, BASE, BASE_SIG, render_base};
-use crate::shared::manifest::{
-    MODES, SUMS, SUMS_SIG, canonical_order, parse_manifest, parse_modes,
-};
+use crate::shared::manifest::{SUMS, SUMS_SIG, parse_manifest};
 use crate::shared::staging::Staging;
-use crate::shared::tarform;
 use crate::shared::volumes::{self, WHOLE, sha256};
 use crate::shared::writer::create_dirs;
 
@@ -204,74 +200,10 @@ pub fn write(full: &Path, base: &Base, out: &Path, key: &Signers, time: i64) -> 
     for (name, bytes) in head {
         let to = staging.path().join(name);
         fs::write(&to, &bytes).with_context(|| format!("writing {}", to.display()))?;
-        fs::set_permissions(&to, fs::Permissions::from_mode(0o644))?;
+        crate::shared::writer::set_mode(&to, 0o644)?;
         delta_bytes += bytes.len() as u64;
     }
     summary.delta_bytes = delta_bytes;
     staging.replace(out)?;
     Ok(summary)
-}
-
-/// Writes the delta directory `dir` as one tar in the bundle tar's form
-/// ([`tarform`], entries in [`canonical_order`]: the head, then BASE and
-/// BASE.gpg, then the files carried), gzip compressed when `file` ends in
-/// `.gz`; written beside and renamed. `airlock apply` and `airlock-firstboot
-/// update` take it as they take the directory.
-pub fn write_tar(dir: &Path, file: &Path, time: i64) -> Result<()> {
-    let modes_text = fs::read_to_string(dir.join(MODES))
-        .with_context(|| format!("reading {}", dir.join(MODES).display()))?;
-    let mut problems = Vec::new();
-    let modes = parse_modes(&modes_text, &mut problems);
-    if let Some(p) = problems.first() {
-        bail!("{}: {}: {}", dir.join(MODES).display(), p.path, p.detail);
-    }
-    let files: BTreeSet<String> = crate::build::bundle::list_tree(dir)?
-        .into_iter()
-        .map(|(rel, _)| rel)
-        .collect();
-    let name = file.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = file.with_file_name(format!(".{name}.airlock-tmp"));
-    let written = (|| -> Result<()> {
-        let out = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let out = std::io::BufWriter::with_capacity(1 << 20, out);
-        let sink: Box<dyn std::io::Write> = match crate::build::bundle::gzip_named(file) {
-            true => Box::new(
-                flate2::GzBuilder::new()
-                    .mtime(0)
-                    .write(out, flate2::Compression::fast()),
-            ),
-            false => Box::new(out),
-        };
-        let mut tw = tarform::TarWriter::new(sink, time.max(0) as u64);
-        for (rel, kind) in canonical_order(&files) {
-            if kind == tarform::Kind::Dir {
-                tw.dir(&rel)?;
-                continue;
-            }
-            let mode = match rel.as_str() {
-                SUMS | SUMS_SIG | BASE | BASE_SIG => 0o644,
-                _ => *modes
-                    .get(&rel)
-                    .with_context(|| format!("{rel} is not in {MODES}"))?,
-            };
-            let path = dir.join(&rel);
-            let f = fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
-            let size = f.metadata()?.len();
-            tw.file(
-                &rel,
-                mode,
-                size,
-                std::io::BufReader::with_capacity(1 << 20, f),
-            )
-            .with_context(|| format!("adding {rel}"))?;
-        }
-        let mut sink = tw.finish()?;
-        sink.flush()?;
-        Ok(())
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", file.display()));
-    }
-    fs::rename(&tmp, file).with_context(|| format!("renaming {} into place", file.display()))
 }

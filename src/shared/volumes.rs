@@ -32,7 +32,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -597,7 +596,7 @@ fn move_volume(dir: &Path, to: &Path) -> Result<()> {
         };
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-            fs::set_permissions(parent, fs::Permissions::from_mode(0o755))?;
+            crate::shared::writer::set_mode(parent, 0o755)?;
         }
         let from = dir.join(path);
         fs::rename(&from, &target)

@@ -226,9 +226,7 @@ fn remove_others(root: &Path, keep: &str) -> Result<usize> {
 /// A kept bundle's top directory is 0755 whatever the umask: apt's `_apt`
 /// user reads the repository in it.
 fn readable(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("setting the mode of {}", dir.display()))
+    crate::shared::writer::set_mode(dir, 0o755)
 }
 
 /// Every file and directory under `dir` on the disk, so that a rename

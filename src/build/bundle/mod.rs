@@ -249,7 +249,9 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
         let delta =
             crate::build::delta::write(staging.path(), base, &opts.out, &opts.key, opts.time)?;
         if let Some(tar) = &opts.tar {
-            crate::build::delta::write_tar(&opts.out, tar, opts.time)?;
+            // `apply` and `airlock-firstboot update` take it as they take
+            // the directory.
+            write_tar(&opts.out, tar, opts.time, opts.progress)?;
         }
         let _ = fs::remove_file(&cache.fresh);
         drop(staging);
@@ -588,7 +590,7 @@ fn copy_vendor_disc(plan: &Plan, staging: &Path) -> Result<()> {
         } else {
             0o644
         };
-        fs::set_permissions(&dest, fs::Permissions::from_mode(mode))?;
+        crate::shared::writer::set_mode(&dest, mode)?;
     }
     Ok(())
 }
@@ -665,7 +667,7 @@ fn copy_source_tar(opts: &BuildOptions, staging: &Path) -> Result<()> {
             src.display()
         )
     })?;
-    fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))?;
+    crate::shared::writer::set_mode(&dest, 0o644)?;
     Ok(())
 }
 
@@ -767,7 +769,7 @@ fn write_modes(
         let have = fs::metadata(&path)?.permissions().mode() & 0o7777;
         let mode = policy_mode(have);
         if have != mode {
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+            crate::shared::writer::set_mode(&path, mode)?;
         }
         modes.insert(p, mode);
     }

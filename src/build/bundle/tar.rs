@@ -12,6 +12,7 @@ use sha2::Digest as _;
 
 use crate::build::media::{FileReader, MediaFile, Medium};
 use crate::build::repo::deb::DebScanner;
+use crate::shared::delta::{BASE, BASE_SIG};
 use crate::shared::manifest::{self, MODES, SUMS, SUMS_SIG, canonical_order};
 use crate::shared::par::progress_bar;
 use crate::shared::tarform;
@@ -88,9 +89,11 @@ pub fn gzip_named(file: &Path) -> bool {
     file.extension().is_some_and(|e| e == "gz" || e == "tgz")
 }
 
-/// Writes the bundle directory as one tar in [`tarform`]'s form (entries in
-/// [`canonical_order`], mtime `time`, modes from `MODES`), gzip compressed
-/// (one member) when `file` ends in `.gz`. Written beside and renamed.
+/// Writes the bundle (or delta) directory as one tar in [`tarform`]'s form
+/// (entries in [`canonical_order`], mtime `time`, modes from `MODES`; a
+/// delta's head, then BASE and BASE.gpg, then the files it carries), gzip
+/// compressed (one member) when `file` ends in `.gz` or `.tgz`. Written
+/// beside and renamed.
 pub fn write_tar(dir: &Path, file: &Path, time: i64, progress: bool) -> Result<()> {
     let entries = list_tree(dir)?
         .into_iter()
@@ -148,7 +151,8 @@ pub fn write_tar_entries(
                 continue;
             }
             let mode = match rel.as_str() {
-                SUMS | SUMS_SIG => 0o644,
+                // A delta's BASE and its signature are not in its MODES.
+                SUMS | SUMS_SIG | BASE | BASE_SIG => 0o644,
                 _ => *modes
                     .get(&rel)
                     .with_context(|| format!("{rel} is not in {MODES}"))?,
