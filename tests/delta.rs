@@ -752,10 +752,17 @@ fn update_refuses_a_delta_for_another_base_or_a_damaged_one_and_changes_nothing(
         );
         assert_eq!((tree(&root), kept_state(&root)), before, "{name}");
     }
-    // A whole bundle is not a delta.
-    let r = update(&root, &["--bundle", d.join("v2full").to_str().unwrap()]);
-    assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("not a delta"), "{}", r.stderr);
+    // A whole bundle is not a delta, as a directory or as its tar.
+    for whole in ["v2full", "v1.tar"] {
+        let r = update(&root, &["--bundle", d.join(whole).to_str().unwrap()]);
+        assert_eq!(r.code, 2, "{whole}");
+        assert!(
+            r.stderr.contains(&format!("{whole}: not a delta"))
+                && r.stderr.contains("airlock-firstboot prepare"),
+            "{whole}: {}",
+            r.stderr
+        );
+    }
 }
 
 /// A copy of the delta that also carries a large file for the vendor disc,

@@ -385,16 +385,25 @@ pub fn update(
             paths::CURRENT_BUNDLE
         );
     };
+    let not_a_delta = |name: &Path| {
+        anyhow::anyhow!(
+            "{}: not a delta (no {}): update takes the directory, tar or volumes `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
+            name.display(),
+            delta::BASE
+        )
+    };
+    if let [one] = given
+        && fs::metadata(one).is_ok_and(|m| m.is_file())
+        && !delta::has_base(one)?
+    {
+        return Err(not_a_delta(one));
+    }
     // A delta tar for another bundle is refused from its head, before
     // it is unpacked.
     let opened = open_delta(root, &kept, given, progress, more)?;
     let (delta_dir, delta) = (opened.dir(), opened.name.as_path());
     if !delta::is_delta(delta_dir) {
-        bail!(
-            "{}: not a delta (no {}): update takes the directory, tar or volumes `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
-            delta.display(),
-            delta::BASE
-        );
+        return Err(not_a_delta(delta));
     }
     let (want, new) = delta::base_and_new(delta_dir, delta)?;
     if kept.hash == new {
