@@ -385,26 +385,8 @@ pub fn update(
             paths::CURRENT_BUNDLE
         );
     };
-    let not_a_delta = |name: &Path| {
-        anyhow::anyhow!(
-            "{}: not a delta (no {}): update takes the directory, tar or volumes `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
-            name.display(),
-            delta::BASE
-        )
-    };
-    if let [one] = given
-        && fs::metadata(one).is_ok_and(|m| m.is_file())
-        && !delta::has_base(one)?
-    {
-        return Err(not_a_delta(one));
-    }
-    // A delta tar for another bundle is refused from its head, before
-    // it is unpacked.
     let opened = open_delta(root, &kept, given, progress, more)?;
     let (delta_dir, delta) = (opened.dir(), opened.name.as_path());
-    if !delta::is_delta(delta_dir) {
-        return Err(not_a_delta(delta));
-    }
     let (want, new) = delta::base_and_new(delta_dir, delta)?;
     if kept.hash == new {
         // Finishes what a run stopped after its switch left undone.
@@ -505,7 +487,8 @@ fn cleanup_warnings(root: &Path, keep: &str) -> Vec<String> {
     }
 }
 
-/// The delta as given ([`delta::open`]); a delta's volumes for this VM's
+/// The delta as given ([`delta::open`]), refused when it is not a delta
+/// (a whole bundle's tar before it is unpacked); a delta's volumes for this VM's
 /// bundle are checked as they come with the keys this VM trusts, others
 /// with each volume's own keys (the delta they make is checked after: a
 /// wrong base is named as such). A volume that does not verify is refused.
@@ -520,7 +503,22 @@ fn open_delta(
         .ok()
         .map(Trust::keyring)
         .filter(|_| delta::volumes_name(given, &kept.hash));
-    delta::open(
+    let not_a_delta = |name: &Path| {
+        anyhow::anyhow!(
+            "{}: not a delta (no {}): update takes the directory, tar or volumes `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
+            name.display(),
+            delta::BASE
+        )
+    };
+    if let [one] = given
+        && fs::metadata(one).is_ok_and(|m| m.is_file())
+        && !delta::has_base(one)?
+    {
+        return Err(not_a_delta(one));
+    }
+    // A delta tar for another bundle is refused from its head, before
+    // it is unpacked.
+    let opened = delta::open(
         given,
         &under(root, paths::BUNDLES).join("delta"),
         trusted.as_ref(),
@@ -534,7 +532,11 @@ fn open_delta(
             paths::CURRENT_BUNDLE
         ))),
         false => e,
-    })
+    })?;
+    if !delta::is_delta(opened.dir()) {
+        return Err(not_a_delta(&opened.name));
+    }
+    Ok(opened)
 }
 
 /// The keyring this VM trusts (apt's, and what `update` verifies with).
