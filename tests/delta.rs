@@ -752,6 +752,13 @@ fn update_refuses_a_delta_for_another_base_or_a_damaged_one_and_changes_nothing(
         );
         assert_eq!((tree(&root), kept_state(&root)), before, "{name}");
     }
+    // What a killed run left beside the kept bundle goes first, even when
+    // this run is then refused: a retry needs that room.
+    let left = root.join("opt/airlock/bundles/.x.airlock-tmp-1");
+    fs::create_dir_all(left.join("repo")).unwrap();
+    let r = update(&root, &["--bundle", d.join("truncated").to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(!left.exists());
     // A whole bundle is not a delta, as a directory or as its tar.
     for whole in ["v2full", "v1.tar"] {
         let r = update(&root, &["--bundle", d.join(whole).to_str().unwrap()]);

@@ -863,7 +863,7 @@ fn print_build_summary(s: &bundle::BuildSummary) {
         None => println!("  secrets: the demo's fixed secrets (INSECURE)"),
     }
     let unhashed = s.repository.pool_unchanged.len();
-    if streamed && unhashed > 0 && !s.out.to_string_lossy().ends_with("gz") {
+    if streamed && unhashed > 0 && !crate::build::bundle::gzip_named(&s.out) {
         println!(
             "  {unhashed} package(s) copied without hashing them again: an earlier build checked them in these very images, which did not change"
         );

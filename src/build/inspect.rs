@@ -240,7 +240,7 @@ fn read_tar_files(file: &Path, want: &dyn Fn(&str) -> bool) -> Result<BTreeMap<S
             continue;
         }
         let data = tr
-            .read_whole(e.size)
+            .read_whole()
             .map_err(|err| anyhow::anyhow!("{label}: {}: {err}", e.path))?;
         files.insert(e.path, data);
     }

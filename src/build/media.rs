@@ -23,6 +23,9 @@ enum Kind {
         /// The image file's identity when it was opened (see
         /// [`Medium::image_identity`]).
         identity: String,
+        /// Its filesystem keeps status change times ([`keeps_ctime`]):
+        /// only then does an unchanged identity vouch for its bytes.
+        vouches: bool,
     },
 }
 
@@ -42,6 +45,25 @@ fn identity_of(file: &File) -> std::io::Result<String> {
         m.ctime(),
         m.ctime_nsec()
     ))
+}
+
+/// Filesystems whose status change time follows every write and cannot be
+/// set back (ext2–4, XFS, Btrfs, tmpfs, F2FS, ZFS, overlayfs). On vfat,
+/// exFAT, FUSE, NFS or SMB it follows the modification time or a server,
+/// which `touch -d` sets back: an image there is hashed every time.
+const CTIME_KEEPING: [u64; 7] = [
+    0xEF53,
+    0x5846_5342,
+    0x9123_683E,
+    0x0102_1994,
+    0xF2F5_2010,
+    0x2FC1_2FC1,
+    0x794C_7630,
+];
+
+/// `file` is on a filesystem of [`CTIME_KEEPING`].
+fn keeps_ctime(file: &File) -> bool {
+    rustix::fs::fstatfs(file).is_ok_and(|s| CTIME_KEEPING.contains(&(s.f_type as u64)))
 }
 
 /// An opened disc: an `.iso` file or a directory.
@@ -88,6 +110,7 @@ impl Medium {
         } else {
             let file = File::open(path).with_context(|| format!("opening disc image {label}"))?;
             let identity = identity_of(&file).with_context(|| format!("reading {label}"))?;
+            let vouches = keeps_ctime(&file);
             let len = meta.len();
             let files = iso::list_files(&file, len)
                 .with_context(|| format!("reading ISO 9660 image {label}"))?;
@@ -97,6 +120,7 @@ impl Medium {
                     file: Arc::new(file),
                     len,
                     identity,
+                    vouches,
                 },
                 files,
             };
@@ -114,11 +138,16 @@ impl Medium {
 
     /// An image's identity when it was opened: equal identities mean the
     /// same bytes (a rebuild cache may say a package of it was checked).
-    /// None for a directory, whose files carry their own.
+    /// None for a directory, whose files carry their own, and for an image
+    /// on a filesystem whose status change times can be set back.
     pub fn image_identity(&self) -> Option<&str> {
         match &self.kind {
-            Kind::Image { identity, .. } => Some(identity),
-            Kind::Dir => None,
+            Kind::Image {
+                identity,
+                vouches: true,
+                ..
+            } => Some(identity),
+            _ => None,
         }
     }
 
@@ -422,6 +451,17 @@ fn list_dir(root: &Path, tops: &[&str], label: &str) -> Result<Vec<MediaFile>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_filesystem_that_keeps_status_change_times_vouches_for_an_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = File::create(dir.path().join("x.iso")).unwrap();
+        assert!(
+            keeps_ctime(&f),
+            "the test directory's filesystem (ext4 or tmpfs)"
+        );
+        assert!(!keeps_ctime(&File::open("/proc/self/status").unwrap()));
+    }
     use std::io::{Seek, Write};
 
     fn file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, File) {

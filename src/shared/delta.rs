@@ -142,7 +142,12 @@ pub fn unpack_tar(delta: &Path, beside: &Path) -> Result<Option<Staging>> {
             .create_new(true)
             .mode(mode)
             .open(&to)
-            .with_context(|| format!("{label}: {} (given twice?)", e.path))?;
+            .map_err(|err| match err.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    anyhow::anyhow!("{label}: {} is given twice: refused", e.path)
+                }
+                _ => anyhow::Error::new(err).context(format!("writing {}", to.display())),
+            })?;
         loop {
             let k = tr.read_data(&mut buf).map_err(form)?;
             if k == 0 {
@@ -320,7 +325,7 @@ fn finding(kind: &str, path: &str, detail: impl Into<String>) -> Finding {
 
 /// Reads a small regular file of `dir` (no link followed); None when it is
 /// not there.
-fn read_head(dir: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_head(dir: &Path, name: &str) -> Result<Option<Vec<u8>>> {
     let path = dir.join(name);
     let meta = match fs::symlink_metadata(&path) {
         Ok(m) => m,

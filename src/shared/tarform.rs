@@ -505,19 +505,19 @@ impl<R: Read> TarReader<R> {
         Ok(())
     }
 
-    /// The current entry's data, all `size` bytes of it.
-    pub fn read_whole(&mut self, size: u64) -> Result<Vec<u8>, FormError> {
-        let mut out = vec![0u8; size.min(self.left) as usize];
-        let mut got = 0;
-        while got < out.len() {
-            got += self.read_data(&mut out[got..])?;
+    /// The rest of the current entry's data. The buffer grows as data
+    /// arrives: a header's size is not trusted for an allocation (a
+    /// truncated tar claiming 8 GiB fails as truncated, not out of memory).
+    pub fn read_whole(&mut self) -> Result<Vec<u8>, FormError> {
+        let mut out = Vec::with_capacity(self.left.min(1 << 16) as usize);
+        let mut buf = [0u8; 1 << 16];
+        loop {
+            let n = self.read_data(&mut buf)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf[..n]);
         }
-        Ok(out)
-    }
-
-    /// The input, for what is after the tar (a gzip trailer check).
-    pub fn into_inner(self) -> R {
-        self.input
     }
 }
 
@@ -610,7 +610,7 @@ pub fn read_leading<R: Read>(
                 e.size
             );
         }
-        head.insert(e.path, tr.read_whole(e.size).map_err(form)?);
+        head.insert(e.path, tr.read_whole().map_err(form)?);
     }
     Ok(head)
 }
@@ -696,6 +696,16 @@ mod tests {
             let e = read_unzipped(&bytes).0.unwrap_err();
             assert!(e.why.contains("after the gzip member"), "{e}");
         }
+    }
+
+    #[test]
+    fn an_entry_claiming_gigabytes_in_a_short_tar_is_truncated_not_allocated() {
+        let mut t = entry_blocks("SHA256SUMS", Kind::File, 0o644, MAX_SIZE, 0);
+        t.extend_from_slice(&[b'x'; 700]);
+        let mut r = TarReader::new(&t[..]);
+        assert_eq!(r.next_entry().unwrap().unwrap().size, MAX_SIZE);
+        let e = r.read_whole().unwrap_err();
+        assert!(e.why.contains("truncated"), "{e}");
     }
 
     #[test]

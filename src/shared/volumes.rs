@@ -283,7 +283,12 @@ pub fn verify_volume(dir: &Path, trust: &Trust, progress: bool) -> Result<Volume
 /// A delta's volume carries the BASE its table names; a whole bundle's
 /// volume none.
 fn check_base(dir: &Path, t: &Table, problem: &mut impl FnMut(&str, String)) {
-    let text = fs::read(dir.join(BASE)).ok();
+    // A link, an odd file or one too large is refused as the delta's own
+    // head files are; unreadable is not "missing".
+    let text = match delta::read_head(dir, BASE) {
+        Ok(text) => text,
+        Err(e) => return problem(BASE, format!("{e:#}")),
+    };
     match (&t.base, text) {
         (None, None) => {}
         (None, Some(_)) => problem(

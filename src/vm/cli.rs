@@ -146,7 +146,8 @@ pub enum Command {
             repository and vendor disc, and the files of the bundle a VM does not keep \
             (recipe, seeds, payloads: a changed plan reaches new clones only through a \
             reference VM prepared from the whole new bundle). Then run `apt-get update`. \
-            The new bundle needs room for a second copy of the repository and vendor disc \
+            The files it keeps from the old bundle are hard links: the disk needs room \
+            for what the delta carries (and, from a tar or volumes, its unpacked copy) \
             until the switch.\n\n\
             Exit codes: 0 updated or already there, 1 the delta does not make a bundle \
             that verifies with the keys this VM trusts (nothing changed), 2 usage or I/O \

@@ -385,13 +385,16 @@ pub fn update(
             paths::CURRENT_BUNDLE
         );
     };
+    // What a killed or cut-off run left beside the kept bundle (an unpacked
+    // delta, a half-made bundle) goes first: this run needs its room.
+    let mut warnings = cleanup_warnings(root, &kept.hash);
     let opened = open_delta(root, &kept, given, progress, more)?;
     let (delta_dir, delta) = (opened.dir(), opened.name.as_path());
     let (want, new) = delta::base_and_new(delta_dir, delta)?;
     if kept.hash == new {
         // Finishes what a run stopped after its switch left undone.
         link_after_switch(root, &new)?;
-        let warnings = cleanup_warnings(root, &new);
+        warnings.extend(cleanup_warnings(root, &new));
         let trusted = trusted_keyring(root)
             .map(|k| key_names(&k))
             .unwrap_or_default();
@@ -448,7 +451,7 @@ pub fn update(
         return Err(e);
     }
     link_after_switch(root, &new)?;
-    let warnings = cleanup_warnings(root, &new);
+    warnings.extend(cleanup_warnings(root, &new));
     Ok(Updated {
         old: kept.hash,
         new,
@@ -684,7 +687,11 @@ fn own_keyring(out: &Path, bytes: &[u8]) -> Result<Keyring> {
         let read = || fs::read(&path).with_context(|| format!("reading {}", path.display()));
         let checked = match name.as_str() {
             SUMS => keyring
-                .verify_detached(&read()?, &fs::read(out.join(SUMS_SIG))?)
+                .verify_detached(
+                    &read()?,
+                    &fs::read(out.join(SUMS_SIG))
+                        .with_context(|| format!("reading {}", out.join(SUMS_SIG).display()))?,
+                )
                 .map(|_| ()),
             _ => keyring
                 .verify_cleartext(&String::from_utf8_lossy(&read()?))

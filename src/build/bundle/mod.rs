@@ -162,12 +162,8 @@ fn check_output(opts: &BuildOptions, plan: &Plan) -> Result<()> {
         inputs.push(("signing key", k.as_path()));
     }
     if let Some(b) = &opts.base {
+        // (--no-dir with --base is refused by the command line.)
         inputs.push(("base", b.as_path()));
-        if opts.no_dir {
-            bail!(
-                "--base with --no-dir: a delta is written as a directory (and with --tar also as one tar, or with --volume-size in volumes), never without its directory; build the delta without --no-dir"
-            );
-        }
     }
     if opts.tar.is_some() && opts.volume_size.is_some() {
         bail!(
