@@ -274,3 +274,33 @@ fn inspect_names_what_an_incomplete_bundle_lacks() {
     assert!(verdict.starts_with("INCOMPLETE: manager: "), "{verdict}");
     assert!(verdict.contains("no-such-tool"), "{verdict}");
 }
+
+#[test]
+fn a_short_tar_whose_manifest_claims_gigabytes_is_truncated_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    // airlock's own header for an entry of 8 GiB, with 2,000 bytes of it.
+    use airlock::shared::tarform::{MAX_SIZE, TarWriter};
+    let mut w = TarWriter::new(Vec::new(), 0);
+    assert!(
+        w.file("SHA256SUMS", 0o644, MAX_SIZE, &[b'x'; 2000][..])
+            .is_err()
+    );
+    let bytes = w.finish().unwrap();
+    fs::write(dir.path().join("evil.tar"), bytes).unwrap();
+    // Under a 3 GB address-space limit, as on a small VM: an allocation
+    // sized by the header would abort (exit 134).
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 3000000; exec \"$0\" inspect evil.tar")
+        .arg(crate::common::airlock_bin())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let r = Run::from_output(out);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("evil.tar") && r.stderr.contains("truncated"),
+        "{}",
+        r.stderr
+    );
+}
