@@ -308,6 +308,14 @@ fn a_missing_or_foreign_volume_a_whole_bundles_volumes_and_a_wrong_base_are_refu
         "{}",
         r.stderr
     );
+    // Known from the first volume's table: said before the missing ones.
+    let r = apply(d, &volumes[..1], "d/bundle", "new");
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("wrong base") && !r.stderr.contains("missing"),
+        "{}",
+        r.stderr
+    );
     // A damaged volume: named, with how to check it.
     let victim = tree(&volumes[1])
         .into_keys()

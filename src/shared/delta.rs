@@ -191,8 +191,9 @@ impl Given {
 /// into a staging directory beside `beside` ([`Assembly`]); `more` may add
 /// the missing ones (on a terminal, the next disc). A missing volume, one
 /// of another delta or bundle, or the volumes of a whole bundle are
-/// refused, naming them. A tar whose head names another base than `base`
-/// (a bundle directory or tar) is refused before it is unpacked.
+/// refused, naming them. A tar whose head, or a first volume whose table,
+/// names another base than `base` (a bundle directory or tar) is refused
+/// before the rest is unpacked or copied.
 pub fn open(
     given: &[PathBuf],
     beside: &Path,
@@ -226,8 +227,15 @@ pub fn open(
     };
     let trust = trust.cloned().unwrap_or_else(Trust::own);
     let mut a = Assembly::tagged(beside, "airlock-delta-volumes", trust, progress)?;
-    for d in &dirs {
+    for (i, d) in dirs.iter().enumerate() {
         a.add(d)?;
+        // The first volume's signed table names the base: another base is
+        // refused before the other volumes are copied (or asked for).
+        if let (0, Some(base), Some(t)) = (i, base, a.table())
+            && let Some(want) = &t.base
+        {
+            BaseBundle::read(base, d, want, &t.whole)?;
+        }
     }
     more(&mut a)?;
     let volumes = a.table().map_or(0, |t| t.volumes.len());
