@@ -269,23 +269,24 @@ impl Medium {
         })
     }
 
-    /// Appends `f`'s bytes to `out` at its position (which moves on), copied
-    /// by the kernel (`copy_file_range`: the bytes never pass through this
-    /// process) where it can, else read and written. Returns how many bytes
-    /// were copied; a file shorter than its listing gives fewer than
-    /// `f.size`, a truncated image an error.
-    pub fn copy_to(&self, f: &MediaFile, out: &File) -> Result<u64> {
+    /// Writes `f`'s bytes into `out` from byte `at` (its position does not
+    /// move), copied by the kernel (`copy_file_range`: the bytes never pass
+    /// through this process) where it can, else read and written. Returns
+    /// how many bytes were copied; a file shorter than its listing gives
+    /// fewer than `f.size` (never more), a truncated image an error.
+    pub fn copy_at(&self, f: &MediaFile, out: &File, at: u64) -> Result<u64> {
         let reading = || format!("{}: copying {}", self.label, f.path);
         match (&f.location, &self.kind) {
             (Location::Path(p), _) => {
                 let src =
                     File::open(p).with_context(|| format!("{}: opening {}", self.label, f.path))?;
-                copy_range(&src, 0, f.size, out, false).with_context(reading)
+                copy_range(&src, 0, f.size, out, at, false).with_context(reading)
             }
             (Location::Extents(ext), Kind::Image { file, .. }) => {
                 let mut total = 0;
                 for &(off, len) in ext {
-                    total += copy_range(file, off, len, out, true).with_context(reading)?;
+                    total +=
+                        copy_range(file, off, len, out, at + total, true).with_context(reading)?;
                 }
                 Ok(total)
             }
@@ -358,22 +359,29 @@ impl Read for FileReader<'_> {
     }
 }
 
-/// Copies up to `len` bytes of `src` from `off` to `out`'s position. The
-/// end of `src` before `len` is an error when `whole` (an image's extent),
-/// else a short count. Falls back to reading and writing where the kernel
-/// cannot copy between the two files (another file system on older
+/// Copies up to `len` bytes of `src` from `off` into `out` from `out_at`.
+/// The end of `src` before `len` is an error when `whole` (an image's
+/// extent), else a short count. Falls back to reading and writing where the
+/// kernel cannot copy between the two files (another file system on older
 /// kernels, some network and FUSE file systems).
-fn copy_range(src: &File, off: u64, len: u64, out: &File, whole: bool) -> std::io::Result<u64> {
+fn copy_range(
+    src: &File,
+    off: u64,
+    len: u64,
+    out: &File,
+    out_at: u64,
+    whole: bool,
+) -> std::io::Result<u64> {
     use rustix::io::Errno;
     let end = off + len;
-    let mut at = off;
+    let (mut at, mut to) = (off, out_at);
     while at < end {
         let want = (end - at).min(1 << 30) as usize;
-        match rustix::fs::copy_file_range(src, Some(&mut at), out, None, want) {
+        match rustix::fs::copy_file_range(src, Some(&mut at), out, Some(&mut to), want) {
             Ok(0) => break,
             Ok(_) => {}
             Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM) => {
-                at += read_write(src, at, end, out)?;
+                at += read_write(src, at, end, out, to)?;
                 break;
             }
             Err(e) => return Err(e.into()),
@@ -388,9 +396,9 @@ fn copy_range(src: &File, off: u64, len: u64, out: &File, whole: bool) -> std::i
     Ok(at - off)
 }
 
-/// [`copy_range`]'s fallback: bytes `off..end` of `src` read and written.
-fn read_write(src: &File, mut off: u64, end: u64, mut out: &File) -> std::io::Result<u64> {
-    use std::io::Write as _;
+/// [`copy_range`]'s fallback: bytes `off..end` of `src` read and written
+/// into `out` from `out_at`.
+fn read_write(src: &File, mut off: u64, end: u64, out: &File, out_at: u64) -> std::io::Result<u64> {
     let start = off;
     let mut buf = vec![0u8; (end - off).min(1 << 20) as usize];
     while off < end {
@@ -399,7 +407,7 @@ fn read_write(src: &File, mut off: u64, end: u64, mut out: &File) -> std::io::Re
         if n == 0 {
             break;
         }
-        out.write_all(&buf[..n])?;
+        out.write_all_at(&buf[..n], out_at + (off - start))?;
         off += n as u64;
     }
     Ok(off - start)
@@ -471,22 +479,23 @@ mod tests {
         (t, f)
     }
 
-    /// The kernel's copy and the fallback append the same bytes at the
-    /// output's position, which moves on past them.
+    /// The kernel's copy and the fallback write the same bytes at the
+    /// place asked, and the output's position stays where it was.
     #[test]
-    fn a_range_is_appended_by_either_copy() {
+    fn a_range_is_placed_by_either_copy() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let (_t, src) = file_with(&data);
         for kernel in [true, false] {
             let mut out = tempfile::tempfile().unwrap();
             out.write_all(b"head").unwrap();
             let n = if kernel {
-                copy_range(&src, 1000, 200_000, &out, true).unwrap()
+                copy_range(&src, 1000, 200_000, &out, 4, true).unwrap()
             } else {
-                read_write(&src, 1000, 201_000, &out).unwrap()
+                read_write(&src, 1000, 201_000, &out, 4).unwrap()
             };
             assert_eq!(n, 200_000);
-            assert_eq!(out.stream_position().unwrap(), 200_004);
+            assert_eq!(out.stream_position().unwrap(), 4);
+            out.seek(std::io::SeekFrom::Start(200_004)).unwrap();
             out.write_all(b"tail").unwrap();
             out.rewind().unwrap();
             let mut got = Vec::new();
@@ -527,9 +536,9 @@ mod tests {
     fn the_end_of_the_source_is_an_error_for_an_image_only() {
         let (_t, src) = file_with(&[1u8; 5000]);
         let out = tempfile::tempfile().unwrap();
-        let e = copy_range(&src, 4000, 2000, &out, true).unwrap_err();
+        let e = copy_range(&src, 4000, 2000, &out, 0, true).unwrap_err();
         assert!(e.to_string().contains("truncated"), "{e}");
         let out = tempfile::tempfile().unwrap();
-        assert_eq!(copy_range(&src, 4000, 2000, &out, false).unwrap(), 1000);
+        assert_eq!(copy_range(&src, 4000, 2000, &out, 0, false).unwrap(), 1000);
     }
 }

@@ -142,9 +142,11 @@ pub fn write_tar_entries(
     let mut tw = tarform::TarWriter::new(sink, time.max(0) as u64);
     let files: BTreeSet<String> = entries.keys().cloned().collect();
     let result = std::thread::scope(|scope| -> Result<()> {
-        // A plain tar gets the discs' packages copied by the kernel and
-        // read back on a second thread to be checked.
-        let checker = (!gz).then(|| Checker::spawn(scope, &tmp)).transpose()?;
+        // A plain tar gets the discs' packages written into their places
+        // by two threads while the rest is written in order.
+        let placer = (!gz)
+            .then(|| Placer::spawn(scope, &tmp, &bar))
+            .transpose()?;
         for (rel, kind) in canonical_order(&files) {
             if kind == tarform::Kind::Dir {
                 tw.dir(&rel)?;
@@ -158,10 +160,13 @@ pub fn write_tar_entries(
                     .with_context(|| format!("{rel} is not in {MODES}"))?,
             };
             let (size, source) = &entries[&rel];
-            add_entry(&mut tw, &rel, mode, *size, source, checker.as_ref(), &bar)
+            add_entry(&mut tw, &rel, mode, *size, source, placer.as_ref(), &bar)
                 .with_context(|| format!("adding {rel}"))?;
         }
         tw.finish()?.finish()?;
+        if let Some(placer) = placer {
+            placer.finish()?;
+        }
         // What was copied unhashed came from images that must not have
         // changed since they were opened: each checked once.
         let mut trusted: Vec<&Medium> = Vec::new();
@@ -179,10 +184,7 @@ pub fn write_tar_entries(
         for medium in trusted {
             medium.check_unchanged()?;
         }
-        match checker {
-            Some(checker) => checker.finish(),
-            None => Ok(()),
-        }
+        Ok(())
     });
     bar.finish_and_clear();
     if let Err(e) = result {
@@ -204,7 +206,7 @@ fn add_entry<'a>(
     mode: u32,
     size: u64,
     source: &Source<'a>,
-    checker: Option<&Checker<'a>>,
+    placer: Option<&Placer<'a>>,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
     let (medium, file, sha256, control, unchanged) = match source {
@@ -228,22 +230,21 @@ fn add_entry<'a>(
         control,
         rel: rel.to_string(),
         at: 0,
+        unchanged,
     };
-    let Some(checker) = checker else {
+    let Some(placer) = placer else {
         let (got, deb) = copy_hashed(tw, rel, mode, size, medium.reader(file)?, bar)?;
         return copied.verdict(got, deb);
     };
-    checker.failed()?;
+    placer.failed()?;
+    // The bytes are left to the placer: the tar goes on after them.
     tw.file_from(rel, mode, size, |sink| {
         let mut out = sink.file()?;
         copied.at = out.stream_position()?;
-        medium.copy_to(file, out).map_err(std::io::Error::other)
+        out.seek(std::io::SeekFrom::Current(size as i64))?;
+        Ok(size)
     })?;
-    bar.inc(size);
-    if unchanged {
-        return Ok(());
-    }
-    checker.check(copied)
+    placer.place(copied)
 }
 
 /// The tar being written: plain, where a disc's packages are copied by
@@ -307,6 +308,8 @@ struct Copied<'a> {
     /// Its path in the bundle and where its bytes start in the tar.
     rel: String,
     at: u64,
+    /// Copied unread: its image vouches that it was checked before.
+    unchanged: bool,
 }
 
 impl Copied<'_> {
@@ -337,44 +340,53 @@ impl Copied<'_> {
     }
 }
 
-/// Reads each disc package back from the plain tar on a second thread,
-/// hashes it and scans it as a `.deb`: what is checked is what the tar
-/// holds, while the next package is being copied.
-struct Checker<'a> {
+/// Writes each disc package's bytes into its place in the plain tar, on
+/// two threads, while the headers and the other files are written in
+/// order. A package is read a buffer at a time, hashed and scanned as a
+/// `.deb`, and that very buffer written: what is checked is what the tar
+/// holds. One its image vouches for (checked in this very image before) is
+/// copied by the kernel unread.
+struct Placer<'a> {
     queue: std::sync::mpsc::SyncSender<Copied<'a>>,
     /// The first package that failed, once one has; closed when the
-    /// thread ends without one.
+    /// threads end without one.
     failure: std::sync::mpsc::Receiver<anyhow::Error>,
 }
 
-impl<'a> Checker<'a> {
-    /// How many copied packages may wait to be checked.
+impl<'a> Placer<'a> {
+    /// How many packages may wait for a thread.
     const QUEUE: usize = 64;
-    /// How many threads check.
+    /// How many threads place.
     const THREADS: usize = 2;
 
-    fn spawn<'s>(scope: &'s std::thread::Scope<'s, 'a>, tar: &Path) -> Result<Checker<'a>>
+    fn spawn<'s>(
+        scope: &'s std::thread::Scope<'s, 'a>,
+        tar: &Path,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Placer<'a>>
     where
         'a: 's,
     {
-        let back = fs::File::open(tar).with_context(|| format!("opening {}", tar.display()))?;
+        let out = fs::OpenOptions::new()
+            .write(true)
+            .open(tar)
+            .with_context(|| format!("opening {}", tar.display()))?;
         let (queue, jobs) = std::sync::mpsc::sync_channel::<Copied<'a>>(Self::QUEUE);
         let jobs = std::sync::Mutex::new(jobs);
         let (fail, failure) = std::sync::mpsc::sync_channel(Self::THREADS);
-        let shared = std::sync::Arc::new((back, jobs));
+        let shared = std::sync::Arc::new((out, jobs));
         for _ in 0..Self::THREADS {
-            let (shared, fail) = (shared.clone(), fail.clone());
+            let (shared, fail, bar) = (shared.clone(), fail.clone(), bar.clone());
             scope.spawn(move || {
-                let (back, jobs) = &*shared;
-                let mut buf = vec![0u8; 1 << 18];
+                let (out, jobs) = &*shared;
+                let mut buf = vec![0u8; PLACE_CHUNK];
                 loop {
                     let Ok(copied) = jobs.lock().expect("not poisoned").recv() else {
                         return;
                     };
-                    let checked = read_back(back, &copied, &mut buf)
-                        .and_then(|(got, deb)| copied.verdict(got, deb))
+                    let placed = place(out, &copied, &mut buf, &bar)
                         .with_context(|| format!("adding {}", copied.rel));
-                    if let Err(e) = checked {
+                    if let Err(e) = placed {
                         // One failure per thread: there is room.
                         let _ = fail.try_send(e);
                         return;
@@ -382,7 +394,7 @@ impl<'a> Checker<'a> {
                 }
             });
         }
-        Ok(Checker { queue, failure })
+        Ok(Placer { queue, failure })
     }
 
     /// The first failure so far, if any (to stop early).
@@ -390,42 +402,67 @@ impl<'a> Checker<'a> {
         self.failure.try_recv().map_or(Ok(()), Err)
     }
 
-    /// Queues a copied package.
-    fn check(&self, copied: Copied<'a>) -> Result<()> {
+    /// Queues a package whose place in the tar is set.
+    fn place(&self, copied: Copied<'a>) -> Result<()> {
         if self.queue.send(copied).is_err() {
-            // The thread stopped at a failure, which says why.
+            // The threads stopped at a failure, which says why.
             return Err(self
                 .failure
                 .recv()
-                .unwrap_or_else(|_| anyhow::anyhow!("the checking thread stopped")));
+                .unwrap_or_else(|_| anyhow::anyhow!("the writing threads stopped")));
         }
         Ok(())
     }
 
-    /// Waits for every queued package to be checked.
+    /// Waits for every queued package to be in place.
     fn finish(self) -> Result<()> {
         drop(self.queue);
         self.failure.recv().map_or(Ok(()), Err)
     }
 }
 
-/// `copied`'s bytes read back from the tar: their SHA256 and scan.
-fn read_back(tar: &fs::File, copied: &Copied<'_>, buf: &mut [u8]) -> Result<(String, DebScanner)> {
+/// How much of a package is read, checked and written at a time (fits a
+/// core's cache, so the write reads what the hash just read).
+const PLACE_CHUNK: usize = 1 << 18;
+
+/// `copied`'s bytes written at its place in `out`: read, hashed, scanned
+/// and written a buffer at a time, or (when its image vouches for it)
+/// copied by the kernel.
+fn place(
+    out: &fs::File,
+    copied: &Copied<'_>,
+    buf: &mut [u8],
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
     use std::os::unix::fs::FileExt as _;
+    let (size, start) = (copied.file.size, copied.at);
+    if copied.unchanged {
+        let n = copied.medium.copy_at(copied.file, out, start)?;
+        if n != size {
+            bail!("changed while it was written ({n} of {size} bytes)");
+        }
+        bar.inc(size);
+        return Ok(());
+    }
     let mut sha = sha2::Sha256::new();
     let mut deb = DebScanner::new();
-    let (mut at, end) = (copied.at, copied.at + copied.file.size);
-    while at < end {
-        let want = ((end - at) as usize).min(buf.len());
-        let n = tar.read_at(&mut buf[..want], at)?;
-        if n == 0 {
-            bail!("the tar being written ends at byte {at}");
+    let mut done = 0u64;
+    copied.medium.stream(copied.file, buf, |chunk| {
+        // Never past its place, whatever the source turns out to hold.
+        if done + chunk.len() as u64 > size {
+            bail!("changed while it was written (more than its {size} bytes)");
         }
-        sha.update(&buf[..n]);
-        deb.feed(&buf[..n]);
-        at += n as u64;
+        sha.update(chunk);
+        deb.feed(chunk);
+        out.write_all_at(chunk, start + done)?;
+        done += chunk.len() as u64;
+        bar.inc(chunk.len() as u64);
+        Ok(())
+    })?;
+    if done != size {
+        bail!("changed while it was written ({done} of {size} bytes)");
     }
-    Ok((crate::shared::hex(&sha.finalize()), deb))
+    copied.verdict(crate::shared::hex(&sha.finalize()), deb)
 }
 
 /// Copies `reader` into the tar a buffer at a time while a second thread
@@ -537,6 +574,7 @@ mod tests {
             control,
             rel: "repo/pool/main/x/x_1_amd64.deb".to_string(),
             at: 0,
+            unchanged: false,
         };
         let (got, deb) = scanned(&bytes);
         copied(Some(&indexed)).verdict(got, deb).unwrap();
