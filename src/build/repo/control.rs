@@ -7,11 +7,18 @@
 use std::fmt::Write as _;
 
 /// One control paragraph: fields in the order they were written.
+///
+/// Held as one string with the fields' bounds, not a string per name and
+/// value: a build keeps a paragraph per package to its end, and that was
+/// most of its memory that grows with the pool.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Paragraph {
-    /// (name, value) where value keeps its continuation lines verbatim
-    /// (`"first line\n second line"`), without the trailing newline.
-    fields: Vec<(String, String)>,
+    /// Each field's name then its value, one after the other, the value
+    /// with its continuation lines verbatim (`"first line\n second
+    /// line"`) and without the trailing newline.
+    text: String,
+    /// Where each field's name and its value end in `text`, in order.
+    ends: Vec<(u32, u32)>,
 }
 
 /// A control text that is not a valid paragraph.
@@ -39,37 +46,77 @@ impl Paragraph {
         }
     }
 
+    /// Every field, as (name, value), in order.
+    fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(name_end, value_end)| {
+            let (n, v) = (name_end as usize, value_end as usize);
+            let field = (&self.text[start..n], &self.text[n..v]);
+            start = v;
+            field
+        })
+    }
+
+    /// Which field is `name` (case-insensitive), and where its value lies.
+    fn find(&self, name: &str) -> Option<(usize, std::ops::Range<usize>)> {
+        let mut start = 0;
+        for (i, &(name_end, value_end)) in self.ends.iter().enumerate() {
+            let (n, v) = (name_end as usize, value_end as usize);
+            if self.text[start..n].eq_ignore_ascii_case(name) {
+                return Some((i, n..v));
+            }
+            start = v;
+        }
+        None
+    }
+
     /// The value of `name` (field names are case-insensitive), first line and
     /// continuation lines as written.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.find(name).map(|(_, value)| &self.text[value])
     }
 
     /// Sets `name`, replacing its value in place or appending it.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
-        match self
-            .fields
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
-            Some((_, v)) => *v = value,
-            None => self.fields.push((name.to_string(), value)),
+        match self.find(name) {
+            Some((i, old)) => self.splice(i, old, &value),
+            None => {
+                self.text.push_str(name);
+                let name_end = offset(self.text.len());
+                self.text.push_str(&value);
+                self.ends.push((name_end, offset(self.text.len())));
+            }
         }
     }
 
     /// Removes `name` if present.
     pub fn remove(&mut self, name: &str) {
-        self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        if let Some((i, value)) = self.find(name) {
+            let start = i
+                .checked_sub(1)
+                .map_or(0, |before| self.ends[before].1 as usize);
+            self.splice(i, start..value.end, "");
+            self.ends.remove(i);
+        }
+    }
+
+    /// `range` of the text, which ends at field `i`'s value end, replaced
+    /// by `with`: that end and every bound after it move by the difference.
+    fn splice(&mut self, i: usize, range: std::ops::Range<usize>, with: &str) {
+        let (old, new) = (range.len(), with.len());
+        let shift = |at: u32| offset(at as usize + new - old);
+        self.text.replace_range(range, with);
+        self.ends[i].1 = shift(self.ends[i].1);
+        for end in &mut self.ends[i + 1..] {
+            *end = (shift(end.0), shift(end.1));
+        }
     }
 
     /// The paragraph as text, each field on its line, ending in a newline.
     pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        for (n, v) in &self.fields {
+        let mut out = String::with_capacity(self.text.len() + 3 * self.ends.len());
+        for (n, v) in self.fields() {
             if v.starts_with('\n') {
                 let _ = writeln!(out, "{n}:{v}");
             } else {
@@ -80,12 +127,23 @@ impl Paragraph {
     }
 }
 
+/// A place in a paragraph's text, which parsing keeps under 4 GiB.
+fn offset(at: usize) -> u32 {
+    u32::try_from(at).expect("a control paragraph is smaller than 4 GiB")
+}
+
 /// Parses every paragraph of a deb822 file (a Packages index, say).
 ///
 /// Strict where a value could leak into an index: no NUL or carriage return
 /// anywhere, field names of printable ASCII only, no field twice in one
 /// paragraph (readers differ on which one counts).
 pub fn parse_all(text: &str) -> Result<Vec<Paragraph>, ParseError> {
+    if u32::try_from(text.len()).is_err() {
+        return Err(ParseError {
+            line: 1,
+            message: "a text of 4 GiB or more".into(),
+        });
+    }
     let mut out = Vec::new();
     let mut current = Paragraph::default();
     for (i, line) in text.split('\n').enumerate() {
@@ -103,19 +161,20 @@ pub fn parse_all(text: &str) -> Result<Vec<Paragraph>, ParseError> {
             });
         }
         if line.trim().is_empty() {
-            if !current.fields.is_empty() {
-                out.push(std::mem::take(&mut current));
+            if !current.ends.is_empty() {
+                out.push(std::mem::take(&mut current).shrunk());
             }
             continue;
         }
-        if line.starts_with('#') && current.fields.is_empty() {
+        if line.starts_with('#') && current.ends.is_empty() {
             continue;
         }
         if line.starts_with([' ', '\t']) {
-            match current.fields.last_mut() {
-                Some((_, v)) => {
-                    v.push('\n');
-                    v.push_str(line);
+            match current.ends.last_mut() {
+                Some((_, value_end)) => {
+                    current.text.push('\n');
+                    current.text.push_str(line);
+                    *value_end = offset(current.text.len());
                 }
                 None => {
                     return Err(ParseError {
@@ -148,12 +207,22 @@ pub fn parse_all(text: &str) -> Result<Vec<Paragraph>, ParseError> {
             });
         }
         let value = value.strip_prefix(' ').unwrap_or(value).trim_end();
-        current.fields.push((name.to_string(), value.to_string()));
+        current.set(name, value);
     }
-    if !current.fields.is_empty() {
-        out.push(current);
+    if !current.ends.is_empty() {
+        out.push(current.shrunk());
     }
     Ok(out)
+}
+
+impl Paragraph {
+    /// Without the room its text grew into as it was parsed: a build holds
+    /// one paragraph per package to its end.
+    fn shrunk(mut self) -> Paragraph {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +252,32 @@ mod tests {
         assert!(
             text.ends_with("description.\nFilename: pool/main/h/hello/hello_2.10-3_amd64.deb\n")
         );
+    }
+
+    /// A value changed or a field removed in the middle leaves every other
+    /// field as it was, before and after it.
+    #[test]
+    fn set_and_remove_in_the_middle_keep_the_others() {
+        let mut p = Paragraph::parse(CONTROL).unwrap();
+        p.set("VERSION", "2.10-3+a.much.longer.version");
+        p.set("Architecture", "all");
+        assert_eq!(p.get("version"), Some("2.10-3+a.much.longer.version"));
+        assert_eq!(p.get("Maintainer"), Some("A <a@b>"));
+        p.remove("Version");
+        p.remove("Package");
+        p.remove("Nonesuch");
+        assert_eq!(p.get("Version"), None);
+        assert_eq!(
+            p.to_text(),
+            "Architecture: all\nMaintainer: A <a@b>\nDescription: example package\n This is a long\n .\n description.\n"
+        );
+        p.remove("Description");
+        p.set("Description", "short");
+        assert_eq!(
+            p.to_text(),
+            "Architecture: all\nMaintainer: A <a@b>\nDescription: short\n"
+        );
+        assert_eq!(p, Paragraph::parse(&p.to_text()).unwrap());
     }
 
     #[test]
