@@ -875,10 +875,10 @@ fn write_indexes(
     if archs.is_empty() {
         archs.insert("amd64".into());
     }
-    let packages = render_packages(&components, &archs, jobs, results, merged, summary);
+    let dists = staging.join("dists").join(&opts.suite);
+    let indexes = write_packages(&dists, &components, &archs, jobs, results, merged, summary)?;
     summary.components = components.iter().cloned().collect();
     summary.architectures = archs.iter().cloned().collect();
-    let dists = staging.join("dists").join(&opts.suite);
     // A rebuild whose cache was accepted (same airlock, same key) takes the
     // previous build's compressed indexes where the text is the same.
     let previous = opts
@@ -886,10 +886,8 @@ fn write_indexes(
         .as_ref()
         .filter(|_| summary.cache.is_none() && summary.reused > 0)
         .map(|p| p.join("dists").join(&opts.suite));
-    let release_files = compress_indexes(packages, previous.as_deref())?;
-    for (rel, bytes) in &release_files {
-        write_file(&dists.join(rel), bytes)?;
-    }
+    compress_indexes(&dists, &indexes, previous.as_deref())?;
+    let release_files = list_indexes(&dists, &indexes)?;
     let release = render_release(
         &opts.suite,
         opts.time,
@@ -908,19 +906,25 @@ fn write_indexes(
     write_file(&dists.join("Release.gpg"), detached.as_bytes())
 }
 
-/// The text of every Packages index, by (component, architecture).
-fn render_packages(
+/// Every `Packages` index, one per component and architecture, written
+/// under `dists` a paragraph at a time (an index is megabytes: it is not
+/// held). Returns their directories under `dists` (`main/binary-amd64`).
+fn write_packages(
+    dists: &Path,
     components: &BTreeSet<String>,
     archs: &BTreeSet<String>,
     jobs: &[Job<'_>],
     results: &[Scanned],
     merged: &BTreeMap<(String, String, String), Entry>,
     summary: &mut Summary,
-) -> BTreeMap<(String, String), String> {
-    let mut packages: BTreeMap<(String, String), String> = BTreeMap::new();
+) -> Result<Vec<String>> {
+    // Each index's file, and whether a paragraph is in it yet.
+    let mut packages: BTreeMap<(String, String), (std::io::BufWriter<fs::File>, bool)> =
+        BTreeMap::new();
     for c in components {
         for a in archs {
-            packages.insert((c.clone(), a.clone()), String::new());
+            let path = dists.join(format!("{c}/binary-{a}/Packages"));
+            packages.insert((c.clone(), a.clone()), (create_file(&path)?, false));
         }
     }
     for ((name, version, _), e) in merged {
@@ -944,13 +948,14 @@ fn render_packages(
         p.set("SHA256", s.sha256.clone());
         let text = p.to_text();
         for a in archs.iter().filter(|a| e.arch == "all" || **a == e.arch) {
-            let body = packages
+            let (out, started) = packages
                 .get_mut(&(e.component.clone(), a.clone()))
                 .expect("every component/arch pair exists");
-            if !body.is_empty() {
-                body.push('\n');
+            if *started {
+                out.write_all(b"\n")?;
             }
-            body.push_str(&text);
+            out.write_all(text.as_bytes())?;
+            *started = true;
         }
         summary
             .pool_hashes
@@ -968,74 +973,111 @@ fn render_packages(
         summary.total_packages += 1;
         summary.bytes += job.file.size;
     }
-    packages
+    let mut written = Vec::new();
+    for ((c, a), (out, _)) in packages {
+        let rel = format!("{c}/binary-{a}");
+        out.into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {}", dists.join(&rel).join("Packages").display()))?;
+        written.push(rel);
+    }
+    Ok(written)
 }
 
-/// Each index plain, gzip and xz, as `(path under dists/SUITE, bytes)`:
-/// the gzip files on one thread while the xz files are made one after the
-/// other on this one (an xz encoder's tables are 6 MB; one per index at
-/// once was most of a build's peak memory). An index the previous build
-/// (`previous`: its dists/SUITE) compressed from the same text is taken
-/// from it, once its gzip and xz files are checked to expand to exactly
-/// that text: compressing is most of a rebuild's work when nothing
-/// changed.
-fn compress_indexes(
-    packages: BTreeMap<(String, String), String>,
-    previous: Option<&Path>,
-) -> Result<Vec<(String, Vec<u8>)>> {
-    let packed = |ext: &str, pack: fn(&[u8]) -> Result<Vec<u8>>| {
-        packages
-            .iter()
-            .map(|((c, a), body)| {
-                let earlier = previous.map(|p| p.join(format!("{c}/binary-{a}")));
-                match earlier_packed(earlier.as_deref(), ext, body) {
-                    Some(b) => Ok(b),
-                    None => pack(body.as_bytes()),
+/// Each index in `dists` (`indexes`: their directories there) also
+/// written gzip and xz compressed, streamed from its plain file: the gzip
+/// files on one thread while the xz files are made one after the other on
+/// this one (an xz encoder's tables are megabytes; one per index at once was
+/// most of a build's peak memory). An index the previous build (`previous`:
+/// its dists/SUITE) compressed from the same text is taken from it, once
+/// its file is checked to expand to exactly that text: compressing is most
+/// of a rebuild's work when nothing changed.
+fn compress_indexes(dists: &Path, indexes: &[String], previous: Option<&Path>) -> Result<()> {
+    let packed = |ext: &str,
+                  pack: fn(fs::File, std::io::BufWriter<fs::File>) -> Result<()>|
+     -> Result<()> {
+        for rel in indexes {
+            let text = dists.join(rel).join("Packages");
+            let to = dists.join(rel).join(format!("Packages.{ext}"));
+            let earlier = previous.map(|p| p.join(rel).join(format!("Packages.{ext}")));
+            match earlier.filter(|e| expands_to(e, ext, &text)) {
+                Some(e) => {
+                    let bytes = fs::read(&e).with_context(|| format!("reading {}", e.display()))?;
+                    write_file(&to, &bytes)?;
                 }
-            })
-            .collect::<Result<Vec<Vec<u8>>>>()
+                None => {
+                    let from = fs::File::open(&text)
+                        .with_context(|| format!("reading {}", text.display()))?;
+                    pack(from, create_file(&to)?)
+                        .with_context(|| format!("writing {}", to.display()))?;
+                }
+            }
+        }
+        Ok(())
     };
     let (gz, xz) = std::thread::scope(|scope| {
-        let gz = scope.spawn(|| packed("gz", gzip));
-        let xz = packed("xz", xz);
+        let gz = scope.spawn(|| packed("gz", |from, to| gzip_into(from, to).map(drop)));
+        let xz = packed("xz", |from, to| xz_into(from, to).map(drop));
         (gz.join().expect("gzip does not panic"), xz)
     });
-    let gz = gz.context("compressing the Packages indexes")?;
-    let xz = xz.context("compressing the Packages indexes")?;
+    gz.context("compressing the Packages indexes")?;
+    xz.context("compressing the Packages indexes")
+}
+
+/// What `Release` lists of the indexes in `dists`: each file's path there,
+/// size and SHA256.
+fn list_indexes(dists: &Path, indexes: &[String]) -> Result<Vec<IndexFile>> {
     let mut files = Vec::new();
-    // Each text moves into the list (an index's text is megabytes).
-    for ((((c, a), body), gz), xz) in packages.into_iter().zip(gz).zip(xz) {
-        let rel = format!("{c}/binary-{a}");
-        files.push((format!("{rel}/Packages"), body.into_bytes()));
-        files.push((format!("{rel}/Packages.gz"), gz));
-        files.push((format!("{rel}/Packages.xz"), xz));
+    let mut buf = vec![0u8; 1 << 16];
+    for rel in indexes {
+        for name in ["Packages", "Packages.gz", "Packages.xz"] {
+            let rel = format!("{rel}/{name}");
+            let (sha256, size) = crate::shared::manifest::sha256_file(&dists.join(&rel), &mut buf)?;
+            files.push(IndexFile { rel, size, sha256 });
+        }
     }
     Ok(files)
 }
 
-/// The previous build's `Packages.EXT` in `dir`, if it expands to exactly
-/// `body`.
-fn earlier_packed(dir: Option<&Path>, ext: &str, body: &str) -> Option<Vec<u8>> {
+/// An index file as `Release` lists it: its path under dists/SUITE, size
+/// and SHA256.
+pub struct IndexFile {
+    pub rel: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Whether the previous build's compressed index `packed` (`ext`: `gz` or
+/// `xz`) expands to exactly the plain index at `text`, compared a buffer at
+/// a time.
+fn expands_to(packed: &Path, ext: &str, text: &Path) -> bool {
     use std::io::Read;
-    let dir = dir?;
-    let name = format!("Packages.{ext}");
-    let packed = fs::read(dir.join(&name)).ok()?;
-    // Compared as it expands, a buffer at a time: the text is not held twice.
-    let mut reader: Box<dyn Read + '_> = match ext {
-        "gz" => Box::new(flate2::read::GzDecoder::new(packed.as_slice())),
-        _ => Box::new(liblzma::read::XzDecoder::new(packed.as_slice())),
+    let (Ok(packed), Ok(text)) = (fs::File::open(packed), fs::File::open(text)) else {
+        return false;
     };
-    let mut want = body.as_bytes();
-    let mut buf = [0u8; 1 << 16];
+    let mut expanded: Box<dyn Read> = match ext {
+        "gz" => Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(
+            packed,
+        ))),
+        _ => Box::new(liblzma::read::XzDecoder::new(std::io::BufReader::new(
+            packed,
+        ))),
+    };
+    let mut text = std::io::BufReader::new(text);
+    let (mut a, mut b) = ([0u8; 1 << 16], [0u8; 1 << 16]);
     loop {
-        let n = reader.read(&mut buf).ok()?;
+        let n = match expanded.read(&mut a) {
+            Ok(n) => n,
+            Err(_) => return false,
+        };
         if n == 0 {
-            break;
+            // The text must end here too.
+            return matches!(text.read(&mut b[..1]), Ok(0));
         }
-        want = want.strip_prefix(&buf[..n])?;
+        if text.read_exact(&mut b[..n]).is_err() || a[..n] != b[..n] {
+            return false;
+        }
     }
-    drop(reader);
-    want.is_empty().then_some(packed)
 }
 
 /// The cache for the next build, sealed, in the output: what each pool
@@ -1173,16 +1215,32 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
+/// A new file at `path` (its directory made), buffered for writing.
+fn create_file(path: &Path) -> Result<std::io::BufWriter<fs::File>> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let f = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(std::io::BufWriter::with_capacity(1 << 16, f))
+}
+
 /// gzip with no name and no time in the header: reproducible.
 /// gzip as the indexes use it. Changing its level (or xz's) changes the
 /// bytes a build writes: bump `CACHE_VERSION`, or a rebuild would keep an
 /// earlier build's compressed indexes.
 pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
+    gzip_into(data, Vec::new())
+}
+
+/// [`gzip`] from a reader into a writer (returned, all written to it).
+pub fn gzip_into<W: Write>(mut from: impl std::io::Read, to: W) -> Result<W> {
     let mut enc = flate2::GzBuilder::new()
         .mtime(0)
-        .write(Vec::new(), flate2::Compression::best());
-    enc.write_all(data)?;
-    Ok(enc.finish()?)
+        .write(to, flate2::Compression::best());
+    std::io::copy(&mut from, &mut enc)?;
+    let mut to = enc.finish()?;
+    to.flush()?;
+    Ok(to)
 }
 
 /// xz, preset 0, CRC64. The repository is read from a disc or a local
@@ -1193,9 +1251,16 @@ pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
 /// on the 1.5 MB index of 1,351 packages preset 3 took 0.20 s and 18 MB,
 /// preset 6 (xz's default) twice that time.
 pub fn xz(data: &[u8]) -> Result<Vec<u8>> {
-    let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 0);
-    enc.write_all(data)?;
-    Ok(enc.finish()?)
+    xz_into(data, Vec::new())
+}
+
+/// [`xz`] from a reader into a writer (returned, all written to it).
+pub fn xz_into<W: Write>(mut from: impl std::io::Read, to: W) -> Result<W> {
+    let mut enc = liblzma::write::XzEncoder::new(to, 0);
+    std::io::copy(&mut from, &mut enc)?;
+    let mut to = enc.finish()?;
+    to.flush()?;
+    Ok(to)
 }
 
 /// The `Release` file: fields, then `SHA256:` lines ` <hash> <size> <path>`.
@@ -1204,7 +1269,7 @@ pub fn render_release(
     time: i64,
     architectures: &[String],
     components: &[String],
-    files: &[(String, Vec<u8>)],
+    files: &[IndexFile],
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Origin: airlock");
@@ -1221,18 +1286,13 @@ pub fn render_release(
     let _ = writeln!(out, "SHA256:");
     let width = files
         .iter()
-        .map(|(_, b)| b.len().to_string().len())
+        .map(|f| f.size.to_string().len())
         .max()
         .unwrap_or(1);
-    let mut sorted: Vec<&(String, Vec<u8>)> = files.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    for (path, bytes) in sorted {
-        let _ = writeln!(
-            out,
-            " {} {:>width$} {path}",
-            hex(&sha2::Sha256::digest(bytes)),
-            bytes.len()
-        );
+    let mut sorted: Vec<&IndexFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.rel.cmp(&b.rel));
+    for f in sorted {
+        let _ = writeln!(out, " {} {:>width$} {}", f.sha256, f.size, f.rel);
     }
     out
 }
@@ -1756,9 +1816,14 @@ mod tests {
 
     #[test]
     fn release_lists_hash_size_path_in_that_order() {
+        let listed = |rel: &str, bytes: &[u8]| IndexFile {
+            rel: rel.to_string(),
+            size: bytes.len() as u64,
+            sha256: hex(&sha2::Sha256::digest(bytes)),
+        };
         let files = vec![
-            ("main/binary-amd64/Packages".to_string(), b"abc".to_vec()),
-            ("main/binary-amd64/Packages.gz".to_string(), vec![0u8; 1234]),
+            listed("main/binary-amd64/Packages", b"abc"),
+            listed("main/binary-amd64/Packages.gz", &[0u8; 1234]),
         ];
         let r = render_release("1.7_x86-64", 0, &["amd64".into()], &["main".into()], &files);
         assert!(r.contains("Date: Thu, 01 Jan 1970 00:00:00 UTC\n"));
@@ -1775,6 +1840,30 @@ mod tests {
             "non-free"
         );
         assert_eq!(component_of("pool/foo_1_amd64.deb"), "main");
+    }
+
+    /// A previous build's compressed index is taken only when it expands
+    /// to exactly the new text: not to a part of it (a package added at
+    /// the end of the index), not to more.
+    #[test]
+    fn an_earlier_index_must_expand_to_exactly_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("Packages");
+        let old = b"Package: a\n".to_vec();
+        let longer = b"Package: a\n\nPackage: b\n".to_vec();
+        for (ext, pack) in [("gz", gzip as fn(&[u8]) -> Result<Vec<u8>>), ("xz", xz)] {
+            let packed = dir.path().join(format!("Packages.{ext}"));
+            fs::write(&packed, pack(&old).unwrap()).unwrap();
+            fs::write(&text, &old).unwrap();
+            assert!(expands_to(&packed, ext, &text), "{ext}: the same text");
+            fs::write(&text, &longer).unwrap();
+            assert!(!expands_to(&packed, ext, &text), "{ext}: a longer text");
+            fs::write(&packed, pack(&longer).unwrap()).unwrap();
+            fs::write(&text, &old).unwrap();
+            assert!(!expands_to(&packed, ext, &text), "{ext}: a shorter text");
+            fs::write(&packed, b"not compressed").unwrap();
+            assert!(!expands_to(&packed, ext, &text), "{ext}: not {ext}");
+        }
     }
 
     #[test]
