@@ -4,8 +4,6 @@
 //! paragraph verbatim, read a few fields and append `Filename`/`Size`/`SHA256`,
 //! and the crate's reader pulls in much more than that (see README, Choices).
 
-use std::fmt::Write as _;
-
 /// One control paragraph: fields in the order they were written.
 ///
 /// Held as one string with the fields' bounds, not a string per name and
@@ -113,17 +111,23 @@ impl Paragraph {
         }
     }
 
-    /// The paragraph as text, each field on its line, ending in a newline.
+    /// The paragraph as text, each field on its line, ending in a newline
+    /// (what it displays as).
     pub fn to_text(&self) -> String {
-        let mut out = String::with_capacity(self.text.len() + 3 * self.ends.len());
+        self.to_string()
+    }
+}
+
+impl std::fmt::Display for Paragraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (n, v) in self.fields() {
             if v.starts_with('\n') {
-                let _ = writeln!(out, "{n}:{v}");
+                writeln!(f, "{n}:{v}")?;
             } else {
-                let _ = writeln!(out, "{n}: {v}");
+                writeln!(f, "{n}: {v}")?;
             }
         }
-        out
+        Ok(())
     }
 }
 

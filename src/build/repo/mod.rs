@@ -327,7 +327,10 @@ struct Job<'a> {
     file: &'a MediaFile,
     /// Where to put the bytes in the new pool (first occurrence of a path).
     dest: Option<PathBuf>,
+    /// What the cache knew of it, until it is scanned.
     cached: Option<CacheEntry>,
+    /// Whether the cache knew it (and the scan took what it knew).
+    reused: bool,
     /// The SHA256 the disc's own index lists for it.
     listed: Option<String>,
 }
@@ -336,7 +339,7 @@ impl Job<'_> {
     /// Whether this build reads the whole file (not taken from the cache,
     /// not only peeked at).
     fn is_read(&self, opts: &Options) -> bool {
-        self.cached.is_none() && !(opts.peek && self.listed.is_some())
+        !(self.reused || opts.peek && self.listed.is_some())
     }
 }
 
@@ -400,7 +403,7 @@ impl std::io::Write for Hmac {
 
 /// The seal of a cache's entries: the MAC of their compact JSON, computed
 /// as it is written out (a cache of 2,500 packages is 6 MB of JSON).
-fn entries_mac(seal: &[u8; 32], entries: &[CacheEntry]) -> Result<String> {
+fn entries_mac<E: Serialize>(seal: &[u8; 32], entries: &[E]) -> Result<String> {
     let mut h = Hmac::new(seal);
     serde_json::to_writer(&mut h, entries)?;
     Ok(hex(&h.finish()))
@@ -460,7 +463,7 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
             .collect(),
         ..Summary::default()
     };
-    let jobs = plan_jobs(
+    let mut jobs = plan_jobs(
         opts,
         &media,
         &indexes,
@@ -469,20 +472,24 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
         &mut summary,
     );
     // Every file as the cache knew it and nothing else: the cache can stay.
-    let unchanged = cache.is_empty() && jobs.iter().all(|j| j.cached.is_some());
+    let unchanged = cache.is_empty() && jobs.iter().all(|j| j.reused);
     drop(cache);
     check_index_is_complete(&media, &indexes)?;
     let results = scan_all(&media, &jobs, opts)?;
+    // What the cache knew is in the results now (its copy is megabytes).
+    for job in &mut jobs {
+        job.cached = None;
+    }
     summary.hashed_bytes = jobs
         .iter()
         .filter(|j| j.is_read(opts))
         .map(|j| j.file.size)
         .sum();
-    summary.reused = jobs.iter().filter(|j| j.cached.is_some()).count();
+    summary.reused = jobs.iter().filter(|j| j.reused).count();
     if opts.previous.is_some() && !opts.adopt {
         summary.linked = jobs
             .iter()
-            .filter(|j| j.cached.is_some() && j.dest.is_some())
+            .filter(|j| j.reused && j.dest.is_some())
             .map(|j| j.file.path.clone())
             .collect();
     }
@@ -630,6 +637,7 @@ fn plan_jobs<'a>(
                 disc: d,
                 file: f,
                 dest,
+                reused: cached.is_some(),
                 cached,
                 listed: listed_sha.cloned(),
             });
@@ -844,7 +852,7 @@ fn remove_duplicate_files(
     for job in jobs {
         if let Some(dest) = &job.dest
             && !kept.contains(job.file.path.as_str())
-            && !(opts.adopt && job.cached.is_some())
+            && !(opts.adopt && job.reused)
         {
             fs::remove_file(dest)
                 .with_context(|| format!("removing the duplicate {}", dest.display()))?;
@@ -1081,31 +1089,58 @@ fn expands_to(packed: &Path, ext: &str, text: &Path) -> bool {
 }
 
 /// The cache for the next build, sealed, in the output: what each pool
-/// file is now.
+/// file is now. Written from what the build holds, not copied into
+/// entries first (every control paragraph is megabytes in all).
 fn write_cache(
     opts: &Options,
     seal: &[u8; 32],
     jobs: &[Job<'_>],
     results: &[Scanned],
 ) -> Result<()> {
-    let entries: Vec<CacheEntry> = jobs
+    let mut entries: Vec<CacheEntryOut<'_>> = jobs
         .iter()
         .zip(results)
-        .map(|(job, s)| CacheEntry {
-            disc: opts.discs[job.disc].0.clone(),
-            path: job.file.path.clone(),
+        .map(|(job, s)| CacheEntryOut {
+            disc: &opts.discs[job.disc].0,
+            path: &job.file.path,
             size: job.file.size,
             mtime: job.file.mtime,
             ctime: job.file.ctime,
             ident: job.file.ident,
-            pool: None,
-            sha256: s.sha256.clone(),
-            control: s.control.to_text(),
+            pool: FileIdentity::of(&opts.out.join(&job.file.path)),
+            sha256: &s.sha256,
+            control: &s.control,
             control_digest: s.control_digest.as_ref().map(|d| hex(d)),
-            checked_in: s.checked_in.clone(),
+            checked_in: s.checked_in.as_deref(),
         })
         .collect();
-    save_cache(&opts.out, &opts.out.join(CACHE_FILE), seal, entries)
+    entries.sort_by(|a, b| (a.disc, a.path).cmp(&(b.disc, b.path)));
+    write_cache_file(&opts.out.join(CACHE_FILE), seal, &entries)
+}
+
+/// A [`CacheEntry`] as a build writes it from what it holds: serialized
+/// exactly as one (the seal is over those bytes), borrowing.
+#[derive(Serialize)]
+struct CacheEntryOut<'a> {
+    disc: &'a str,
+    path: &'a str,
+    size: u64,
+    mtime: i64,
+    ctime: i64,
+    ident: u64,
+    pool: Option<FileIdentity>,
+    sha256: &'a str,
+    #[serde(serialize_with = "paragraph_text")]
+    control: &'a Paragraph,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    control_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checked_in: Option<&'a str>,
+}
+
+/// A paragraph as the string [`Paragraph::to_text`] gives, streamed.
+fn paragraph_text<S: serde::Serializer>(p: &&Paragraph, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(*p)
 }
 
 /// Writes a cache for the repository at `repo`, naming each pool file as it
@@ -1119,15 +1154,23 @@ fn save_cache(
     for e in &mut entries {
         e.pool = FileIdentity::of(&repo.join(&e.path));
     }
-    write_cache_file(path, seal, entries)
+    entries.sort_by(|a, b| (&a.disc, &a.path).cmp(&(&b.disc, &b.path)));
+    write_cache_file(path, seal, &entries)
 }
 
-/// Writes the cache file at `path`, sealed with `seal`; atomically.
-fn write_cache_file(path: &Path, seal: &[u8; 32], mut entries: Vec<CacheEntry>) -> Result<()> {
-    entries.sort_by(|a, b| (&a.disc, &a.path).cmp(&(&b.disc, &b.path)));
-    let file = CacheFile {
+/// Writes the cache file at `path` of `entries` (in their order: by disc,
+/// then path), sealed with `seal`; atomically.
+fn write_cache_file<E: Serialize>(path: &Path, seal: &[u8; 32], entries: &[E]) -> Result<()> {
+    /// [`CacheFile`] as written.
+    #[derive(Serialize)]
+    struct CacheFileOut<'a, E> {
+        version: u32,
+        mac: String,
+        entries: &'a [E],
+    }
+    let file = CacheFileOut {
         version: CACHE_VERSION,
-        mac: entries_mac(seal, &entries)?,
+        mac: entries_mac(seal, entries)?,
         entries,
     };
     let tmp = path.with_extension("json.airlock-new");
@@ -1183,7 +1226,9 @@ pub fn refresh_linked(
             e.pool = Some(now);
         }
     }
-    write_cache_file(cache, &seal, file.entries)
+    let mut entries = file.entries;
+    entries.sort_by(|a, b| (&a.disc, &a.path).cmp(&(&b.disc, &b.path)));
+    write_cache_file(cache, &seal, &entries)
 }
 
 const CACHE_VERSION: u32 = 4;
