@@ -23,7 +23,7 @@ use crate::shared::manifest::{self, MODES, Report, SUMS, Trust};
 use crate::shared::{tarform, timefmt, volumes};
 
 /// The runner's path in a bundle.
-pub const RUNNER: &str = "bin/airlock-firstboot";
+pub use crate::shared::manifest::RUNNER;
 
 /// What `completeness` says when the bundle cannot be checked (why follows).
 pub const NOT_CHECKED: &str = "not checked";

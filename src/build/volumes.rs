@@ -21,7 +21,7 @@ use crate::build::bundle::{render_modes, render_sums};
 use crate::build::sign::Signers;
 use crate::shared::delta::{self, BASE, BASE_SIG};
 use crate::shared::keyring;
-use crate::shared::manifest::{self, MODES, SUMS, SUMS_SIG};
+use crate::shared::manifest::{self, MODES, RUNNER, SUMS, SUMS_SIG};
 use crate::shared::staging::Staging;
 use crate::shared::volumes::{Entry, TABLE, TABLE_SIG, Table, WHOLE, sha256};
 
@@ -60,8 +60,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?}: a volume size must be between 512K and 16E"))
 }
 
-/// The runner, in every volume.
-const RUNNER: &str = "bin/airlock-firstboot";
 /// The smallest volume accepted.
 const MIN_SIZE: u64 = 512 << 10;
 /// An ISO 9660 sector.

@@ -26,6 +26,8 @@ pub const SUMS: &str = "SHA256SUMS";
 pub const MODES: &str = "MODES";
 /// Its signature.
 pub const SUMS_SIG: &str = "SHA256SUMS.gpg";
+/// The `airlock-firstboot` runner a bundle carries for its VMs.
+pub const RUNNER: &str = "bin/airlock-firstboot";
 
 /// SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path, buf: &mut [u8]) -> Result<(String, u64)> {

@@ -311,7 +311,7 @@ fn rel(p: &str) -> &str {
 /// The runner and its unit, started at every boot.
 fn install_runner(root: &Path, bundle: &Path) -> Result<Vec<String>> {
     let mut w = RootWriter::new(root);
-    let bin = fs::read(bundle.join("bin/airlock-firstboot"))?;
+    let bin = fs::read(bundle.join(crate::shared::manifest::RUNNER))?;
     w.write(rel(paths::RUNNER), &bin, 0o755)?;
     w.write(
         rel(paths::UNIT),

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::shared::delta;
 use crate::shared::keyring::{Keyring, PUBLIC_GPG_FILE};
-use crate::shared::manifest::{MODES, SUMS, SUMS_SIG, Trust, parse_manifest};
+use crate::shared::manifest::{MODES, RUNNER, SUMS, SUMS_SIG, Trust, parse_manifest};
 use crate::shared::paths;
 use crate::shared::staging::Staging;
 use crate::shared::volumes::sha256;
@@ -33,14 +33,11 @@ use crate::shared::writer::{RootWriter, Writer, create_dirs};
 use crate::vm::engine::under;
 use crate::vm::prepare::{Modes, copy_tree, relative_target, replace_with_symlink};
 
-/// The bundle's runner, `airlock-firstboot`.
-pub const RUNNER_FILE: &str = "bin/airlock-firstboot";
-
 /// What a VM keeps of a bundle besides its manifest and signature: the
 /// repository, the vendor disc, the modes, the archive key and the
 /// runner. Payloads and seeds hold every host's secrets: clones do not
 /// keep them.
-pub const KEPT: [&str; 5] = ["repo/", "vendor/", MODES, PUBLIC_GPG_FILE, RUNNER_FILE];
+pub const KEPT: [&str; 5] = ["repo/", "vendor/", MODES, PUBLIC_GPG_FILE, RUNNER];
 
 /// The links into the current bundle, and what they point at.
 const LINKS: [(&str, &str); 2] = [(paths::REPO_ROOT, "repo"), (paths::VENDOR_DIR, "vendor")];
@@ -130,11 +127,11 @@ pub fn keep_bundle(root: &Path, bundle: &Path) -> Result<Vec<String>> {
         Modes::Public,
     )?;
     let mut w = RootWriter::new(stage.path());
-    for name in [SUMS, SUMS_SIG, MODES, PUBLIC_GPG_FILE, RUNNER_FILE] {
+    for name in [SUMS, SUMS_SIG, MODES, PUBLIC_GPG_FILE, RUNNER] {
         let from = bundle.join(name);
         if from.is_file() {
             let bytes = fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
-            let mode = if name == RUNNER_FILE { 0o755 } else { 0o644 };
+            let mode = if name == RUNNER { 0o755 } else { 0o644 };
             w.write(name, &bytes, mode)?;
         }
     }
@@ -566,9 +563,9 @@ fn key_names(keyring: &Keyring) -> Vec<String> {
 /// before bundles kept their runner has it in neither when it did not
 /// change).
 fn keep_for(kept_dir: &Path, delta_dir: &Path) -> Vec<&'static str> {
-    let has_runner = kept_dir.join(RUNNER_FILE).is_file() || delta_dir.join(RUNNER_FILE).is_file();
+    let has_runner = kept_dir.join(RUNNER).is_file() || delta_dir.join(RUNNER).is_file();
     KEPT.into_iter()
-        .filter(|p| *p != RUNNER_FILE || has_runner)
+        .filter(|p| *p != RUNNER || has_runner)
         .collect()
 }
 
@@ -635,7 +632,7 @@ fn adopt(root: &Path, out: &Path) -> Result<Adopted> {
     let keyring_bytes = fs::read(out.join(PUBLIC_GPG_FILE))
         .with_context(|| format!("reading {}", out.join(PUBLIC_GPG_FILE).display()))?;
     let keyring = own_keyring(out, &keyring_bytes)?;
-    let runner = match out.join(RUNNER_FILE) {
+    let runner = match out.join(RUNNER) {
         p if p.is_file() => Some(fs::read(&p).with_context(|| format!("reading {}", p.display()))?),
         _ => None,
     };
@@ -759,12 +756,12 @@ mod tests {
         let (kept, delta) = (dir.path().join("kept"), dir.path().join("delta"));
         fs::create_dir_all(kept.join("bin")).unwrap();
         fs::create_dir_all(delta.join("bin")).unwrap();
-        let without: Vec<&str> = KEPT.into_iter().filter(|p| *p != RUNNER_FILE).collect();
+        let without: Vec<&str> = KEPT.into_iter().filter(|p| *p != RUNNER).collect();
         assert_eq!(keep_for(&kept, &delta), without);
-        fs::write(delta.join(RUNNER_FILE), "new").unwrap();
+        fs::write(delta.join(RUNNER), "new").unwrap();
         assert_eq!(keep_for(&kept, &delta), KEPT);
-        fs::remove_file(delta.join(RUNNER_FILE)).unwrap();
-        fs::write(kept.join(RUNNER_FILE), "old").unwrap();
+        fs::remove_file(delta.join(RUNNER)).unwrap();
+        fs::write(kept.join(RUNNER), "old").unwrap();
         assert_eq!(keep_for(&kept, &delta), KEPT);
     }
 

@@ -599,7 +599,7 @@ fn write_fixed_files(
     plan: &Plan,
     runner: &[u8],
 ) -> Result<()> {
-    w.write("bin/airlock-firstboot", runner, 0o755)?;
+    w.write(crate::shared::manifest::RUNNER, runner, 0o755)?;
     w.write(sign::PUBLIC_GPG_FILE, &opts.key.public_binary()?, 0o644)?;
     w.write(
         sign::PUBLIC_ASC_FILE,
