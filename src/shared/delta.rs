@@ -256,15 +256,8 @@ pub fn open(
 /// then names what is wrong (a wrong base with both hashes).
 pub fn base_trust(base: &Path, given: &[PathBuf]) -> Option<Trust> {
     given_volumes(given).ok()??;
-    let meta = fs::metadata(base).ok()?;
-    let tar = match meta.is_file() {
-        true => Some(TarBase::read_head(base).ok()?),
-        false => None,
-    };
-    let sums = match &tar {
-        Some(t) => t.head.get(SUMS)?.clone(),
-        None => read_head(base, SUMS).ok()??,
-    };
+    let (tar, sums) = BaseBundle::open(base).ok()?;
+    let sums = sums?;
     let bundle = BaseBundle {
         dir: base.to_path_buf(),
         tar,
@@ -431,6 +424,24 @@ struct BaseBundle {
 }
 
 impl BaseBundle {
+    /// `dir` (a bundle directory or tar) as a base, unchecked: its tar's
+    /// head when it is a tar, and its `SHA256SUMS` when it has one.
+    fn open(dir: &Path) -> Result<(Option<TarBase>, Option<Vec<u8>>)> {
+        let tar = match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => None,
+            Ok(m) if m.is_file() => Some(TarBase::read_head(dir)?),
+            _ => bail!(
+                "{}: cannot read it; the base is the earlier bundle's directory or its tar (`airlock build --tar`)",
+                dir.display()
+            ),
+        };
+        let sums = match &tar {
+            Some(t) => t.head.get(SUMS).cloned(),
+            None => read_head(dir, SUMS)?,
+        };
+        Ok((tar, sums))
+    }
+
     /// Reads the base at `dir` (a bundle directory or tar), which must be
     /// the bundle `want` names (or already the new bundle, `new`): refused
     /// with both hashes named otherwise.
@@ -441,18 +452,7 @@ impl BaseBundle {
                 dir.display()
             );
         }
-        let tar = match fs::metadata(dir) {
-            Ok(m) if m.is_dir() => None,
-            Ok(m) if m.is_file() => Some(TarBase::read_head(dir)?),
-            _ => bail!(
-                "{}: cannot read it; the base is the earlier bundle's directory or its tar (`airlock build --tar`)",
-                dir.display()
-            ),
-        };
-        let sums = match &tar {
-            Some(t) => Some(t.head[SUMS].clone()),
-            None => read_head(dir, SUMS)?,
-        };
+        let (tar, sums) = Self::open(dir)?;
         let Some(sums) = sums else {
             bail!(
                 "missing base: {} holds no {SUMS}; the delta {} applies to the bundle whose {SUMS} has sha256 {}. Give that bundle's directory or tar",
