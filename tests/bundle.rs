@@ -816,6 +816,13 @@ fn a_tar_without_a_directory_is_the_same_tar_and_checks_every_package() {
         run.stderr
     );
     assert!(run.stderr.contains(".deb"), "{}", run.stderr);
+    // It names the package that failed, and only that one.
+    assert_eq!(
+        run.stderr.matches("adding repo/pool/").count(),
+        1,
+        "{}",
+        run.stderr
+    );
     assert_eq!(names(), before, "nothing left");
     assert!(read("ni.tar") == tar_was && read(".ni.tar.airlock-repo-cache.json") == cache_was);
     flip_byte(&iso, data + 60 + 40);

@@ -160,8 +160,15 @@ pub fn write_tar_entries(
                     .with_context(|| format!("{rel} is not in {MODES}"))?,
             };
             let (size, source) = &entries[&rel];
-            add_entry(&mut tw, &rel, mode, *size, source, placer.as_ref(), &bar)
+            // A package that failed in the placer names itself.
+            if let Some(placer) = &placer {
+                placer.failed()?;
+            }
+            let left = add_entry(&mut tw, &rel, mode, *size, source, placer.is_some(), &bar)
                 .with_context(|| format!("adding {rel}"))?;
+            if let (Some(placer), Some(copied)) = (&placer, left) {
+                placer.place(copied)?;
+            }
         }
         tw.finish()?.finish()?;
         if let Some(placer) = placer {
@@ -199,21 +206,23 @@ pub fn write_tar_entries(
 /// whole buffers; through a plain one, 8 KiB at a time).
 const CHUNK: usize = 1 << 20;
 
-/// One file into the tar from its source.
+/// One file into the tar from its source. With `place`, a disc's package
+/// is only given its header and room: it is returned, to be placed.
 fn add_entry<'a>(
     tw: &mut tarform::TarWriter<Sink>,
     rel: &str,
     mode: u32,
     size: u64,
     source: &Source<'a>,
-    placer: Option<&Placer<'a>>,
+    place: bool,
     bar: &indicatif::ProgressBar,
-) -> Result<()> {
+) -> Result<Option<Copied<'a>>> {
     let (medium, file, sha256, control, unchanged) = match source {
         Source::File(path) => {
             let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
             let data = BufReader::with_capacity(CHUNK, bar.wrap_read(f));
-            return Ok(tw.file(rel, mode, size, data)?);
+            tw.file(rel, mode, size, data)?;
+            return Ok(None);
         }
         Source::Disc {
             medium,
@@ -232,11 +241,11 @@ fn add_entry<'a>(
         at: 0,
         unchanged,
     };
-    let Some(placer) = placer else {
+    if !place {
         let (got, deb) = copy_hashed(tw, rel, mode, size, medium.reader(file)?, bar)?;
-        return copied.verdict(got, deb);
-    };
-    placer.failed()?;
+        copied.verdict(got, deb)?;
+        return Ok(None);
+    }
     // The bytes are left to the placer: the tar goes on after them.
     tw.file_from(rel, mode, size, |sink| {
         let mut out = sink.file()?;
@@ -244,7 +253,7 @@ fn add_entry<'a>(
         out.seek(std::io::SeekFrom::Current(size as i64))?;
         Ok(size)
     })?;
-    placer.place(copied)
+    Ok(Some(copied))
 }
 
 /// The tar being written: plain, where a disc's packages are copied by
