@@ -79,13 +79,16 @@ impl Paragraph {
         let value = value.into();
         match self.find(name) {
             Some((i, old)) => self.splice(i, old, &value),
-            None => {
-                self.text.push_str(name);
-                let name_end = offset(self.text.len());
-                self.text.push_str(&value);
-                self.ends.push((name_end, offset(self.text.len())));
-            }
+            None => self.push(name, &value),
         }
+    }
+
+    /// Appends a field (the caller knows `name` is not there yet).
+    fn push(&mut self, name: &str, value: &str) {
+        self.text.push_str(name);
+        let name_end = offset(self.text.len());
+        self.text.push_str(value);
+        self.ends.push((name_end, offset(self.text.len())));
     }
 
     /// Removes `name` if present.
@@ -211,7 +214,7 @@ pub fn parse_all(text: &str) -> Result<Vec<Paragraph>, ParseError> {
             });
         }
         let value = value.strip_prefix(' ').unwrap_or(value).trim_end();
-        current.set(name, value);
+        current.push(name, value);
     }
     if !current.ends.is_empty() {
         out.push(current.shrunk());
