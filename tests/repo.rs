@@ -767,10 +767,11 @@ fn a_rebuild_takes_over_the_previous_pool() {
 
 /// A rebuild with nothing changed takes the previous compressed indexes
 /// (compressing is most of its work) and gives the bytes a fresh build
-/// gives; a previous compressed index that does not expand to the same text
-/// is made again, never copied.
+/// gives; a previous compressed index that is not what the sealed cache
+/// says that build wrote is made again, never copied, even when the cache
+/// is edited to name it.
 #[test]
-fn a_rebuild_reuses_compressed_indexes_only_when_they_expand_to_the_same_text() {
+fn a_rebuild_reuses_compressed_indexes_only_as_its_sealed_cache_recorded_them() {
     let site = Site::new();
     let disc = site.path("main");
     make_disc(&disc, &main_pkgs());
@@ -810,6 +811,35 @@ fn a_rebuild_reuses_compressed_indexes_only_when_they_expand_to_the_same_text() 
         tree(&site.path("repo/dists")),
         tree(&site.path("fresh/dists")),
         "a rebuild gives what a fresh build gives"
+    );
+
+    // The same, with the cache edited to name the other file: its seal no
+    // longer holds, so nothing of it is taken.
+    fs::write(index.join("Packages.xz"), &other).unwrap();
+    let cache = site.path("repo/.airlock-cache.json");
+    let mut c: serde_json::Value = serde_json::from_slice(&fs::read(&cache).unwrap()).unwrap();
+    let forged = airlock::shared::hex(&<sha2::Sha256 as sha2::Digest>::digest(&other));
+    let listed = c["indexes"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|i| i["rel"] == "main/binary-amd64")
+        .expect("the cache records the index");
+    listed["xz"] = forged.into();
+    fs::write(&cache, serde_json::to_vec(&c).unwrap()).unwrap();
+    let forged_run = build("repo");
+    assert_eq!(forged_run["reused"], 0, "{forged_run}");
+    assert!(
+        forged_run["cache"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("seal"),
+        "{forged_run}"
+    );
+    assert_ne!(fs::read(index.join("Packages.xz")).unwrap(), other);
+    assert_eq!(
+        tree(&site.path("repo/dists")),
+        tree(&site.path("fresh/dists"))
     );
 }
 
