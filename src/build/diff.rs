@@ -141,9 +141,18 @@ pub fn diff(old: &Opened, new: &Opened) -> Result<Diff> {
     let runner = RunnerDiff {
         old_version: old.runner.as_ref().and_then(|r| r.version.clone()),
         new_version: new.runner.as_ref().and_then(|r| r.version.clone()),
-        old_sha256: old.sums.get(inspect::RUNNER).cloned().unwrap_or_default(),
-        new_sha256: new.sums.get(inspect::RUNNER).cloned().unwrap_or_default(),
-        changed: old.sums.get(inspect::RUNNER) != new.sums.get(inspect::RUNNER),
+        old_sha256: old
+            .sums
+            .get(crate::shared::manifest::RUNNER)
+            .cloned()
+            .unwrap_or_default(),
+        new_sha256: new
+            .sums
+            .get(crate::shared::manifest::RUNNER)
+            .cloned()
+            .unwrap_or_default(),
+        changed: old.sums.get(crate::shared::manifest::RUNNER)
+            != new.sums.get(crate::shared::manifest::RUNNER),
     };
     Ok(Diff {
         old: side(old)?,

@@ -19,11 +19,8 @@ use sha2::{Digest, Sha256};
 use crate::build::sbom::{self, Bom};
 use crate::shared::inventory::Inventory;
 use crate::shared::keyring::{self, Keyring};
-use crate::shared::manifest::{self, MODES, Report, SUMS, Trust};
+use crate::shared::manifest::{self, MODES, RUNNER, Report, SUMS, Trust};
 use crate::shared::{tarform, timefmt, volumes};
-
-/// The runner's path in a bundle.
-pub use crate::shared::manifest::RUNNER;
 
 /// What `completeness` says when the bundle cannot be checked (why follows).
 pub const NOT_CHECKED: &str = "not checked";

@@ -256,8 +256,8 @@ fn add_entry<'a>(
     Ok(Some(copied))
 }
 
-/// The tar being written: plain, where a disc's packages are copied by
-/// the kernel, or gzip compressed.
+/// The tar being written: plain, where the placer writes a disc's
+/// packages at their places, or gzip compressed.
 enum Sink {
     Plain(std::io::BufWriter<fs::File>),
     Gz(Box<flate2::write::GzEncoder<std::io::BufWriter<fs::File>>>),

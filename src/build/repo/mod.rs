@@ -171,9 +171,9 @@ pub struct Summary {
     /// build's cache checks ([`refresh_linked`]).
     #[serde(skip)]
     pub linked: BTreeSet<String>,
-    /// What this build wrote of each index, for its cache.
+    /// The index files as `Release` lists them, for the cache.
     #[serde(skip)]
-    pub index_sums: Vec<IndexSums>,
+    pub index_files: Vec<IndexFile>,
     #[serde(skip)]
     pub disc_images: Vec<Option<String>>,
     /// (disc role, control paragraph) of every package in the repository,
@@ -308,7 +308,7 @@ struct CacheFile {
     mac: String,
     entries: Vec<CacheEntry>,
     #[serde(default)]
-    indexes: Vec<IndexSums>,
+    indexes: Vec<IndexFile>,
 }
 
 type CacheKey = (String, String, u64, i64, i64, u64);
@@ -406,30 +406,18 @@ impl std::io::Write for Hmac {
     }
 }
 
-/// The seal of a cache's entries and index sums: the MAC of their compact
+/// The seal of a cache's entries and index files: the MAC of their compact
 /// JSON, computed as it is written out (a cache of 2,500 packages is 6 MB
 /// of JSON).
 fn entries_mac<E: Serialize>(
     seal: &[u8; 32],
     entries: &[E],
-    indexes: &[IndexSums],
+    indexes: &[IndexFile],
 ) -> Result<String> {
     let mut h = Hmac::new(seal);
     serde_json::to_writer(&mut h, entries)?;
     serde_json::to_writer(&mut h, indexes)?;
     Ok(hex(&h.finish()))
-}
-
-/// What a build wrote of one index (`main/binary-amd64`): the SHA256 of its
-/// text and of its gzip and xz files. The next build takes those files
-/// unread when its text hashes the same and they still hash so (the cache's
-/// seal vouches that this build made them from that text).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct IndexSums {
-    rel: String,
-    text: String,
-    gz: String,
-    xz: String,
 }
 
 /// The key that seals the cache: derived from the signing keys' secrets,
@@ -541,7 +529,7 @@ pub fn build(opts: &Options, key: &Signers) -> Result<Summary> {
     }
     if !cache_kept {
         // The cache names the pool files as they are now, in place.
-        write_cache(opts, &seal, &jobs, &results, &summary.index_sums)?;
+        write_cache(opts, &seal, &jobs, &results, &summary.index_files)?;
     }
     // The controls move into the catalog: nothing needs them here any more.
     let mut controls: Vec<Option<Paragraph>> =
@@ -884,8 +872,7 @@ fn remove_duplicate_files(
     Ok(())
 }
 
-/// `Packages` per component and architecture; returns their directories
-/// under dists/SUITE (`main/binary-amd64`).
+/// `Packages` per component and architecture, as `Release` lists them.
 fn write_indexes(
     opts: &Options,
     staging: &Path,
@@ -893,7 +880,7 @@ fn write_indexes(
     results: &[Scanned],
     merged: &BTreeMap<(String, String, String), Entry>,
     summary: &mut Summary,
-) -> Result<Vec<String>> {
+) -> Result<Vec<IndexFile>> {
     let mut components: BTreeSet<String> = opts.components.iter().cloned().collect();
     let mut archs: BTreeSet<String> = opts.architectures.iter().cloned().collect();
     for e in merged.values() {
@@ -912,17 +899,17 @@ fn write_indexes(
     Ok(indexes)
 }
 
-/// The `Packages` files of `indexes` also gzip and xz compressed, then
-/// `Release`, `InRelease` and `Release.gpg`. A rebuild whose cache was
-/// accepted (same airlock, same key) takes the previous build's compressed
-/// files where the text is the same (`known`: what the cache says that
-/// build wrote).
+/// The `Packages` files `indexes` (as written) also gzip and xz
+/// compressed, then `Release`, `InRelease` and `Release.gpg`. A rebuild
+/// whose cache was accepted (same airlock, same key) takes the previous
+/// build's compressed files where the text is the same (`known`: what the
+/// cache says that build's `Release` listed).
 fn sign_indexes(
     opts: &Options,
     key: &Signers,
     staging: &Path,
-    indexes: &[String],
-    known: &[IndexSums],
+    indexes: &[IndexFile],
+    known: &[IndexFile],
     summary: &mut Summary,
 ) -> Result<()> {
     let dists = staging.join("dists").join(&opts.suite);
@@ -932,9 +919,8 @@ fn sign_indexes(
         .filter(|_| summary.cache.is_none() && summary.reused > 0)
         .map(|p| p.join("dists").join(&opts.suite));
     let earlier = previous.as_deref().map(|p| (p, known));
-    compress_indexes(&dists, indexes, earlier)?;
-    let release_files = list_indexes(&dists, indexes)?;
-    summary.index_sums = index_sums(&release_files);
+    let mut release_files = compress_indexes(&dists, indexes, earlier)?;
+    release_files.extend_from_slice(indexes);
     let release = render_release(
         &opts.suite,
         opts.time,
@@ -950,12 +936,14 @@ fn sign_indexes(
     let detached = key
         .detached_armored(release.as_bytes(), opts.time)
         .context("signing Release.gpg")?;
-    write_file(&dists.join("Release.gpg"), detached.as_bytes())
+    write_file(&dists.join("Release.gpg"), detached.as_bytes())?;
+    summary.index_files = release_files;
+    Ok(())
 }
 
 /// Every `Packages` index, one per component and architecture, written
 /// under `dists` a paragraph at a time (an index is megabytes: it is not
-/// held). Returns their directories under `dists` (`main/binary-amd64`).
+/// held) and hashed as it is written.
 fn write_packages(
     dists: &Path,
     components: &BTreeSet<String>,
@@ -964,14 +952,14 @@ fn write_packages(
     results: &[Scanned],
     merged: &BTreeMap<(String, String, String), Entry>,
     summary: &mut Summary,
-) -> Result<Vec<String>> {
-    // Each index's file, and whether a paragraph is in it yet.
-    let mut packages: BTreeMap<(String, String), (std::io::BufWriter<fs::File>, bool)> =
+) -> Result<Vec<IndexFile>> {
+    // Each index's file (a paragraph is in it once it has a size).
+    let mut packages: BTreeMap<(String, String), Hashing<std::io::BufWriter<fs::File>>> =
         BTreeMap::new();
     for c in components {
         for a in archs {
             let path = dists.join(format!("{c}/binary-{a}/Packages"));
-            packages.insert((c.clone(), a.clone()), (create_file(&path)?, false));
+            packages.insert((c.clone(), a.clone()), Hashing::new(create_file(&path)?));
         }
     }
     for ((name, version, _), e) in merged {
@@ -995,14 +983,13 @@ fn write_packages(
         p.set("SHA256", s.sha256.clone());
         let text = p.to_text();
         for a in archs.iter().filter(|a| e.arch == "all" || **a == e.arch) {
-            let (out, started) = packages
+            let out = packages
                 .get_mut(&(e.component.clone(), a.clone()))
                 .expect("every component/arch pair exists");
-            if *started {
+            if out.size > 0 {
                 out.write_all(b"\n")?;
             }
             out.write_all(text.as_bytes())?;
-            *started = true;
         }
         summary
             .pool_hashes
@@ -1021,120 +1008,116 @@ fn write_packages(
         summary.bytes += job.file.size;
     }
     let mut written = Vec::new();
-    for ((c, a), (out, _)) in packages {
-        let rel = format!("{c}/binary-{a}");
+    for ((c, a), out) in packages {
+        let rel = format!("{c}/binary-{a}/Packages");
+        let (out, listed) = out.listed(rel);
         out.into_inner()
             .map_err(|e| e.into_error())
-            .with_context(|| format!("writing {}", dists.join(&rel).join("Packages").display()))?;
-        written.push(rel);
+            .with_context(|| format!("writing {}", dists.join(&listed.rel).display()))?;
+        written.push(listed);
     }
     Ok(written)
 }
 
-/// Each index in `dists` (`indexes`: their directories there) also
-/// written gzip and xz compressed, streamed from its plain file: the gzip
-/// files on one thread while the xz files are made one after the other on
-/// this one (an xz encoder's tables are megabytes; one per index at once was
-/// most of a build's peak memory). `earlier`: the previous build's
-/// dists/SUITE and what its cache says it wrote there; its compressed file
-/// is taken, unread, when this text hashes as that build's did and the file
-/// still hashes as it wrote it. Compressing is most of a rebuild's work when
-/// nothing changed, and expanding the earlier files to compare them was the
-/// most of what was left.
+/// A writer that hashes and counts what passes through it: an index file
+/// as `Release` lists it, without reading it again.
+struct Hashing<W> {
+    inner: W,
+    sha: sha2::Sha256,
+    size: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            sha: sha2::Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The inner writer, and what passed as the file `rel` lists it.
+    fn listed(self, rel: String) -> (W, IndexFile) {
+        let listed = IndexFile {
+            rel,
+            size: self.size,
+            sha256: hex(&self.sha.finalize()),
+        };
+        (self.inner, listed)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Each `Packages` file of `indexes` (as written under `dists`) also
+/// written gzip and xz compressed, streamed from it: the gzip files on one
+/// thread while the xz files are made one after the other on this one (an
+/// xz encoder's tables are megabytes; one per index at once was most of a
+/// build's peak memory). `earlier`: the previous build's dists/SUITE and
+/// what its cache says that build's `Release` listed; a compressed file of
+/// it is taken when this text hashes as that build's did and the file still
+/// hashes as listed (compressing, and then expanding the earlier files to
+/// compare them, was most of a rebuild's work when nothing changed).
+/// Returns the compressed files as `Release` lists them.
 fn compress_indexes(
     dists: &Path,
-    indexes: &[String],
-    earlier: Option<(&Path, &[IndexSums])>,
-) -> Result<()> {
-    let mut texts = BTreeMap::new();
-    let mut buf = vec![0u8; 1 << 16];
-    for rel in indexes {
-        let path = dists.join(rel).join("Packages");
-        texts.insert(
-            rel,
-            crate::shared::manifest::sha256_file(&path, &mut buf)?.0,
-        );
-    }
-    // The earlier file for `rel` and `ext`, if it is the one to take.
-    let reusable = |rel: &String, ext: &str| -> Option<PathBuf> {
-        let (dir, known) = earlier?;
-        let sums = known
-            .iter()
-            .find(|k| &k.rel == rel && k.text == texts[rel])?;
-        let want = if ext == "gz" { &sums.gz } else { &sums.xz };
-        let file = dir.join(rel).join(format!("Packages.{ext}"));
-        let (got, _) = crate::shared::manifest::sha256_file(&file, &mut vec![0u8; 1 << 16]).ok()?;
-        (got == *want).then_some(file)
+    indexes: &[IndexFile],
+    earlier: Option<(&Path, &[IndexFile])>,
+) -> Result<Vec<IndexFile>> {
+    let known = |rel: &str| earlier.and_then(|(_, k)| k.iter().find(|f| f.rel == rel));
+    // The earlier compressed file `rel` of the text `text`, if it is the
+    // one to take.
+    let reusable = |text: &IndexFile, rel: &str| -> Option<Vec<u8>> {
+        let (dir, _) = earlier?;
+        known(&text.rel).filter(|k| k.sha256 == text.sha256)?;
+        let want = known(rel)?;
+        let bytes = fs::read(dir.join(rel)).ok()?;
+        (hex(&sha2::Sha256::digest(&bytes)) == want.sha256).then_some(bytes)
     };
-    let packed = |ext: &str,
-                  pack: fn(fs::File, std::io::BufWriter<fs::File>) -> Result<()>|
-     -> Result<()> {
-        for rel in indexes {
-            let text = dists.join(rel).join("Packages");
-            let to = dists.join(rel).join(format!("Packages.{ext}"));
-            match reusable(rel, ext) {
-                Some(e) => {
-                    let bytes = fs::read(&e).with_context(|| format!("reading {}", e.display()))?;
-                    write_file(&to, &bytes)?;
-                }
-                None => {
-                    let from = fs::File::open(&text)
-                        .with_context(|| format!("reading {}", text.display()))?;
-                    pack(from, create_file(&to)?)
-                        .with_context(|| format!("writing {}", to.display()))?;
-                }
-            }
+    let packed = |ext: &str, pack: fn(fs::File, &mut dyn Write) -> Result<()>| {
+        let mut files = Vec::new();
+        for text in indexes {
+            let rel = format!("{}.{ext}", text.rel);
+            let to = dists.join(&rel);
+            let mut out = Hashing::new(create_file(&to)?);
+            let written = match reusable(text, &rel) {
+                Some(bytes) => out.write_all(&bytes).map_err(anyhow::Error::from),
+                None => fs::File::open(dists.join(&text.rel))
+                    .with_context(|| format!("reading {}", dists.join(&text.rel).display()))
+                    .and_then(|from| pack(from, &mut out)),
+            };
+            let (out, listed) = out.listed(rel);
+            written
+                .and_then(|_| out.into_inner().map_err(|e| e.into_error().into()))
+                .with_context(|| format!("writing {}", to.display()))?;
+            files.push(listed);
         }
-        Ok(())
+        Ok::<_, anyhow::Error>(files)
     };
     let (gz, xz) = std::thread::scope(|scope| {
         let gz = scope.spawn(|| packed("gz", |from, to| gzip_into(from, to).map(drop)));
         let xz = packed("xz", |from, to| xz_into(from, to).map(drop));
         (gz.join().expect("gzip does not panic"), xz)
     });
-    gz.context("compressing the Packages indexes")?;
-    xz.context("compressing the Packages indexes")
-}
-
-/// What the cache records of the indexes `files` lists (each index's
-/// `Packages`, `.gz` and `.xz`).
-fn index_sums(files: &[IndexFile]) -> Vec<IndexSums> {
-    let sha = |rel: &str| {
-        files
-            .iter()
-            .find(|f| f.rel == rel)
-            .map(|f| f.sha256.clone())
-            .unwrap_or_default()
-    };
-    files
-        .iter()
-        .filter_map(|f| f.rel.strip_suffix("/Packages"))
-        .map(|rel| IndexSums {
-            rel: rel.to_string(),
-            text: sha(&format!("{rel}/Packages")),
-            gz: sha(&format!("{rel}/Packages.gz")),
-            xz: sha(&format!("{rel}/Packages.xz")),
-        })
-        .collect()
-}
-
-/// What `Release` lists of the indexes in `dists`: each file's path there,
-/// size and SHA256.
-fn list_indexes(dists: &Path, indexes: &[String]) -> Result<Vec<IndexFile>> {
-    let mut files = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    for rel in indexes {
-        for name in ["Packages", "Packages.gz", "Packages.xz"] {
-            let rel = format!("{rel}/{name}");
-            let (sha256, size) = crate::shared::manifest::sha256_file(&dists.join(&rel), &mut buf)?;
-            files.push(IndexFile { rel, size, sha256 });
-        }
-    }
+    let mut files = gz.context("compressing the Packages indexes")?;
+    files.extend(xz.context("compressing the Packages indexes")?);
     Ok(files)
 }
 
 /// An index file as `Release` lists it: its path under dists/SUITE, size
-/// and SHA256.
+/// and SHA256 (and as the cache keeps them, for the next build).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct IndexFile {
     pub rel: String,
     pub size: u64,
@@ -1149,7 +1132,7 @@ fn write_cache(
     seal: &[u8; 32],
     jobs: &[Job<'_>],
     results: &[Scanned],
-    indexes: &[IndexSums],
+    indexes: &[IndexFile],
 ) -> Result<()> {
     let mut entries: Vec<CacheEntryOut<'_>> = jobs
         .iter()
@@ -1214,7 +1197,7 @@ fn write_cache_file<E: Serialize>(
     path: &Path,
     seal: &[u8; 32],
     entries: &[E],
-    indexes: &[IndexSums],
+    indexes: &[IndexFile],
 ) -> Result<()> {
     /// [`CacheFile`] as written.
     #[derive(Serialize)]
@@ -1222,7 +1205,7 @@ fn write_cache_file<E: Serialize>(
         version: u32,
         mac: String,
         entries: &'a [E],
-        indexes: &'a [IndexSums],
+        indexes: &'a [IndexFile],
     }
     let file = CacheFileOut {
         version: CACHE_VERSION,
@@ -1288,7 +1271,7 @@ pub fn refresh_linked(
     write_cache_file(cache, &seal, &entries, &file.indexes)
 }
 
-const CACHE_VERSION: u32 = 5;
+const CACHE_VERSION: u32 = 6;
 
 fn report(what: &str, errors: &[String]) -> String {
     let mut s = format!("{what}: {} problem(s)", errors.len());
@@ -1406,7 +1389,7 @@ fn read_cache(
     seal: &[u8; 32],
 ) -> (
     HashMap<CacheKey, CacheEntry>,
-    Vec<IndexSums>,
+    Vec<IndexFile>,
     Option<String>,
 ) {
     let Some(path) = opts.previous_cache.as_ref() else {
@@ -1959,22 +1942,38 @@ mod tests {
 
     /// A previous build's compressed index is taken only when the new
     /// text hashes as the one the cache says it was made from and the file
-    /// still hashes as that build wrote it; otherwise it is made anew.
+    /// still hashes as that build wrote it; otherwise it is made anew. What
+    /// it returns is what `Release` must list of the files written.
     #[test]
     fn an_earlier_compressed_index_is_taken_only_as_the_cache_recorded_it() {
         let dir = tempfile::tempdir().unwrap();
         let (old, new) = (dir.path().join("old"), dir.path().join("new"));
-        let rel = "main/binary-amd64".to_string();
-        let text = b"Package: a\n".to_vec();
-        for d in [&old, &new] {
-            write_file(&d.join(&rel).join("Packages"), &text).unwrap();
-        }
-        compress_indexes(&old, std::slice::from_ref(&rel), None).unwrap();
-        let sums = index_sums(&list_indexes(&old, std::slice::from_ref(&rel)).unwrap());
+        let rel = "main/binary-amd64/Packages";
+        // A file as Release lists it, read from the disk.
+        let listed = |d: &Path, rel: &str| {
+            let bytes = fs::read(d.join(rel)).unwrap();
+            IndexFile {
+                rel: rel.to_string(),
+                size: bytes.len() as u64,
+                sha256: hex(&sha2::Sha256::digest(&bytes)),
+            }
+        };
+        write_file(&old.join(rel), b"Package: a\n").unwrap();
+        write_file(&new.join(rel), b"Package: a\n").unwrap();
+        let text = listed(&old, rel);
+        let mut sums = compress_indexes(&old, std::slice::from_ref(&text), None).unwrap();
+        sums.push(text.clone());
+        let on_disk = |d: &Path| {
+            vec![
+                listed(d, &format!("{rel}.gz")),
+                listed(d, &format!("{rel}.xz")),
+            ]
+        };
+        assert_eq!(sums[..2], on_disk(&old)[..], "it lists what it wrote");
         // Marked (still valid gzip and xz of the text, other bytes): taken
         // only if the cache recorded these very bytes.
         let marked = |ext: &str| {
-            let f = old.join(&rel).join(format!("Packages.{ext}"));
+            let f = old.join(format!("{rel}.{ext}"));
             let mut b = fs::read(&f).unwrap();
             if ext == "gz" {
                 b[4] ^= 1; // the gzip header's mtime: it still expands
@@ -1984,14 +1983,16 @@ mod tests {
             fs::write(&f, &b).unwrap();
             b
         };
-        let built = |earlier| {
-            compress_indexes(&new, std::slice::from_ref(&rel), earlier).unwrap();
-            let read =
-                |ext: &str| fs::read(new.join(&rel).join(format!("Packages.{ext}"))).unwrap();
+        let built = |earlier: Option<(&Path, &[IndexFile])>| {
+            let text = listed(&new, rel);
+            let files = compress_indexes(&new, std::slice::from_ref(&text), earlier).unwrap();
+            assert_eq!(files, on_disk(&new), "it lists what it wrote");
+            let read = |ext: &str| fs::read(new.join(format!("{rel}.{ext}"))).unwrap();
             (read("gz"), read("xz"))
         };
         let (gz, xz) = (marked("gz"), marked("xz"));
-        let recorded = index_sums(&list_indexes(&old, std::slice::from_ref(&rel)).unwrap());
+        let mut recorded = on_disk(&old);
+        recorded.push(text);
         assert_eq!(
             built(Some((old.as_path(), recorded.as_slice()))),
             (gz.clone(), xz.clone())
@@ -2001,7 +2002,7 @@ mod tests {
         assert_ne!(fresh, (gz.clone(), xz.clone()));
         assert_eq!(built(Some((old.as_path(), sums.as_slice()))), fresh);
         // Another text: made anew, whatever the cache says.
-        write_file(&new.join(&rel).join("Packages"), b"Package: b\n").unwrap();
+        write_file(&new.join(rel), b"Package: b\n").unwrap();
         let (g, x) = built(Some((old.as_path(), recorded.as_slice())));
         assert_ne!((g, x), (gz, xz));
     }
