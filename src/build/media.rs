@@ -459,6 +459,7 @@ fn list_dir(root: &Path, tops: &[&str], label: &str) -> Result<Vec<MediaFile>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Seek, Write};
 
     #[test]
     fn only_a_filesystem_that_keeps_status_change_times_vouches_for_an_image() {
@@ -470,7 +471,6 @@ mod tests {
         );
         assert!(!keeps_ctime(&File::open("/proc/self/status").unwrap()));
     }
-    use std::io::{Seek, Write};
 
     fn file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, File) {
         let mut t = tempfile::NamedTempFile::new().unwrap();

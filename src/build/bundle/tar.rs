@@ -445,10 +445,14 @@ fn place(
 ) -> Result<()> {
     use std::os::unix::fs::FileExt as _;
     let (size, start) = (copied.file.size, copied.at);
+    let changed = |what: String| {
+        let (label, path) = (&copied.medium.label, &copied.file.path);
+        anyhow::anyhow!("{label}: {path} changed while it was copied ({what})")
+    };
     if copied.unchanged {
         let n = copied.medium.copy_at(copied.file, out, start)?;
         if n != size {
-            bail!("changed while it was written ({n} of {size} bytes)");
+            return Err(changed(format!("{n} of its {size} bytes")));
         }
         bar.inc(size);
         return Ok(());
@@ -459,7 +463,7 @@ fn place(
     copied.medium.stream(copied.file, buf, |chunk| {
         // Never past its place, whatever the source turns out to hold.
         if done + chunk.len() as u64 > size {
-            bail!("changed while it was written (more than its {size} bytes)");
+            return Err(changed(format!("more than its {size} bytes")));
         }
         sha.update(chunk);
         deb.feed(chunk);
@@ -469,7 +473,7 @@ fn place(
         Ok(())
     })?;
     if done != size {
-        bail!("changed while it was written ({done} of {size} bytes)");
+        return Err(changed(format!("{done} of its {size} bytes")));
     }
     copied.verdict(crate::shared::hex(&sha.finalize()), deb)
 }
