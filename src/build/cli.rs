@@ -679,7 +679,12 @@ fn cmd_report_check(args: &ReportCheckArgs) -> Result<Status> {
     let verified = bundle::verify_dir(&args.bundle, &trust, progress)?;
     if !verified.ok {
         for p in &verified.problems {
-            eprintln!("{:<10} {}: {}", p.kind.to_uppercase(), p.path, p.detail);
+            eprintln!(
+                "{:<10} {}: {}",
+                p.kind.as_str().to_uppercase(),
+                p.path,
+                p.detail
+            );
         }
         anyhow::bail!(
             "the bundle {} does not verify ({} problem(s), listed above): refusing to check a report against it; use an intact copy (`airlock verify` checks one)",
@@ -974,7 +979,12 @@ fn cmd_apply(args: &ApplyArgs) -> Result<Status> {
 
 fn print_applied(args: &ApplyArgs, a: &crate::shared::delta::Applied) {
     for p in &a.problems {
-        println!("{:<10} {}: {}", p.kind.to_uppercase(), p.path, p.detail);
+        println!(
+            "{:<10} {}: {}",
+            p.kind.as_str().to_uppercase(),
+            p.path,
+            p.detail
+        );
     }
     let keys = if a.base_keyring {
         format!(
@@ -1259,7 +1269,12 @@ fn verify_volumes(
 
 fn print_report(path: &std::path::Path, r: &bundle::Report) {
     for p in &r.problems {
-        println!("{:<10} {}: {}", p.kind.to_uppercase(), p.path, p.detail);
+        println!(
+            "{:<10} {}: {}",
+            p.kind.as_str().to_uppercase(),
+            p.path,
+            p.detail
+        );
     }
     print_signers(r);
     if r.ok {

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::build::sbom::{self, Bom};
 use crate::shared::inventory::Inventory;
 use crate::shared::keyring::{self, Keyring};
-use crate::shared::manifest::{self, MODES, RUNNER, Report, SUMS, Trust};
+use crate::shared::manifest::{self, FindingKind, MODES, RUNNER, Report, SUMS, Trust};
 use crate::shared::{tarform, timefmt, volumes};
 
 /// What `completeness` says when the bundle cannot be checked (why follows).
@@ -266,14 +266,14 @@ fn open_volumes(
             r.ok = false;
             for m in &missing {
                 r.problems.push(volume_finding(
-                    "missing",
+                    FindingKind::Missing,
                     m,
                     "the table lists it; it is not here",
                 ));
             }
             for (i, why) in &foreign {
                 r.problems.push(volume_finding(
-                    "foreign",
+                    FindingKind::Foreign,
                     &dirs[*i].display().to_string(),
                     why,
                 ));
@@ -307,9 +307,9 @@ fn open_volumes(
     finish(path, "volumes", report, &whole, files, table).map(Ok)
 }
 
-fn volume_finding(kind: &str, path: &str, detail: &str) -> manifest::Finding {
+fn volume_finding(kind: FindingKind, path: &str, detail: &str) -> manifest::Finding {
     manifest::Finding {
-        kind: kind.into(),
+        kind,
         path: path.into(),
         detail: detail.into(),
     }

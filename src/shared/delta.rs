@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::shared::basetar::TarBase;
 use crate::shared::keyring::{Keyring, PUBLIC_ASC_FILE, PUBLIC_GPG_FILE};
 use crate::shared::manifest::{
-    self, Finding, MODES, Report, SUMS, SUMS_SIG, Trust, parse_manifest, verify_dir,
+    self, Finding, FindingKind, MODES, Report, SUMS, SUMS_SIG, Trust, parse_manifest, verify_dir,
 };
 use crate::shared::staging::Staging;
 use crate::shared::volumes::{Assembly, WHOLE, given_volumes, sha256};
@@ -316,9 +316,9 @@ pub struct Applied {
     pub report: Option<Report>,
 }
 
-fn finding(kind: &str, path: &str, detail: impl Into<String>) -> Finding {
+fn finding(kind: FindingKind, path: &str, detail: impl Into<String>) -> Finding {
     Finding {
-        kind: kind.into(),
+        kind,
         path: path.into(),
         detail: detail.into(),
     }
@@ -537,7 +537,7 @@ fn check_sig(name: &str, data: &[u8], sig: Option<&[u8]>, trust: &Trust) -> Opti
     let keyring = trust.keyring.as_ref().expect("apply always has a keyring");
     let Some(sig) = sig else {
         return Some(finding(
-            "signature",
+            FindingKind::Signature,
             name,
             "missing: the delta is not signed",
         ));
@@ -546,7 +546,7 @@ fn check_sig(name: &str, data: &[u8], sig: Option<&[u8]>, trust: &Trust) -> Opti
         Ok(c) => c,
         Err(e) => {
             return Some(finding(
-                "signature",
+                FindingKind::Signature,
                 name,
                 format!("does not verify: {e:#}"),
             ));
@@ -555,7 +555,7 @@ fn check_sig(name: &str, data: &[u8], sig: Option<&[u8]>, trust: &Trust) -> Opti
     checked
         .require(trust.require, keyring)
         .err()
-        .map(|e| finding("signature", name, format!("{e:#}")))
+        .map(|e| finding(FindingKind::Signature, name, format!("{e:#}")))
 }
 
 /// The new manifest's paths, held to more than `verify` needs for reading:
@@ -564,7 +564,7 @@ fn check_paths(listing: &BTreeMap<String, String>, problems: &mut Vec<Finding>) 
     for p in listing.keys() {
         if OWN.contains(&p.as_str()) {
             problems.push(finding(
-                "unsafe",
+                FindingKind::Unsafe,
                 p,
                 "the manifest lists a file of the delta's own head",
             ));
@@ -573,7 +573,7 @@ fn check_paths(listing: &BTreeMap<String, String>, problems: &mut Vec<Finding>) 
             let d = &p[..i];
             if listing.contains_key(d) {
                 problems.push(finding(
-                    "unsafe",
+                    FindingKind::Unsafe,
                     p,
                     format!("{d} is listed as a file and as a directory"),
                 ));
@@ -600,7 +600,7 @@ fn walk_delta(
         let e = match e {
             Ok(e) => e,
             Err(err) => {
-                problems.push(finding("unreadable", "", err.to_string()));
+                problems.push(finding(FindingKind::Unreadable, "", err.to_string()));
                 continue;
             }
         };
@@ -613,25 +613,25 @@ fn walk_delta(
         let t = e.file_type();
         if t.is_symlink() {
             problems.push(finding(
-                "unsafe",
+                FindingKind::Unsafe,
                 &rel,
                 "a symbolic link; a delta holds none (not followed)",
             ));
         } else if t.is_dir() {
             if !dirs.contains(&rel) {
                 problems.push(finding(
-                    "extra",
+                    FindingKind::Extra,
                     &rel,
                     "a directory no file of the new SHA256SUMS is in",
                 ));
             }
         } else if !t.is_file() {
-            problems.push(finding("unsafe", &rel, "not a regular file"));
+            problems.push(finding(FindingKind::Unsafe, &rel, "not a regular file"));
         } else if OWN.contains(&rel.as_str()) {
             // The delta's head, read and checked on its own.
         } else if !listing.contains_key(&rel) {
             problems.push(finding(
-                "extra",
+                FindingKind::Extra,
                 &rel,
                 "in the delta, not in the new SHA256SUMS",
             ));
@@ -788,7 +788,7 @@ fn verify_kept(dir: &Path, trust: &Trust, keep: Option<&[&str]>, progress: bool)
     if keep.is_some() {
         report
             .problems
-            .retain(|p| p.kind != "missing" || kept(&p.path, keep));
+            .retain(|p| p.kind != FindingKind::Missing || kept(&p.path, keep));
         report.ok = report.problems.is_empty();
     }
     Ok(report)
@@ -863,7 +863,7 @@ fn sources_of(
             Source::Base(p)
         } else {
             problems.push(finding(
-                "missing",
+                FindingKind::Missing,
                 path,
                 format!(
                     "the delta does not carry it and the base lists no file with its sha256 {hash}"

@@ -123,12 +123,62 @@ pub fn canonical_order(files: &BTreeSet<String>) -> Vec<(String, tarform::Kind)>
 /// One thing wrong with a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// `modified`, `missing`, `extra`, `unreadable`, `unsafe`, `signature`,
-    /// `manifest`, `form` (the tar is not in the one form a bundle has),
-    /// `mode` (wider than MODES allows).
-    pub kind: String,
+    pub kind: FindingKind,
     pub path: String,
     pub detail: String,
+}
+
+/// What kind of thing is wrong, as `verify` prints it (lowercase; upper
+/// case in its table) and its JSON names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingKind {
+    /// A file's bytes are not what the manifest says.
+    Modified,
+    /// Listed, but not there.
+    Missing,
+    /// There, but not listed.
+    Extra,
+    /// There, but it could not be read.
+    Unreadable,
+    /// A path or a file type a bundle must not hold.
+    Unsafe,
+    /// A signature that is missing, bad, or by too few trusted keys.
+    Signature,
+    /// The manifest itself is malformed.
+    Manifest,
+    /// The tar is not in the one form a bundle has.
+    Form,
+    /// A mode wider than MODES allows.
+    Mode,
+    /// A key outside the keyring given signed too (not trusted, shown).
+    Foreign,
+    /// A volume that does not fit its set (table, order, hashes).
+    Volume,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Modified => "modified",
+            FindingKind::Missing => "missing",
+            FindingKind::Extra => "extra",
+            FindingKind::Unreadable => "unreadable",
+            FindingKind::Unsafe => "unsafe",
+            FindingKind::Signature => "signature",
+            FindingKind::Manifest => "manifest",
+            FindingKind::Form => "form",
+            FindingKind::Mode => "mode",
+            FindingKind::Foreign => "foreign",
+            FindingKind::Volume => "volume",
+        }
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// Whose signatures of `SHA256SUMS` verify accepts: the keys of the
@@ -217,9 +267,9 @@ pub struct Report {
     pub problems: Vec<Finding>,
 }
 
-fn finding(kind: &str, path: &str, detail: impl Into<String>) -> Finding {
+fn finding(kind: FindingKind, path: &str, detail: impl Into<String>) -> Finding {
     Finding {
-        kind: kind.into(),
+        kind,
         path: path.into(),
         detail: detail.into(),
     }
@@ -253,19 +303,19 @@ fn parse_listing<T>(
             Some((v, p)) if safe_path(p) => {
                 if out.insert(p.to_string(), v).is_some() {
                     problems.push(finding(
-                        "manifest",
+                        FindingKind::Manifest,
                         p,
                         format!("{file} lists it twice (line {}): sha256sum -c and airlock would disagree", i + 1),
                     ));
                 }
             }
             Some((_, p)) => problems.push(finding(
-                "unsafe",
+                FindingKind::Unsafe,
                 p,
                 format!("{file} line {} names a path outside the bundle", i + 1),
             )),
             None => problems.push(finding(
-                "manifest",
+                FindingKind::Manifest,
                 file,
                 format!("line {} is not \"{form}\"", i + 1),
             )),
@@ -337,7 +387,7 @@ fn check_signature(
     };
     let Some(sig) = sig else {
         problems.push(finding(
-            "signature",
+            FindingKind::Signature,
             SUMS_SIG,
             "missing: the manifest is not signed",
         ));
@@ -348,7 +398,7 @@ fn check_signature(
         Ok(c) => c,
         Err(e) => {
             problems.push(finding(
-                "signature",
+                FindingKind::Signature,
                 SUMS_SIG,
                 format!("does not verify: {e:#}"),
             ));
@@ -366,7 +416,11 @@ fn check_signature(
             0 => ("bad", "does not verify"),
             _ => ("too few signers", "too few signers"),
         };
-        problems.push(finding("signature", SUMS_SIG, format!("{what}: {e:#}")));
+        problems.push(finding(
+            FindingKind::Signature,
+            SUMS_SIG,
+            format!("{what}: {e:#}"),
+        ));
         signed.verdict = verdict.into();
     }
     signed.signatures = checked;
@@ -382,13 +436,13 @@ fn compare(
     for (p, want) in manifest {
         match found.get(p) {
             None => problems.push(finding(
-                "missing",
+                FindingKind::Missing,
                 p,
                 "listed in SHA256SUMS, not in the bundle",
             )),
-            Some(Err(e)) => problems.push(finding("unreadable", p, e.clone())),
+            Some(Err(e)) => problems.push(finding(FindingKind::Unreadable, p, e.clone())),
             Some(Ok(got)) if got != want => problems.push(finding(
-                "modified",
+                FindingKind::Modified,
                 p,
                 format!("sha256 {got}, SHA256SUMS says {want}"),
             )),
@@ -397,7 +451,11 @@ fn compare(
     }
     for p in found.keys() {
         if !manifest.contains_key(p) && p != SUMS && p != SUMS_SIG {
-            problems.push(finding("extra", p, "in the bundle, not in SHA256SUMS"));
+            problems.push(finding(
+                FindingKind::Extra,
+                p,
+                "in the bundle, not in SHA256SUMS",
+            ));
         }
     }
 }
@@ -441,7 +499,7 @@ fn read_listing(
         Some(m) => parse_modes(&String::from_utf8_lossy(m), problems),
         None => {
             problems.push(finding(
-                "missing",
+                FindingKind::Missing,
                 MODES,
                 "the bundle has no MODES (the modes its files must not exceed); it was made by an older airlock: build it again",
             ));
@@ -451,7 +509,7 @@ fn read_listing(
     for p in manifest.keys() {
         if !modes.contains_key(p) && !modes.is_empty() {
             problems.push(finding(
-                "manifest",
+                FindingKind::Manifest,
                 p,
                 "listed in SHA256SUMS but not in MODES",
             ));
@@ -521,7 +579,7 @@ fn mode_problem(path: &str, mode: u32, allowed: u32) -> Option<Finding> {
         || (allowed & 0o077 == 0 && mode & 0o077 != 0);
     wider.then(|| {
         finding(
-            "mode",
+            FindingKind::Mode,
             path,
             format!("mode {mode:04o} is wider than MODES allows ({allowed:04o})"),
         )
@@ -587,7 +645,7 @@ fn walk_bundle_dir(
                     .and_then(|p| p.strip_prefix(dir).ok())
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                problems.push(finding("unreadable", &p, err.to_string()));
+                problems.push(finding(FindingKind::Unreadable, &p, err.to_string()));
                 continue;
             }
         };
@@ -615,7 +673,7 @@ fn check_present_dir(rel: &str, mode: u32, dirs: &BTreeSet<String>, problems: &m
     if mode & 0o7022 != 0 {
         let shown = if rel.is_empty() { "." } else { rel };
         problems.push(finding(
-            "mode",
+            FindingKind::Mode,
             shown,
             format!(
                 "directory mode {:04o}: writable by others or with special bits",
@@ -625,7 +683,7 @@ fn check_present_dir(rel: &str, mode: u32, dirs: &BTreeSet<String>, problems: &m
     }
     if !rel.is_empty() && !dirs.contains(rel) {
         problems.push(finding(
-            "extra",
+            FindingKind::Extra,
             rel,
             "a directory no file of SHA256SUMS is in",
         ));
@@ -644,14 +702,14 @@ fn check_present_file(
 ) -> bool {
     if e.file_type().is_symlink() {
         problems.push(finding(
-            "unsafe",
+            FindingKind::Unsafe,
             rel,
             "a symbolic link; bundles hold none (not followed)",
         ));
         return false;
     }
     if !e.file_type().is_file() {
-        problems.push(finding("unsafe", rel, "not a regular file"));
+        problems.push(finding(FindingKind::Unsafe, rel, "not a regular file"));
         return false;
     }
     let allowed = match rel {
@@ -717,7 +775,7 @@ pub fn verify_tar_stream<R: std::io::BufRead>(
     let input = tarform::Unzipped::new(input).with_context(|| format!("reading {label}"))?;
     let mut problems = Vec::new();
     if let Some(why) = input.header_problem() {
-        problems.push(finding("form", label, why));
+        problems.push(finding(FindingKind::Form, label, why));
     }
     // Bytes after a gzip member are a read error at its end: a form finding.
     let mut tr = tarform::TarReader::new(input);
@@ -760,8 +818,11 @@ fn read_bundle_tar<R: Read>(
         }
     };
     let Some(sums) = head.get(SUMS) else {
-        walk.problems
-            .push(finding("missing", SUMS, "the tar holds no manifest"));
+        walk.problems.push(finding(
+            FindingKind::Missing,
+            SUMS,
+            "the tar holds no manifest",
+        ));
         return Ok((Listing::empty(), own, walk.found.len(), walk.bytes));
     };
     let listing = read_listing(
@@ -772,7 +833,7 @@ fn read_bundle_tar<R: Read>(
         trust.require,
         walk.problems,
     );
-    if walk.problems.iter().any(|p| p.kind == "form") {
+    if walk.problems.iter().any(|p| p.kind == FindingKind::Form) {
         return Ok((listing, own, walk.found.len(), walk.bytes));
     }
     if let Err(s) = walk.read_rest(&listing) {
@@ -806,7 +867,7 @@ impl<R: Read> TarWalk<'_, R> {
     /// A finding that the tar is not in the form.
     fn form(&mut self, e: tarform::FormError) {
         self.problems
-            .push(finding("form", self.label, e.to_string()));
+            .push(finding(FindingKind::Form, self.label, e.to_string()));
     }
 
     /// Stops here, counting what was read.
@@ -846,16 +907,16 @@ impl<R: Read> TarWalk<'_, R> {
             Ok(Some(e)) => e,
             Ok(None) => {
                 return Err(finding(
-                    "form",
+                    FindingKind::Form,
                     self.label,
                     format!("the tar ends before {want}"),
                 ));
             }
-            Err(e) => return Err(finding("form", self.label, e.to_string())),
+            Err(e) => return Err(finding(FindingKind::Form, self.label, e.to_string())),
         };
         if entry.path != want || entry.kind != tarform::Kind::File {
             return Err(finding(
-                "form",
+                FindingKind::Form,
                 &entry.path,
                 format!(
                     "at byte {}: a bundle tar starts with {}; this entry is not {want}",
@@ -866,7 +927,7 @@ impl<R: Read> TarWalk<'_, R> {
         }
         if entry.mode != 0o644 || entry.size > HEAD_LIMIT {
             return Err(finding(
-                "form",
+                FindingKind::Form,
                 want,
                 format!(
                     "at byte {}: mode {:04o} and {} bytes; the head files are 0644 and small",
@@ -919,8 +980,11 @@ impl<R: Read> TarWalk<'_, R> {
         let entry = match self.tr.next_entry() {
             Ok(Some(e)) => e,
             Ok(None) => {
-                self.problems
-                    .push(finding("missing", want, "the tar ends before it"));
+                self.problems.push(finding(
+                    FindingKind::Missing,
+                    want,
+                    "the tar ends before it",
+                ));
                 return Err(self.stop());
             }
             Err(e) => {
@@ -935,7 +999,7 @@ impl<R: Read> TarWalk<'_, R> {
                 "not the entry the manifest puts here"
             };
             self.problems.push(finding(
-                "form",
+                FindingKind::Form,
                 &entry.path,
                 format!(
                     "at byte {}: {what} (expected {want}): refused, nothing after it is read",
@@ -971,7 +1035,7 @@ impl<R: Read> TarWalk<'_, R> {
         match self.tr.next_entry() {
             Ok(None) => {}
             Ok(Some(e)) if self.found.contains_key(&e.path) => self.problems.push(finding(
-                "form",
+                FindingKind::Form,
                 &e.path,
                 format!(
                     "at byte {}: a second entry for a path already read (GNU tar would keep this one)",
@@ -979,7 +1043,7 @@ impl<R: Read> TarWalk<'_, R> {
                 ),
             )),
             Ok(Some(e)) => self.problems.push(finding(
-                "extra",
+                FindingKind::Extra,
                 &e.path,
                 format!(
                     "at byte {}: an entry after the last file SHA256SUMS lists",
@@ -1005,7 +1069,7 @@ fn tar_mode_problem(
     };
     (entry.mode != allowed).then(|| {
         finding(
-            "mode",
+            FindingKind::Mode,
             want,
             format!(
                 "at byte {}: mode {:04o} in the tar, MODES says {allowed:04o}",
@@ -1035,8 +1099,8 @@ mod tests {
         let m = parse_sums(&text, &mut problems);
         assert_eq!(m.len(), 1);
         assert_eq!(problems.len(), 2);
-        assert_eq!(problems[0].kind, "unsafe");
-        assert_eq!(problems[1].kind, "manifest");
+        assert_eq!(problems[0].kind, FindingKind::Unsafe);
+        assert_eq!(problems[1].kind, FindingKind::Manifest);
     }
 
     #[test]

@@ -40,7 +40,7 @@ use serde::Serialize;
 use crate::shared::delta::{self, BASE};
 use crate::shared::hex;
 use crate::shared::keyring::{self, Keyring};
-use crate::shared::manifest::{self, Finding, MODES, Report, SUMS, SUMS_SIG, Trust};
+use crate::shared::manifest::{self, Finding, FindingKind, MODES, Report, SUMS, SUMS_SIG, Trust};
 use crate::shared::staging::Staging;
 
 /// The table of all volumes.
@@ -230,10 +230,10 @@ pub fn verify_volume(dir: &Path, trust: &Trust, progress: bool) -> Result<Volume
     // table names its hash); they are checked here instead.
     report
         .problems
-        .retain(|p| !(p.kind == "extra" && (p.path == TABLE || p.path == TABLE_SIG)));
+        .retain(|p| !(p.kind == FindingKind::Extra && (p.path == TABLE || p.path == TABLE_SIG)));
     let mut problem = |path: &str, detail: String| {
         report.problems.push(Finding {
-            kind: "volume".into(),
+            kind: FindingKind::Volume,
             path: path.into(),
             detail,
         })

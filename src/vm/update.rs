@@ -716,7 +716,14 @@ fn refused(delta_dir: &Path, applied: &delta::Applied) -> anyhow::Error {
         .problems
         .iter()
         .take(5)
-        .map(|p| format!("{} {}: {}", p.kind.to_uppercase(), p.path, p.detail))
+        .map(|p| {
+            format!(
+                "{} {}: {}",
+                p.kind.as_str().to_uppercase(),
+                p.path,
+                p.detail
+            )
+        })
         .collect();
     anyhow::Error::new(Refused(format!(
         "the delta {} does not make a bundle that verifies with the key this VM trusts ({} problem(s)): {}; nothing was changed, {} still points at the bundle this VM had",
