@@ -1257,7 +1257,23 @@ fn a_delta_tar_is_known_as_a_delta_checked_against_its_base_first_and_read_as_ve
         &["--bundle", d.join("damaged.tar").to_str().unwrap()],
     );
     assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("wrong base"), "{}", r.stderr);
+    // Worded as for a delta directory: the VM's bundle, nothing changed.
+    assert!(
+        r.stderr.contains("wrong base")
+            && r.stderr.contains("but this VM's bundle")
+            && r.stderr.contains("nothing was changed"),
+        "{}",
+        r.stderr
+    );
+    // A VM the delta already updated says so from the head of the same
+    // damaged tar: nothing is unpacked, nothing changes.
+    let r = update(&vm, &["--bundle", d.join("delta.tar").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let (state, files) = (kept_state(&vm), tree(&vm));
+    let r = update(&vm, &["--bundle", d.join("damaged.tar").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("already at"), "{}", r.stdout);
+    assert_eq!((kept_state(&vm), tree(&vm)), (state, files));
     // With its own base, the damage is what is refused.
     let r = run(d, &["apply", "damaged.tar", "--to", "v1", "--out", "n"]);
     assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);

@@ -324,6 +324,15 @@ fn finding(kind: FindingKind, path: &str, detail: impl Into<String>) -> Finding 
     }
 }
 
+/// How a delta given the wrong base is refused, for a delta directory, tar
+/// or volumes alike: `holder` has `have` where the delta wants `want`.
+pub fn wrong_base(delta: &Path, want: &str, holder: &str, have: &str) -> String {
+    format!(
+        "wrong base: the delta {} applies to the bundle whose {SUMS} has sha256 {want}, but {holder} has sha256 {have}",
+        delta.display()
+    )
+}
+
 /// Reads a small regular file of `dir` (no link followed); None when it is
 /// not there.
 pub(crate) fn read_head(dir: &Path, name: &str) -> Result<Option<Vec<u8>>> {
@@ -468,13 +477,17 @@ impl BaseBundle {
             listing: BTreeMap::new(),
         };
         if base.hash != want && base.hash != new {
+            // `sha256sum -c` reads BASE from a directory, not from a tar.
+            let finds = match name.is_dir() {
+                true => format!(
+                    ", or `sha256sum -c {}` in its directory,",
+                    name.join(BASE).display()
+                ),
+                false => String::new(),
+            };
             bail!(
-                "wrong base: the delta {} applies to the bundle whose {SUMS} has sha256 {}, but {} has sha256 {}. Give the bundle the delta was built against (`sha256sum OLD/{SUMS}`, or `sha256sum -c {}` in its directory, finds it)",
-                name.display(),
-                want,
-                base.label(SUMS),
-                base.hash,
-                name.join(BASE).display()
+                "{}; nothing was written. Give the bundle the delta was built against (`sha256sum OLD/{SUMS}`{finds} finds it)",
+                wrong_base(name, want, &base.label(SUMS), &base.hash)
             );
         }
         let (listing, problems) = parse_manifest(&String::from_utf8_lossy(&sums));

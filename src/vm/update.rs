@@ -385,36 +385,23 @@ pub fn update(
     // What a killed or cut-off run left beside the kept bundle (an unpacked
     // delta, a half-made bundle) goes first: this run needs its room.
     let mut warnings = cleanup_warnings(root, &kept.hash);
+    // One tar or directory names its base and the bundle it makes in its
+    // head: an update already made, or one for another bundle, is told
+    // before anything is unpacked.
+    if let [one] = given
+        && crate::shared::volumes::given_volumes(given)?.is_none()
+    {
+        refuse_not_a_delta(one, one)?;
+        let (want, new) = delta::base_and_new(one, one)?;
+        if let Some(done) = settled(root, &kept, one, &want, &new, &mut warnings)? {
+            return Ok(done);
+        }
+    }
     let opened = open_delta(root, &kept, given, progress, more)?;
     let (delta_dir, delta) = (opened.dir(), opened.name.as_path());
     let (want, new) = delta::base_and_new(delta_dir, delta)?;
-    if kept.hash == new {
-        // Finishes what a run stopped after its switch left undone.
-        link_after_switch(root, &new)?;
-        warnings.extend(cleanup_warnings(root, &new));
-        let trusted = trusted_keyring(root)
-            .map(|k| key_names(&k))
-            .unwrap_or_default();
-        return Ok(Updated {
-            old: new.clone(),
-            new,
-            already: true,
-            changes: Changes::default(),
-            from_delta: 0,
-            from_kept: 0,
-            trusted,
-            trust_changed: false,
-            runner_replaced: false,
-            warnings,
-        });
-    }
-    if kept.hash != want {
-        bail!(
-            "wrong base: the delta {} applies to the bundle whose {SUMS} has sha256 {want}, but this VM holds the bundle whose {SUMS} has sha256 {} ({}); nothing was changed. Give the delta built against this VM's bundle (`airlock build --base` with that bundle), or apply the deltas in between first",
-            delta.display(),
-            kept.hash,
-            kept.dir.display()
-        );
+    if let Some(done) = settled(root, &kept, delta, &want, &new, &mut warnings)? {
+        return Ok(done);
     }
     let keyring = trusted_keyring(root)?;
     refuse_foreign_signers(delta_dir, delta, &keyring)?;
@@ -487,6 +474,65 @@ fn cleanup_warnings(root: &Path, keep: &str) -> Vec<String> {
     }
 }
 
+/// What a delta (named `delta`) that applies to `want` and makes `new`
+/// means for this VM's kept bundle: already made (the switch's leftovers
+/// finished: `Some`), for another bundle (refused, naming both), or to be
+/// applied (`None`).
+fn settled(
+    root: &Path,
+    kept: &Kept,
+    delta: &Path,
+    want: &str,
+    new: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Updated>> {
+    if kept.hash == new {
+        // Finishes what a run stopped after its switch left undone.
+        link_after_switch(root, new)?;
+        warnings.extend(cleanup_warnings(root, new));
+        let trusted = trusted_keyring(root)
+            .map(|k| key_names(&k))
+            .unwrap_or_default();
+        return Ok(Some(Updated {
+            old: new.to_string(),
+            new: new.to_string(),
+            already: true,
+            changes: Changes::default(),
+            from_delta: 0,
+            from_kept: 0,
+            trusted,
+            trust_changed: false,
+            runner_replaced: false,
+            warnings: std::mem::take(warnings),
+        }));
+    }
+    if kept.hash != want {
+        bail!(
+            "{}; nothing was changed. Give the delta built against this VM's bundle (`airlock build --base` with that bundle), or apply the deltas in between first",
+            delta::wrong_base(
+                delta,
+                want,
+                &format!("this VM's bundle ({})", kept.dir.join(SUMS).display()),
+                &kept.hash
+            )
+        );
+    }
+    Ok(None)
+}
+
+/// Refuses what is not a delta (a whole bundle's tar, from its head, or
+/// its directory; `name` as it was given), saying what to do instead.
+fn refuse_not_a_delta(path: &Path, name: &Path) -> Result<()> {
+    if delta::has_base(path)? {
+        return Ok(());
+    }
+    bail!(
+        "{}: not a delta (no {}): update takes the directory, tar or volumes `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
+        name.display(),
+        delta::BASE
+    )
+}
+
 /// The delta as given ([`delta::open`]), refused when it is not a delta
 /// (a whole bundle's tar before it is unpacked); a delta's volumes for this VM's
 /// bundle are checked as they come with the keys this VM trusts, others
@@ -503,21 +549,6 @@ fn open_delta(
         .ok()
         .map(Trust::keyring)
         .filter(|_| delta::volumes_name(given, &kept.hash));
-    let not_a_delta = |name: &Path| {
-        anyhow::anyhow!(
-            "{}: not a delta (no {}): update takes the directory, tar or volumes `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
-            name.display(),
-            delta::BASE
-        )
-    };
-    if let [one] = given
-        && fs::metadata(one).is_ok_and(|m| m.is_file())
-        && !delta::has_base(one)?
-    {
-        return Err(not_a_delta(one));
-    }
-    // A delta tar for another bundle is refused from its head, before
-    // it is unpacked.
     let opened = delta::open(
         given,
         &under(root, paths::BUNDLES).join("delta"),
@@ -533,9 +564,7 @@ fn open_delta(
         ))),
         false => e,
     })?;
-    if !delta::is_delta(opened.dir()) {
-        return Err(not_a_delta(&opened.name));
-    }
+    refuse_not_a_delta(opened.dir(), &opened.name)?;
     Ok(opened)
 }
 
