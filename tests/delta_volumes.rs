@@ -460,6 +460,12 @@ fn update_and_prepare_take_the_volumes_of_a_delta() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("already at the bundle"), "{}", r.stdout);
     assert_eq!(tree(&root), before);
+    // The first disc alone says so too: no other disc is asked for.
+    let first = args(&volumes[..1]);
+    let r = update(&root, &first.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("already at the bundle"), "{}", r.stdout);
+    assert_eq!(tree(&root), before);
 
     // A reference VM prepared from the delta's volumes and its base; not
     // without the base.

@@ -275,13 +275,18 @@ pub fn base_trust(base: &Path, given: &[PathBuf]) -> Option<Trust> {
 /// read from the first volume, unchecked, only to choose the keys the
 /// volumes are checked with.
 pub fn volumes_name(given: &[PathBuf], hash: &str) -> bool {
-    let Ok(Some(dirs)) = given_volumes(given) else {
-        return false;
-    };
+    volumes_base_and_new(given).is_some_and(|(base, new)| base == hash || new == hash)
+}
+
+/// The base a delta's volumes apply to and the bundle they make, as the
+/// first volume names them (BASE, and the whole new manifest it
+/// carries), unchecked: None when `given` are not a delta's volumes.
+pub fn volumes_base_and_new(given: &[PathBuf]) -> Option<(String, String)> {
+    let dirs = given_volumes(given).ok()??;
     let read = |p: &Path| read_head(&dirs[0], &p.to_string_lossy()).ok().flatten();
-    let base = read(Path::new(BASE)).and_then(|b| parse_base(&String::from_utf8_lossy(&b)));
-    let whole = read(&Path::new(WHOLE).join(SUMS)).map(|b| sha256(&b));
-    base.as_deref() == Some(hash) || whole.as_deref() == Some(hash)
+    let base = read(Path::new(BASE)).and_then(|b| parse_base(&String::from_utf8_lossy(&b)))?;
+    let whole = read(&Path::new(WHOLE).join(SUMS)).map(|b| sha256(&b))?;
+    Some((base, whole))
 }
 
 /// Where a file of the new bundle comes from.

@@ -385,17 +385,22 @@ pub fn update(
     // What a killed or cut-off run left beside the kept bundle (an unpacked
     // delta, a half-made bundle) goes first: this run needs its room.
     let mut warnings = cleanup_warnings(root, &kept.hash);
-    // One tar or directory names its base and the bundle it makes in its
-    // head: an update already made, or one for another bundle, is told
-    // before anything is unpacked.
-    if let [one] = given
-        && crate::shared::volumes::given_volumes(given)?.is_none()
-    {
-        refuse_not_a_delta(one, one)?;
-        let (want, new) = delta::base_and_new(one, one)?;
-        if let Some(done) = settled(root, &kept, one, &want, &new, &mut warnings)? {
-            return Ok(done);
+    // A delta names its base and the bundle it makes in its head (a tar's
+    // first entries, the first volume): an update already made, or one
+    // for another bundle, is told before anything is unpacked or another
+    // disc asked for. Unchecked, so it only ever stops an update; what is
+    // applied is checked whole.
+    let named = match given {
+        [one] if crate::shared::volumes::given_volumes(given)?.is_none() => {
+            refuse_not_a_delta(one, one)?;
+            Some(delta::base_and_new(one, one)?)
         }
+        _ => delta::volumes_base_and_new(given),
+    };
+    if let Some((want, new)) = named
+        && let Some(done) = settled(root, &kept, &given[0], &want, &new, &mut warnings)?
+    {
+        return Ok(done);
     }
     let opened = open_delta(root, &kept, given, progress, more)?;
     let (delta_dir, delta) = (opened.dir(), opened.name.as_path());
