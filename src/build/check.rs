@@ -99,8 +99,9 @@ fn disc_check(recipe: &Recipe, plan: &Plan) -> Result<(Catalog, Installed, Repor
         })
         .collect::<Result<Vec<_>>>()?;
     let catalog = repo::disc_catalog(&discs)?;
-    let installed = installed_base(&catalog, read_base(plan)?.as_ref())?;
-    let report = evaluate(recipe, plan, &catalog, &installed)?;
+    let repository = catalog_packages(&catalog)?;
+    let installed = installed_base(&catalog, &repository, read_base(plan)?.as_ref())?;
+    let report = evaluate(recipe, plan, repository, &installed)?;
     Ok((catalog, installed, report))
 }
 
@@ -160,15 +161,14 @@ pub fn read_base(plan: &Plan) -> Result<Option<(String, Vec<Paragraph>)>> {
     Ok(Some((path.display().to_string(), paragraphs)))
 }
 
-/// The check over a catalog (disc role, control paragraph) and a base
-/// (path and paragraphs of a dpkg status file, or None).
+/// The check over a catalog's packages ([`catalog_packages`]) and the
+/// installed base ([`installed_base`]).
 pub fn evaluate(
     recipe: &Recipe,
     plan: &Plan,
-    catalog: &[(String, Paragraph)],
+    repository: Vec<Package>,
     installed: &Installed,
 ) -> Result<Report> {
-    let repository = catalog_packages(catalog)?;
     let base = installed.base.clone();
     let universe = Universe::new(
         repository,
@@ -198,9 +198,10 @@ pub fn evaluate(
     })
 }
 
-/// Every catalog paragraph as a package; a malformed relation field is an
-/// error (apt would refuse the index too).
-fn catalog_packages(catalog: &[(String, Paragraph)]) -> Result<Vec<Package>> {
+/// Every catalog paragraph (disc role, control paragraph) as a package,
+/// read once for the installed base and the check; a malformed relation
+/// field is an error (apt would refuse the index too).
+pub fn catalog_packages(catalog: &[(String, Paragraph)]) -> Result<Vec<Package>> {
     let mut errors = Vec::new();
     let mut out = Vec::new();
     for (disc, p) in catalog {
@@ -226,19 +227,17 @@ pub struct Installed {
     pub packages: Vec<Package>,
 }
 
-/// The installed base for a check over `catalog`: the status file's
-/// installed packages, or `catalog`'s main disc `required` and `important`
-/// ones (the newest of each). Read from the whole discs, it also serves a
-/// check over a subset of them.
+/// The installed base for a check over `catalog` (whose packages are
+/// `repository`): the status file's (path and paragraphs) installed
+/// packages, or `catalog`'s main disc `required` and `important` ones (the
+/// newest of each). Read from the whole discs, it also serves a check over
+/// a subset of them.
 pub fn installed_base(
     catalog: &[(String, Paragraph)],
+    repository: &[Package],
     status: Option<&(String, Vec<Paragraph>)>,
 ) -> Result<Installed> {
-    let repository = match status {
-        Some(_) => Vec::new(),
-        None => catalog_packages(catalog)?,
-    };
-    let (packages, base) = base_packages(catalog, &repository, status)?;
+    let (packages, base) = base_packages(catalog, repository, status)?;
     Ok(Installed { base, packages })
 }
 

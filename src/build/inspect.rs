@@ -473,8 +473,9 @@ fn check_bundle(b: &Opened, bom: Option<&Bom>) -> Result<crate::build::check::Re
             catalog.push((disc.to_string(), para));
         }
     }
-    let installed = check::installed_base(&catalog, None)?;
-    check::evaluate(&recipe, &plan, &catalog, &installed)
+    let packages = check::catalog_packages(&catalog)?;
+    let installed = check::installed_base(&catalog, &packages, None)?;
+    check::evaluate(&recipe, &plan, packages, &installed)
 }
 
 /// The inspection of a bundle that verified.

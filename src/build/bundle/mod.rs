@@ -549,11 +549,13 @@ fn check_completeness(
     installed: Option<check::Installed>,
 ) -> Result<check::Report> {
     let catalog = std::mem::take(&mut repository.catalog);
+    let packages = check::catalog_packages(&catalog)?;
     let installed = match installed {
         Some(i) => i,
-        None => check::installed_base(&catalog, check::read_base(plan)?.as_ref())?,
+        None => check::installed_base(&catalog, &packages, check::read_base(plan)?.as_ref())?,
     };
-    let report = check::evaluate(recipe, plan, &catalog, &installed)?;
+    drop(catalog);
+    let report = check::evaluate(recipe, plan, packages, &installed)?;
     if !report.ok && !opts.allow_incomplete {
         return Err(check::refuse(&report, &opts.recipe));
     }
