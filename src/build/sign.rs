@@ -535,6 +535,49 @@ mod tests {
         SigningKey::generate("Other <o@localhost>", 1_700_000_000, [8; 32]).unwrap()
     }
 
+    /// A signature the keyring's key made but that names another key as
+    /// its issuer: gpgv looks the key up by that name, finds none and
+    /// refuses; airlock counts it as that other key's, not as a good one.
+    #[test]
+    fn a_signature_naming_another_issuer_is_not_counted_as_gpgv_does_not() {
+        let (k, o) = (key(), other());
+        let (mut hashed, mut unhashed) = k.subpackets(k.created() + 10).unwrap();
+        let (o_hashed, o_unhashed) = o.subpackets(k.created() + 10).unwrap();
+        hashed[1] = o_hashed[1].clone();
+        unhashed[0] = o_unhashed[0].clone();
+        let sig = DetachedSignature::sign_binary_data_with_subpackets(
+            ChaCha20Rng::from_seed([0; 32]),
+            &k.key.primary_key,
+            &Password::empty(),
+            HashAlgorithm::Sha256,
+            &b"payload"[..],
+            SubpacketConfig::UserDefined { hashed, unhashed },
+        )
+        .unwrap()
+        .to_armored_string(ArmorOptions::default())
+        .unwrap();
+        let checked = k
+            .keyring()
+            .check_detached(b"payload", sig.as_bytes())
+            .unwrap();
+        assert!(checked.good.is_empty(), "{checked:?}");
+        assert_eq!(checked.unknown, [o.fingerprint()]);
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        fs::write(p("data"), b"payload").unwrap();
+        fs::write(p("data.sig"), &sig).unwrap();
+        fs::write(p("key.gpg"), k.public_binary().unwrap()).unwrap();
+        let gpgv = std::process::Command::new("gpgv")
+            .arg("--keyring")
+            .arg(p("key.gpg"))
+            .arg(p("data.sig"))
+            .arg(p("data"))
+            .output();
+        if let Ok(out) = gpgv {
+            assert!(!out.status.success(), "gpgv accepted it: airlock must too");
+        }
+    }
+
     /// With one key, every file is what a single key wrote before keys
     /// could be several.
     #[test]

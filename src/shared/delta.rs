@@ -28,7 +28,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::shared::basetar::TarBase;
-use crate::shared::keyring::{Keyring, PUBLIC_ASC_FILE, PUBLIC_GPG_FILE};
+use crate::shared::keyring::{Keyring, PUBLIC_ASC_FILE, PUBLIC_GPG_FILE, Signatures};
 use crate::shared::manifest::{
     self, Finding, FindingKind, MODES, Report, SUMS, SUMS_SIG, Trust, parse_manifest, verify_dir,
 };
@@ -319,6 +319,10 @@ pub struct Applied {
     pub problems: Vec<Finding>,
     /// The new bundle's verification, when it got that far.
     pub report: Option<Report>,
+    /// The signatures of the new SHA256SUMS as checked, when they could
+    /// be (who signed: a VM names keys it does not trust).
+    #[serde(skip)]
+    pub signed: Option<Signatures>,
 }
 
 fn finding(kind: FindingKind, path: &str, detail: impl Into<String>) -> Finding {
@@ -551,29 +555,39 @@ impl BaseBundle {
 
 /// Checks a detached signature of `data` (`sig`, from the file `name`):
 /// `trust.require` distinct keys of its keyring must have made a good one.
-fn check_sig(name: &str, data: &[u8], sig: Option<&[u8]>, trust: &Trust) -> Option<Finding> {
+/// The signatures as checked (when they could be), and what is wrong.
+fn check_sig(
+    name: &str,
+    data: &[u8],
+    sig: Option<&[u8]>,
+    trust: &Trust,
+) -> (Option<Signatures>, Option<Finding>) {
     let keyring = trust.keyring.as_ref().expect("apply always has a keyring");
     let Some(sig) = sig else {
-        return Some(finding(
+        let missing = finding(
             FindingKind::Signature,
             name,
             "missing: the delta is not signed",
-        ));
+        );
+        return (None, Some(missing));
     };
-    let checked = match keyring.check_detached(data, sig) {
-        Ok(c) => c,
+    match keyring.check_detached(data, sig) {
+        Ok(checked) => {
+            let wrong = checked
+                .require(trust.require, keyring)
+                .err()
+                .map(|e| finding(FindingKind::Signature, name, format!("{e:#}")));
+            (Some(checked), wrong)
+        }
         Err(e) => {
-            return Some(finding(
+            let bad = finding(
                 FindingKind::Signature,
                 name,
                 format!("does not verify: {e:#}"),
-            ));
+            );
+            (None, Some(bad))
         }
-    };
-    checked
-        .require(trust.require, keyring)
-        .err()
-        .map(|e| finding(FindingKind::Signature, name, format!("{e:#}")))
+    }
 }
 
 /// The new manifest's paths, held to more than `verify` needs for reading:
@@ -747,8 +761,9 @@ fn apply_scoped(
         bytes_from_base: 0,
         problems: Vec::new(),
         report: None,
+        signed: None,
     };
-    let listing = check_head(&head, &trust, &mut applied.problems);
+    let listing = check_head(&head, &trust, &mut applied);
     if !applied.problems.is_empty() {
         return Ok(applied);
     }
@@ -836,20 +851,19 @@ fn with_whence(
 }
 
 /// The delta's signatures, manifest and paths checked: the new listing.
-fn check_head(head: &Head, trust: &Trust, problems: &mut Vec<Finding>) -> BTreeMap<String, String> {
-    problems.extend(check_sig(
-        SUMS_SIG,
-        &head.sums,
-        head.sums_sig.as_deref(),
-        trust,
-    ));
+fn check_head(head: &Head, trust: &Trust, applied: &mut Applied) -> BTreeMap<String, String> {
+    let problems = &mut applied.problems;
+    let (signed, wrong) = check_sig(SUMS_SIG, &head.sums, head.sums_sig.as_deref(), trust);
+    applied.signed = signed;
+    problems.extend(wrong);
     let base_text = render_base(&head.want);
-    problems.extend(check_sig(
+    let (_, wrong) = check_sig(
         BASE_SIG,
         base_text.as_bytes(),
         head.base_sig.as_deref(),
         trust,
-    ));
+    );
+    problems.extend(wrong);
     let (listing, found) = parse_manifest(&String::from_utf8_lossy(&head.sums));
     problems.extend(found);
     check_paths(&listing, problems);

@@ -485,9 +485,14 @@ impl Keyring {
     fn check_all(&self, sigs: &[Signature], data: &[u8]) -> Result<Signatures> {
         let mut out = Signatures::default();
         for (i, sig) in sigs.iter().enumerate() {
+            // Named by its issuer, as gpgv finds the key: one the keyring
+            // does not hold is not tried against the keys it does.
+            if !self.holds_issuer(sig) {
+                out.unknown.push(Keyring::issuer_name(sig));
+                continue;
+            }
             match self.check(sig, data) {
                 Ok(v) => out.good.push(v),
-                Err(_) if !self.holds_issuer(sig) => out.unknown.push(Keyring::issuer_name(sig)),
                 Err(e) if sigs.len() == 1 => return Err(e),
                 Err(e) => {
                     return Err(e.context(format!(

@@ -24,7 +24,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::shared::delta;
-use crate::shared::keyring::{Keyring, PUBLIC_GPG_FILE};
+use crate::shared::keyring::{Keyring, PUBLIC_GPG_FILE, Signatures};
 use crate::shared::manifest::{MODES, RUNNER, SUMS, SUMS_SIG, Trust, parse_manifest};
 use crate::shared::paths;
 use crate::shared::staging::Staging;
@@ -409,13 +409,18 @@ pub fn update(
         return Ok(done);
     }
     let keyring = trusted_keyring(root)?;
-    refuse_foreign_signers(delta_dir, delta, &keyring)?;
     let out = bundle_dir(root, &new);
     let keep = keep_for(&kept.dir, delta_dir);
-    let trust = Trust::keyring(keyring);
+    let trust = Trust::keyring(keyring.clone());
     let applied = delta::apply_kept(&opened, &kept.dir, &out, &trust, &keep, progress)?;
     if !applied.ok {
-        return Err(refused(delta, &applied));
+        let signed = applied.signed.as_ref();
+        return Err(match signed.and_then(|s| foreign_only(s, &keyring)) {
+            Some(why) => {
+                anyhow::Error::new(Refused(format!("the delta {} {why}", delta.display())))
+            }
+            None => refused(delta, &applied),
+        });
     }
     readable(&out)?;
     sync_tree(&out)?;
@@ -603,29 +608,20 @@ fn keep_for(kept_dir: &Path, delta_dir: &Path) -> Vec<&'static str> {
         .collect()
 }
 
-/// Refuses, naming both, a delta (in `delta_dir`, given as `name`) whose
-/// manifest is signed only by keys this VM does not trust. (A bad signature by a trusted key, or a
-/// malformed one, is left to the delta's own check, which names it.)
-fn refuse_foreign_signers(delta_dir: &Path, name: &Path, trusted: &Keyring) -> Result<()> {
-    let (Ok(sums), Ok(sig)) = (
-        fs::read(delta_dir.join(SUMS)),
-        fs::read(delta_dir.join(SUMS_SIG)),
-    ) else {
-        return Ok(());
-    };
-    let Ok(checked) = trusted.check_detached(&sums, &sig) else {
-        return Ok(());
-    };
-    if !checked.good.is_empty() || checked.unknown.is_empty() {
-        return Ok(());
+/// Why a delta whose manifest only keys this VM does not trust signed
+/// (`signed`, as checked with the keys it trusts, `trusted`) is refused,
+/// naming both; None when that is not why (a bad signature by a trusted
+/// key, or a malformed one, is named by the delta's own check).
+fn foreign_only(signed: &Signatures, trusted: &Keyring) -> Option<String> {
+    if !signed.good.is_empty() || signed.unknown.is_empty() {
+        return None;
     }
-    Err(anyhow::Error::new(Refused(format!(
-        "the delta {} does not verify with the keys this VM trusts: SIGNATURE {SUMS_SIG}: signed by {} only, and this VM trusts {} ({}): no key it trusts signed it; nothing was changed. A new signing key reaches a VM through a bundle signed by the old key and the new one (`airlock build --key OLD --key NEW`): update to that bundle first",
-        name.display(),
-        checked.unknown.join(", "),
+    Some(format!(
+        "does not verify with the keys this VM trusts: SIGNATURE {SUMS_SIG}: signed by {} only, and this VM trusts {} ({}): no key it trusts signed it; nothing was changed. A new signing key reaches a VM through a bundle signed by the old key and the new one (`airlock build --key OLD --key NEW`): update to that bundle first",
+        signed.unknown.join(", "),
         key_names(trusted).join(", "),
         paths::TRUSTED_KEYRING
-    ))))
+    ))
 }
 
 /// What [`adopt`] put in place, and what was there before (to put back
