@@ -232,6 +232,23 @@ fn a_deb_in_another_shape_than_dpkg_reads_is_refused() {
             "twice",
         ),
         (
+            // Read past, not kept, for an index: still refused.
+            "./md5sums twice",
+            ar(&[
+                ("debian-binary", b"2.0\n".to_vec()),
+                (
+                    "control.tar.gz",
+                    tar_gz(&[
+                        ("./control", CONTROL.as_bytes()),
+                        ("./md5sums", b"0  a\n"),
+                        ("./md5sums", b"1  a\n"),
+                    ]),
+                ),
+                ("data.tar.gz", data.clone()),
+            ]),
+            "./md5sums twice",
+        ),
+        (
             "format 3",
             ar(&[
                 ("debian-binary", b"3.0\n".to_vec()),

@@ -208,25 +208,30 @@ impl DebScanner {
         let Some((name, bytes)) = &self.control else {
             return err("no control.tar member");
         };
-        let (text, _) = control_from_tar(name, bytes)?;
+        let (text, _) = control_from_tar(name, bytes, false)?;
         Paragraph::parse(&text).map_err(|e| DebError(format!("control file: {e}")))
     }
 
     /// Ends the stream: checks the framing is complete and returns the
     /// control paragraph.
     pub fn finish(self) -> Result<Paragraph, DebError> {
-        self.finish_with_md5sums().map(|(control, _)| control)
+        self.finish_reading(false).map(|(control, _)| control)
     }
 
     /// Like [`DebScanner::finish`], and also returns the control member's
     /// `md5sums` file, verbatim, when the package has one (dpkg copies it
     /// as it is to `/var/lib/dpkg/info/PACKAGE.md5sums`).
     pub fn finish_with_md5sums(self) -> Result<(Paragraph, Option<Vec<u8>>), DebError> {
+        self.finish_reading(true)
+    }
+
+    /// [`DebScanner::finish`], with the `md5sums` file when `md5sums`.
+    fn finish_reading(self, md5sums: bool) -> Result<(Paragraph, Option<Vec<u8>>), DebError> {
         self.check_framing()?;
         let Some((name, bytes)) = self.control else {
             return err("no control.tar member");
         };
-        let (text, md5sums) = control_from_tar(&name, &bytes)?;
+        let (text, md5sums) = control_from_tar(&name, &bytes, md5sums)?;
         let control =
             Paragraph::parse(&text).map_err(|e| DebError(format!("control file: {e}")))?;
         Ok((control, md5sums))
@@ -289,9 +294,15 @@ impl DebScanner {
     }
 }
 
-/// Extracts `./control` and, if there is one, `./md5sums` from a control
-/// member, by its compression.
-fn control_from_tar(name: &str, bytes: &[u8]) -> Result<(String, Option<Vec<u8>>), DebError> {
+/// Extracts `./control` and, if there is one and `keep_md5sums`, `./md5sums`
+/// from a control member, by its compression. The whole member is read
+/// either way (a second `./control` or `./md5sums` is refused: dpkg would
+/// take the last); an md5sums not kept is only read past.
+fn control_from_tar(
+    name: &str,
+    bytes: &[u8],
+    keep_md5sums: bool,
+) -> Result<(String, Option<Vec<u8>>), DebError> {
     let reader: Box<dyn Read + '_> = match name {
         "control.tar" => Box::new(bytes),
         "control.tar.gz" => Box::new(flate2::read::GzDecoder::new(bytes)),
@@ -309,6 +320,7 @@ fn control_from_tar(name: &str, bytes: &[u8]) -> Result<(String, Option<Vec<u8>>
         .map_err(|e| DebError(format!("{name}: {e}")))?;
     let mut control = None;
     let mut md5sums = None;
+    let mut seen_md5sums = false;
     for entry in entries {
         let mut entry = entry.map_err(|e| DebError(format!("{name}: {e}")))?;
         let path = entry
@@ -317,15 +329,24 @@ fn control_from_tar(name: &str, bytes: &[u8]) -> Result<(String, Option<Vec<u8>>
             .into_owned();
         let p = path.to_string_lossy();
         let p = p.strip_prefix("./").unwrap_or(&p);
+        let twice = || {
+            err(format!(
+                "{name} holds ./{p} twice (dpkg would take the last)"
+            ))
+        };
         let slot = match p {
             "control" => &mut control,
+            "md5sums" if !keep_md5sums => {
+                if std::mem::replace(&mut seen_md5sums, true) {
+                    return twice();
+                }
+                continue;
+            }
             "md5sums" => &mut md5sums,
             _ => continue,
         };
         if slot.is_some() {
-            return err(format!(
-                "{name} holds ./{p} twice (dpkg would take the last)"
-            ));
+            return twice();
         }
         let mut bytes = Vec::new();
         entry
