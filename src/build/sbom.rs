@@ -16,9 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::build::repo::Deb;
+use crate::build::repo::{Deb, Hashing};
 use crate::shared::timefmt;
 
 /// The SBOM's path in a bundle (listed in `SHA256SUMS`, so it is signed).
@@ -220,15 +219,21 @@ pub fn render(inputs: &Inputs<'_>) -> Result<String> {
         components,
         dependencies: crates.dependencies(inputs.debs),
     };
-    let unnumbered = serde_json::to_string(&bom).context("rendering the SBOM")?;
-    bom.serial_number = Some(serial_from(unnumbered.as_bytes()));
-    Ok(serde_json::to_string_pretty(&bom).context("rendering the SBOM")? + "\n")
+    // The serial is of the compact text, hashed as it is rendered: the
+    // document is held once (it grows with the pool).
+    let mut unnumbered = Hashing::new(std::io::sink());
+    serde_json::to_writer(&mut unnumbered, &bom).context("rendering the SBOM")?;
+    bom.serial_number = Some(serial_from(&unnumbered.finish().2));
+    let mut text = serde_json::to_vec_pretty(&bom).context("rendering the SBOM")?;
+    drop(bom);
+    text.push(b'\n');
+    Ok(String::from_utf8(text).expect("serde_json writes UTF-8"))
 }
 
-/// A serial number derived from the content (RFC 9562 version 8, the
-/// variant bits set), so that the same bundle gets the same one.
-fn serial_from(content: &[u8]) -> String {
-    let mut b: [u8; 16] = Sha256::digest(content)[..16].try_into().expect("16 bytes");
+/// A serial number derived from the content's SHA-256 (RFC 9562 version
+/// 8, the variant bits set), so that the same bundle gets the same one.
+fn serial_from(digest: &[u8]) -> String {
+    let mut b: [u8; 16] = digest[..16].try_into().expect("16 bytes");
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = crate::shared::hex(&b);

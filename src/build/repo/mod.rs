@@ -1020,15 +1020,16 @@ fn write_packages(
 }
 
 /// A writer that hashes and counts what passes through it: an index file
-/// as `Release` lists it, without reading it again.
-struct Hashing<W> {
+/// as `Release` lists it, without reading it again (or, into a sink, the
+/// hash of a rendering never held whole).
+pub(crate) struct Hashing<W> {
     inner: W,
     sha: sha2::Sha256,
     size: u64,
 }
 
 impl<W: Write> Hashing<W> {
-    fn new(inner: W) -> Self {
+    pub(crate) fn new(inner: W) -> Self {
         Hashing {
             inner,
             sha: sha2::Sha256::new(),
@@ -1036,14 +1037,20 @@ impl<W: Write> Hashing<W> {
         }
     }
 
+    /// The inner writer, and the size and SHA-256 of what passed.
+    pub(crate) fn finish(self) -> (W, u64, [u8; 32]) {
+        (self.inner, self.size, self.sha.finalize().into())
+    }
+
     /// The inner writer, and what passed as the file `rel` lists it.
     fn listed(self, rel: String) -> (W, IndexFile) {
+        let (inner, size, sha256) = self.finish();
         let listed = IndexFile {
             rel,
-            size: self.size,
-            sha256: hex(&self.sha.finalize()),
+            size,
+            sha256: hex(&sha256),
         };
-        (self.inner, listed)
+        (inner, listed)
     }
 }
 
