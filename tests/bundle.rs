@@ -388,6 +388,22 @@ fn build_from_a_recipe_with_a_site_key_and_a_gz_tar() {
     assert_eq!(identity(fs::metadata(&pool_file).unwrap()), before);
     assert_eq!(verify(&dir.path().join("b"), &[]).code, 0);
     assert_eq!(stock_tools_accept(&dir.path().join("b")), (true, true));
+    // A package more on the main disc: the next build reads only it, and
+    // moves it into the pool it takes over; the build after reads none
+    // (its cache names that file as the move left it).
+    let main = dir.path().join("d/media/main");
+    crate::common::discs::make_deb(
+        &main,
+        &crate::common::discs::Pkg::new("airlock-test-extra", "1.0-1"),
+    );
+    crate::common::discs::index_disc(&main, &["main", "contrib"]);
+    for (reused, hashed) in [(5, true), (6, false)] {
+        let run = build_demo(dir.path(), "d/recipe.toml", &["--out", "b", "--json"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let again: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(again["repository"]["reused"], reused, "{again}");
+        assert_eq!(again["repository"]["hashed_bytes"] != 0, hashed, "{again}");
+    }
     // …and it is the bundle a fresh build gives.
     let run = build_demo(dir.path(), "d/recipe.toml", &["--out", "c"]);
     assert_eq!(run.code, 0, "{}", run.stderr);

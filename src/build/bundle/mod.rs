@@ -270,8 +270,8 @@ pub fn build_planned(opts: &BuildOptions, recipe: &Recipe, plan: &Plan) -> Resul
         summary.seconds = started.elapsed().as_secs_f64();
         return Ok(summary);
     }
-    commit(staging, &opts.out, &repository, &outside)?;
-    cache.keep(&opts.out, &opts.key)?;
+    let moved = commit(staging, &opts.out, &repository, &outside)?;
+    cache.keep(&opts.out, &opts.key, moved)?;
     if let Some(tar) = &opts.tar {
         write_tar(&opts.out, tar, opts.time, opts.progress)?;
     }
@@ -378,11 +378,16 @@ impl RepoCache {
         Ok(out.with_file_name(format!(".{name}.airlock-repo-cache.json")))
     }
 
-    /// Moves the new cache into place and seals it for the repository at
-    /// its final path.
-    fn keep(&self, out: &Path, key: &Signers) -> Result<()> {
+    /// Moves the new cache into place, sealed for the repository at its
+    /// final path: read and written again when `moved` (pool files were
+    /// moved one by one, which changes their status-change times); a
+    /// directory moved whole leaves every file's identity as it was.
+    fn keep(&self, out: &Path, key: &Signers, moved: Moved) -> Result<()> {
         fs::rename(&self.fresh, &self.kept).context("keeping the repository cache")?;
-        repo::refresh_cache(&out.join("repo"), &self.kept, key)
+        match moved {
+            Moved::Whole => Ok(()),
+            Moved::FileByFile => repo::refresh_cache(&out.join("repo"), &self.kept, key),
+        }
     }
 }
 
@@ -727,16 +732,27 @@ fn commit(
     out: &Path,
     repository: &repo::Summary,
     outside: &BTreeMap<String, Outside>,
-) -> Result<()> {
+) -> Result<Moved> {
     if outside.is_empty() {
-        return staging.replace(out);
+        staging.replace(out)?;
+        return Ok(Moved::Whole);
     }
     let wanted = repository
         .pool_hashes
         .iter()
         .map(|(p, _)| format!("repo/{p}"))
         .collect();
-    crate::build::takeover::commit(staging, out, "repo/pool", wanted)
+    crate::build::takeover::commit(staging, out, "repo/pool", wanted)?;
+    Ok(Moved::FileByFile)
+}
+
+/// How [`commit`] put the new bundle in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moved {
+    /// The staging directory renamed: its files are as they were.
+    Whole,
+    /// The old pool's files moved into it one by one.
+    FileByFile,
 }
 
 /// MODES: every file's mode (of `tree`, the bundle's files), set exactly
