@@ -492,38 +492,20 @@ mod tests {
             ))
             .unwrap(),
         );
-        let sig = DetachedSignature::sign_binary_data_with_subpackets(
-            ChaCha20Rng::from_seed([0; 32]),
-            &k.key.primary_key,
-            &Password::empty(),
-            HashAlgorithm::Sha256,
-            &b"payload"[..],
-            SubpacketConfig::UserDefined { hashed, unhashed },
-        )
-        .unwrap()
-        .to_armored_string(ArmorOptions::default())
-        .unwrap();
+        let sig = signed_with(&k, hashed, unhashed, b"payload");
         let e = k
             .keyring()
             .verify_detached(b"payload", sig.as_bytes())
             .unwrap_err();
         assert!(format!("{e:#}").contains("expired"), "{e:#}");
-        let dir = tempfile::tempdir().unwrap();
-        let p = |n: &str| dir.path().join(n);
-        fs::write(p("data"), b"payload").unwrap();
-        fs::write(p("data.sig"), &sig).unwrap();
-        fs::write(p("key.gpg"), k.public_binary().unwrap()).unwrap();
-        let gpgv = std::process::Command::new("gpgv")
-            .arg("--keyring")
-            .arg(p("key.gpg"))
-            .arg(p("data.sig"))
-            .arg(p("data"))
-            .output();
-        if let Ok(out) = gpgv {
-            assert!(!out.status.success(), "gpgv accepted the expired signature");
-        }
-        // The same without the expiry verifies.
+        assert!(
+            !gpgv_accepts(&k, &sig, b"payload"),
+            "gpgv accepted the expired signature"
+        );
+        // The same without the expiry verifies, for gpgv too (so its
+        // refusals above are its own, not a missing gpgv).
         let good = k.detached_armored(b"payload", made).unwrap();
+        assert!(gpgv_accepts(&k, &good, b"payload"));
         let v = k
             .keyring()
             .verify_detached(b"payload", good.as_bytes())
@@ -533,6 +515,43 @@ mod tests {
 
     fn other() -> SigningKey {
         SigningKey::generate("Other <o@localhost>", 1_700_000_000, [8; 32]).unwrap()
+    }
+
+    /// A detached signature of `data` by `k` with these subpackets, armored.
+    fn signed_with(
+        k: &SigningKey,
+        hashed: Vec<Subpacket>,
+        unhashed: Vec<Subpacket>,
+        data: &[u8],
+    ) -> String {
+        DetachedSignature::sign_binary_data_with_subpackets(
+            ChaCha20Rng::from_seed([0; 32]),
+            &k.key.primary_key,
+            &Password::empty(),
+            HashAlgorithm::Sha256,
+            data,
+            SubpacketConfig::UserDefined { hashed, unhashed },
+        )
+        .unwrap()
+        .to_armored_string(ArmorOptions::default())
+        .unwrap()
+    }
+
+    /// Whether gpgv, with `k`'s key alone, accepts `sig` of `data` (false
+    /// where gpgv is not installed).
+    fn gpgv_accepts(k: &SigningKey, sig: &str, data: &[u8]) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        fs::write(p("data"), data).unwrap();
+        fs::write(p("data.sig"), sig).unwrap();
+        fs::write(p("key.gpg"), k.public_binary().unwrap()).unwrap();
+        std::process::Command::new("gpgv")
+            .arg("--keyring")
+            .arg(p("key.gpg"))
+            .arg(p("data.sig"))
+            .arg(p("data"))
+            .output()
+            .is_ok_and(|out| out.status.success())
     }
 
     /// A signature the keyring's key made but that names another key as
@@ -545,37 +564,17 @@ mod tests {
         let (o_hashed, o_unhashed) = o.subpackets(k.created() + 10).unwrap();
         hashed[1] = o_hashed[1].clone();
         unhashed[0] = o_unhashed[0].clone();
-        let sig = DetachedSignature::sign_binary_data_with_subpackets(
-            ChaCha20Rng::from_seed([0; 32]),
-            &k.key.primary_key,
-            &Password::empty(),
-            HashAlgorithm::Sha256,
-            &b"payload"[..],
-            SubpacketConfig::UserDefined { hashed, unhashed },
-        )
-        .unwrap()
-        .to_armored_string(ArmorOptions::default())
-        .unwrap();
+        let sig = signed_with(&k, hashed, unhashed, b"payload");
         let checked = k
             .keyring()
             .check_detached(b"payload", sig.as_bytes())
             .unwrap();
         assert!(checked.good.is_empty(), "{checked:?}");
         assert_eq!(checked.unknown, [o.fingerprint()]);
-        let dir = tempfile::tempdir().unwrap();
-        let p = |n: &str| dir.path().join(n);
-        fs::write(p("data"), b"payload").unwrap();
-        fs::write(p("data.sig"), &sig).unwrap();
-        fs::write(p("key.gpg"), k.public_binary().unwrap()).unwrap();
-        let gpgv = std::process::Command::new("gpgv")
-            .arg("--keyring")
-            .arg(p("key.gpg"))
-            .arg(p("data.sig"))
-            .arg(p("data"))
-            .output();
-        if let Ok(out) = gpgv {
-            assert!(!out.status.success(), "gpgv accepted it: airlock must too");
-        }
+        assert!(
+            !gpgv_accepts(&k, &sig, b"payload"),
+            "gpgv accepted it: airlock must too"
+        );
     }
 
     /// With one key, every file is what a single key wrote before keys
