@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::build::plan::Plan;
 use crate::build::recipe::{Recipe, Role};
 use crate::build::repo::{self, control, control::Paragraph};
+use crate::build::resolve::relation::Names;
 use crate::build::resolve::{self, INSTALLED, Package, Problem, Universe};
 
 /// What a role's steps and the vendor installer install when the recipe
@@ -204,8 +205,9 @@ pub fn evaluate(
 pub fn catalog_packages(catalog: &[(String, Paragraph)]) -> Result<Vec<Package>> {
     let mut errors = Vec::new();
     let mut out = Vec::new();
+    let mut names = Names::default();
     for (disc, p) in catalog {
-        match Package::from_paragraph(p, disc) {
+        match Package::from_paragraph(p, disc, &mut names) {
             Ok(pkg) => out.push(pkg),
             Err(e) => errors.push(e),
         }
@@ -248,11 +250,12 @@ fn base_packages(
     repository: &[Package],
     status: Option<&(String, Vec<Paragraph>)>,
 ) -> Result<(Vec<Package>, Base)> {
+    let mut names = Names::default();
     let packages = match status {
         Some((path, paragraphs)) => paragraphs
             .iter()
             .filter(|p| resolve::is_installed(p))
-            .map(|p| Package::from_paragraph(p, INSTALLED))
+            .map(|p| Package::from_paragraph(p, INSTALLED, &mut names))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| anyhow::anyhow!("media.base_status: {path}: {e}"))?,
         None => {

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::Serialize;
 
 use crate::build::repo::control::Paragraph;
-use relation::{Alternatives, Relation};
+use relation::{Alternatives, Name, Names, Relation};
 use version::Version;
 
 /// Where a package is: `installed` (the base) or a disc's role.
@@ -30,11 +30,11 @@ pub const INSTALLED: &str = "installed";
 /// One version of one package, with the relations the check reads.
 #[derive(Debug, Clone)]
 pub struct Package {
-    pub name: String,
+    pub name: Name,
     pub version: Version,
-    pub arch: String,
+    pub arch: Name,
     /// The disc it is on (`main`, `devel`, `update1`, …) or [`INSTALLED`].
-    pub origin: String,
+    pub origin: Name,
     /// `Pre-Depends` then `Depends`.
     pub depends: Vec<Alternatives>,
     pub provides: Vec<Relation>,
@@ -43,16 +43,21 @@ pub struct Package {
 }
 
 impl Package {
-    /// Reads the fields the check needs from a control paragraph; a
-    /// malformed relation is an error naming the package and the field.
-    pub fn from_paragraph(p: &Paragraph, origin: &str) -> Result<Package, String> {
+    /// Reads the fields the check needs from a control paragraph, each
+    /// name and version shared through `names`; a malformed relation is an
+    /// error naming the package and the field.
+    pub fn from_paragraph(
+        p: &Paragraph,
+        origin: &str,
+        names: &mut Names,
+    ) -> Result<Package, String> {
         let name = p.get("Package").map(str::trim).unwrap_or_default();
         let version = p.get("Version").map(str::trim).unwrap_or_default();
         if name.is_empty() || version.is_empty() {
             return Err(format!("{origin}: a paragraph without Package or Version"));
         }
-        let field = |f: &str| {
-            relation::parse_field(p.get(f).unwrap_or_default())
+        let mut field = |f: &str| {
+            relation::parse_field(p.get(f).unwrap_or_default(), names)
                 .map_err(|e| format!("{origin}: {name} {version}: {f}: {e}"))
         };
         let flat = |alts: Vec<Alternatives>| alts.into_iter().flat_map(|a| a.0).collect::<Vec<_>>();
@@ -60,13 +65,14 @@ impl Package {
         depends.extend(field("Depends")?);
         let mut conflicts = flat(field("Conflicts")?);
         conflicts.extend(flat(field("Breaks")?));
+        let provides = flat(field("Provides")?);
         Ok(Package {
-            name: name.to_string(),
-            version: Version::new(version),
-            arch: p.get("Architecture").unwrap_or("all").trim().to_string(),
-            origin: origin.to_string(),
+            name: names.get(name),
+            version: Version::from(names.get(version)),
+            arch: names.get(p.get("Architecture").unwrap_or("all").trim()),
+            origin: names.get(origin),
             depends,
-            provides: flat(field("Provides")?),
+            provides,
             conflicts,
         })
     }
@@ -78,7 +84,7 @@ impl Package {
 
     /// `name version on main` / `name version in the base`.
     fn whereabouts(&self) -> String {
-        if self.origin == INSTALLED {
+        if &*self.origin == INSTALLED {
             format!("{} installed in the base", self.label())
         } else {
             format!("{} on {}", self.label(), self.origin)
@@ -99,10 +105,10 @@ pub fn is_installed(p: &Paragraph) -> bool {
 #[derive(Debug, Default)]
 pub struct Universe {
     /// By name, newest first.
-    available: BTreeMap<String, Vec<Package>>,
-    installed: BTreeMap<String, Package>,
+    available: BTreeMap<Name, Vec<Package>>,
+    installed: BTreeMap<Name, Package>,
     /// Virtual name → (provider name, its version, the provided version).
-    providers: BTreeMap<String, Vec<(String, Version, Option<Version>)>>,
+    providers: BTreeMap<Name, Vec<(Name, Version, Option<Version>)>>,
 }
 
 impl Universe {
@@ -112,7 +118,7 @@ impl Universe {
         let mut u = Universe::default();
         for p in repository
             .into_iter()
-            .filter(|p| p.arch == "all" || architectures.contains(&p.arch))
+            .filter(|p| &*p.arch == "all" || architectures.iter().any(|a| **a == *p.arch))
         {
             u.available.entry(p.name.clone()).or_default().push(p);
         }
@@ -128,8 +134,7 @@ impl Universe {
             .values()
             .chain(u.available.values().flatten())
             .collect();
-        let mut providers: BTreeMap<String, Vec<(String, Version, Option<Version>)>> =
-            BTreeMap::new();
+        let mut providers: BTreeMap<Name, Vec<(Name, Version, Option<Version>)>> = BTreeMap::new();
         for p in all {
             for v in &p.provides {
                 providers.entry(v.name.clone()).or_default().push((
@@ -264,22 +269,22 @@ pub struct Picked {
 pub fn resolve(u: &Universe, wanted: &[String]) -> Outcome {
     let mut r = Resolver {
         u,
-        chosen: u.installed.iter().map(|(n, p)| (n.as_str(), p)).collect(),
+        chosen: u.installed.iter().map(|(n, p)| (&**n, p)).collect(),
         queue: VecDeque::new(),
         problems: Vec::new(),
     };
     r.request(wanted);
     r.walk_dependencies();
     r.check_conflicts();
-    let from_discs = || r.chosen.values().filter(|p| p.origin != INSTALLED);
+    let from_discs = || r.chosen.values().filter(|p| &*p.origin != INSTALLED);
     Outcome {
         installs: from_discs().map(|p| p.whereabouts()).collect(),
         picked: from_discs()
             .map(|p| Picked {
-                name: p.name.clone(),
+                name: p.name.to_string(),
                 version: p.version.to_string(),
-                arch: p.arch.clone(),
-                disc: p.origin.clone(),
+                arch: p.arch.to_string(),
+                disc: p.origin.to_string(),
             })
             .collect(),
         problems: r.problems,
@@ -302,7 +307,7 @@ impl<'u> Resolver<'u> {
         for name in wanted {
             let chain = vec![name.clone()];
             let rel = Relation {
-                name: name.clone(),
+                name: name.as_str().into(),
                 constraint: None,
             };
             let real = self.u.candidate(name).is_some();
@@ -353,7 +358,7 @@ impl<'u> Resolver<'u> {
     fn satisfied(&self, rel: &Relation) -> bool {
         if self
             .chosen
-            .get(rel.name.as_str())
+            .get(&*rel.name)
             .is_some_and(|p| rel.accepts(&p.version))
         {
             return true;
@@ -372,7 +377,7 @@ impl<'u> Resolver<'u> {
                 provides_ok
                     && self
                         .chosen
-                        .get(pname.as_str())
+                        .get(&**pname)
                         .is_some_and(|p| p.version == *pversion)
             })
     }
@@ -401,7 +406,7 @@ impl<'u> Resolver<'u> {
                     .u
                     .available
                     .get(&rel.name)
-                    .is_some_and(|l| l.len() > 1 || c.origin == INSTALLED)
+                    .is_some_and(|l| l.len() > 1 || &*c.origin == INSTALLED)
                 {
                     reason = format!(
                         "not on any disc (apt takes the newest, {}, and no older one)",
@@ -428,7 +433,7 @@ impl<'u> Resolver<'u> {
     /// or break each other (at least one of them picked here).
     fn check_conflicts(&mut self) {
         let chosen: Vec<&Package> = self.chosen.values().copied().collect();
-        for p in chosen.iter().filter(|p| p.origin != INSTALLED) {
+        for p in chosen.iter().filter(|p| &*p.origin != INSTALLED) {
             for q in &chosen {
                 if q.name == p.name {
                     continue;
@@ -449,7 +454,7 @@ impl<'u> Resolver<'u> {
             reason: format!(
                 "{} would be installed too{}",
                 b.label(),
-                if b.origin == INSTALLED {
+                if &*b.origin == INSTALLED {
                     " (it is installed in the base: apt would remove it)"
                 } else {
                     ""

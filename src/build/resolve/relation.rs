@@ -1,9 +1,32 @@
 //! Package relationship fields (`Depends`, `Pre-Depends`, `Provides`,
 //! `Breaks`, `Conflicts`) as Debian policy 7.1 writes them.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 use super::version::Version;
+
+/// A package name or version as the check holds it: one shared copy of
+/// each distinct text ([`Names`]), however many relations name it.
+pub type Name = Arc<str>;
+
+/// The distinct names and versions read so far: `libc6` and `2.36` named
+/// by thousands of relations are each held once.
+#[derive(Debug, Default)]
+pub struct Names(HashSet<Name>);
+
+impl Names {
+    /// The shared copy of `text`.
+    pub fn get(&mut self, text: &str) -> Name {
+        if let Some(n) = self.0.get(text) {
+            return n.clone();
+        }
+        let n: Name = Arc::from(text);
+        self.0.insert(n.clone());
+        n
+    }
+}
 
 /// One of policy's five relations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +76,7 @@ impl Op {
 /// `name [(op version)]`; an architecture qualifier (`:any`) is dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Relation {
-    pub name: String,
+    pub name: Name,
     pub constraint: Option<(Op, Version)>,
 }
 
@@ -92,12 +115,12 @@ impl fmt::Display for Alternatives {
 }
 
 /// A relationship field: comma-separated entries, each with alternatives.
-pub fn parse_field(text: &str) -> Result<Vec<Alternatives>, String> {
+pub fn parse_field(text: &str, names: &mut Names) -> Result<Vec<Alternatives>, String> {
     let mut out = Vec::new();
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let alts = entry
             .split('|')
-            .map(parse_relation)
+            .map(|r| parse_relation(r, names))
             .collect::<Result<Vec<_>, _>>()?;
         out.push(Alternatives(alts));
     }
@@ -106,7 +129,7 @@ pub fn parse_field(text: &str) -> Result<Vec<Alternatives>, String> {
 
 /// `name[:arch] [(op version)]`; architecture lists and build profiles
 /// (`[amd64]`, `<!nocheck>`) belong to source packages and are refused.
-fn parse_relation(text: &str) -> Result<Relation, String> {
+fn parse_relation(text: &str, names: &mut Names) -> Result<Relation, String> {
     let text = text.trim();
     let (head, constraint) = match text.split_once('(') {
         Some((head, rest)) => {
@@ -123,7 +146,7 @@ fn parse_relation(text: &str) -> Result<Relation, String> {
             if version.is_empty() {
                 return Err(format!("{text:?}: no version after {}", op.as_str()));
             }
-            (head.trim(), Some((op, Version::new(version))))
+            (head.trim(), Some((op, Version::from(names.get(version)))))
         }
         None => (text, None),
     };
@@ -136,7 +159,7 @@ fn parse_relation(text: &str) -> Result<Relation, String> {
         return Err(format!("{text:?}: not a package name"));
     }
     Ok(Relation {
-        name: name.to_string(),
+        name: names.get(name),
         constraint,
     })
 }
@@ -147,20 +170,42 @@ mod tests {
 
     #[test]
     fn fields_parse_with_alternatives_constraints_and_qualifiers() {
-        let f = parse_field("libc6 (>= 2.28), a | b (<< 2:1.0~), python3:any,\n perl (= 5.28.1-6)")
-            .unwrap();
+        let f = parse_field(
+            "libc6 (>= 2.28), a | b (<< 2:1.0~), python3:any,\n perl (= 5.28.1-6)",
+            &mut Names::default(),
+        )
+        .unwrap();
         assert_eq!(f.len(), 4);
         assert_eq!(f[0].to_string(), "libc6 (>= 2.28)");
         assert_eq!(f[1].to_string(), "a | b (<< 2:1.0~)");
         assert_eq!(f[2].to_string(), "python3");
         assert_eq!(f[3].0[0].constraint.as_ref().unwrap().0, Op::Equal);
-        assert!(parse_field("").unwrap().is_empty());
+        assert!(parse_field("", &mut Names::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_name_or_version_named_again_is_the_same_copy() {
+        let mut names = Names::default();
+        let a = parse_field("libc6 (>= 2.36), zlib1g", &mut names).unwrap();
+        let b = parse_field("libc6 (>= 2.36) | zlib1g", &mut names).unwrap();
+        assert!(Arc::ptr_eq(&a[0].0[0].name, &b[0].0[0].name));
+        assert!(Arc::ptr_eq(&a[1].0[0].name, &b[0].0[1].name));
+        let version = |f: &Vec<Alternatives>| f[0].0[0].constraint.clone().unwrap().1;
+        assert_eq!(version(&a).as_str(), "2.36");
+        assert!(std::ptr::eq(version(&a).as_str(), version(&b).as_str()));
+        assert_eq!(names.0.len(), 3);
     }
 
     #[test]
     fn every_relation_kind_holds_as_policy_says() {
         let v = Version::new;
-        let rel = |s: &str| parse_field(s).unwrap().remove(0).0.remove(0);
+        let rel = |s: &str| {
+            parse_field(s, &mut Names::default())
+                .unwrap()
+                .remove(0)
+                .0
+                .remove(0)
+        };
         for (r, yes, no) in [
             ("x (<< 2)", "1.9", "2"),
             ("x (<= 2)", "2", "2.0.1"),
@@ -178,15 +223,23 @@ mod tests {
 
     #[test]
     fn nonsense_is_an_error_naming_it() {
-        assert!(parse_field("a (>= )").unwrap_err().contains("no version"));
         assert!(
-            parse_field("a (!= 1)")
+            parse_field("a (>= )", &mut Names::default())
+                .unwrap_err()
+                .contains("no version")
+        );
+        assert!(
+            parse_field("a (!= 1)", &mut Names::default())
                 .unwrap_err()
                 .contains("unknown relation")
         );
-        assert!(parse_field("a (>= 1").unwrap_err().contains("unclosed"));
         assert!(
-            parse_field("Bad_Name")
+            parse_field("a (>= 1", &mut Names::default())
+                .unwrap_err()
+                .contains("unclosed")
+        );
+        assert!(
+            parse_field("Bad_Name", &mut Names::default())
                 .unwrap_err()
                 .contains("not a package name")
         );

@@ -3,7 +3,7 @@ use super::*;
 /// A package from a control text without the boilerplate.
 fn pkg(origin: &str, text: &str) -> Package {
     let p = Paragraph::parse(&format!("{text}\nArchitecture: amd64\n")).unwrap();
-    Package::from_paragraph(&p, origin).unwrap()
+    Package::from_paragraph(&p, origin, &mut relation::Names::default()).unwrap()
 }
 
 fn universe(repo: &[&str], base: &[&str]) -> Universe {
@@ -287,7 +287,7 @@ fn other_architectures_and_uninstalled_status_entries_do_not_count() {
     let u = Universe::new(
         vec![pkg("main", "Package: a\nVersion: 1\nDepends: b"), {
             let p = Paragraph::parse("Package: b\nVersion: 1\nArchitecture: i386\n").unwrap();
-            Package::from_paragraph(&p, "main").unwrap()
+            Package::from_paragraph(&p, "main", &mut relation::Names::default()).unwrap()
         }],
         vec![],
         &["amd64".to_string()],
@@ -303,6 +303,6 @@ fn other_architectures_and_uninstalled_status_entries_do_not_count() {
 #[test]
 fn a_malformed_relation_names_the_package_and_field() {
     let p = Paragraph::parse("Package: a\nVersion: 1\nDepends: b (>= )\n").unwrap();
-    let e = Package::from_paragraph(&p, "main").unwrap_err();
+    let e = Package::from_paragraph(&p, "main", &mut relation::Names::default()).unwrap_err();
     assert!(e.starts_with("main: a 1: Depends: "), "{e}");
 }

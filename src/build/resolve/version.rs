@@ -10,15 +10,22 @@ use std::cmp::Ordering;
 /// A Debian version as written, ordered as dpkg orders it. Equality is
 /// dpkg's too: `1.0` and `0:1.0` are the same version.
 #[derive(Debug, Clone)]
-pub struct Version(String);
+pub struct Version(super::relation::Name);
 
 impl Version {
     pub fn new(text: &str) -> Version {
-        Version(text.trim().to_string())
+        Version(text.trim().into())
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A version already trimmed and shared ([`super::relation::Names`]).
+impl From<super::relation::Name> for Version {
+    fn from(text: super::relation::Name) -> Version {
+        Version(text)
     }
 }
 
