@@ -292,6 +292,22 @@ fn a_missing_or_foreign_volume_a_whole_bundles_volumes_and_a_wrong_base_are_refu
         "{}",
         r.stderr
     );
+    // …and by update on a VM (outside the site), which changes nothing.
+    let vms = tempfile::tempdir().unwrap();
+    let vm = prepared(vms.path(), "vm", &d.join("v1"));
+    let before = tree(&vm);
+    let given: Vec<String> = whole
+        .iter()
+        .flat_map(|p| ["--bundle".to_string(), p.display().to_string()])
+        .collect();
+    let r = update(&vm, &given.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("hold a whole bundle, not a delta"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(tree(&vm), before);
     // A volume and something that is not one.
     let r = apply(d, &[volumes[0].clone(), d.join("delta")], "v1", "new");
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);

@@ -388,26 +388,38 @@ pub fn update(
     // A delta names its base and the bundle it makes in its head (a tar's
     // first entries, the first volume): an update already made, or one
     // for another bundle, is told before anything is unpacked or another
-    // disc asked for. Unchecked, so it only ever stops an update; what is
-    // applied is checked whole.
+    // disc asked for. A refusal needs no proof; "already at" from volumes
+    // needs the first one to verify with the keys this VM trusts (a tar's
+    // or directory's head is read as `apply` reads it: unchecked, it only
+    // ever stops an update).
     let named = match given {
         [one] if crate::shared::volumes::given_volumes(given)?.is_none() => {
-            refuse_not_a_delta(one, one)?;
+            refuse_not_a_delta(one)?;
             Some(delta::base_and_new(one, one)?)
         }
-        _ => delta::volumes_base_and_new(given),
+        _ => delta::volumes_base_and_new(given)
+            .filter(|(_, new)| *new != kept.hash || first_volume_vouches(root, given, new)),
     };
-    if let Some((want, new)) = named
-        && let Some(done) = settled(root, &kept, &given[0], &want, &new, &mut warnings)?
+    if let Some((want, new)) = &named
+        && let Some(done) = settled(root, &kept, &given[0], want, new, &mut warnings)?
     {
         return Ok(done);
     }
-    let opened = open_delta(root, &kept, given, progress, more)?;
+    let opened = open_delta(root, &kept, given, named.is_some(), progress, more)?;
     let (delta_dir, delta) = (opened.dir(), opened.name.as_path());
-    let (want, new) = delta::base_and_new(delta_dir, delta)?;
-    if let Some(done) = settled(root, &kept, delta, &want, &new, &mut warnings)? {
-        return Ok(done);
-    }
+    // What the head said is what `apply` checks against the signed
+    // manifest; volumes that named nothing are judged once put together.
+    let (want, new) = match named {
+        Some(n) => n,
+        None => {
+            let (want, new) = delta::base_and_new(delta_dir, delta)?;
+            if let Some(done) = settled(root, &kept, delta, &want, &new, &mut warnings)? {
+                return Ok(done);
+            }
+            (want, new)
+        }
+    };
+    debug_assert_eq!(want, kept.hash, "settled refuses another base");
     let keyring = trusted_keyring(root)?;
     let out = bundle_dir(root, &new);
     let keep = keep_for(&kept.dir, delta_dir);
@@ -530,40 +542,56 @@ fn settled(
     Ok(None)
 }
 
+/// Whether the first of the volumes `given` verifies alone with the keys
+/// this VM trusts and its signed table names `new` as the whole bundle
+/// they make.
+fn first_volume_vouches(root: &Path, given: &[PathBuf], new: &str) -> bool {
+    let (Ok(Some(dirs)), Ok(keyring)) = (
+        crate::shared::volumes::given_volumes(given),
+        trusted_keyring(root),
+    ) else {
+        return false;
+    };
+    crate::shared::volumes::verify_volume(&dirs[0], &Trust::keyring(keyring), false)
+        .is_ok_and(|v| v.report.ok && v.table.is_some_and(|t| t.whole == new))
+}
+
 /// Refuses what is not a delta (a whole bundle's tar, from its head, or
-/// its directory; `name` as it was given), saying what to do instead.
-fn refuse_not_a_delta(path: &Path, name: &Path) -> Result<()> {
-    if delta::has_base(path)? {
+/// its directory), saying what to do instead.
+fn refuse_not_a_delta(given: &Path) -> Result<()> {
+    if delta::has_base(given)? {
         return Ok(());
     }
     bail!(
         "{}: not a delta (no {}): update takes the directory, tar or volumes `airlock build --base` wrote; a whole bundle is prepared on a new reference VM (`airlock-firstboot prepare`)",
-        name.display(),
+        given.display(),
         delta::BASE
     )
 }
 
-/// The delta as given ([`delta::open`]), refused when it is not a delta
-/// (a whole bundle's tar before it is unpacked); a delta's volumes for this VM's
-/// bundle are checked as they come with the keys this VM trusts, others
-/// with each volume's own keys (the delta they make is checked after: a
-/// wrong base is named as such). A volume that does not verify is refused.
+/// The delta as given ([`delta::open`]). `named`: its head already named
+/// this VM's bundle as its base (checked by [`settled`]); its volumes are
+/// then checked as they come with the keys this VM trusts, others with
+/// each volume's own keys and their base checked once the first is in (a
+/// wrong base is named as such; a whole bundle's volumes are refused as
+/// not a delta). A volume that does not verify is refused.
 fn open_delta(
     root: &Path,
     kept: &Kept,
     given: &[PathBuf],
+    named: bool,
     progress: bool,
     more: &mut dyn FnMut(&mut crate::shared::volumes::Assembly) -> Result<()>,
 ) -> Result<delta::Given> {
     let trusted = trusted_keyring(root)
         .ok()
         .map(Trust::keyring)
-        .filter(|_| delta::volumes_name(given, &kept.hash));
+        .filter(|_| named);
     let opened = delta::open(
         given,
         &under(root, paths::BUNDLES).join("delta"),
         trusted.as_ref(),
-        Some(&kept.dir),
+        (!named).then_some(kept.dir.as_path()),
         progress,
         more,
     )
@@ -574,7 +602,6 @@ fn open_delta(
         ))),
         false => e,
     })?;
-    refuse_not_a_delta(opened.dir(), &opened.name)?;
     Ok(opened)
 }
 
