@@ -573,7 +573,31 @@ mod tests {
         assert_eq!(checked.unknown, [o.fingerprint()]);
         assert!(
             !gpgv_accepts(&k, &sig, b"payload"),
-            "gpgv accepted it: airlock must too"
+            "gpgv accepted it, where airlock refuses it"
+        );
+    }
+
+    /// A signature by one key of the keyring that names another key of it
+    /// as its issuer: gpgv checks it with the key it names, which fails;
+    /// airlock does not count it as the other key's either.
+    #[test]
+    fn a_signature_naming_another_key_of_the_keyring_is_not_good() {
+        let (k, o) = (key(), other());
+        let (mut hashed, mut unhashed) = o.subpackets(k.created() + 10).unwrap();
+        let (k_hashed, k_unhashed) = k.subpackets(k.created() + 10).unwrap();
+        hashed[1] = k_hashed[1].clone();
+        unhashed[0] = k_unhashed[0].clone();
+        let sig = signed_with(&o, hashed, unhashed, b"payload");
+        let both = format!(
+            "{}{}",
+            k.public_armored().unwrap(),
+            o.public_armored().unwrap()
+        );
+        let keyring = Keyring::from_bytes(both.as_bytes(), "both").unwrap();
+        let checked = keyring.check_detached(b"payload", sig.as_bytes());
+        assert!(
+            checked.as_ref().is_err() || checked.as_ref().unwrap().good.is_empty(),
+            "{checked:?}"
         );
     }
 
