@@ -167,11 +167,19 @@ pub fn parse_all(text: &str) -> Result<Vec<Paragraph>, ParseError> {
                 ),
             });
         }
-        if line.trim().is_empty() {
+        if line.is_empty() {
             if !current.ends.is_empty() {
                 out.push(std::mem::take(&mut current).shrunk());
             }
             continue;
+        }
+        if line.bytes().all(|b| b == b' ' || b == b'\t') {
+            // apt reads it as a continuation of the field above, dpkg
+            // refuses it: neither ends the paragraph there.
+            return Err(ParseError {
+                line: i + 1,
+                message: "a line of only spaces or tabs (an empty line ends a paragraph; \" .\" is an empty line in a value)".into(),
+            });
         }
         if line.starts_with('#') && current.ends.is_empty() {
             continue;
@@ -213,7 +221,12 @@ pub fn parse_all(text: &str) -> Result<Vec<Paragraph>, ParseError> {
                 message: format!("the field {name} is given twice"),
             });
         }
-        let value = value.strip_prefix(' ').unwrap_or(value).trim_end();
+        // Spaces and tabs only, as dpkg and apt trim: not every Unicode
+        // space (a version ending in U+00A0 is not that version).
+        let value = value
+            .strip_prefix(' ')
+            .unwrap_or(value)
+            .trim_end_matches([' ', '\t']);
         current.push(name, value);
     }
     if !current.ends.is_empty() {
@@ -247,6 +260,18 @@ mod tests {
             p.get("Description"),
             Some("example package\n This is a long\n .\n description.")
         );
+    }
+
+    /// What apt and dpkg read otherwise is refused or kept as they keep it.
+    #[test]
+    fn a_line_of_spaces_is_refused_and_only_ascii_space_is_trimmed() {
+        let e = parse_all("Package: a\nDescription: x\n \nPackage: b\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e:?}");
+        assert!(e.message.contains("only spaces or tabs"), "{e:?}");
+        assert!(parse_all("Package: a\n\t\n").is_err());
+        let p = Paragraph::parse("Package: a\nVersion: 1.0\u{a0}\nArch: all \t\n").unwrap();
+        assert_eq!(p.get("Version"), Some("1.0\u{a0}"));
+        assert_eq!(p.get("Arch"), Some("all"));
     }
 
     #[test]
