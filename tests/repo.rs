@@ -802,7 +802,7 @@ fn a_rebuild_reuses_compressed_indexes_only_as_its_sealed_cache_recorded_them() 
         .join(SUITE)
         .join("main/binary-amd64");
     // Another text, compressed for real, in place of the previous xz.
-    let other = airlock::build::repo::xz(b"Package: other\n").unwrap();
+    let other = airlock::build::repo::xz_into(&b"Package: other\n"[..], Vec::new()).unwrap();
     fs::write(index.join("Packages.xz"), &other).unwrap();
     let again = build("repo");
     assert_eq!(again["reused"], 4, "{again}");

@@ -224,10 +224,9 @@ pub fn render(inputs: &Inputs<'_>) -> Result<String> {
     let mut unnumbered = Hashing::new(std::io::sink());
     serde_json::to_writer(&mut unnumbered, &bom).context("rendering the SBOM")?;
     bom.serial_number = Some(serial_from(&unnumbered.finish().2));
-    let mut text = serde_json::to_vec_pretty(&bom).context("rendering the SBOM")?;
-    drop(bom);
-    text.push(b'\n');
-    Ok(String::from_utf8(text).expect("serde_json writes UTF-8"))
+    let mut text = serde_json::to_string_pretty(&bom).context("rendering the SBOM")?;
+    text.push('\n');
+    Ok(text)
 }
 
 /// A serial number derived from the content's SHA-256 (RFC 9562 version

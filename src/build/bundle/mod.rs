@@ -379,8 +379,8 @@ impl RepoCache {
     }
 
     /// Moves the new cache into place, sealed for the repository at its
-    /// final path: read and written again when `moved` (pool files were
-    /// moved one by one, which changes their status-change times); a
+    /// final path: read and sealed again when the pool was taken over file
+    /// by file (each move changes a file's status-change time); a
     /// directory moved whole leaves every file's identity as it was.
     fn keep(&self, out: &Path, key: &Signers, moved: Moved) -> Result<()> {
         fs::rename(&self.fresh, &self.kept).context("keeping the repository cache")?;

@@ -320,7 +320,7 @@ fn control_from_tar(
         .map_err(|e| DebError(format!("{name}: {e}")))?;
     let mut control = None;
     let mut md5sums = None;
-    let mut seen_md5sums = false;
+    let mut seen = (false, false);
     for entry in entries {
         let mut entry = entry.map_err(|e| DebError(format!("{name}: {e}")))?;
         let path = entry
@@ -329,25 +329,20 @@ fn control_from_tar(
             .into_owned();
         let p = path.to_string_lossy();
         let p = p.strip_prefix("./").unwrap_or(&p);
-        let twice = || {
-            err(format!(
-                "{name} holds ./{p} twice (dpkg would take the last)"
-            ))
-        };
-        let slot = match p {
-            "control" => &mut control,
-            "md5sums" if !keep_md5sums => {
-                if std::mem::replace(&mut seen_md5sums, true) {
-                    return twice();
-                }
-                continue;
-            }
-            "md5sums" => &mut md5sums,
+        let (once, slot) = match p {
+            "control" => (&mut seen.0, Some(&mut control)),
+            "md5sums" => (&mut seen.1, keep_md5sums.then_some(&mut md5sums)),
             _ => continue,
         };
-        if slot.is_some() {
-            return twice();
+        if std::mem::replace(once, true) {
+            return err(format!(
+                "{name} holds ./{p} twice (dpkg would take the last)"
+            ));
         }
+        // An md5sums not kept is read past.
+        let Some(slot) = slot else {
+            continue;
+        };
         let mut bytes = Vec::new();
         entry
             .read_to_end(&mut bytes)

@@ -986,10 +986,13 @@ fn write_packages(
             let out = packages
                 .get_mut(&(e.component.clone(), a.clone()))
                 .expect("every component/arch pair exists");
-            if out.size > 0 {
-                out.write_all(b"\n")?;
-            }
-            out.write_all(text.as_bytes())?;
+            let separator: &[u8] = if out.size > 0 { b"\n" } else { b"" };
+            out.write_all(separator)
+                .and_then(|_| out.write_all(text.as_bytes()))
+                .with_context(|| {
+                    let rel = format!("{}/binary-{a}/Packages", e.component);
+                    format!("writing {}", dists.join(rel).display())
+                })?;
         }
         summary
             .pool_hashes
@@ -1316,15 +1319,11 @@ fn create_file(path: &Path) -> Result<std::io::BufWriter<fs::File>> {
     Ok(std::io::BufWriter::with_capacity(1 << 16, f))
 }
 
-/// gzip with no name and no time in the header: reproducible.
-/// gzip as the indexes use it. Changing its level (or xz's) changes the
-/// bytes a build writes: bump `CACHE_VERSION`, or a rebuild would keep an
-/// earlier build's compressed indexes.
-pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
-    gzip_into(data, Vec::new())
-}
-
-/// [`gzip`] from a reader into a writer (returned, all written to it).
+/// gzip with no name and no time in the header (reproducible), from a
+/// reader into a writer (returned, all written to it), as the indexes use
+/// it. Changing its level (or xz's) changes the bytes a build writes: bump
+/// `CACHE_VERSION`, or a rebuild would keep an earlier build's compressed
+/// indexes.
 pub fn gzip_into<W: Write>(mut from: impl std::io::Read, to: W) -> Result<W> {
     let mut enc = flate2::GzBuilder::new()
         .mtime(0)
@@ -1335,18 +1334,14 @@ pub fn gzip_into<W: Write>(mut from: impl std::io::Read, to: W) -> Result<W> {
     Ok(to)
 }
 
-/// xz, preset 0, CRC64. The repository is read from a disc or a local
-/// path, so its index's size hardly matters, while the encoder's tables
-/// were the largest thing a build holds at its end. On the 2.9 MB index of
-/// corpus C's main component (xz 5.4, whole-process RSS): preset 0 takes
-/// 0.12 s and 4.7 MB for 683 kB, preset 1 0.14 s and 10.7 MB for 615 kB;
-/// on the 1.5 MB index of 1,351 packages preset 3 took 0.20 s and 18 MB,
-/// preset 6 (xz's default) twice that time.
-pub fn xz(data: &[u8]) -> Result<Vec<u8>> {
-    xz_into(data, Vec::new())
-}
-
-/// [`xz`] from a reader into a writer (returned, all written to it).
+/// xz, preset 0, CRC64, from a reader into a writer (returned, all written
+/// to it). The repository is read from a disc or a local path, so its
+/// index's size hardly matters, while the encoder's tables were the
+/// largest thing a build holds at its end. On the 2.9 MB index of corpus
+/// C's main component (xz 5.4, whole-process RSS): preset 0 takes 0.12 s
+/// and 4.7 MB for 683 kB, preset 1 0.14 s and 10.7 MB for 615 kB; on the
+/// 1.5 MB index of 1,351 packages preset 3 took 0.20 s and 18 MB, preset 6
+/// (xz's default) twice that time.
 pub fn xz_into<W: Write>(mut from: impl std::io::Read, to: W) -> Result<W> {
     let mut enc = liblzma::write::XzEncoder::new(to, 0);
     std::io::copy(&mut from, &mut enc)?;
@@ -2017,15 +2012,16 @@ mod tests {
     #[test]
     fn compressed_indexes_are_reproducible_and_valid() {
         let data = b"Package: x\n".repeat(100);
-        assert_eq!(gzip(&data).unwrap(), gzip(&data).unwrap());
+        let gzip = |d: &[u8]| gzip_into(d, Vec::new()).unwrap();
+        assert_eq!(gzip(&data), gzip(&data));
         assert_eq!(
-            decompress("P.gz", &gzip(&data).unwrap())
-                .unwrap()
-                .as_bytes(),
+            decompress("P.gz", &gzip(&data)).unwrap().as_bytes(),
             &data[..]
         );
         assert_eq!(
-            decompress("P.xz", &xz(&data).unwrap()).unwrap().as_bytes(),
+            decompress("P.xz", &xz_into(&data[..], Vec::new()).unwrap())
+                .unwrap()
+                .as_bytes(),
             &data[..]
         );
     }
