@@ -385,21 +385,9 @@ pub fn update(
     // What a killed or cut-off run left beside the kept bundle (an unpacked
     // delta, a half-made bundle) goes first: this run needs its room.
     let mut warnings = cleanup_warnings(root, &kept.hash);
-    // A delta names its base and the bundle it makes in its head (a tar's
-    // first entries, the first volume): an update already made, or one
-    // for another bundle, is told before anything is unpacked or another
-    // disc asked for. A refusal needs no proof; "already at" from volumes
-    // needs the first one to verify with the keys this VM trusts (a tar's
-    // or directory's head is read as `apply` reads it: unchecked, it only
-    // ever stops an update).
-    let named = match given {
-        [one] if crate::shared::volumes::given_volumes(given)?.is_none() => {
-            refuse_not_a_delta(one)?;
-            Some(delta::base_and_new(one, one)?)
-        }
-        _ => delta::volumes_base_and_new(given)
-            .filter(|(_, new)| *new != kept.hash || first_volume_vouches(root, given, new)),
-    };
+    // An update already made, or one for another bundle, is told before
+    // anything is unpacked or another disc asked for.
+    let named = named_by_head(root, &kept, given)?;
     if let Some((want, new)) = &named
         && let Some(done) = settled(root, &kept, &given[0], want, new, &mut warnings)?
     {
@@ -540,6 +528,23 @@ fn settled(
         );
     }
     Ok(None)
+}
+
+/// The base and the new bundle a delta names in its head (a tar's first
+/// entries, a directory's files, the first volume), or None when its
+/// volumes name none. A refusal needs no proof; "already at" from volumes
+/// needs the first one to verify with the keys this VM trusts (a tar's or
+/// directory's head is read as `apply` reads it: unchecked, it only ever
+/// stops an update).
+fn named_by_head(root: &Path, kept: &Kept, given: &[PathBuf]) -> Result<Option<(String, String)>> {
+    Ok(match given {
+        [one] if crate::shared::volumes::given_volumes(given)?.is_none() => {
+            refuse_not_a_delta(one)?;
+            Some(delta::base_and_new(one, one)?)
+        }
+        _ => delta::volumes_base_and_new(given)
+            .filter(|(_, new)| *new != kept.hash || first_volume_vouches(root, given, new)),
+    })
 }
 
 /// Whether the first of the volumes `given` verifies alone with the keys
